@@ -1,0 +1,32 @@
+# Genflow — the two commands: `make run` and `make test`.
+SHELL := /bin/bash
+export PATH := $(PATH):/opt/swift/usr/bin
+SWIFT ?= swift
+CONFIG ?= etc/genflow.yaml
+
+.PHONY: deps build run test validate clean
+
+## Install the Debian packages Genflow needs (only those missing).
+deps:
+	@scripts/install-deps.sh
+
+## Build the `genflow` binary.
+build: deps
+	$(SWIFT) build
+
+## Build, check the shipped pipelines and config, and show the registered stages.
+run: build
+	.build/debug/genflow validate --config $(CONFIG)
+	.build/debug/genflow stages --config $(CONFIG)
+
+## Run the test suite against a throwaway PostgreSQL cluster of its own.
+test: deps
+	$(SWIFT) build --build-tests
+	scripts/with-test-db.sh $(SWIFT) test --skip-build
+
+## Check pipelines and config only.
+validate: build
+	.build/debug/genflow validate --config $(CONFIG)
+
+clean:
+	rm -rf .build

@@ -1,0 +1,178 @@
+public import GenflowCore
+internal import GenflowYAML
+internal import Foundation
+
+/// The daemon configuration (`etc/genflow.yaml`), after `${VAR}` expansion and environment overrides.
+/// Precedence: command-line flags (applied by the caller) > environment > file > defaults.
+public struct DaemonConfig: Sendable {
+    /// `host:port` of the HTTP/WebSocket listener.
+    public var listen = "127.0.0.1:8080"
+    /// A libpq connection string or URL; nil means the embedded PostgreSQL under `stateDir`.
+    public var databaseURL: Secret?
+    public var stateDir = ".genflow"
+    public var pipelinesDir = "pipelines"
+    public var pluginsDir = "plugins"
+    /// Jobs run at once by this daemon.
+    public var workers = 64
+    /// HS256 key for user tokens; nil = generated and printed once in development.
+    public var jwtSecret: Secret?
+    /// Bearer token for operator endpoints; nil = generated and printed once in development.
+    public var adminToken: Secret?
+    /// Model providers by name; always has `default`.
+    public var providers: [String: ProviderConfig] = [:]
+    /// Jobs one user may have running at once (nil = no cap).
+    public var runningPerUser: Int?
+    /// Job submissions one user may make per minute.
+    public var submitPerMinute = 600
+    /// Largest accepted HTTP request body.
+    public var maxBodyBytes = 1 << 20
+    /// How long finished jobs and their events are kept.
+    public var retention: Duration = .seconds(7 * 86_400)
+    /// `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
+    public var logLevel = "info"
+    /// The file this was read from, if any.
+    public var file: String?
+
+    public init() {}
+
+    static let topKeys = [
+        "listen", "database", "state_dir", "pipelines_dir", "plugins_dir", "workers", "auth", "providers", "limits",
+        "retention", "log",
+    ]
+    static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// The environment variables that override file values, by config key.
+    public static let environmentKeys: [(key: String, variable: String)] = [
+        ("listen", "GENFLOW_LISTEN"), ("database.url", "DATABASE_URL"), ("state_dir", "GENFLOW_STATE_DIR"),
+        ("pipelines_dir", "GENFLOW_PIPELINES_DIR"), ("plugins_dir", "GENFLOW_PLUGINS_DIR"), ("workers", "GENFLOW_WORKERS"),
+        ("auth.jwt_secret", "GENFLOW_JWT_SECRET"), ("auth.admin_token", "GENFLOW_ADMIN_TOKEN"),
+    ]
+
+    /// Reads `file` (when it exists, or always when `required`), then applies `environment`.
+    public static func load(
+        file: String, required: Bool = false, environment: [String: String]? = nil
+    ) throws(DiagnosticsError) -> DaemonConfig {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        var config = DaemonConfig()
+        var reader = NodeReader()
+        if FileManager.default.fileExists(atPath: file) {
+            config.file = file
+            let source: String
+            do {
+                source = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw DiagnosticsError([Diagnostic(at: SourceLocation(file: file, line: 1, column: 1), "cannot read config file")])
+            }
+            let root: YAMLNode
+            do {
+                root = try EnvironmentExpansion.expand(try YAMLParser.parse(source, file: file), environment: environment)
+            } catch let error as Diagnostic {
+                throw DiagnosticsError([error])
+            } catch let error as DiagnosticsError {
+                throw error
+            } catch {
+                throw DiagnosticsError([Diagnostic(at: SourceLocation(file: file, line: 1, column: 1), "\(error)")])
+            }
+            if !root.isNull { config.read(root, reader: &reader) }
+        } else if required {
+            throw DiagnosticsError([Diagnostic(at: SourceLocation(file: file, line: 1, column: 1), "config file not found")])
+        }
+        config.applyEnvironment(environment, reader: &reader)
+        config.addDefaultProvider(environment: environment)
+        if !reader.diagnostics.isEmpty { throw DiagnosticsError(reader.diagnostics) }
+        return config
+    }
+
+    private mutating func read(_ root: YAMLNode, reader: inout NodeReader) {
+        guard let top = reader.mapping(root, "the daemon config", allowedKeys: Self.topKeys) else { return }
+        if let node = top["listen"]?.value, let text = reader.text(node, "listen") {
+            if Self.isListenAddress(text) { listen = text } else {
+                reader.error(at: node.location, "'listen' must be host:port (e.g. 127.0.0.1:8080), not '\(text)'")
+            }
+        }
+        if let node = top["database"]?.value, let entries = reader.mapping(node, "database", allowedKeys: ["url"]),
+           let url = entries["url"].flatMap({ reader.text($0.value, "database.url") }), !url.isEmpty {
+            databaseURL = Secret(url)
+        }
+        if let node = top["state_dir"]?.value { stateDir = reader.string(node, "state_dir") ?? stateDir }
+        if let node = top["pipelines_dir"]?.value { pipelinesDir = reader.string(node, "pipelines_dir") ?? pipelinesDir }
+        if let node = top["plugins_dir"]?.value { pluginsDir = reader.string(node, "plugins_dir") ?? pluginsDir }
+        if let node = top["workers"]?.value { workers = reader.int(node, "workers", in: 1...100_000) ?? workers }
+        if let node = top["auth"]?.value, let entries = reader.mapping(node, "auth", allowedKeys: ["jwt_secret", "admin_token"]) {
+            if let secret = entries["jwt_secret"].flatMap({ reader.text($0.value, "auth.jwt_secret") }), !secret.isEmpty {
+                if secret.utf8.count < 32 {
+                    reader.error(at: entries["jwt_secret"]!.value.location, "'auth.jwt_secret' must be at least 32 bytes long")
+                }
+                jwtSecret = Secret(secret)
+            }
+            if let token = entries["admin_token"].flatMap({ reader.text($0.value, "auth.admin_token") }), !token.isEmpty {
+                adminToken = Secret(token)
+            }
+        }
+        if let node = top["providers"]?.value, let pairs = node.mapping {
+            for pair in pairs {
+                guard let name = pair.key.keyText else { continue }
+                if let provider = ProviderConfig.read(pair.value, name: name, reader: &reader) { providers[name] = provider }
+            }
+        } else if let node = top["providers"]?.value, !node.isNull {
+            reader.error(at: node.location, "'providers' must be a mapping of names to providers, not \(node.kindDescription)")
+        }
+        if let node = top["limits"]?.value,
+           let entries = reader.mapping(node, "limits", allowedKeys: ["running_per_user", "submit_per_minute", "max_body_bytes"]) {
+            if let node = entries["running_per_user"]?.value { runningPerUser = reader.int(node, "running_per_user", in: 1...1_000_000) }
+            if let node = entries["submit_per_minute"]?.value { submitPerMinute = reader.int(node, "submit_per_minute", in: 1...10_000_000) ?? submitPerMinute }
+            if let node = entries["max_body_bytes"]?.value { maxBodyBytes = reader.int(node, "max_body_bytes", in: 1_024...(256 << 20)) ?? maxBodyBytes }
+        }
+        if let node = top["retention"]?.value {
+            retention = reader.duration(node, "retention", in: .seconds(60)...(.seconds(3_650 * 86_400))) ?? retention
+        }
+        if let node = top["log"]?.value, let entries = reader.mapping(node, "log", allowedKeys: ["level"]),
+           let levelNode = entries["level"]?.value, let level = reader.string(levelNode, "log.level") {
+            if Self.logLevels.contains(level) { logLevel = level } else {
+                reader.error(at: levelNode.location, "unknown log level '\(level)'\(Suggestions.didYouMean(level, in: Self.logLevels)) (levels: \(Self.logLevels.joined(separator: ", ")))")
+            }
+        }
+    }
+
+    private mutating func applyEnvironment(_ environment: [String: String], reader: inout NodeReader) {
+        func value(_ variable: String) -> String? {
+            guard let value = environment[variable], !value.isEmpty else { return nil }
+            return value
+        }
+        func fail(_ variable: String, _ message: String) {
+            reader.error(at: SourceLocation(file: "$\(variable)", line: 1, column: 1), message)
+        }
+        if let text = value("GENFLOW_LISTEN") {
+            if Self.isListenAddress(text) { listen = text } else { fail("GENFLOW_LISTEN", "must be host:port, not '\(text)'") }
+        }
+        if let url = value("DATABASE_URL") { databaseURL = Secret(url) }
+        if let dir = value("GENFLOW_STATE_DIR") { stateDir = dir }
+        if let dir = value("GENFLOW_PIPELINES_DIR") { pipelinesDir = dir }
+        if let dir = value("GENFLOW_PLUGINS_DIR") { pluginsDir = dir }
+        if let text = value("GENFLOW_WORKERS") {
+            if let count = Int(text), (1...100_000).contains(count) { workers = count } else {
+                fail("GENFLOW_WORKERS", "must be an integer between 1 and 100000, not '\(text)'")
+            }
+        }
+        if let secret = value("GENFLOW_JWT_SECRET") {
+            if secret.utf8.count < 32 { fail("GENFLOW_JWT_SECRET", "must be at least 32 bytes long") }
+            jwtSecret = Secret(secret)
+        }
+        if let token = value("GENFLOW_ADMIN_TOKEN") { adminToken = Secret(token) }
+    }
+
+    /// Without a configured `default`: OpenAI when `OPENAI_API_KEY` is set, else the offline provider.
+    private mutating func addDefaultProvider(environment: [String: String]) {
+        guard providers["default"] == nil else { return }
+        if let key = environment["OPENAI_API_KEY"], !key.isEmpty {
+            providers["default"] = ProviderConfig(kind: .openai, baseURL: ProviderConfig.openAIBaseURL, apiKey: Secret(key))
+        } else {
+            providers["default"] = ProviderConfig(kind: .offline)
+        }
+    }
+
+    static func isListenAddress(_ text: String) -> Bool {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else { return false }
+        return (0...65_535).contains(port) && colon != text.startIndex
+    }
+}

@@ -1,0 +1,293 @@
+public import GenflowCore
+internal import GenflowYAML
+internal import Crypto
+internal import Foundation
+
+/// Reads pipeline files and validates them like a compiler: every problem in a file is reported,
+/// each with `file:line:col`, and a file with any error yields no pipeline.
+public struct PipelineLoader: Sendable {
+    public var registry: StageRegistry
+
+    public init(registry: StageRegistry) {
+        self.registry = registry
+    }
+
+    static let topKeys = ["name", "description", "input", "defaults", "steps"]
+    static let stepKeys = ["id", "stage", "description", "with", "retry", "timeout", "deadline", "on_invalid"]
+    static let defaultsKeys = ["retry", "timeout", "deadline"]
+    static let retryKeys = ["max_attempts", "initial_interval", "backoff", "max_interval", "jitter", "non_retryable"]
+    static let referenceRoots = ["input", "steps", "job"]
+    static let jobFields = ["id", "user_id", "pipeline"]
+
+    /// Loads the pipeline in `file`.
+    public func load(file: String) throws(DiagnosticsError) -> Pipeline {
+        let source: String
+        do {
+            source = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw DiagnosticsError([Diagnostic(at: SourceLocation(file: file, line: 1, column: 1), "cannot read file: \(Self.describeReadError(file))")])
+        }
+        return try load(source: source, file: file)
+    }
+
+    static func describeReadError(_ file: String) -> String {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) { return "no such file" }
+        if isDirectory.boolValue { return "is a directory" }
+        if !FileManager.default.isReadableFile(atPath: file) { return "permission denied" }
+        return "not valid UTF-8"
+    }
+
+    /// Loads every pipeline file in `directory` (`*.yaml`, `*.yml`; not recursive). A name used by two
+    /// files is an error in the second; a file that fails keeps none of its pipeline.
+    public func load(directory: String) -> (pipelines: [Pipeline], failures: [DiagnosticsError]) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let files = names.filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && !$0.hasSuffix(".test.yaml") }.sorted()
+        return load(files: files.map { directory.hasSuffix("/") ? directory + $0 : directory + "/" + $0 })
+    }
+
+    /// Loads `files`, checking that pipeline names are unique across them.
+    public func load(files: [String]) -> (pipelines: [Pipeline], failures: [DiagnosticsError]) {
+        var pipelines: [Pipeline] = []
+        var failures: [DiagnosticsError] = []
+        for file in files {
+            do {
+                let pipeline = try load(file: file)
+                if let first = pipelines.first(where: { $0.name == pipeline.name }) {
+                    failures.append(DiagnosticsError([Diagnostic(at: pipeline.nameLocation, "pipeline '\(pipeline.name)' is already defined in \(first.nameLocation)")]))
+                } else {
+                    pipelines.append(pipeline)
+                }
+            } catch {
+                failures.append(error)
+            }
+        }
+        return (pipelines, failures)
+    }
+
+    /// Validates and builds the pipeline written in `source`; `file` is the name used in diagnostics.
+    public func load(source: String, file: String) throws(DiagnosticsError) -> Pipeline {
+        let root: YAMLNode
+        do {
+            root = try YAMLParser.parse(source, file: file)
+        } catch {
+            throw DiagnosticsError([error])
+        }
+        var reader = NodeReader()
+        let pipeline = build(root, file: file, reader: &reader)
+        if !reader.diagnostics.isEmpty || pipeline == nil {
+            throw DiagnosticsError(reader.diagnostics.sorted { $0.location < $1.location })
+        }
+        return pipeline!
+    }
+
+    private func build(_ root: YAMLNode, file: String, reader: inout NodeReader) -> Pipeline? {
+        guard let top = reader.mapping(root, "a pipeline", allowedKeys: Self.topKeys, required: ["name", "steps"]) else { return nil }
+        var name = ""
+        if let node = top["name"]?.value, let text = reader.string(node, "name") {
+            if text.allSatisfy({ $0.isLowercase || $0.isNumber || "-_.".contains($0) }), text.first?.isLetter == true {
+                name = text
+            } else {
+                reader.error(at: node.location, "pipeline name '\(text)' must start with a lowercase letter and use only a-z, 0-9, '-', '_' and '.'")
+            }
+        }
+        let description = top["description"].flatMap { reader.string($0.value, "description", allowEmpty: true) } ?? ""
+        var input = JSONSchema.freeObject()
+        if let node = top["input"]?.value {
+            input = JSONSchema.read(node, "input", impliedType: "object", reader: &reader) ?? input
+            if input.types != ["object"] {
+                reader.error(at: node.location, "input must describe an object (type: object), not \(input.types.joined(separator: " or "))")
+            }
+        }
+        var defaults = RetrySettings()
+        if let node = top["defaults"]?.value, let entries = reader.mapping(node, "defaults", allowedKeys: Self.defaultsKeys) {
+            defaults = readRetry(entries, reader: &reader)
+        }
+        var steps: [PipelineStep] = []
+        if let node = top["steps"]?.value, let elements = reader.list(node, "steps") {
+            if elements.isEmpty { reader.error(at: node.location, "a pipeline needs at least one step") }
+            let ids = stepIDs(elements, reader: &reader)
+            for (index, element) in elements.enumerated() {
+                if let step = buildStep(element, index: index, ids: ids, input: input, defaults: defaults, reader: &reader) {
+                    steps.append(step)
+                }
+            }
+        }
+        let canonical = root.json
+        let version = SHA256.hash(data: canonical.canonicalData).map { String(format: "%02x", $0) }.joined()
+        return Pipeline(
+            name: name, description: description, file: file, nameLocation: top["name"]?.value.location ?? root.location, input: input, steps: steps, version: version, canonical: canonical)
+    }
+
+    /// The ids of all steps in order (nil where missing or malformed), reporting malformed and duplicate ids.
+    private func stepIDs(_ elements: [YAMLNode], reader: inout NodeReader) -> [String?] {
+        var firstSeen: [String: SourceLocation] = [:]
+        return elements.map { element in
+            guard let node = element["id"], case .string(let id) = node.json else { return nil }
+            guard let first = id.first, first.isLetter || first == "_",
+                  id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
+                reader.error(at: node.location, "step id '\(id)' must start with a letter and use only letters, digits, '_' and '-'")
+                return nil
+            }
+            if let seen = firstSeen[id] {
+                reader.error(at: node.location, "duplicate step id '\(id)' (first used at line \(seen.line), column \(seen.column))")
+                return nil
+            }
+            firstSeen[id] = node.location
+            return id
+        }
+    }
+
+    private func buildStep(
+        _ node: YAMLNode, index: Int, ids: [String?], input: JSONSchema, defaults: RetrySettings, reader: inout NodeReader
+    ) -> PipelineStep? {
+        guard let entries = reader.mapping(node, "a step", allowedKeys: Self.stepKeys, required: ["id", "stage"]) else { return nil }
+        if let idNode = entries["id"]?.value { _ = reader.string(idNode, "id") }
+        let id = ids[index]
+        let label = id.map { "step '\($0)'" } ?? "step \(index + 1)"
+        var stage: (any Stage)?
+        if let stageNode = entries["stage"]?.value, let name = reader.string(stageNode, "stage") {
+            stage = registry.stage(named: name)
+            if stage == nil {
+                reader.error(at: stageNode.location, "unknown stage '\(name)'\(Suggestions.didYouMean(name, in: registry.names)) (`genflow stages` lists them)")
+            }
+        }
+        let withNode = entries["with"]?.value ?? YAMLNode(.mapping([]), at: entries["stage"]?.key.location ?? node.location)
+        let config = withNode.isNull ? JSON.object([:]) : withNode.json
+        if withNode.mapping == nil && !withNode.isNull {
+            reader.error(at: withNode.location, "'with' of \(label) must be a mapping, not \(withNode.kindDescription)")
+        } else if let stage {
+            reader.append(stage.descriptor.config.diagnostics(for: withNode, allowTemplates: true, context: "'with' of \(label)"))
+        }
+        checkReferences(in: withNode, stepIndex: index, ids: ids, input: input, reader: &reader)
+        // Malformed tags were reported by checkReferences with their position.
+        let template = try? ValueTemplate.compile(config)
+        let settings = readRetry(entries, reader: &reader)
+        var onInvalid: OnInvalid?
+        if let node = entries["on_invalid"]?.value,
+           let fields = reader.mapping(node, "on_invalid", allowedKeys: ["retry_step", "max"], required: ["retry_step"]) {
+            let max = fields["max"].flatMap { reader.int($0.value, "max", in: OnInvalid.maxRange) } ?? 1
+            if let targetNode = fields["retry_step"]?.value, let target = reader.string(targetNode, "retry_step"),
+               checkStepReference(target, at: targetNode.location, stepIndex: index, ids: ids, reader: &reader) {
+                onInvalid = OnInvalid(retryStep: target, max: max)
+            }
+        }
+        let policy = RetrySettings.resolve([settings, defaults, stage?.descriptor.retryDefaults ?? RetrySettings()])
+        if policy.maxInterval < policy.initialInterval {
+            reader.error(at: entries["retry"]?.value.location ?? node.location, "max_interval (\(DurationText.format(policy.maxInterval))) of \(label) is shorter than its initial_interval (\(DurationText.format(policy.initialInterval)))")
+        }
+        guard let id, let stage, let template else { return nil }
+        return PipelineStep(
+            id: id, stage: stage.name, config: config, template: template, retry: policy, onInvalid: onInvalid,
+            location: node.location
+        )
+    }
+
+    /// Reads `retry:`, `timeout:` and `deadline:` from a step or from `defaults:`.
+    private func readRetry(_ entries: [String: YAMLPair], reader: inout NodeReader) -> RetrySettings {
+        var settings = RetrySettings()
+        let intervals = RetryPolicy.Limits.interval
+        if let node = entries["timeout"]?.value { settings.timeout = reader.duration(node, "timeout", in: intervals) }
+        if let node = entries["deadline"]?.value { settings.deadline = reader.duration(node, "deadline", in: intervals) }
+        guard let node = entries["retry"]?.value, let retry = reader.mapping(node, "retry", allowedKeys: Self.retryKeys) else {
+            return settings
+        }
+        if let node = retry["max_attempts"]?.value { settings.maxAttempts = reader.int(node, "max_attempts", in: RetryPolicy.Limits.maxAttempts) }
+        if let node = retry["initial_interval"]?.value { settings.initialInterval = reader.duration(node, "initial_interval", in: intervals) }
+        if let node = retry["max_interval"]?.value { settings.maxInterval = reader.duration(node, "max_interval", in: intervals) }
+        if let node = retry["backoff"]?.value { settings.backoff = reader.double(node, "backoff", in: RetryPolicy.Limits.backoff) }
+        if let node = retry["jitter"]?.value { settings.jitter = reader.double(node, "jitter", in: RetryPolicy.Limits.jitter) }
+        if let node = retry["non_retryable"]?.value, let names = reader.stringList(node, "non_retryable") {
+            var classes = Set<ErrorClass>()
+            for (name, nameNode) in names {
+                let errorClass = ErrorClass(rawValue: name)
+                if ErrorClass.known.contains(errorClass) {
+                    classes.insert(errorClass)
+                } else {
+                    reader.error(at: nameNode.location, "unknown error class '\(name)'\(Suggestions.didYouMean(name, in: ErrorClass.known.map(\.rawValue))) (classes: \(ErrorClass.known.map(\.rawValue).joined(separator: ", ")))")
+                }
+            }
+            settings.nonRetryable = classes
+        }
+        return settings
+    }
+
+    // MARK: References
+
+    /// Checks every `{{…}}` tag in the scalars under `node`.
+    private func checkReferences(in node: YAMLNode, stepIndex: Int, ids: [String?], input: JSONSchema, reader: inout NodeReader) {
+        switch node.content {
+        case .mapping(let pairs):
+            for pair in pairs { checkReferences(in: pair.value, stepIndex: stepIndex, ids: ids, input: input, reader: &reader) }
+        case .sequence(let elements):
+            for element in elements { checkReferences(in: element, stepIndex: stepIndex, ids: ids, input: input, reader: &reader) }
+        case .scalar(let scalar):
+            guard TemplateScanner.isTemplate(scalar.text) else { return }
+            let tags: [TemplateScanner.Tag]
+            do {
+                tags = try TemplateScanner.tags(in: scalar.text)
+            } catch {
+                reader.error(at: node.location(ofOffset: error.offset), error.message)
+                return
+            }
+            for tag in tags where tag.kind != .sectionEnd {
+                if let message = problem(with: tag, stepIndex: stepIndex, ids: ids, input: input) {
+                    reader.error(at: node.location(ofOffset: tag.offset), message)
+                }
+            }
+        }
+    }
+
+    /// What is wrong with the reference in `tag`, if anything.
+    private func problem(with tag: TemplateScanner.Tag, stepIndex: Int, ids: [String?], input: JSONSchema) -> String? {
+        if tag.name == "." {
+            return tag.depth > 0 ? nil : "'{{.}}' only means something inside a section ({{#list}}…{{/list}})"
+        }
+        let parts = tag.name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        switch parts[0] {
+        case "input":
+            guard parts.count > 1 else { return nil }
+            if input.property(parts[1]) == nil && !input.additionalProperties {
+                let names = input.properties.map(\.name)
+                return "unknown input '\(parts[1])' in '{{\(tag.name)}}'\(Suggestions.didYouMean(parts[1], in: names)) (inputs: \(names.joined(separator: ", ")))"
+            }
+            return nil
+        case "steps":
+            guard parts.count > 1 else { return "'{{steps}}' needs a step: write '{{steps.<id>.output}}'" }
+            if let message = stepProblem(parts[1], stepIndex: stepIndex, ids: ids, in: "'{{\(tag.name)}}'") { return message }
+            guard parts.count > 2, parts[2] == "output" else {
+                return "'{{\(tag.name)}}' must go through the step's output: write '{{steps.\(parts[1]).output…}}'"
+            }
+            return nil
+        case "job":
+            guard parts.count == 2, Self.jobFields.contains(parts[1]) else {
+                return "unknown job field in '{{\(tag.name)}}' (job fields: \(Self.jobFields.map { "job.\($0)" }.joined(separator: ", ")))"
+            }
+            return nil
+        case "env":
+            return "'{{\(tag.name)}}': environment variables are not available to pipelines; secrets belong in the daemon config"
+        default:
+            if tag.depth > 0 { return nil }
+            return "unknown reference '{{\(tag.name)}}'\(Suggestions.didYouMean(parts[0], in: Self.referenceRoots).replacingOccurrences(of: "'?", with: ".…'?")) (references start with input., steps.<id>.output or job.)"
+        }
+    }
+
+    /// Checks that `target` names a step that runs before step number `stepIndex`; reports otherwise.
+    private func checkStepReference(_ target: String, at location: SourceLocation, stepIndex: Int, ids: [String?], reader: inout NodeReader) -> Bool {
+        guard let message = stepProblem(target, stepIndex: stepIndex, ids: ids, in: "'\(target)'") else { return true }
+        reader.error(at: location, message)
+        return false
+    }
+
+    private func stepProblem(_ target: String, stepIndex: Int, ids: [String?], in context: String) -> String? {
+        guard let position = ids.firstIndex(of: target) else {
+            let earlier = ids.prefix(stepIndex).compactMap { $0 }
+            return "unknown step '\(target)' in \(context)\(Suggestions.didYouMean(target, in: ids.compactMap { $0 }))\(earlier.isEmpty ? " (no step runs before this one)" : " (earlier steps: \(earlier.joined(separator: ", ")))")"
+        }
+        if position == stepIndex { return "\(context): a step cannot use its own output" }
+        if position > stepIndex {
+            return "\(context): step '\(target)' runs after this step; only earlier steps' outputs are available"
+        }
+        return nil
+    }
+}

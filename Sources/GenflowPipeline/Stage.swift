@@ -1,0 +1,98 @@
+public import GenflowCore
+
+/// What a stage declares about itself: enough for `genflow validate` and `genflow stages` without
+/// running it.
+public struct StageDescriptor: Sendable {
+    /// The name steps use in `stage:` (`call_model`, `acme.generate_image`).
+    public var name: String
+    /// One line for `genflow stages`.
+    public var summary: String
+    /// The schema of the step's `with:` block.
+    public var config: JSONSchema
+    /// Retry settings under the pipeline's and the step's own (e.g. `tokens.debit` retries more).
+    public var retryDefaults: RetrySettings
+    /// Where the stage comes from: `built-in` or `plugin <name>`.
+    public var origin: String
+
+    public init(name: String, summary: String, config: JSONSchema, retryDefaults: RetrySettings = RetrySettings(), origin: String = "built-in") {
+        self.name = name
+        self.summary = summary
+        self.config = config
+        self.retryDefaults = retryDefaults
+        self.origin = origin
+    }
+}
+
+/// What a stage gets for one attempt of one step.
+public struct StageContext: Sendable {
+    /// The step's `with:` rendered against the job's input and earlier outputs.
+    public var config: JSON
+    /// The job's validated input, defaults applied.
+    public var input: JSON
+    public var jobID: String
+    public var userID: String
+    public var stepID: String
+    /// 1-based attempt number.
+    public var attempt: Int
+    /// The most this attempt may take (timeout, shortened by the step's deadline).
+    public var timeout: Duration
+
+    public init(config: JSON, input: JSON, jobID: String, userID: String, stepID: String, attempt: Int, timeout: Duration) {
+        self.config = config
+        self.input = input
+        self.jobID = jobID
+        self.userID = userID
+        self.stepID = stepID
+        self.attempt = attempt
+        self.timeout = timeout
+    }
+}
+
+/// A unit of pipeline work, registered by name in a `StageRegistry`. Adding a stage is one type
+/// conforming to this protocol plus one registration line.
+public protocol Stage: Sendable {
+    /// Name, config schema and retry defaults.
+    var descriptor: StageDescriptor { get }
+
+    /// Runs one attempt. Throws `StepError` with a class the retry policy understands.
+    func run(_ context: StageContext) async throws(StepError) -> JSON
+}
+
+extension Stage {
+    public var name: String { descriptor.name }
+}
+
+/// The stages known to this daemon, by name.
+public struct StageRegistry: Sendable {
+    private var stages: [String: any Stage] = [:]
+
+    public init() {}
+
+    /// A registry holding `stages`.
+    public init(_ stages: [any Stage]) throws(RegistrationError) {
+        for stage in stages { try register(stage) }
+    }
+
+    /// Two stages with one name.
+    public struct RegistrationError: Error, Sendable, CustomStringConvertible {
+        public var name: String
+        public var description: String { "stage '\(name)' is registered twice" }
+    }
+
+    /// Adds `stage`; a name may be registered once.
+    public mutating func register(_ stage: any Stage) throws(RegistrationError) {
+        guard stages[stage.name] == nil else { throw RegistrationError(name: stage.name) }
+        stages[stage.name] = stage
+    }
+
+    /// The stage called `name`.
+    public func stage(named name: String) -> (any Stage)? {
+        stages[name]
+    }
+
+    /// All registered names, sorted.
+    public var names: [String] { stages.keys.sorted() }
+
+    /// All descriptors, sorted by name.
+    public var descriptors: [StageDescriptor] { names.map { stages[$0]!.descriptor } }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `genflow`: the daemon and its operator tools, one binary.
+@main
+struct Genflow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "genflow",
+        abstract: "Run AI generation pipelines defined in YAML.",
+        subcommands: [ValidateCommand.self, StagesCommand.self]
+    )
+}

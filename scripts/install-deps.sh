@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Genflow needs, when they are missing. Safe to run again.
+set -euo pipefail
+
+packages=(libyaml-dev libpq-dev libcurl4-openssl-dev libwebsockets-dev postgresql pkg-config)
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "Installing missing packages: ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
