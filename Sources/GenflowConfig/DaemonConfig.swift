@@ -57,15 +57,12 @@ public struct DaemonConfig: Sendable {
         var reader = NodeReader()
         if FileManager.default.fileExists(atPath: file) {
             config.file = file
-            let source: String
-            do {
-                source = try String(contentsOfFile: file, encoding: .utf8)
-            } catch {
+            guard let data = FileManager.default.contents(atPath: file) else {
                 throw DiagnosticsError([Diagnostic(at: SourceLocation(file: file, line: 1, column: 1), "cannot read config file")])
             }
             let root: YAMLNode
             do {
-                root = try EnvironmentExpansion.expand(try YAMLParser.parse(source, file: file), environment: environment)
+                root = try EnvironmentExpansion.expand(try YAMLParser.parse(bytes: Array(data), file: file), environment: environment)
             } catch let error as Diagnostic {
                 throw DiagnosticsError([error])
             } catch let error as DiagnosticsError {

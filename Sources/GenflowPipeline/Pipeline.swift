@@ -47,6 +47,11 @@ public struct OnInvalid: Sendable, Hashable {
     public var retryStep: String
     public var max: Int
 
+    public init(retryStep: String, max: Int) {
+        self.retryStep = retryStep
+        self.max = max
+    }
+
     /// Accepted values of `max`.
     public static let maxRange = 1...10
 }

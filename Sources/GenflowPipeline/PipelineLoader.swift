@@ -21,21 +21,17 @@ public struct PipelineLoader: Sendable {
 
     /// Loads the pipeline in `file`.
     public func load(file: String) throws(DiagnosticsError) -> Pipeline {
-        let source: String
-        do {
-            source = try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
+        guard let data = FileManager.default.contents(atPath: file) else {
             throw DiagnosticsError([Diagnostic(at: SourceLocation(file: file, line: 1, column: 1), "cannot read file: \(Self.describeReadError(file))")])
         }
-        return try load(source: source, file: file)
+        return try load(bytes: Array(data), file: file)
     }
 
     static func describeReadError(_ file: String) -> String {
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) { return "no such file" }
-        if isDirectory.boolValue { return "is a directory" }
-        if !FileManager.default.isReadableFile(atPath: file) { return "permission denied" }
-        return "not valid UTF-8"
+        if isDirectory.boolValue { return "it is a directory" }
+        return "permission denied"
     }
 
     /// Loads every pipeline file in `directory` (`*.yaml`, `*.yml`; not recursive). A name used by two
@@ -67,9 +63,13 @@ public struct PipelineLoader: Sendable {
 
     /// Validates and builds the pipeline written in `source`; `file` is the name used in diagnostics.
     public func load(source: String, file: String) throws(DiagnosticsError) -> Pipeline {
+        try load(bytes: Array(source.utf8), file: file)
+    }
+
+    private func load(bytes: [UInt8], file: String) throws(DiagnosticsError) -> Pipeline {
         let root: YAMLNode
         do {
-            root = try YAMLParser.parse(source, file: file)
+            root = try YAMLParser.parse(bytes: bytes, file: file)
         } catch {
             throw DiagnosticsError([error])
         }

@@ -12,7 +12,12 @@ public enum YAMLParser {
     /// Parses the single document in `text`; an empty document is a null scalar.
     /// - Parameter file: the path reported in diagnostics.
     public static func parse(_ text: String, file: String) throws(Diagnostic) -> YAMLNode {
-        let reader = EventReader(text: text, file: file)
+        try parse(bytes: Array(text.utf8), file: file)
+    }
+
+    /// Parses raw bytes, so invalid UTF-8 is reported by libyaml at its position.
+    public static func parse(bytes: [UInt8], file: String) throws(Diagnostic) -> YAMLNode {
+        let reader = EventReader(bytes: bytes, file: file)
         var builder = TreeBuilder(reader: reader, file: file)
         return try builder.document()
     }
@@ -33,17 +38,14 @@ private final class EventReader {
     private let parser: UnsafeMutablePointer<yaml_parser_t>
     private let bytes: UnsafeMutableBufferPointer<UInt8>
     private let file: String
-    private let text: String
 
-    init(text: String, file: String) {
+    init(bytes source: [UInt8], file: String) {
         self.file = file
-        self.text = text
         parser = .allocate(capacity: 1)
         yaml_parser_initialize(parser)
-        let utf8 = Array(text.utf8)
-        bytes = .allocate(capacity: max(utf8.count, 1))
-        _ = bytes.initialize(from: utf8)
-        yaml_parser_set_input_string(parser, bytes.baseAddress, utf8.count)
+        bytes = .allocate(capacity: max(source.count, 1))
+        _ = bytes.initialize(from: source)
+        yaml_parser_set_input_string(parser, bytes.baseAddress, source.count)
         yaml_parser_set_encoding(parser, YAML_UTF8_ENCODING)
     }
 
@@ -108,7 +110,7 @@ private final class EventReader {
 
     private func location(ofByte offset: Int) -> SourceLocation {
         var line = 1, column = 1
-        for byte in text.utf8.prefix(offset) {
+        for byte in bytes.prefix(offset) {
             if byte == UInt8(ascii: "\n") {
                 line += 1
                 column = 1

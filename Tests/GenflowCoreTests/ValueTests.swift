@@ -75,7 +75,9 @@ struct SuggestionTests {
         #expect(Suggestions.closest(to: "call_modle", in: stages) == "call_model")
         #expect(Suggestions.closest(to: "tokens.debt", in: stages) == "tokens.debit")
         #expect(Suggestions.closest(to: "something_else", in: stages) == nil)
+        #expect(Suggestions.closest(to: "foo", in: ["job", "input", "steps"]) == nil)
         #expect(Suggestions.editDistance("kitten", "sitting") == 3)
+        #expect(Suggestions.editDistance("modle", "model") == 1)
     }
 
     @Test("secrets print redacted")
