@@ -71,6 +71,7 @@ public struct DaemonConfig: Sendable {
                 throw DiagnosticsError([Diagnostic(at: SourceLocation(file: file, line: 1, column: 1), "\(error)")])
             }
             if !root.isNull { config.read(root, reader: &reader) }
+            reader.sortByLocation()
         } else if required {
             throw DiagnosticsError([Diagnostic(at: SourceLocation(file: file, line: 1, column: 1), "config file not found")])
         }

@@ -75,8 +75,9 @@ public struct PipelineLoader: Sendable {
         }
         var reader = NodeReader()
         let pipeline = build(root, file: file, reader: &reader)
+        reader.sortByLocation()
         if !reader.diagnostics.isEmpty || pipeline == nil {
-            throw DiagnosticsError(reader.diagnostics.sorted { $0.location < $1.location })
+            throw DiagnosticsError(reader.diagnostics)
         }
         return pipeline!
     }

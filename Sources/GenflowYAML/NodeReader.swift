@@ -12,6 +12,13 @@ public struct NodeReader: Sendable {
         diagnostics.append(Diagnostic(at: location, message))
     }
 
+    /// Orders the diagnostics so far by position, as a compiler prints them.
+    public mutating func sortByLocation() {
+        diagnostics = diagnostics.enumerated()
+            .sorted { ($0.element.location, $0.offset) < ($1.element.location, $1.offset) }
+            .map(\.element)
+    }
+
     /// Records all of `other`'s diagnostics.
     public mutating func append(_ other: [Diagnostic]) {
         diagnostics += other

@@ -1,0 +1,94 @@
+import Foundation
+import GenflowConfig
+import GenflowCore
+import Testing
+
+@Suite("Daemon config")
+struct DaemonConfigTests {
+    func write(_ yaml: String) throws -> String {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-\(UUID().uuidString).yaml").path
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    @Test("the shipped etc/genflow.yaml loads with its documented defaults")
+    func shipped() throws {
+        let config = try DaemonConfig.load(file: "etc/genflow.yaml", required: true, environment: [:])
+        #expect(config.listen == "127.0.0.1:8080")
+        #expect(config.databaseURL == nil)
+        #expect(config.workers == 64)
+        #expect(config.pipelinesDir == "pipelines")
+        #expect(config.retention == .seconds(7 * 86_400))
+        #expect(config.providers["default"]?.kind == .offline)
+        #expect(config.providers["offline"]?.delay == .milliseconds(20))
+    }
+
+    @Test("precedence: environment over file over defaults; ${VAR} expands in the file")
+    func precedence() throws {
+        let file = try write("""
+            listen: 0.0.0.0:${PORT:-9000}
+            workers: 8
+            database: {url: "postgresql:///x?host=${PGDIR}"}
+            providers:
+              default: {kind: openai, base_url: "http://127.0.0.1:1234/v1/", api_key: "${KEY}"}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let environment = ["PGDIR": "/run/pg", "KEY": "sk-test", "GENFLOW_WORKERS": "3"]
+        let config = try DaemonConfig.load(file: file, environment: environment)
+        #expect(config.listen == "0.0.0.0:9000")
+        #expect(config.workers == 3)
+        #expect(config.databaseURL?.value == "postgresql:///x?host=/run/pg")
+        #expect(config.providers["default"] == ProviderConfig(kind: .openai, baseURL: "http://127.0.0.1:1234/v1", apiKey: Secret("sk-test")))
+        #expect(!"\(config)".contains("sk-test"), "secrets must not appear in the config's description")
+    }
+
+    @Test("without a default provider: openai when OPENAI_API_KEY is set, else offline")
+    func defaultProvider() throws {
+        let withKey = try DaemonConfig.load(file: "/nonexistent/genflow.yaml", environment: ["OPENAI_API_KEY": "sk-x"])
+        #expect(withKey.providers["default"]?.kind == .openai)
+        #expect(withKey.providers["default"]?.baseURL == ProviderConfig.openAIBaseURL)
+        let without = try DaemonConfig.load(file: "/nonexistent/genflow.yaml", environment: [:])
+        #expect(without.providers["default"]?.kind == .offline)
+    }
+
+    @Test("errors carry file:line:col, unknown keys a suggestion, bad environment values their variable")
+    func errors() throws {
+        let file = try write("""
+            listen: localhost
+            wokers: 4
+            providers:
+              fast: {kind: ofline}
+              slow: {kind: offline, api_key: x}
+            log: {level: verbose}
+            auth: {jwt_secret: short, admin_token: "${ADMIN}"}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        do {
+            _ = try DaemonConfig.load(file: file, environment: ["GENFLOW_WORKERS": "many"])
+            Issue.record("expected errors")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == [
+                "\(file):7:41: error: environment variable 'ADMIN' is not set (write '${ADMIN:-default}' to give a default)",
+            ])
+        }
+        do {
+            _ = try DaemonConfig.load(file: file, environment: ["GENFLOW_WORKERS": "many", "ADMIN": "a"])
+            Issue.record("expected errors")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == [
+                "\(file):1:9: error: 'listen' must be host:port (e.g. 127.0.0.1:8080), not 'localhost'",
+                "\(file):2:1: error: unknown key 'wokers' in the daemon config; did you mean 'workers'?",
+                "\(file):4:16: error: unknown provider kind 'ofline'; did you mean 'offline'? (kinds: openai, offline)",
+                "\(file):5:25: error: 'api_key' applies to openai providers, not to provider 'slow' (kind: offline)",
+                "\(file):6:14: error: unknown log level 'verbose' (levels: trace, debug, info, notice, warning, error, critical)",
+                "\(file):7:20: error: 'auth.jwt_secret' must be at least 32 bytes long",
+                "$GENFLOW_WORKERS:1:1: error: must be an integer between 1 and 100000, not 'many'",
+            ])
+        }
+    }
+
+    @Test("a config named explicitly must exist")
+    func required() {
+        #expect(throws: DiagnosticsError.self) { try DaemonConfig.load(file: "/nonexistent/genflow.yaml", required: true, environment: [:]) }
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import GenflowPostgres
+import Testing
+
+/// The cluster `make test` starts (scripts/with-test-db.sh). Tests fail loudly without it.
+func testDatabaseURL() throws -> String {
+    guard let url = ProcessInfo.processInfo.environment["GENFLOW_TEST_DATABASE_URL"], !url.isEmpty else {
+        throw PostgresError(message: "GENFLOW_TEST_DATABASE_URL is not set: run the tests with `make test`, which starts a throwaway PostgreSQL")
+    }
+    return url
+}
+
+@Suite("libpq wrapper against a real PostgreSQL")
+struct PostgresConnectionTests {
+    @Test("connect and run a parameterised query")
+    func parameterisedQuery() throws {
+        let connection = try PostgresConnection(try testDatabaseURL())
+        #expect(connection.serverVersion >= 150_000)
+        let result = try connection.query("SELECT $1::int + $2::int AS sum, $3::text AS label, $4::text IS NULL AS missing", [40, 2, "genflow", nil])
+        #expect(result.columns == ["sum", "label", "missing"])
+        #expect(result.rows.count == 1)
+        #expect(result.rows[0].decode("sum", as: Int.self) == 42)
+        #expect(result.rows[0]["label"] == "genflow")
+        #expect(result.rows[0].decode("missing", as: Bool.self) == true)
+    }
+
+    @Test("parameters are data, never SQL: a SQL-looking string round-trips unchanged")
+    func injection() throws {
+        let connection = try PostgresConnection(try testDatabaseURL())
+        try connection.execute("CREATE TEMP TABLE notes (id serial PRIMARY KEY, body text NOT NULL)")
+        let hostile = "x'); DROP TABLE notes; --"
+        let inserted = try connection.query("INSERT INTO notes (body) VALUES ($1) RETURNING id", [hostile])
+        #expect(inserted.affectedRows == 1)
+        let read = try connection.query("SELECT body FROM notes WHERE id = $1", [inserted.rows[0].decode("id", as: Int.self)])
+        #expect(read.rows.map { $0["body"] } == [hostile])
+        let unicode = "Zeichnung ✏️ 描く"
+        #expect(try connection.query("SELECT $1::text AS t", [unicode]).rows[0]["t"] == unicode)
+    }
+
+    @Test("server errors carry SQLSTATE; a NUL byte is refused before it is sent")
+    func errors() throws {
+        let connection = try PostgresConnection(try testDatabaseURL())
+        try connection.execute("CREATE TEMP TABLE keys (k text PRIMARY KEY)")
+        try connection.query("INSERT INTO keys VALUES ($1)", ["a"])
+        do {
+            try connection.query("INSERT INTO keys VALUES ($1)", ["a"])
+            Issue.record("expected a unique violation")
+        } catch {
+            #expect(error.isUniqueViolation)
+            #expect(error.message.contains("duplicate key"))
+        }
+        #expect(throws: PostgresError.self) { try connection.query("SELEC 1") }
+        do {
+            try connection.query("SELECT $1::text", ["a\u{0}b"])
+            Issue.record("expected a refusal")
+        } catch {
+            #expect(error.sqlState == "22021")
+        }
+        #expect(connection.isHealthy, "errors leave the connection usable")
+        #expect(try connection.query("SELECT 1 AS one").rows[0]["one"] == "1")
+    }
+
+    @Test("a bad connection string fails with libpq's reason")
+    func badConnection() {
+        do {
+            _ = try PostgresConnection("postgresql:///nope?host=/nonexistent-dir")
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.message.hasPrefix("cannot connect to PostgreSQL"))
+        }
+    }
+}
