@@ -1,0 +1,61 @@
+import Foundation
+
+/// What a run of the `genflow` binary printed and how it exited.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+    var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
+}
+
+/// The `genflow` binary SwiftPM built beside this test bundle.
+let genflowBinary: URL = {
+    let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    return testBinary.deletingLastPathComponent().appendingPathComponent("genflow")
+}()
+
+/// Runs `genflow` with `arguments` from the package root and waits for it.
+func genflow(_ arguments: String..., environment: [String: String] = [:]) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = genflowBinary
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { _, new in new }
+    process.environment = env
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes to the end before waiting, so a full pipe cannot block the child.
+    let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
+    let stderrData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: stdoutData, as: UTF8.self),
+        stderr: String(decoding: stderrData, as: UTF8.self)
+    )
+}
+
+/// A fresh directory under the system temporary directory, removed by `cleanup()`.
+struct TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-cli-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    /// Writes `contents` to `name` inside the directory and returns its path.
+    func write(_ name: String, _ contents: String) throws -> String {
+        let file = path + "/" + name
+        try contents.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    func cleanup() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
