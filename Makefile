@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate clean
+.PHONY: deps build run test validate schemas clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -27,6 +27,11 @@ test: deps
 ## Check pipelines and config only.
 validate: build
 	.build/debug/genflow validate --config $(CONFIG)
+
+## Regenerate the editor schemas in etc/schema/ from the validation tables.
+schemas: build
+	.build/debug/genflow schema pipeline > etc/schema/pipeline.schema.json
+	.build/debug/genflow schema config > etc/schema/config.schema.json
 
 clean:
 	rm -rf .build

@@ -6,6 +6,6 @@ struct Genflow: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "genflow",
         abstract: "Run AI generation pipelines defined in YAML.",
-        subcommands: [ValidateCommand.self, StagesCommand.self]
+        subcommands: [ValidateCommand.self, StagesCommand.self, SchemaCommand.self]
     )
 }

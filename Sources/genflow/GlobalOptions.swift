@@ -24,7 +24,11 @@ struct GlobalOptions: ParsableArguments {
 extension DaemonConfig {
     /// The stage registry this config gives: every built-in stage, `call_model` knowing the providers.
     func makeStageRegistry() -> StageRegistry {
-        BuiltinStages.makeRegistry(providers: Array(providers.keys))
+        makeStageRegistry(providers: Array(providers.keys))
+    }
+
+    func makeStageRegistry(providers: [String]) -> StageRegistry {
+        BuiltinStages.makeRegistry(providers: providers)
     }
 }
 

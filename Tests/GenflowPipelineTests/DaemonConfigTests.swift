@@ -87,6 +87,12 @@ struct DaemonConfigTests {
         }
     }
 
+    @Test("the editor schema names exactly the keys the loader accepts")
+    func editorSchemaKeys() {
+        let keys = DaemonConfig.editorSchema["properties"]?.objectValue?.keys.sorted()
+        #expect(keys == DaemonConfig.acceptedKeys.sorted())
+    }
+
     @Test("a config named explicitly must exist")
     func required() {
         #expect(throws: DiagnosticsError.self) { try DaemonConfig.load(file: "/nonexistent/genflow.yaml", required: true, environment: [:]) }

@@ -1,0 +1,62 @@
+public import GenflowCore
+
+extension DaemonConfig {
+    /// The JSON Schema (draft-07) of `etc/genflow.yaml`, for editors. Tests check that it names
+    /// exactly the keys the loader accepts.
+    public static var editorSchema: JSON {
+        let duration: JSON = ["type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$"]
+        func text(_ description: String) -> JSON { ["type": "string", "description": .string(description)] }
+        return [
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "title": "Genflow daemon config",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": [
+                "listen": text("host:port of the HTTP/WebSocket listener (env GENFLOW_LISTEN)."),
+                "database": [
+                    "type": "object", "additionalProperties": false,
+                    "properties": ["url": text("libpq URL or connection string; empty = embedded PostgreSQL (env DATABASE_URL).")],
+                ],
+                "state_dir": text("Working files (env GENFLOW_STATE_DIR)."),
+                "pipelines_dir": text("Pipeline definitions (env GENFLOW_PIPELINES_DIR)."),
+                "plugins_dir": text("Plugin folders (env GENFLOW_PLUGINS_DIR)."),
+                "workers": ["type": "integer", "minimum": 1, "maximum": 100_000, "description": "Jobs run at once (env GENFLOW_WORKERS)."],
+                "auth": [
+                    "type": "object", "additionalProperties": false,
+                    "properties": [
+                        "jwt_secret": text("HS256 key, at least 32 bytes (env GENFLOW_JWT_SECRET)."),
+                        "admin_token": text("Operator bearer token (env GENFLOW_ADMIN_TOKEN)."),
+                    ],
+                ],
+                "providers": [
+                    "type": "object",
+                    "additionalProperties": [
+                        "type": "object", "additionalProperties": false, "required": ["kind"],
+                        "properties": [
+                            "kind": ["enum": .array(ProviderConfig.Kind.allCases.map { .string($0.rawValue) })],
+                            "base_url": text("openai: API root, e.g. https://api.openai.com/v1."),
+                            "api_key": text("openai: API key; use ${VAR}."),
+                            "delay": duration,
+                        ],
+                    ],
+                ],
+                "limits": [
+                    "type": "object", "additionalProperties": false,
+                    "properties": [
+                        "running_per_user": ["type": "integer", "minimum": 1],
+                        "submit_per_minute": ["type": "integer", "minimum": 1],
+                        "max_body_bytes": ["type": "integer", "minimum": 1_024],
+                    ],
+                ],
+                "retention": duration,
+                "log": [
+                    "type": "object", "additionalProperties": false,
+                    "properties": ["level": ["enum": .array(logLevels.map(JSON.string))]],
+                ],
+            ],
+        ]
+    }
+
+    /// The top-level keys the loader accepts.
+    public static var acceptedKeys: [String] { topKeys }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import GenflowConfig
+import GenflowCore
+import GenflowPipeline
+
+/// `genflow schema pipeline|config`: the JSON Schemas editors use, generated from the validation tables.
+struct SchemaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "schema",
+        abstract: "Print the JSON Schema of pipeline files or of the daemon config (for editors).",
+        discussion: "The shipped copies live in etc/schema/; regenerate them with `make schemas`."
+    )
+
+    enum Document: String, ExpressibleByArgument, CaseIterable {
+        case pipeline, config
+    }
+
+    @Argument(help: "pipeline or config")
+    var document: Document
+
+    func run() {
+        switch document {
+        case .pipeline:
+            // Without provider names, so the shipped schema does not depend on one deployment's config.
+            print(EditorSchema.pipeline(registry: DaemonConfig().makeStageRegistry(providers: [])).prettyPrinted, terminator: "")
+        case .config:
+            print(DaemonConfig.editorSchema.prettyPrinted, terminator: "")
+        }
+    }
+}
