@@ -4,7 +4,7 @@ extension DaemonConfig {
     /// The JSON Schema (draft-07) of `etc/genflow.yaml`, for editors. Tests check that it names
     /// exactly the keys the loader accepts.
     public static var editorSchema: JSON {
-        let duration: JSON = ["type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$"]
+        let duration: JSON = ["type": "string", "pattern": .string(DurationText.pattern)]
         func text(_ description: String) -> JSON { ["type": "string", "description": .string(description)] }
         return [
             "$schema": "http://json-schema.org/draft-07/schema#",

@@ -40,7 +40,7 @@ public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// The one-line form followed by the offending source line and a caret under the column.
     public func rendered(source: String?) -> String {
-        guard let source, let line = Self.line(location.line, of: source) else { return description }
+        guard let source, let line = Self.line(location.line, of: source), !line.isEmpty else { return description }
         let number = String(location.line)
         let gutter = String(repeating: " ", count: number.count)
         let caretIndent = line.prefix(max(0, location.column - 1)).map { $0 == "\t" ? "\t" : " " }.joined()

@@ -4,14 +4,19 @@ public enum DurationText {
         ("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000),
     ]
 
-    /// Parses a duration; nil when the text is not one (no unit, unknown unit, negative, empty).
+    /// The regular expression of the accepted syntax, for editor schemas.
+    public static let pattern = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$"
+
+    /// Parses a duration; nil when the text is not one (no unit, unknown unit, negative, empty,
+    /// spaces). Matches the editor schema's pattern `^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$`.
     public static func parse(_ text: String) -> Duration? {
-        var rest = Substring(text.trimmingCharacters(in: " "))
+        var rest = Substring(text)
         guard !rest.isEmpty else { return nil }
         var totalMilliseconds = 0.0
         while !rest.isEmpty {
-            let number = rest.prefix(while: { $0.isNumber || $0 == "." })
-            guard !number.isEmpty, let value = Double(number) else { return nil }
+            let number = rest.prefix(while: { ("0"..."9").contains($0) || $0 == "." })
+            let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count <= 2, parts.allSatisfy({ !$0.isEmpty }), let value = Double(number) else { return nil }
             rest = rest.dropFirst(number.count)
             let unitText = rest.prefix(while: { $0.isLetter })
             guard let unit = units.first(where: { $0.suffix == unitText }) else { return nil }
@@ -35,12 +40,6 @@ public enum DurationText {
             }
         }
         return text
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in character: Character) -> String {
-        String(drop(while: { $0 == character }).reversed().drop(while: { $0 == character }).reversed())
     }
 }
 

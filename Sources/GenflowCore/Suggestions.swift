@@ -2,7 +2,8 @@
 public enum Suggestions {
     /// The candidate closest to `name` by edit distance, when it is close enough to be a likely typo.
     public static func closest(to name: String, in candidates: some Sequence<String>) -> String? {
-        let limit = max(1, name.count / 3)
+        // Names of one or two characters are too short for a guess to mean anything.
+        let limit = name.count < 3 ? 0 : max(1, name.count / 3)
         var best: (candidate: String, distance: Int)?
         for candidate in candidates {
             let distance = editDistance(name.lowercased(), candidate.lowercased())

@@ -31,7 +31,7 @@ public enum EditorSchema {
             ],
             "definitions": [
                 "duration": [
-                    "type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$",
+                    "type": "string", "pattern": .string(DurationText.pattern),
                     "description": "A duration such as 500ms, 2s, 1m30s or 1h.",
                 ],
                 "reference": [

@@ -28,6 +28,7 @@ extension JSONSchema {
             schema.types = [impliedType]
         }
         if let node = entries["description"]?.value { schema.description = reader.string(node, "description", allowEmpty: true) }
+        if let node = entries["title"]?.value { _ = reader.string(node, "title", allowEmpty: true) }
         if let node = entries["properties"]?.value, let pairs = reader.mapping(node, "'properties'", allowedKeys: node.mapping?.compactMap(\.key.keyText) ?? []) {
             for pair in node.mapping ?? [] {
                 guard let name = pair.key.keyText, pairs[name] != nil else { continue }
@@ -86,6 +87,7 @@ extension JSONSchema {
         if let maximum { members["maximum"] = Self.number(maximum) }
         if let minItems { members["minItems"] = .int(minItems) }
         if let maxItems { members["maxItems"] = .int(maxItems) }
+        if format == "duration" { members["pattern"] = .string(DurationText.pattern) }
         return .object(members)
     }
 

@@ -35,6 +35,8 @@ public struct JSONSchema: Sendable, Hashable {
     public var maximum: Double?
     public var minItems: Int?
     public var maxItems: Int?
+    /// `duration` for strings such as `500ms` or `1h` (the only format understood).
+    public var format: String?
 
     public init(
         types: [String] = [], description: String? = nil, properties: [Property] = [], required: [String] = [],
@@ -83,6 +85,13 @@ extension JSONSchema {
             types: ["string"], description: description, enumValues: values?.map(JSON.string),
             defaultValue: value.map(JSON.string), minLength: minLength, maxLength: maxLength
         )
+    }
+
+    /// A duration such as `500ms`, `2s`, `1m30s` or `1h`.
+    public static func duration(_ description: String? = nil, default value: String? = nil) -> JSONSchema {
+        var schema = JSONSchema.string(description, default: value)
+        schema.format = "duration"
+        return schema
     }
 
     public static func integer(_ description: String? = nil, default value: Int? = nil, minimum: Int? = nil, maximum: Int? = nil) -> JSONSchema {
@@ -186,6 +195,7 @@ extension JSONSchema {
             let length = text.count
             if let minLength, length < minLength { fail(minLength == 1 ? "must not be empty" : "must be at least \(minLength) characters long") }
             if let maxLength, length > maxLength { fail("must be at most \(maxLength) characters long (got \(length))") }
+            if format == "duration", DurationText.parse(text) == nil { fail("must be a duration such as 500ms, 2s, 1m30s or 1h, not \"\(text)\"") }
         case .int, .double:
             let number = value.doubleValue ?? 0
             if !number.isFinite { fail("must be a finite number") }
@@ -240,7 +250,9 @@ extension JSONSchema {
         case .string(let text): return "the string \"\(text.count > 40 ? text.prefix(40) + "…" : Substring(text))\""
         case .array: return "a list"
         case .object: return "an object"
-        default: return "\(value.typeName) \(value)"
+        case .null: return "null"
+        case .bool(let flag): return "the boolean \(flag)"
+        case .int, .double: return "the number \(value)"
         }
     }
 
@@ -271,9 +283,15 @@ extension JSONSchema {
     public func diagnostics(for node: YAMLNode, allowTemplates: Bool, context: String) -> [Diagnostic] {
         violations(of: node.json, allowTemplates: allowTemplates).map { violation in
             let target = node.descendant(at: violation.path, key: violation.isAtKey) ?? node
-            let parent = violation.isAtKey ? violation.path.dropLast() : violation.path[...]
-            let subject = parent.isEmpty ? context : "\(context): '\(parent.joined(separator: "."))'"
-            return Diagnostic(at: target.location, "\(subject)\(violation.isAtKey && parent.isEmpty ? ":" : "") \(violation.message)")
+            let parent = (violation.isAtKey ? violation.path.dropLast() : violation.path[...]).joined(separator: ".")
+            let message = if parent.isEmpty {
+                "\(context): \(violation.message)"
+            } else if violation.isAtKey {
+                "\(context): \(violation.message) in '\(parent)'"
+            } else {
+                "\(context): '\(parent)' \(violation.message)"
+            }
+            return Diagnostic(at: target.location, message)
         }
     }
 }

@@ -37,9 +37,19 @@ public struct PipelineLoader: Sendable {
     /// Loads every pipeline file in `directory` (`*.yaml`, `*.yml`; not recursive). A name used by two
     /// files is an error in the second; a file that fails keeps none of its pipeline.
     public func load(directory: String) -> (pipelines: [Pipeline], failures: [DiagnosticsError]) {
+        load(files: Self.pipelineFiles(in: directory))
+    }
+
+    /// Whether a file name is a pipeline's: `*.yaml` or `*.yml`, but not a plugin manifest
+    /// (`plugin.yaml`) or a pipeline test (`*.test.yaml`).
+    public static func isPipelineFileName(_ name: String) -> Bool {
+        (name.hasSuffix(".yaml") || name.hasSuffix(".yml")) && name != "plugin.yaml" && !name.hasSuffix(".test.yaml")
+    }
+
+    /// The pipeline files directly in `directory`, sorted.
+    public static func pipelineFiles(in directory: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        let files = names.filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && !$0.hasSuffix(".test.yaml") }.sorted()
-        return load(files: files.map { directory.hasSuffix("/") ? directory + $0 : directory + "/" + $0 })
+        return names.filter(isPipelineFileName).sorted().map { directory.hasSuffix("/") ? directory + $0 : directory + "/" + $0 }
     }
 
     /// Loads `files`, checking that pipeline names are unique across them.
@@ -86,7 +96,7 @@ public struct PipelineLoader: Sendable {
         guard let top = reader.mapping(root, "a pipeline", allowedKeys: Self.topKeys, required: ["name", "steps"]) else { return nil }
         var name = ""
         if let node = top["name"]?.value, let text = reader.string(node, "name") {
-            if text.allSatisfy({ $0.isLowercase || $0.isNumber || "-_.".contains($0) }), text.first?.isLetter == true {
+            if text.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || "-_.".contains($0)) }), text.first?.isLetter == true {
                 name = text
             } else {
                 reader.error(at: node.location, "pipeline name '\(text)' must start with a lowercase letter and use only a-z, 0-9, '-', '_' and '.'")
@@ -103,6 +113,7 @@ public struct PipelineLoader: Sendable {
         var defaults = RetrySettings()
         if let node = top["defaults"]?.value, let entries = reader.mapping(node, "defaults", allowedKeys: Self.defaultsKeys) {
             defaults = readRetry(entries, reader: &reader)
+            checkIntervals(RetrySettings.resolve([defaults]), at: entries["retry"]?.value.location ?? node.location, of: "defaults", reader: &reader)
         }
         var steps: [PipelineStep] = []
         if let node = top["steps"]?.value, let elements = reader.list(node, "steps") {
@@ -126,8 +137,8 @@ public struct PipelineLoader: Sendable {
         return elements.map { element in
             guard let node = element["id"], case .string(let id) = node.json else { return nil }
             guard let first = id.first, first.isLetter || first == "_",
-                  id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
-                reader.error(at: node.location, "step id '\(id)' must start with a letter and use only letters, digits, '_' and '-'")
+                  id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+                reader.error(at: node.location, "step id '\(id)' must start with a letter or '_' and use only ASCII letters, digits, '_' and '-'")
                 return nil
             }
             if let seen = firstSeen[id] {
@@ -144,6 +155,7 @@ public struct PipelineLoader: Sendable {
     ) -> PipelineStep? {
         guard let entries = reader.mapping(node, "a step", allowedKeys: Self.stepKeys, required: ["id", "stage"]) else { return nil }
         if let idNode = entries["id"]?.value { _ = reader.string(idNode, "id") }
+        if let descriptionNode = entries["description"]?.value { _ = reader.string(descriptionNode, "description", allowEmpty: true) }
         let id = ids[index]
         let label = id.map { "step '\($0)'" } ?? "step \(index + 1)"
         var stage: (any Stage)?
@@ -153,9 +165,10 @@ public struct PipelineLoader: Sendable {
                 reader.error(at: stageNode.location, "unknown stage '\(name)'\(Suggestions.didYouMean(name, in: registry.names)) (`genflow stages` lists them)")
             }
         }
-        let withNode = entries["with"]?.value ?? YAMLNode(.mapping([]), at: entries["stage"]?.key.location ?? node.location)
-        let config = withNode.isNull ? JSON.object([:]) : withNode.json
-        if withNode.mapping == nil && !withNode.isNull {
+        var withNode = entries["with"]?.value ?? YAMLNode(.mapping([]), at: entries["stage"]?.key.location ?? node.location)
+        if withNode.isNull { withNode.content = .mapping([]) }  // `with:` left empty means no settings
+        let config = withNode.json
+        if withNode.mapping == nil {
             reader.error(at: withNode.location, "'with' of \(label) must be a mapping, not \(withNode.kindDescription)")
         } else if let stage {
             reader.append(stage.descriptor.config.diagnostics(for: withNode, allowTemplates: true, context: "'with' of \(label)"))
@@ -174,14 +187,19 @@ public struct PipelineLoader: Sendable {
             }
         }
         let policy = RetrySettings.resolve([settings, defaults, stage?.descriptor.retryDefaults ?? RetrySettings()])
-        if policy.maxInterval < policy.initialInterval {
-            reader.error(at: entries["retry"]?.value.location ?? node.location, "max_interval (\(DurationText.format(policy.maxInterval))) of \(label) is shorter than its initial_interval (\(DurationText.format(policy.initialInterval)))")
+        if settings.initialInterval != nil || settings.maxInterval != nil {
+            checkIntervals(policy, at: entries["retry"]?.value.location ?? node.location, of: label, reader: &reader)
         }
         guard let id, let stage, let template else { return nil }
         return PipelineStep(
             id: id, stage: stage.name, config: config, template: template, retry: policy, onInvalid: onInvalid,
             location: node.location
         )
+    }
+
+    private func checkIntervals(_ policy: RetryPolicy, at location: SourceLocation, of label: String, reader: inout NodeReader) {
+        guard policy.maxInterval < policy.initialInterval else { return }
+        reader.error(at: location, "max_interval (\(DurationText.format(policy.maxInterval))) of \(label) is shorter than its initial_interval (\(DurationText.format(policy.initialInterval)))")
     }
 
     /// Reads `retry:`, `timeout:` and `deadline:` from a step or from `defaults:`.
@@ -275,6 +293,10 @@ public struct PipelineLoader: Sendable {
 
     /// Checks that `target` names a step that runs before step number `stepIndex`; reports otherwise.
     private func checkStepReference(_ target: String, at location: SourceLocation, stepIndex: Int, ids: [String?], reader: inout NodeReader) -> Bool {
+        if ids.firstIndex(of: target) == stepIndex {
+            reader.error(at: location, "on_invalid.retry_step '\(target)' is this step; name an earlier step to run again")
+            return false
+        }
         guard let message = stepProblem(target, stepIndex: stepIndex, ids: ids, in: "'\(target)'") else { return true }
         reader.error(at: location, message)
         return false

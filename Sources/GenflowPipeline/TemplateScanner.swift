@@ -14,6 +14,8 @@ public enum TemplateScanner {
         public var offset: Int
         /// Number of sections enclosing the tag: names inside a section may be relative to it.
         public var depth: Int
+        /// Whether the tag applies a transform (`{{uppercased(name)}}`), so it renders to text.
+        public var hasTransform: Bool
     }
 
     /// A malformed tag.
@@ -34,7 +36,7 @@ public enum TemplateScanner {
         guard trimmed.hasPrefix("{{"), trimmed.hasSuffix("}}"),
               let tags = try? tags(in: trimmed), tags.count == 1,
               let tag = tags.first, tag.kind == .variable || tag.kind == .unescaped,
-              tag.offset == 0, trimmed.count == tagLength(tag, in: trimmed) else { return nil }
+              !tag.hasTransform, tag.offset == 0, trimmed.count == tagLength(tag, in: trimmed) else { return nil }
         return tag.name
     }
 
@@ -81,8 +83,10 @@ public enum TemplateScanner {
                 body = String(body.dropFirst()).trimmingSpaces
             }
             switch kind {
-            case .comment, .pragma:
+            case .comment:
                 continue
+            case .pragma:
+                throw SyntaxError(offset: start, message: "pragmas ('{{%\(body)}}') are not available in pipeline templates")
             case .partial:
                 throw SyntaxError(offset: start, message: "partials ('{{>\(body)}}') are not available in pipeline templates")
             case .delimiters:
@@ -102,7 +106,7 @@ public enum TemplateScanner {
                     throw SyntaxError(offset: start, message: "'{{/\(name)}}' closes section '\(open.name)', which was opened as '{{#\(open.name)}}'")
                 }
             }
-            tags.append(Tag(kind: kind, name: name, offset: start, depth: openSections.count))
+            tags.append(Tag(kind: kind, name: name, offset: start, depth: openSections.count, hasTransform: name != body))
             if kind == .section || kind == .invertedSection {
                 openSections.append((name, start))
             }

@@ -30,7 +30,7 @@ public struct CallModel: Stage {
                 .init("aspect_ratio", .string("Image aspect ratio; the provider picks the matching size.", enum: ["1:1", "16:9", "9:16", "4:3", "3:4"])),
                 .init("n", .integer("Number of images.", default: 1, minimum: 1, maximum: 4)),
                 .init("cache", .object(description: "Reuse the stored response of an identical request.", required: ["ttl"], [
-                    .init("ttl", .string("How long a stored response stays usable, e.g. 1h.")),
+                    .init("ttl", .duration("How long a stored response stays usable, e.g. 1h.")),
                 ])),
             ]),
             retryDefaults: RetrySettings(timeout: .seconds(120))

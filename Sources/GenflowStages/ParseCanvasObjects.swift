@@ -14,7 +14,8 @@ public struct ParseCanvasObjects: Stage {
             .init("max_objects", .integer("Most objects kept.", default: 200, minimum: 1, maximum: 200)),
             .init("max_invalid_fraction", .number("Fail with output_invalid when more than this fraction is bad.", default: 0.2, minimum: 0, maximum: 1)),
         ]),
-        retryDefaults: RetrySettings(maxAttempts: 1)
+        // Parsing the same text again gives the same result: `on_invalid` re-asks the model instead.
+        retryDefaults: RetrySettings(nonRetryable: [.outputInvalid])
     )
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {

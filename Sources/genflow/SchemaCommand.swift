@@ -15,6 +15,8 @@ struct SchemaCommand: ParsableCommand {
         case pipeline, config
     }
 
+    @OptionGroup var options: GlobalOptions
+
     @Argument(help: "pipeline or config")
     var document: Document
 

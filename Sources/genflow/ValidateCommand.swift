@@ -26,13 +26,12 @@ struct ValidateCommand: ParsableCommand {
     func run() throws {
         var printer = DiagnosticPrinter(brief: brief)
         var errorCount = 0
-        var failedFiles = Set<String>()
         func report(_ diagnostics: [Diagnostic]) {
-            for diagnostic in diagnostics {
-                printer.print(diagnostic)
-                failedFiles.insert(diagnostic.location.file)
-            }
+            diagnostics.forEach { printer.print($0) }
             errorCount += diagnostics.count
+        }
+        func note(_ text: String) {
+            FileHandle.standardError.write(Data("genflow: \(text)\n".utf8))
         }
 
         let config: DaemonConfig
@@ -40,51 +39,41 @@ struct ValidateCommand: ParsableCommand {
             config = try options.loadConfig()
         } catch {
             report(error.diagnostics)
+            note("the config has errors; pipelines are checked with the default settings")
             config = DaemonConfig()
         }
         let loader = PipelineLoader(registry: config.makeStageRegistry())
 
         var files: [String] = []
-        var skipped: [String] = []
         for path in paths.isEmpty ? [config.pipelinesDir] : paths {
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-                let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-                files += names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
-                    .map { (path.hasSuffix("/") ? path : path + "/") + $0 }
+            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+            if exists && isDirectory.boolValue {
+                files += PipelineLoader.pipelineFiles(in: path)
+            } else if !exists && paths.isEmpty {
+                report([Diagnostic(at: SourceLocation(file: options.configFile, line: 1, column: 1), "pipelines directory '\(path)' (pipelines_dir) does not exist")])
+            } else if exists && !PipelineLoader.isPipelineFileName((path as NSString).lastPathComponent) {
+                note("\(path): not a pipeline file (plugin manifests and pipeline tests are checked by later releases); skipped")
             } else {
                 files.append(path)
             }
         }
-        files = files.filter { file in
-            let name = (file as NSString).lastPathComponent
-            if name == "plugin.yaml" || name.hasSuffix(".test.yaml") {
-                skipped.append(file)
-                return false
-            }
-            if let configFile = config.file, Self.samePath(file, configFile) { return false }
-            return true
-        }
 
         let (pipelines, failures) = loader.load(files: files)
         for failure in failures { report(failure.diagnostics) }
-        for file in skipped {
-            FileHandle.standardError.write(Data("\(file): note: not a pipeline file; skipped\n".utf8))
-        }
 
-        let checked = "\(pipelines.count + failures.count) pipeline file\(files.count == 1 ? "" : "s")"
-            + (config.file.map { " and \($0)" } ?? "")
+        let checked = "checked \(Self.count(files.count, "pipeline file"))" + (config.file.map { " and \($0)" } ?? "")
         if errorCount > 0 {
-            print("\(errorCount) error\(errorCount == 1 ? "" : "s") in \(failedFiles.count) file\(failedFiles.count == 1 ? "" : "s") (checked \(checked))")
+            print("\(Self.count(errorCount, "error")) (\(checked))")
             throw ExitCode(1)
         }
         for pipeline in pipelines {
-            print("ok  \(pipeline.name)  version \(pipeline.shortVersion)  \(pipeline.steps.count) steps  \(pipeline.file)")
+            print("ok  \(pipeline.name)  version \(pipeline.shortVersion)  \(Self.count(pipeline.steps.count, "step"))  \(pipeline.file)")
         }
-        print("checked \(checked): no errors")
+        print("\(checked): no errors")
     }
 
-    private static func samePath(_ a: String, _ b: String) -> Bool {
-        URL(fileURLWithPath: a).standardizedFileURL.path == URL(fileURLWithPath: b).standardizedFileURL.path
+    private static func count(_ number: Int, _ noun: String) -> String {
+        "\(number) \(noun)\(number == 1 ? "" : "s")"
     }
 }

@@ -68,7 +68,7 @@ struct ValidateCommandTests {
         #expect(result.stderrLines.first == "\(file):\(testCase.line)", "\(testCase.name)")
         // The snippet under the error shows the offending line with a caret.
         #expect(result.stderrLines.dropFirst().contains { $0.contains("^") }, "\(testCase.name)")
-        #expect(result.stdoutLines.last?.hasPrefix("1 error in 1 file") == true, "\(testCase.name): \(result.stdout)")
+        #expect(result.stdoutLines.last == "1 error (checked 1 pipeline file and etc/genflow.yaml)", "\(testCase.name): \(result.stdout)")
     }
 
     @Test("--brief prints exactly one line per error; every error in a file is reported")
@@ -107,6 +107,19 @@ struct ValidateCommandTests {
         let broken = try genflow("validate", "--config", config, "pipelines/")
         #expect(broken.status == 1)
         #expect(broken.stderrLines.first == "\(config):1:10: error: 'workers' must be an integer between 1 and 100000, not 'lots'")
+    }
+
+    @Test("a missing pipelines_dir is an error; a plugin manifest is skipped with a note")
+    func missingDirectory() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let config = try directory.write("genflow.yaml", "pipelines_dir: \(directory.path)/nope\n")
+        let result = try genflow("validate", "--config", config)
+        #expect(result.status == 1)
+        #expect(result.stderrLines.first == "\(config):1:1: error: pipelines directory '\(directory.path)/nope' (pipelines_dir) does not exist")
+        let manifest = try directory.write("plugin.yaml", "name: x\n")
+        let skipped = try genflow("validate", manifest)
+        #expect(skipped.stderr.contains("not a pipeline file"))
     }
 
     @Test("call_model's provider must be one the config defines")

@@ -12,7 +12,7 @@ struct DurationTextTests {
         #expect(DurationText.parse(text) == expected)
     }
 
-    @Test("anything else is refused", arguments: ["", "10", "10 seconds", "-1s", "1x", "s", "1s2", "abc", "1..5s", "∞s"])
+    @Test("anything else is refused", arguments: ["", "10", "10 seconds", "-1s", "1x", "s", "1s2", "abc", "1..5s", "∞s", ".5s", "1.s", " 1s", "1s ", "١s"])
     func refuses(text: String) {
         #expect(DurationText.parse(text) == nil)
     }

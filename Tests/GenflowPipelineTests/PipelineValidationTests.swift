@@ -141,7 +141,7 @@ struct PipelineValidationTests {
             "p.yaml:12:79: error: 'with' of step 'generate': 'provider' must be one of \"default\", \"offline\", not \"nope\"",
         ])
         #expect(diagnostics(base.replacingOccurrences(of: "with: {model: m, output: canvas_objects}", with: "with: {output: text}")) == [
-            "p.yaml:12:11: error: 'with' of step 'generate' missing required key 'model'",
+            "p.yaml:12:11: error: 'with' of step 'generate': missing required key 'model'",
         ])
     }
 
@@ -151,7 +151,7 @@ struct PipelineValidationTests {
         #expect(diagnostics(yaml) == [
             "p.yaml:10:9: error: duplicate step id 'prompt' (first used at line 7, column 9)",
             "p.yaml:13:5: error: a step is missing required key 'id'",
-            "p.yaml:13:5: error: 'with' of step 3 missing required key 'event'",
+            "p.yaml:13:5: error: 'with' of step 3: missing required key 'event'",
             "p.yaml:14:5: error: a step must be a mapping, not a string",
         ])
         #expect(diagnostics("name: x\nsteps: []\n") == ["p.yaml:2:8: error: a pipeline needs at least one step"])
@@ -175,8 +175,22 @@ struct PipelineValidationTests {
             "p.yaml:16:30: error: unknown step 'generat' in 'generat'; did you mean 'generate'? (earlier steps: prompt, generate)",
         ])
         #expect(diagnostics(base + parse.replacingOccurrences(of: "TARGET", with: "objects")) == [
-            "p.yaml:16:30: error: 'objects': a step cannot use its own output",
+            "p.yaml:16:30: error: on_invalid.retry_step 'objects' is this step; name an earlier step to run again",
         ])
+    }
+
+    @Test("an empty with: means no settings; a stage with required settings still says which are missing")
+    func emptyWith() {
+        #expect(diagnostics(base + "\n  - id: save\n    stage: persist.canvas\n    with:") == [])
+        #expect(diagnostics(base + "\n  - id: done\n    stage: notify\n    with:") == [
+            "p.yaml:15:10: error: 'with' of step 'done': missing required key 'event'",
+        ])
+    }
+
+    @Test("an interval mistake in defaults is reported once, at defaults")
+    func defaultsIntervals() {
+        let yaml = base.replacingOccurrences(of: "steps:", with: "defaults:\n  retry: {initial_interval: 1m, max_interval: 10s}\nsteps:")
+        #expect(diagnostics(yaml) == ["p.yaml:7:10: error: max_interval (10s) of defaults is shorter than its initial_interval (1m)"])
     }
 
     @Test("malformed template tags are errors at their position")
@@ -185,6 +199,8 @@ struct PipelineValidationTests {
         #expect(diagnostics(yaml) == ["p.yaml:9:28: error: unclosed tag '{{input.instructions' (expected '}}')"])
         let partial = base.replacingOccurrences(of: "\"Draw {{input.instructions}}\"", with: "\"{{> header}}\"")
         #expect(diagnostics(partial) == ["p.yaml:9:23: error: partials ('{{>header}}') are not available in pipeline templates"])
+        let pragma = base.replacingOccurrences(of: "\"Draw {{input.instructions}}\"", with: "\"{{% CONTENT_TYPE: HTML}}{{input.instructions}}\"")
+        #expect(diagnostics(pragma) == ["p.yaml:9:23: error: pragmas ('{{%CONTENT_TYPE: HTML}}') are not available in pipeline templates"])
     }
 
     @Test("the input schema is checked: unknown keywords and types, required names, bad defaults")
@@ -202,7 +218,7 @@ struct PipelineValidationTests {
             "p.yaml:3:14: error: required key 'promt' is not among the properties; did you mean 'prompt'?",
             "p.yaml:5:20: error: unknown type 'strng'; did you mean 'string'? (types: string, integer, number, boolean, object, array, null)",
             "p.yaml:5:27: error: unknown key 'maxLenght' in property 'prompt'; did you mean 'maxLength'?",
-            "p.yaml:6:45: error: default of property 'n' must be at least 1, not 0",
+            "p.yaml:6:45: error: default of property 'n': must be at least 1, not 0",
         ])
     }
 

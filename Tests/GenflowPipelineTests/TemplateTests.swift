@@ -20,6 +20,8 @@ struct TemplateTests {
         #expect(try render("  {{ steps.generate.output.objects }} ") == [["id": "a"], ["id": "b"]])
         #expect(try render("{{{input.n}}}") == .int(2))
         #expect(try render("{{input.missing}}") == .null)
+        // A transform renders text: the value is not the bare reference.
+        #expect(try render("{{uppercased(input.style)}}") == "MODERN")
     }
 
     @Test("mixed text renders as a string, without HTML escaping")
