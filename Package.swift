@@ -9,13 +9,15 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "genflow",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "genflow", targets: ["genflow"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
@@ -47,11 +49,37 @@ let package = Package(
         .target(name: "GenflowConfig", dependencies: ["GenflowCore", "GenflowYAML"], swiftSettings: swiftSettings),
         // PostgreSQL client on libpq.
         .target(name: "GenflowPostgres", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
+        // The schema, the job queue and the event log, in SQL.
+        .target(name: "GenflowStore", dependencies: ["GenflowCore", "GenflowPostgres"], swiftSettings: swiftSettings),
+        // The durable runner: claims jobs, runs steps with checkpoints and retries, heartbeats leases.
+        .target(
+            name: "GenflowEngine",
+            dependencies: [
+                "GenflowCore", "GenflowPipeline", "GenflowStore", "GenflowPostgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // `genflow serve`: the embedded database, migrations, the engine, notifications, reload.
+        .target(
+            name: "GenflowDaemon",
+            dependencies: [
+                "GenflowCore", "GenflowConfig", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         .executableTarget(
             name: "genflow",
             dependencies: [
-                "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres",
+                "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres", "GenflowStore",
+                "GenflowEngine", "GenflowDaemon",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -15,7 +15,17 @@ extension DaemonConfig {
                 "listen": text("host:port of the HTTP/WebSocket listener (env GENFLOW_LISTEN)."),
                 "database": [
                     "type": "object", "additionalProperties": false,
-                    "properties": ["url": text("libpq URL or connection string; empty = embedded PostgreSQL (env DATABASE_URL).")],
+                    "properties": [
+                        "url": text("libpq URL or connection string; empty = embedded PostgreSQL (env DATABASE_URL)."),
+                        "pool_size": ["type": "integer", "minimum": 1, "maximum": 256, "description": "Connections the daemon keeps open."],
+                    ],
+                ],
+                "queue": [
+                    "type": "object", "additionalProperties": false,
+                    "properties": [
+                        "lease": duration, "poll_interval": duration, "shutdown_grace": duration,
+                        "max_rescues": ["type": "integer", "minimum": 0, "maximum": 1_000],
+                    ],
                 ],
                 "state_dir": text("Working files (env GENFLOW_STATE_DIR)."),
                 "pipelines_dir": text("Pipeline definitions (env GENFLOW_PIPELINES_DIR)."),

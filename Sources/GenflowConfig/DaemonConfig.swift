@@ -9,6 +9,8 @@ public struct DaemonConfig: Sendable {
     public var listen = "127.0.0.1:8080"
     /// A libpq connection string or URL; nil means the embedded PostgreSQL under `stateDir`.
     public var databaseURL: Secret?
+    /// Connections the daemon keeps open (each on a thread of its own).
+    public var databasePoolSize = 16
     public var stateDir = ".genflow"
     public var pipelinesDir = "pipelines"
     public var pluginsDir = "plugins"
@@ -30,6 +32,14 @@ public struct DaemonConfig: Sendable {
     public var retention: Duration = .seconds(7 * 86_400)
     /// `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
     public var logLevel = "info"
+    /// How long a claimed job stays a daemon's without a heartbeat.
+    public var lease: Duration = .seconds(30)
+    /// Longest wait for work when no notification arrives.
+    public var pollInterval: Duration = .seconds(1)
+    /// Takeovers after which a job fails as poisoned.
+    public var maxRescues = 5
+    /// On SIGTERM, how long running steps may go on before their jobs are released.
+    public var shutdownGrace: Duration = .seconds(30)
     /// The file this was read from, if any.
     public var file: String?
 
@@ -37,7 +47,7 @@ public struct DaemonConfig: Sendable {
 
     static let topKeys = [
         "listen", "database", "state_dir", "pipelines_dir", "plugins_dir", "workers", "auth", "providers", "limits",
-        "retention", "log",
+        "retention", "log", "queue",
     ]
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -88,9 +98,22 @@ public struct DaemonConfig: Sendable {
                 reader.error(at: node.location, "'listen' must be host:port (e.g. 127.0.0.1:8080), not '\(text)'")
             }
         }
-        if let node = top["database"]?.value, let entries = reader.mapping(node, "database", allowedKeys: ["url"]),
-           let url = entries["url"].flatMap({ reader.text($0.value, "database.url") }), !url.isEmpty {
-            databaseURL = Secret(url)
+        if let node = top["database"]?.value, let entries = reader.mapping(node, "database", allowedKeys: ["url", "pool_size"]) {
+            if let url = entries["url"].flatMap({ reader.text($0.value, "database.url") }), !url.isEmpty {
+                databaseURL = Secret(url)
+            }
+            if let node = entries["pool_size"]?.value { databasePoolSize = reader.int(node, "database.pool_size", in: 1...256) ?? databasePoolSize }
+        }
+        if let node = top["queue"]?.value,
+           let entries = reader.mapping(node, "queue", allowedKeys: ["lease", "poll_interval", "max_rescues", "shutdown_grace"]) {
+            if let node = entries["lease"]?.value { lease = reader.duration(node, "queue.lease", in: .seconds(1)...(.seconds(3_600))) ?? lease }
+            if let node = entries["poll_interval"]?.value {
+                pollInterval = reader.duration(node, "queue.poll_interval", in: .milliseconds(10)...(.seconds(60))) ?? pollInterval
+            }
+            if let node = entries["max_rescues"]?.value { maxRescues = reader.int(node, "queue.max_rescues", in: 0...1_000) ?? maxRescues }
+            if let node = entries["shutdown_grace"]?.value {
+                shutdownGrace = reader.duration(node, "queue.shutdown_grace", in: .zero...(.seconds(3_600))) ?? shutdownGrace
+            }
         }
         if let node = top["state_dir"]?.value { stateDir = reader.string(node, "state_dir") ?? stateDir }
         if let node = top["pipelines_dir"]?.value { pipelinesDir = reader.string(node, "pipelines_dir") ?? pipelinesDir }

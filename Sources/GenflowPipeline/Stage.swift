@@ -36,8 +36,14 @@ public struct StageContext: Sendable {
     public var attempt: Int
     /// The most this attempt may take (timeout, shortened by the step's deadline).
     public var timeout: Duration
+    /// When a later step's `on_invalid` asked for this step again: `{from_step, error}` with the
+    /// validation errors to pass on (e.g. to the model).
+    public var feedback: JSON?
 
-    public init(config: JSON, input: JSON, jobID: String, userID: String, stepID: String, attempt: Int, timeout: Duration) {
+    public init(
+        config: JSON, input: JSON, jobID: String, userID: String, stepID: String, attempt: Int, timeout: Duration, feedback: JSON? = nil
+    ) {
+        self.feedback = feedback
         self.config = config
         self.input = input
         self.jobID = jobID

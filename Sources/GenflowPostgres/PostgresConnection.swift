@@ -18,6 +18,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
 
     /// True for a unique-constraint violation.
     public var isUniqueViolation: Bool { sqlState == "23505" }
+
+    /// True when the connection itself failed (server gone, restarting, network): the work may be
+    /// tried again on a new connection.
+    public var isConnectionFailure: Bool {
+        guard let sqlState else { return true }
+        return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
+    }
 }
 
 /// One connection to PostgreSQL over libpq. Calls block: use it from one thread at a time, never
@@ -40,6 +47,8 @@ public final class PostgresConnection {
             throw PostgresError(message: "cannot connect to PostgreSQL: \(message)")
         }
         self.connection = connection
+        // Server NOTICEs ("relation already exists, skipping") are not errors; keep them off stderr.
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
     }
 
     deinit {
@@ -74,6 +83,35 @@ public final class PostgresConnection {
         _ = try PostgresResult(consuming: PQexec(connection, sql), connection: connection)
     }
 
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    public func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        try execute("BEGIN")
+        do {
+            let value = try body(self)
+            try execute("COMMIT")
+            return value
+        } catch {
+            if isHealthy { try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    /// The socket, for waiting on notifications with `poll`.
+    var socket: Int32 { PQsocket(connection) }
+
+    /// Reads what the server sent and returns the channels notified since the last call.
+    func consumeNotifications() throws(PostgresError) -> [String] {
+        guard PQconsumeInput(connection) == 1 else {
+            throw PostgresError(message: "connection lost: \(Self.clientMessage(connection))")
+        }
+        var channels: [String] = []
+        while let notification = PQnotifies(connection) {
+            channels.append(String(cString: notification.pointee.relname))
+            PQfreemem(notification)
+        }
+        return channels
+    }
+
     private static func withCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
         let storage: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } }
         defer { storage.forEach { free($0) } }
@@ -95,6 +133,10 @@ public struct PostgresResult: Sendable {
 
     init(consuming result: OpaquePointer?, connection: OpaquePointer) throws(PostgresError) {
         guard let result else { throw PostgresError(message: PostgresConnection.clientMessage(connection)) }
+        if PQstatus(connection) != CONNECTION_OK {
+            PQclear(result)
+            throw PostgresError(message: "connection lost: \(PostgresConnection.clientMessage(connection))")
+        }
         defer { PQclear(result) }
         let status = PQresultStatus(result)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY else {

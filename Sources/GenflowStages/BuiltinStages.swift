@@ -4,11 +4,13 @@ public import GenflowPipeline
 /// The built-in stages of SPEC §6.
 public enum BuiltinStages {
     /// A registry of every built-in stage.
-    /// - Parameter providers: the provider names configured in the daemon config, which `call_model`'s
-    ///   `provider:` must name.
-    public static func makeRegistry(providers: [String]) -> StageRegistry {
+    /// - Parameters:
+    ///   - providers: the provider names configured in the daemon config, which `call_model`'s
+    ///     `provider:` must name.
+    ///   - testStages: also register `test.step` (tests and benchmarks only).
+    public static func makeRegistry(providers: [String], testStages: Bool = false) -> StageRegistry {
         // Names are distinct by construction; a duplicate is a programming error caught by the tests.
-        try! StageRegistry([
+        try! StageRegistry((testStages ? [TestStage()] : []) + [
             PrepareInstructions(),
             CallModel(providers: providers),
             ParseCanvasObjects(),

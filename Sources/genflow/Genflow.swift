@@ -6,6 +6,9 @@ struct Genflow: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "genflow",
         abstract: "Run AI generation pipelines defined in YAML.",
-        subcommands: [ValidateCommand.self, StagesCommand.self, SchemaCommand.self]
+        subcommands: [
+            ServeCommand.self, ValidateCommand.self, MigrateCommand.self, SubmitCommand.self, JobsCommand.self,
+            StagesCommand.self, SchemaCommand.self,
+        ]
     )
 }

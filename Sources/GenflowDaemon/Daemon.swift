@@ -1,0 +1,157 @@
+public import GenflowConfig
+public import Logging
+internal import GenflowCore
+internal import GenflowEngine
+internal import GenflowPipeline
+internal import GenflowPostgres
+internal import GenflowStages
+internal import GenflowStore
+internal import Foundation
+internal import ServiceLifecycle
+internal import UnixSignals
+
+/// `genflow serve`: one daemon — database (embedded or configured), migrations, pipelines, the
+/// engine, notifications, housekeeping and reload — under one service group. SIGTERM or SIGINT
+/// drains gracefully; SIGHUP reloads the pipelines.
+public enum Daemon {
+    /// Whether `test.step` is registered (`GENFLOW_TEST_STAGES=1`: tests and benchmarks).
+    public static var testStagesEnabled: Bool {
+        ProcessInfo.processInfo.environment["GENFLOW_TEST_STAGES"] == "1"
+    }
+
+    /// Runs until a shutdown signal, then returns after draining.
+    public static func serve(config: DaemonConfig, logger: Logger) async throws {
+        let started = ContinuousClock.now
+        let database = try await DatabaseConnection.open(config: config, logger: logger)
+        let pool = DatabasePool(connectionString: database.url, size: config.databasePoolSize)
+        let store = JobStore(pool: pool)
+        let applied = try await pool.withConnection { try Migrations.migrate($0) }
+        if !applied.isEmpty { logger.notice("applied database migrations", metadata: ["genflow.versions": "\(applied)"]) }
+
+        let registry = BuiltinStages.makeRegistry(providers: Array(config.providers.keys), testStages: testStagesEnabled)
+        let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
+        try await reload(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger)
+
+        let engine = Engine(
+            store: store, catalog: catalog, registry: registry,
+            configuration: EngineConfiguration(
+                workers: config.workers, lease: config.lease, pollInterval: config.pollInterval, maxRescues: config.maxRescues,
+                runningPerUser: config.runningPerUser, shutdownGrace: config.shutdownGrace
+            ),
+            logger: logger
+        )
+        let listener = NotificationListener(
+            connectionString: database.url, channels: [JobStore.jobsChannel, JobStore.eventsChannel, JobStore.cancelChannel]
+        ) { channel in engine.notify(channel: channel) }
+
+        let services: [any Service] = [
+            engine,
+            Housekeeper(store: store, retention: config.retention, logger: logger),
+            Reloader(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger),
+        ]
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        let startup = ContinuousClock.now - started
+        logger.notice("genflow ready", metadata: [
+            "genflow.owner": "\(engine.owner)", "genflow.pipelines": "\(catalog.pipelines.map(\.name))",
+            "genflow.startup_ms": "\(startup.milliseconds)", "genflow.database": "\(database.isEmbedded ? "embedded" : "configured")",
+        ])
+        do {
+            try await group.run()
+        } catch {
+            listener.stop()
+            pool.close()
+            database.close(logger: logger)
+            throw error
+        }
+        listener.stop()
+        pool.close()
+        database.close(logger: logger)
+        logger.notice("genflow stopped")
+    }
+
+    /// Loads the pipelines directory and stores each loaded version; logs files that failed.
+    static func reload(catalog: PipelineCatalog, directory: String, store: JobStore, logger: Logger) async throws {
+        catalog.load(directory: directory)
+        for failure in catalog.failures {
+            for diagnostic in failure.diagnostics { logger.error("pipeline rejected: \(diagnostic)") }
+        }
+        let pipelines = catalog.pipelines
+        try await store.write { session in
+            for pipeline in pipelines {
+                try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
+            }
+        }
+        logger.info("pipelines loaded", metadata: ["genflow.pipelines": "\(pipelines.map { "\($0.name)@\($0.shortVersion)" })"])
+    }
+}
+
+/// Where the daemon's database is: the configured URL, or the embedded server it started.
+public struct DatabaseConnection: Sendable {
+    public let url: String
+    let embedded: EmbeddedPostgres?
+
+    public var isEmbedded: Bool { embedded != nil }
+
+    /// The configured database, or the embedded one (started if needed).
+    public static func open(config: DaemonConfig, logger: Logger) async throws -> DatabaseConnection {
+        if let url = config.databaseURL { return DatabaseConnection(url: url.value, embedded: nil) }
+        let embedded = try EmbeddedPostgres.start(stateDirectory: config.stateDir, logger: logger)
+        return DatabaseConnection(url: embedded.url, embedded: embedded)
+    }
+
+    /// Stops the embedded server if this process started it.
+    public func close(logger: Logger) {
+        embedded?.stop(logger: logger)
+    }
+}
+
+/// Deletes finished jobs and old events past the retention period, hourly, one daemon at a time.
+struct Housekeeper: Service {
+    let store: JobStore
+    let retention: Duration
+    let logger: Logger
+
+    func run() async throws {
+        // Cancelled at shutdown: the sleeps end with CancellationError, which is a normal end here.
+        try? await cancelWhenGracefulShutdown {
+            try await Task.sleep(for: .seconds(10))
+            while !Task.isCancelled {
+                do {
+                    let retention = retention
+                    if let deleted = try await store.read({ try $0.deleteExpired(retention: retention) }), deleted.jobs + deleted.events > 0 {
+                        logger.info("deleted expired jobs and events", metadata: ["genflow.jobs": "\(deleted.jobs)", "genflow.events": "\(deleted.events)"])
+                    }
+                } catch {
+                    logger.warning("housekeeping failed", metadata: ["genflow.error": "\(error)"])
+                }
+                try await Task.sleep(for: .seconds(3_600))
+            }
+        }
+    }
+}
+
+/// Reloads the pipelines on SIGHUP. A file that fails keeps its previous version running.
+struct Reloader: Service {
+    let catalog: PipelineCatalog
+    let directory: String
+    let store: JobStore
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                logger.notice("SIGHUP: reloading pipelines")
+                do {
+                    try await Daemon.reload(catalog: catalog, directory: directory, store: store, logger: logger)
+                } catch {
+                    logger.error("reload failed", metadata: ["genflow.error": "\(error)"])
+                }
+            }
+        }
+    }
+}

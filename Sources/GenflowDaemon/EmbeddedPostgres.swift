@@ -1,0 +1,116 @@
+public import Logging
+internal import Foundation
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// A PostgreSQL server under the state directory, for `make run` and single-machine use: initdb on
+/// first start, then pg_ctl, with Debian's server binaries. PostgreSQL refuses to run as root, so
+/// as root the server runs as the `postgres` system user, which owns its directory. It listens on
+/// a Unix socket in that directory only, never on TCP.
+public struct EmbeddedPostgres: Sendable {
+    /// `<state_dir>/postgres`: data in `data/`, the socket and the server log beside it.
+    public let directory: String
+    /// Whether this process started the server (and so stops it).
+    public let startedHere: Bool
+
+    /// The libpq URL of the `genflow` database.
+    public var url: String { "postgresql:///genflow?host=\(directory)&user=genflow" }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Starts the server unless it runs already, creating the cluster and database on first use.
+    public static func start(stateDirectory: String, logger: Logger) throws -> EmbeddedPostgres {
+        let directory = URL(fileURLWithPath: stateDirectory).appendingPathComponent("postgres").standardizedFileURL.path
+        let binaries = try serverBinaries()
+        let isRoot = getuid() == 0
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if isRoot {
+            try run(["/bin/chown", "postgres:postgres", directory])
+            if (try? runAsServerUser(["/usr/bin/test", "-w", directory], isRoot: true)) == nil {
+                throw Failure(description: """
+                    the embedded PostgreSQL runs as the 'postgres' user, which cannot reach \(directory); \
+                    set state_dir (GENFLOW_STATE_DIR) to a directory it can reach, such as /var/lib/genflow, \
+                    or set DATABASE_URL
+                    """)
+            }
+        }
+        try run(["/bin/chmod", "700", directory])
+        let data = directory + "/data"
+        if !FileManager.default.fileExists(atPath: data + "/PG_VERSION") {
+            logger.notice("creating the embedded PostgreSQL cluster", metadata: ["genflow.directory": "\(data)"])
+            try runAsServerUser([binaries + "/initdb", "-D", data, "-U", "genflow", "-A", "trust", "-E", "UTF8"], isRoot: isRoot)
+        }
+        let status = (try? runAsServerUser([binaries + "/pg_ctl", "-D", data, "status"], isRoot: isRoot)) != nil
+        if !status {
+            logger.notice("starting the embedded PostgreSQL", metadata: ["genflow.directory": "\(directory)"])
+            try runAsServerUser([
+                binaries + "/pg_ctl", "-D", data, "-l", directory + "/server.log", "-w", "-t", "60",
+                "-o", "-k \(directory) -c listen_addresses='' -c max_connections=200",
+                "start",
+            ], isRoot: isRoot)
+        }
+        let server = EmbeddedPostgres(directory: directory, startedHere: !status)
+        let exists = try runAsServerUser([
+            binaries + "/psql", "-h", directory, "-U", "genflow", "-d", "postgres", "-tAc",
+            "SELECT 1 FROM pg_database WHERE datname = 'genflow'",
+        ], isRoot: isRoot)
+        if exists.trimmingCharacters(in: .whitespacesAndNewlines) != "1" {
+            try runAsServerUser([binaries + "/createdb", "-h", directory, "-U", "genflow", "genflow"], isRoot: isRoot)
+        }
+        return server
+    }
+
+    /// The URL of the embedded server when it is running, without starting it.
+    public static func runningURL(stateDirectory: String) -> String? {
+        let directory = URL(fileURLWithPath: stateDirectory).appendingPathComponent("postgres").standardizedFileURL.path
+        guard FileManager.default.fileExists(atPath: directory + "/.s.PGSQL.5432") else { return nil }
+        return "postgresql:///genflow?host=\(directory)&user=genflow"
+    }
+
+    /// Stops the server if this process started it.
+    public func stop(logger: Logger) {
+        guard startedHere, let binaries = try? Self.serverBinaries() else { return }
+        logger.notice("stopping the embedded PostgreSQL")
+        _ = try? Self.runAsServerUser([binaries + "/pg_ctl", "-D", directory + "/data", "-m", "fast", "-w", "stop"], isRoot: getuid() == 0)
+    }
+
+    private static func serverBinaries() throws -> String {
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .filter { FileManager.default.fileExists(atPath: "\(root)/\($0)/bin/pg_ctl") }
+            .sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }
+        guard let newest = versions.last else {
+            throw Failure(description: "PostgreSQL server binaries not found under \(root): install the 'postgresql' package, or set DATABASE_URL")
+        }
+        return "\(root)/\(newest)/bin"
+    }
+
+    @discardableResult
+    private static func runAsServerUser(_ arguments: [String], isRoot: Bool) throws -> String {
+        try run(isRoot ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments : arguments)
+    }
+
+    /// Runs a command without a shell; returns its standard output, throws with its output on failure.
+    @discardableResult
+    private static func run(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw Failure(description: "\((arguments[0] as NSString).lastPathComponent) failed (exit \(process.terminationStatus)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return text
+    }
+}

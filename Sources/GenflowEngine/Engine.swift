@@ -1,0 +1,219 @@
+internal import GenflowCore
+public import GenflowPipeline
+public import GenflowStore
+public import Logging
+public import ServiceLifecycle
+internal import Foundation
+internal import Synchronization
+
+/// How the engine runs jobs.
+public struct EngineConfiguration: Sendable {
+    /// Jobs run at once by this daemon.
+    public var workers: Int
+    /// How long a claimed job stays this daemon's without a heartbeat.
+    public var lease: Duration
+    /// Longest wait for work without a notification.
+    public var pollInterval: Duration
+    /// Rescues after which a job fails as poisoned instead of being taken over again.
+    public var maxRescues: Int
+    /// Jobs one user may have running at once, across daemons (nil = no cap).
+    public var runningPerUser: Int?
+    /// On shutdown, how long running steps may go on before their jobs are released.
+    public var shutdownGrace: Duration
+    /// Most jobs claimed by one statement.
+    public var claimBatch: Int
+
+    public init(
+        workers: Int = 64, lease: Duration = .seconds(30), pollInterval: Duration = .seconds(1), maxRescues: Int = 5,
+        runningPerUser: Int? = nil, shutdownGrace: Duration = .seconds(30), claimBatch: Int = 64
+    ) {
+        self.workers = workers
+        self.lease = lease
+        self.pollInterval = pollInterval
+        self.maxRescues = maxRescues
+        self.runningPerUser = runningPerUser
+        self.shutdownGrace = shutdownGrace
+        self.claimBatch = claimBatch
+    }
+}
+
+/// Claims jobs from the queue and runs them, a task per job, up to `workers` at once; keeps their
+/// leases alive; stops a job when it is cancelled or its lease is lost; on graceful shutdown stops
+/// claiming, lets running steps finish up to the grace period, and releases the rest.
+public final class Engine: Service, Sendable {
+    /// Why a running job is being stopped.
+    enum StopReason: Sendable {
+        case cancelRequested
+        case leaseLost
+        case shutdown
+    }
+
+    struct RunningJob {
+        var task: Task<Void, Never>?
+        var stopReason: StopReason?
+    }
+
+    let store: JobStore
+    let catalog: PipelineCatalog
+    let registry: StageRegistry
+    let configuration: EngineConfiguration
+    let logger: Logger
+    /// This daemon's name in `lease_owner`.
+    public let owner: String
+
+    private let running = Mutex<[String: RunningJob]>([:])
+    private let isDraining = Atomic<Bool>(false)
+    private let claimWake = WakeSignal()
+    private let heartbeatWake = WakeSignal()
+    private let idle = WakeSignal()
+
+    public init(store: JobStore, catalog: PipelineCatalog, registry: StageRegistry, configuration: EngineConfiguration, logger: Logger) {
+        self.store = store
+        self.catalog = catalog
+        self.registry = registry
+        self.configuration = configuration
+        self.logger = logger
+        owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    /// Called for each NOTIFY the daemon receives.
+    public func notify(channel: String) {
+        switch channel {
+        case JobStore.jobsChannel: claimWake.signal()
+        case JobStore.cancelChannel: heartbeatWake.signal()
+        default: break
+        }
+    }
+
+    /// Jobs running here now.
+    public var runningCount: Int { running.withLock { $0.count } }
+
+    public func run() async throws {
+        logger.info("engine started", metadata: ["genflow.owner": "\(owner)", "genflow.workers": "\(configuration.workers)"])
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.heartbeatLoop() }
+                await self.claimLoop()
+                await self.drain()
+                group.cancelAll()
+                heartbeatWake.signal()
+            }
+        } onGracefulShutdown: {
+            self.isDraining.store(true, ordering: .sequentiallyConsistent)
+            self.claimWake.signal()
+        }
+        logger.info("engine stopped", metadata: ["genflow.owner": "\(owner)"])
+    }
+
+    // MARK: Claiming
+
+    private func claimLoop() async {
+        while !isDraining.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
+            let free = configuration.workers - runningCount
+            let want = min(free, configuration.claimBatch)
+            var claimedAll = false
+            if want > 0 {
+                do {
+                    let owner = owner, lease = configuration.lease, cap = configuration.runningPerUser
+                    let claimed = try await store.write { try $0.claim(owner: owner, limit: want, lease: lease, runningPerUser: cap) }
+                    claimed.forEach(start)
+                    claimedAll = claimed.count == want
+                } catch {
+                    logger.warning("claiming jobs failed; will retry", metadata: ["genflow.error": "\(error)"])
+                    await claimWake.wait(timeout: configuration.pollInterval)
+                    continue
+                }
+            }
+            if claimedAll { continue }
+            var timeout = configuration.pollInterval
+            if want > 0, let milliseconds = try? await store.read({ try $0.millisecondsUntilNextRunnable() }), milliseconds > 0 {
+                timeout = min(timeout, .milliseconds(milliseconds))
+            }
+            await claimWake.wait(timeout: timeout)
+        }
+    }
+
+    private func start(_ claimed: ClaimedJob) {
+        let id = claimed.job.id
+        running.withLock { $0[id] = RunningJob() }
+        let task = Task {
+            await self.execute(claimed)
+            self.running.withLock { _ = $0.removeValue(forKey: id) }
+            self.claimWake.signal()
+            self.idle.signal()
+        }
+        running.withLock { jobs in
+            if jobs[id] != nil { jobs[id]?.task = task }
+        }
+    }
+
+    private func execute(_ claimed: ClaimedJob) async {
+        var logger = logger
+        logger[metadataKey: "genflow.job_id"] = "\(claimed.job.id)"
+        do {
+            try await JobRun(engine: self, job: claimed.job, wasRescued: claimed.wasRescued, logger: logger).run()
+        } catch is LeaseLost {
+            logger.warning("lease lost: another daemon took the job over")
+        } catch {
+            // The lease runs out and any daemon picks the job up again from its last checkpoint.
+            logger.error("job run stopped by an error; it will be resumed after its lease expires", metadata: ["genflow.error": "\(error)"])
+        }
+    }
+
+    /// Why `jobID` is being stopped, if it is.
+    func stopReason(_ jobID: String) -> StopReason? {
+        running.withLock { $0[jobID]?.stopReason }
+    }
+
+    private func stop(_ jobID: String, _ reason: StopReason) {
+        let task = running.withLock { jobs -> Task<Void, Never>? in
+            guard jobs[jobID] != nil, jobs[jobID]?.stopReason == nil else { return nil }
+            jobs[jobID]?.stopReason = reason
+            return jobs[jobID]?.task
+        }
+        task?.cancel()
+    }
+
+    // MARK: Leases
+
+    private func heartbeatLoop() async {
+        while !Task.isCancelled {
+            await heartbeatWake.wait(timeout: configuration.lease / 3)
+            if Task.isCancelled { return }
+            let local = running.withLock { Array($0.keys) }
+            guard !local.isEmpty else { continue }
+            do {
+                let owner = owner, lease = configuration.lease
+                let held = Dictionary(try await store.write { try $0.heartbeat(owner: owner, lease: lease) }, uniquingKeysWith: { a, _ in a })
+                for id in local {
+                    if let cancel = held[id] {
+                        if cancel { stop(id, .cancelRequested) }
+                    } else if running.withLock({ $0[id] != nil }) {
+                        stop(id, .leaseLost)
+                    }
+                }
+            } catch {
+                logger.warning("heartbeat failed; will retry", metadata: ["genflow.error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: Shutdown
+
+    private func drain() async {
+        let deadline = ContinuousClock.now + configuration.shutdownGrace
+        logger.info("draining", metadata: ["genflow.running": "\(runningCount)"])
+        while runningCount > 0 && ContinuousClock.now < deadline {
+            await idle.wait(timeout: .milliseconds(100))
+        }
+        let left = running.withLock { Array($0.keys) }
+        if !left.isEmpty {
+            logger.info("releasing jobs still running after the grace period", metadata: ["genflow.count": "\(left.count)"])
+            left.forEach { stop($0, .shutdown) }
+            let hardDeadline = ContinuousClock.now + .seconds(10)
+            while runningCount > 0 && ContinuousClock.now < hardDeadline {
+                await idle.wait(timeout: .milliseconds(100))
+            }
+        }
+    }
+}

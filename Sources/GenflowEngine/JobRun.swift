@@ -1,0 +1,202 @@
+internal import GenflowCore
+internal import GenflowPipeline
+internal import GenflowStore
+internal import Logging
+
+/// One daemon's run of one claimed job: its steps in order from the first without a checkpoint,
+/// each attempt recorded, each completion checkpointed in the transaction that records it.
+/// A retryable failure reschedules the job in the database and ends the run; nothing sleeps here.
+struct JobRun {
+    let engine: Engine
+    var job: Job
+    let wasRescued: Bool
+    let logger: Logger
+
+    init(engine: Engine, job: Job, wasRescued: Bool, logger: Logger) {
+        self.engine = engine
+        self.job = job
+        self.wasRescued = wasRescued
+        self.logger = logger
+    }
+
+    func run() async throws {
+        var job = job
+        let store = engine.store, owner = engine.owner
+        if wasRescued {
+            let current = job
+            if job.rescues > engine.configuration.maxRescues {
+                let error = StepError(.internal, "poisoned: the job was taken over \(job.rescues) times after its daemon stopped responding")
+                try await store.write { session in
+                    try session.interruptStaleRuns(jobID: current.id)
+                    try session.failJob(job: current, owner: owner, step: current.currentStep, attempt: nil, error: error, reason: "poisoned")
+                }
+                logger.error("job failed as poisoned", metadata: ["genflow.rescues": "\(job.rescues)"])
+                return
+            }
+            try await store.write { try $0.interruptStaleRuns(jobID: current.id) }
+            logger.notice("resuming a job whose daemon stopped", metadata: ["genflow.rescues": "\(job.rescues)"])
+        }
+
+        let pipeline: Pipeline
+        do {
+            pipeline = try await engine.catalog.pipeline(named: job.pipeline, version: job.pipelineVersion, store: store)
+        } catch let error as StepError {
+            let current = job
+            try await store.write { try $0.failJob(job: current, owner: owner, step: nil, attempt: nil, error: error, reason: "pipeline") }
+            return
+        }
+
+        let jobID = job.id
+        var runs = try await store.read { try $0.stepRuns(jobID: jobID) }
+        var outputs: [String: JSON] = [:]
+        for run in runs where run.status == "completed" { outputs[run.stepID] = run.output ?? .null }
+        var feedback: [String: JSON] = [:]
+        var index = 0
+
+        while index < pipeline.steps.count {
+            let step = pipeline.steps[index]
+            if outputs[step.id] != nil {
+                index += 1
+                continue
+            }
+            if let reason = engine.stopReason(job.id) {
+                try await stop(job, reason: reason, step: nil, attempt: nil)
+                return
+            }
+            guard let stage = engine.registry.stage(named: step.stage) else {
+                try await fail(job, step: step.id, attempt: nil, StepError(.internal, "stage '\(step.stage)' is not registered in this daemon"), reason: "stage")
+                return
+            }
+
+            let previous = runs.filter { $0.stepID == step.id }
+            let attempt = (previous.map(\.attempt).max() ?? 0) + 1
+            let counted = previous.filter { $0.generation == job.generation && $0.status == "failed" }
+            let policyAttempt = counted.count + 1
+            let elapsed = Duration.milliseconds(previous.filter { $0.generation == job.generation }.map(\.ageMilliseconds).max() ?? 0)
+
+            let scope: JSON = [
+                "input": job.input,
+                "steps": .object(outputs.mapValues { ["output": $0] }),
+                "job": ["id": .string(job.id), "user_id": .string(job.userID), "pipeline": .string(job.pipeline)],
+            ]
+            let config = stage.descriptor.config.applyingDefaults(to: step.template.render(scope))
+            let violations = stage.descriptor.config.violations(of: config)
+            guard violations.isEmpty else {
+                let message = "'with' of step '\(step.id)' after rendering: " + violations.map(\.description).joined(separator: "; ")
+                try await fail(job, step: step.id, attempt: nil, StepError(.invalidRequest, message), reason: "config")
+                return
+            }
+
+            let started = job
+            let isFirst = job.attempts == 0
+            try await store.write { session in
+                try session.startStep(job: started, owner: owner, step: step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt, firstOfRun: isFirst)
+            }
+            job.attempts += 1
+            let attemptStart = ContinuousClock.now
+            let context = StageContext(
+                config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id,
+                attempt: policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback[step.id]
+            )
+            let result = await Self.invoke(stage, context)
+
+            switch result {
+            case .success(let output):
+                outputs[step.id] = output
+                let isLast = index == pipeline.steps.count - 1
+                let finished = job, results = JSON.object(outputs)
+                try await store.write { session in
+                    try session.completeStep(job: finished, owner: owner, step: step.id, attempt: attempt, output: output)
+                    if isLast { try session.completeJob(job: finished, owner: owner, result: results) }
+                }
+                index += 1
+
+            case .failure(let error):
+                if let reason = engine.stopReason(job.id) {
+                    try await stop(job, reason: reason, step: step.id, attempt: attempt)
+                    return
+                }
+                if error.errorClass == .outputInvalid, let onInvalid = step.onInvalid,
+                   let target = pipeline.steps.firstIndex(where: { $0.id == onInvalid.retryStep }), target < index {
+                    let reasks = runs.filter { $0.stepID == step.id && $0.generation == job.generation && $0.errorClass == ErrorClass.outputInvalid.rawValue }.count
+                    if reasks < onInvalid.max {
+                        let discard = pipeline.steps[target..<index].map(\.id)
+                        let current = job
+                        try await store.write { session in
+                            try session.reask(job: current, owner: owner, step: step.id, attempt: attempt, error: error, retryStep: onInvalid.retryStep, discard: discard)
+                        }
+                        discard.forEach { outputs[$0] = nil }
+                        feedback[onInvalid.retryStep] = ["from_step": .string(step.id), "error": .string(error.message)]
+                        runs = try await store.read { try $0.stepRuns(jobID: jobID) }
+                        index = target
+                        logger.info("output invalid; asking an earlier step again", metadata: ["genflow.step": "\(step.id)", "genflow.retry_step": "\(onInvalid.retryStep)"])
+                        continue
+                    }
+                }
+                let spent = elapsed + (ContinuousClock.now - attemptStart)
+                switch step.retry.decide(after: error, attempt: policyAttempt, elapsed: spent, random: Double.random(in: 0..<1)) {
+                case .retry(let delay):
+                    let current = job
+                    try await store.write { session in
+                        try session.scheduleRetry(job: current, owner: owner, step: step.id, attempt: attempt, policyAttempt: policyAttempt, error: error, delay: delay)
+                    }
+                    logger.info("step failed; retry scheduled", metadata: [
+                        "genflow.step": "\(step.id)", "genflow.error_class": "\(error.errorClass)", "genflow.delay_ms": "\(delay.milliseconds)",
+                    ])
+                case .giveUp(let reason):
+                    try await fail(job, step: step.id, attempt: attempt, error, reason: reason.rawValue)
+                }
+                return
+            }
+        }
+    }
+
+    private func fail(_ job: Job, step: String?, attempt: Int?, _ error: StepError, reason: String) async throws {
+        let owner = engine.owner
+        try await engine.store.write { try $0.failJob(job: job, owner: owner, step: step, attempt: attempt, error: error, reason: reason) }
+        logger.info("job failed", metadata: ["genflow.step": "\(step ?? "-")", "genflow.error_class": "\(error.errorClass)", "genflow.reason": "\(reason)"])
+    }
+
+    private func stop(_ job: Job, reason: Engine.StopReason, step: String?, attempt: Int?) async throws {
+        let owner = engine.owner
+        switch reason {
+        case .cancelRequested:
+            try await engine.store.write { session in
+                try session.failJob(job: job, owner: owner, step: step, attempt: attempt, error: StepError(.cancelled, "cancelled while running"), reason: "cancel")
+            }
+            logger.info("job cancelled while running")
+        case .shutdown:
+            try await engine.store.write { try $0.release(job: job, owner: owner, step: step, attempt: attempt) }
+            logger.info("job released at shutdown", metadata: ["genflow.step": "\(step ?? "-")"])
+        case .leaseLost:
+            throw LeaseLost(jobID: job.id)
+        }
+    }
+
+    /// Runs one attempt, bounded by its timeout and stopped when the job's task is cancelled.
+    /// A stage that ignores cancellation is left to finish on its own; its result is discarded.
+    static func invoke(_ stage: any Stage, _ context: StageContext) async -> Result<JSON, StepError> {
+        let outcome = FirstResult<Result<JSON, StepError>>()
+        let work = Task {
+            do throws(StepError) {
+                outcome.finish(.success(try await stage.run(context)))
+            } catch {
+                outcome.finish(.failure(error))
+            }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: context.timeout)
+            if !Task.isCancelled {
+                outcome.finish(.failure(StepError(.timeout, "the attempt ran past its timeout of \(DurationText.format(context.timeout))")))
+            }
+        }
+        let result = await withTaskCancellationHandler {
+            await outcome.value()
+        } onCancel: {
+            outcome.finish(.failure(StepError(.cancelled, "the step was stopped")))
+        }
+        work.cancel()
+        timer.cancel()
+        return result
+    }
+}

@@ -1,0 +1,55 @@
+public import GenflowCore
+public import GenflowPipeline
+public import GenflowStore
+
+/// Why a submission was refused, with a stable code for the API (`unknown_pipeline`, `invalid_input`).
+public struct SubmissionError: Error, Sendable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    /// For `invalid_input`: each problem with its path.
+    public var details: [SchemaViolation]
+
+    public var description: String {
+        ([message] + details.map { "  \($0)" }).joined(separator: "\n")
+    }
+}
+
+/// Checks a job request against its pipeline and enqueues it: the one way jobs enter the queue
+/// (CLI and HTTP alike).
+public struct JobSubmitter: Sendable {
+    public let catalog: PipelineCatalog
+    public let store: JobStore
+
+    public init(catalog: PipelineCatalog, store: JobStore) {
+        self.catalog = catalog
+        self.store = store
+    }
+
+    /// Validates `input` against the pipeline's schema (defaults filled in), records the pipeline
+    /// version and enqueues the job. The same idempotency key from the same user returns the
+    /// same job (`created` false).
+    public func submit(
+        pipeline name: String, input: JSON, userID: String, priority: Int = 0, idempotencyKey: String? = nil, runAt: String? = nil
+    ) async throws -> (job: Job, created: Bool) {
+        guard let pipeline = catalog.pipeline(named: name) else {
+            let names = catalog.pipelines.map(\.name)
+            throw SubmissionError(
+                code: "unknown_pipeline",
+                message: "unknown pipeline '\(name)'\(Suggestions.didYouMean(name, in: names)) (loaded: \(names.joined(separator: ", ")))",
+                details: []
+            )
+        }
+        let violations = pipeline.input.violations(of: input)
+        guard violations.isEmpty else {
+            throw SubmissionError(code: "invalid_input", message: "input does not match pipeline '\(name)'", details: violations)
+        }
+        let submission = JobSubmission(
+            pipeline: pipeline.name, pipelineVersion: pipeline.version, userID: userID,
+            input: pipeline.input.applyingDefaults(to: input), priority: priority, idempotencyKey: idempotencyKey, runAt: runAt
+        )
+        return try await store.write { session in
+            try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
+            return try session.submit(submission)
+        }
+    }
+}

@@ -1,0 +1,79 @@
+public import GenflowCore
+public import GenflowPipeline
+public import GenflowStore
+internal import Synchronization
+
+/// The pipelines this daemon knows: the current version of each (what new jobs use) and every
+/// version jobs have run on (a job runs to the end on the version it was submitted with).
+public final class PipelineCatalog: Sendable {
+    private struct State {
+        var current: [String: Pipeline] = [:]
+        var versions: [String: Pipeline] = [:]
+        /// The last rejected edit per file, with its diagnostics.
+        var failures: [String: DiagnosticsError] = [:]
+    }
+
+    private let state = Mutex(State())
+    public let loader: PipelineLoader
+
+    public init(loader: PipelineLoader) {
+        self.loader = loader
+    }
+
+    private static func key(_ name: String, _ version: String) -> String { "\(name)@\(version)" }
+
+    /// Loads every pipeline file in `directory`. A file that fails keeps its previous version
+    /// active; its error is kept for `failures`. Returns the pipelines that are new versions.
+    @discardableResult
+    public func load(directory: String) -> [Pipeline] {
+        let (pipelines, failures) = loader.load(directory: directory)
+        return state.withLock { state in
+            var added: [Pipeline] = []
+            for pipeline in pipelines {
+                if state.current[pipeline.name]?.version != pipeline.version { added.append(pipeline) }
+                state.current[pipeline.name] = pipeline
+                state.versions[Self.key(pipeline.name, pipeline.version)] = pipeline
+                state.failures[pipeline.file] = nil
+            }
+            for failure in failures {
+                if let file = failure.diagnostics.first?.location.file { state.failures[file] = failure }
+            }
+            return added
+        }
+    }
+
+    /// Adds one pipeline (tests, `genflow submit` of a single file).
+    public func add(_ pipeline: Pipeline) {
+        state.withLock { state in
+            state.current[pipeline.name] = pipeline
+            state.versions[Self.key(pipeline.name, pipeline.version)] = pipeline
+        }
+    }
+
+    /// The current version of `name`.
+    public func pipeline(named name: String) -> Pipeline? {
+        state.withLock { $0.current[name] }
+    }
+
+    /// All current pipelines, by name.
+    public var pipelines: [Pipeline] {
+        state.withLock { $0.current.values.sorted { $0.name < $1.name } }
+    }
+
+    /// Rejected files and why.
+    public var failures: [DiagnosticsError] {
+        state.withLock { Array($0.failures.values) }
+    }
+
+    /// The pipeline `name` at `version`: from memory, else rebuilt from its stored definition.
+    public func pipeline(named name: String, version: String, store: JobStore) async throws -> Pipeline {
+        if let known = state.withLock({ $0.versions[Self.key(name, version)] }) { return known }
+        guard let definition = try await store.read({ try $0.pipelineDefinition(name: name, version: version) }) else {
+            throw StepError(.internal, "pipeline \(name) version \(version) is not stored")
+        }
+        // JSON is YAML: the canonical form loads through the same validation as a file.
+        let pipeline = try loader.load(source: definition.description, file: "\(name)@\(version.prefix(12))")
+        state.withLock { $0.versions[Self.key(name, version)] = pipeline }
+        return pipeline
+    }
+}

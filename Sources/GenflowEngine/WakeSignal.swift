@@ -1,0 +1,90 @@
+internal import Synchronization
+
+/// Wakes one waiting loop: a signal sent while nobody waits is kept (once) for the next wait.
+final class WakeSignal: Sendable {
+    private struct State {
+        var isPending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Wakes the waiter, or the next one.
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.isPending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns at the next signal, after `timeout`, or when the task is cancelled.
+    func wait(timeout: Duration) async {
+        await withTaskCancellationHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.next() }
+                group.addTask {
+                    do {
+                        try await Task.sleep(for: timeout)
+                        self.signal()
+                    } catch {}
+                }
+                await group.next()
+                group.cancelAll()
+            }
+        } onCancel: {
+            self.signal()
+        }
+    }
+
+    private func next() async {
+        await withCheckedContinuation { continuation in
+            let isPending = state.withLock { state -> Bool in
+                if state.isPending {
+                    state.isPending = false
+                    return true
+                }
+                state.waiter = continuation
+                return false
+            }
+            if isPending { continuation.resume() }
+        }
+    }
+}
+
+/// A result set once, by whichever of several racers gets there first.
+final class FirstResult<Value: Sendable>: Sendable {
+    private struct State {
+        var value: Value?
+        var waiter: CheckedContinuation<Value, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Sets the result if none is set yet.
+    func finish(_ value: Value) {
+        let waiter = state.withLock { state -> CheckedContinuation<Value, Never>? in
+            guard state.value == nil else { return nil }
+            state.value = value
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: value)
+    }
+
+    /// The result, once set.
+    func value() async -> Value {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Value? in
+                if let value = state.value { return value }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}

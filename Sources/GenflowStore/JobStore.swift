@@ -1,0 +1,504 @@
+public import GenflowCore
+public import GenflowPostgres
+internal import Foundation
+
+/// The job queue and event log in PostgreSQL. Every method is one transaction (or one read) on
+/// a pool thread; writes that report a change record its event in the same transaction and wake
+/// listeners with one NOTIFY per transaction.
+public struct JobStore: Sendable {
+    public let pool: DatabasePool
+
+    /// NOTIFY channel: jobs became runnable (submitted, rescheduled, released, retried).
+    public static let jobsChannel = "genflow_jobs"
+    /// NOTIFY channel: events were committed.
+    public static let eventsChannel = "genflow_events"
+    /// NOTIFY channel: a running job was asked to cancel.
+    public static let cancelChannel = "genflow_cancel"
+
+    public init(pool: DatabasePool) {
+        self.pool = pool
+    }
+
+    /// Runs `body` in one transaction; notifications it asked for are sent just before commit.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T {
+        try await pool.transaction { connection in
+            let session = StoreSession(connection)
+            let value = try body(session)
+            try session.sendNotifications()
+            return value
+        }
+    }
+
+    /// Runs `body` outside a transaction (reads).
+    public func read<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T {
+        try await pool.withConnection { connection in try body(StoreSession(connection)) }
+    }
+}
+
+/// A job claimed by a worker.
+public struct ClaimedJob: Sendable {
+    public var job: Job
+    /// True when the job was taken over from a daemon whose lease expired.
+    public var wasRescued: Bool
+}
+
+/// What a cancel request did.
+public enum CancelOutcome: Sendable, Hashable {
+    /// The job was queued or waiting: it is cancelled now.
+    case cancelled(Job)
+    /// The job is running: its daemon was told to stop the step.
+    case requested(Job)
+    /// The job's state does not allow it (it has finished).
+    case notAllowed(JobStatus)
+    case notFound
+}
+
+/// What a job submission carries.
+public struct JobSubmission: Sendable {
+    public var pipeline: String
+    public var pipelineVersion: String
+    public var userID: String
+    public var input: JSON
+    public var priority: Int
+    public var idempotencyKey: String?
+    /// ISO 8601 time before which the job does not run; nil = now.
+    public var runAt: String?
+
+    public init(pipeline: String, pipelineVersion: String, userID: String, input: JSON, priority: Int = 0, idempotencyKey: String? = nil, runAt: String? = nil) {
+        self.pipeline = pipeline
+        self.pipelineVersion = pipelineVersion
+        self.userID = userID
+        self.input = input
+        self.priority = priority
+        self.idempotencyKey = idempotencyKey
+        self.runAt = runAt
+    }
+}
+
+/// Thrown when a daemon writes for a job it no longer owns (its lease expired and another
+/// daemon took the job): the write is refused and the local run must stop.
+public struct LeaseLost: Error, Sendable {
+    public var jobID: String
+
+    public init(jobID: String) {
+        self.jobID = jobID
+    }
+}
+
+/// Queue and event operations on one connection, composable into one transaction.
+public final class StoreSession {
+    let connection: PostgresConnection
+    private var wroteEvents = false
+    private var wokeWorkers = false
+    private var askedCancel = false
+
+    init(_ connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    func sendNotifications() throws {
+        guard wroteEvents || wokeWorkers || askedCancel else { return }
+        var channels: [String] = []
+        if wroteEvents { channels.append(JobStore.eventsChannel) }
+        if wokeWorkers { channels.append(JobStore.jobsChannel) }
+        if askedCancel { channels.append(JobStore.cancelChannel) }
+        try connection.query("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", ["{\(channels.joined(separator: ","))}"])
+    }
+
+    // MARK: Events
+
+    /// Records an event in this transaction.
+    public func append(_ event: NewEvent) throws {
+        try connection.query(
+            "INSERT INTO genflow.events (user_id, job_id, type, step, data) VALUES ($1, $2::uuid, $3, $4, $5::jsonb)",
+            [event.userID, event.jobID, event.type, event.step, event.data]
+        )
+        wroteEvents = true
+    }
+
+    /// Events after `cursor` (a `(tx, id)` pair) that every earlier transaction has made visible,
+    /// in delivery order. A bigserial id alone is not commit order: this never returns an event
+    /// while an older transaction that might still add one before it is open.
+    public func events(after cursor: EventCursor, userID: String? = nil, jobID: String? = nil, limit: Int = 500) throws -> [Event] {
+        try connection.query("""
+            SELECT \(Event.columns) FROM genflow.events
+            WHERE (tx, id) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
+              AND ($3::text IS NULL OR user_id = $3) AND ($4::uuid IS NULL OR job_id = $4::uuid)
+            ORDER BY tx, id LIMIT $5
+            """, [cursor.tx, cursor.id, userID, jobID, limit]).rows.map(Event.init(row:))
+    }
+
+    /// The cursor just after event `id`, or nil when no such event is stored.
+    public func cursor(afterEvent id: Int64) throws -> EventCursor? {
+        try connection.query("SELECT tx::text FROM genflow.events WHERE id = $1", [id]).rows.first.map {
+            EventCursor(tx: $0["tx"] ?? "0", id: id)
+        }
+    }
+
+    // MARK: Pipelines
+
+    /// Stores a pipeline version so jobs can run on it after any reload.
+    public func recordPipelineVersion(name: String, version: String, definition: JSON, file: String) throws {
+        try connection.query("""
+            INSERT INTO genflow.pipeline_versions (name, version, definition, file) VALUES ($1, $2, $3::jsonb, $4)
+            ON CONFLICT (name, version) DO NOTHING
+            """, [name, version, definition, file])
+    }
+
+    /// The stored definition of a pipeline version.
+    public func pipelineDefinition(name: String, version: String) throws -> JSON? {
+        try connection.query("SELECT definition::text FROM genflow.pipeline_versions WHERE name = $1 AND version = $2", [name, version])
+            .rows.first.flatMap { $0["definition"] }.map { try JSON(parsing: $0) }
+    }
+
+    // MARK: Submitting and controlling jobs
+
+    /// Enqueues a job; with an idempotency key already used by this user, returns that job instead.
+    public func submit(_ submission: JobSubmission) throws -> (job: Job, created: Bool) {
+        let inserted = try connection.query("""
+            INSERT INTO genflow.jobs (id, pipeline, pipeline_version, user_id, input, status, priority, run_at, idempotency_key)
+            VALUES ($1::uuid, $2, $3, $4, $5::jsonb, 'queued', $6, coalesce($7::timestamptz, now()), $8)
+            ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING \(Job.columns())
+            """, [UUID().uuidString.lowercased(), submission.pipeline, submission.pipelineVersion, submission.userID,
+                  submission.input, submission.priority, submission.runAt, submission.idempotencyKey])
+        if let row = inserted.rows.first {
+            let job = try Job(row: row)
+            try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.queued", data: ["pipeline": .string(job.pipeline), "priority": .int(job.priority)]))
+            wokeWorkers = true
+            return (job, true)
+        }
+        let existing = try connection.query(
+            "SELECT \(Job.columns()) FROM genflow.jobs WHERE user_id = $1 AND idempotency_key = $2",
+            [submission.userID, submission.idempotencyKey]
+        )
+        guard let row = existing.rows.first else { throw PostgresError(message: "idempotency conflict on a job that no longer exists") }
+        return (try Job(row: row), false)
+    }
+
+    /// Cancels a queued or waiting job now, or asks the daemon running it to stop.
+    public func cancel(jobID: String, userID: String? = nil) throws -> CancelOutcome {
+        guard let current = try job(id: jobID, userID: userID) else { return .notFound }
+        guard JobStatus.cancellable.contains(current.status) else { return .notAllowed(current.status) }
+        if current.status == .running {
+            let rows = try connection.query("""
+                UPDATE genflow.jobs SET cancel_requested = true, updated_at = now()
+                WHERE id = $1::uuid AND status = 'running' RETURNING \(Job.columns())
+                """, [jobID]).rows
+            guard let row = rows.first else { return try cancel(jobID: jobID, userID: userID) }
+            askedCancel = true
+            return .requested(try Job(row: row))
+        }
+        let rows = try connection.query("""
+            UPDATE genflow.jobs SET status = 'cancelled', cancel_requested = true, finished_at = now(), updated_at = now(),
+                error = jsonb_build_object('class', 'cancelled', 'message', 'cancelled before it ran', 'step', current_step)
+            WHERE id = $1::uuid AND status IN ('queued', 'waiting_retry') RETURNING \(Job.columns())
+            """, [jobID]).rows
+        guard let row = rows.first else { return try cancel(jobID: jobID, userID: userID) }
+        let job = try Job(row: row)
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.cancelled", data: ["while": .string(current.status.rawValue)]))
+        return .cancelled(job)
+    }
+
+    /// Queues a failed or cancelled job again; it resumes from its first step without a checkpoint.
+    /// Nil when the job is not found or its state does not allow a retry (`status` says which).
+    public func retry(jobID: String, userID: String? = nil) throws -> (job: Job?, status: JobStatus?) {
+        guard let current = try job(id: jobID, userID: userID) else { return (nil, nil) }
+        guard JobStatus.retryable.contains(current.status) else { return (nil, current.status) }
+        let rows = try connection.query("""
+            UPDATE genflow.jobs SET status = 'queued', generation = generation + 1, run_at = now(), error = NULL,
+                finished_at = NULL, cancel_requested = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = $1::uuid AND status IN ('failed', 'cancelled') RETURNING \(Job.columns())
+            """, [jobID]).rows
+        guard let row = rows.first else { return (nil, current.status) }
+        let job = try Job(row: row)
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.queued", data: ["retry": true, "generation": .int(job.generation)]))
+        wokeWorkers = true
+        return (job, nil)
+    }
+
+    // MARK: Reading jobs
+
+    /// The job `id`; with `userID`, only if it is that user's.
+    public func job(id: String, userID: String? = nil) throws -> Job? {
+        guard UUID(uuidString: id) != nil else { return nil }
+        return try connection.query(
+            "SELECT \(Job.columns()) FROM genflow.jobs WHERE id = $1::uuid AND ($2::text IS NULL OR user_id = $2)", [id, userID]
+        ).rows.first.map(Job.init(row:))
+    }
+
+    /// Every attempt of every step of a job, oldest first.
+    public func stepRuns(jobID: String) throws -> [StepRun] {
+        try connection.query(
+            "SELECT \(StepRun.columns) FROM genflow.step_runs WHERE job_id = $1::uuid ORDER BY started_at, attempt", [jobID]
+        ).rows.map(StepRun.init(row:))
+    }
+
+    /// The steps of the pipeline version a job runs on: `(id, stage)` in order.
+    public func pipelineSteps(name: String, version: String) throws -> [(id: String, stage: String)] {
+        try connection.query("""
+            SELECT s.value->>'id' AS id, s.value->>'stage' AS stage
+            FROM genflow.pipeline_versions v, jsonb_array_elements(v.definition->'steps') WITH ORDINALITY AS s(value, n)
+            WHERE v.name = $1 AND v.version = $2 ORDER BY s.n
+            """, [name, version]).rows.map { ($0["id"] ?? "", $0["stage"] ?? "") }
+    }
+
+    /// Jobs newest first, filtered; `before` is the cursor of the last job of the previous page.
+    public func jobs(userID: String? = nil, status: JobStatus? = nil, pipeline: String? = nil, before cursor: JobCursor? = nil, limit: Int = 50) throws -> [Job] {
+        try connection.query("""
+            SELECT \(Job.columns()) FROM genflow.jobs
+            WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR pipeline = $3)
+              AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
+            ORDER BY created_at DESC, id DESC LIMIT $6
+            """, [userID, status?.rawValue, pipeline, cursor?.createdAt, cursor?.id, limit]).rows.map(Job.init(row:))
+    }
+
+    // MARK: Workers
+
+    /// Claims up to `limit` runnable jobs for `owner` in one statement: queued or waiting jobs whose
+    /// `run_at` has come, highest priority first, then oldest; and running jobs whose lease expired
+    /// (their daemon died). With `runningPerUser`, no user gets more than that many running jobs;
+    /// claims are then serialised across daemons so the cap holds exactly.
+    public func claim(owner: String, limit: Int, lease: Duration, runningPerUser: Int?) throws -> [ClaimedJob] {
+        let ready = "((j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()) OR (j.status = 'running' AND j.lease_expires_at < now()))"
+        let candidates: String
+        var parameters: [(any PostgresEncodable)?] = [owner, limit, Int(lease.milliseconds)]
+        if let runningPerUser {
+            try connection.query("SELECT pg_advisory_xact_lock($1)", [Self.claimLockKey])
+            parameters.append(runningPerUser)
+            candidates = """
+                WITH running AS (
+                    SELECT user_id, count(*) AS n FROM genflow.jobs
+                    WHERE status = 'running' AND lease_expires_at >= now() GROUP BY user_id
+                ), ranked AS (
+                    SELECT j.id, j.priority, j.run_at,
+                           row_number() OVER (PARTITION BY j.user_id ORDER BY j.priority DESC, j.run_at, j.id) + coalesce(r.n, 0) AS slot
+                    FROM genflow.jobs j LEFT JOIN running r ON r.user_id = j.user_id
+                    WHERE \(ready)
+                ), candidates AS (
+                    SELECT j.id, j.status AS previous FROM genflow.jobs j JOIN ranked r ON r.id = j.id
+                    WHERE r.slot <= $4 ORDER BY r.priority DESC, r.run_at, r.id LIMIT $2
+                    FOR UPDATE OF j SKIP LOCKED
+                )
+                """
+        } else {
+            candidates = """
+                WITH candidates AS (
+                    SELECT j.id, j.status AS previous FROM genflow.jobs j WHERE \(ready)
+                    ORDER BY j.priority DESC, j.run_at, j.id LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                )
+                """
+        }
+        let rows = try connection.query("""
+            \(candidates)
+            UPDATE genflow.jobs t SET status = 'running', lease_owner = $1,
+                lease_expires_at = now() + $3 * interval '1 millisecond', started_at = coalesce(t.started_at, now()),
+                rescues = t.rescues + (c.previous = 'running')::int, updated_at = now()
+            FROM candidates c WHERE t.id = c.id
+            RETURNING \(Job.columns("t")), c.previous
+            """, parameters).rows
+        return try rows.map { ClaimedJob(job: try Job(row: $0), wasRescued: $0["previous"] == "running") }
+    }
+
+    static let claimLockKey = 0x67656e666c6f78
+
+    /// When the next queued or waiting job becomes runnable, in milliseconds from now (≤ 0: now).
+    public func millisecondsUntilNextRunnable() throws -> Int? {
+        try connection.query("""
+            SELECT (extract(epoch FROM min(run_at) - now()) * 1000)::bigint AS ms FROM genflow.jobs
+            WHERE status IN ('queued', 'waiting_retry')
+            """).rows.first?.decode("ms", as: Int.self)
+    }
+
+    /// Extends the leases of every job `owner` runs; returns them with their cancel flags. A job
+    /// missing from the answer is no longer this owner's.
+    public func heartbeat(owner: String, lease: Duration) throws -> [(id: String, cancelRequested: Bool)] {
+        try connection.query("""
+            UPDATE genflow.jobs SET lease_expires_at = now() + $2 * interval '1 millisecond'
+            WHERE lease_owner = $1 AND status = 'running' RETURNING id::text, cancel_requested
+            """, [owner, Int(lease.milliseconds)]).rows.map { ($0["id"] ?? "", $0.decode("cancel_requested") ?? false) }
+    }
+
+    /// Checks that `owner` still holds the job's lease and notes the step it is on.
+    func touch(jobID: String, owner: String, step: String?) throws {
+        let updated = try connection.query("""
+            UPDATE genflow.jobs SET current_step = coalesce($3, current_step), updated_at = now()
+            WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'
+            """, [jobID, owner, step]).affectedRows
+        guard updated == 1 else { throw LeaseLost(jobID: jobID) }
+    }
+
+    /// Marks attempts left `running` by a daemon that died as `interrupted`.
+    public func interruptStaleRuns(jobID: String) throws {
+        try connection.query("UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = $1::uuid AND status = 'running'", [jobID])
+    }
+
+    /// Records the start of an attempt: its row, the job's current step, and `step.started`.
+    public func startStep(job: Job, owner: String, step: String, stage: String, attempt: Int, policyAttempt: Int, firstOfRun: Bool) throws {
+        try touch(jobID: job.id, owner: owner, step: step)
+        try connection.query("""
+            INSERT INTO genflow.step_runs (job_id, step_id, attempt, generation, stage, status) VALUES ($1::uuid, $2, $3, $4, $5, 'running');
+            """, [job.id, step, attempt, job.generation, stage])
+        try connection.query("UPDATE genflow.jobs SET attempts = attempts + 1 WHERE id = $1::uuid", [job.id])
+        if firstOfRun && job.startedAt == nil || firstOfRun && job.attempts == 0 {
+            try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.started", data: ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)]))
+        }
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.started", step: step, data: ["attempt": .int(policyAttempt), "stage": .string(stage)]))
+    }
+
+    /// Checkpoints a completed attempt's output: the step is never run again.
+    public func completeStep(job: Job, owner: String, step: String, attempt: Int, output: JSON) throws {
+        try touch(jobID: job.id, owner: owner, step: nil)
+        let updated = try connection.query("""
+            UPDATE genflow.step_runs SET status = 'completed', output = $4::jsonb, finished_at = now()
+            WHERE job_id = $1::uuid AND step_id = $2 AND attempt = $3 AND status = 'running'
+            RETURNING (extract(epoch FROM finished_at - started_at) * 1000)::bigint AS ms
+            """, [job.id, step, attempt, output])
+        guard let row = updated.rows.first else { throw LeaseLost(jobID: job.id) }
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.completed", step: step, data: ["duration_ms": .int(row.decode("ms") ?? 0)]))
+    }
+
+    /// Ends an attempt with a failure (`status`: failed or cancelled).
+    func endAttempt(job: Job, step: String, attempt: Int, status: String, error: StepError, retryDelay: Duration? = nil) throws {
+        try connection.query("""
+            UPDATE genflow.step_runs SET status = $4, error_class = $5, error_message = $6, retry_delay_ms = $7, finished_at = now()
+            WHERE job_id = $1::uuid AND step_id = $2 AND attempt = $3
+            """, [job.id, step, attempt, status, error.errorClass.rawValue, error.message, retryDelay.map { Int($0.milliseconds) }])
+    }
+
+    /// A retryable failure: the attempt is recorded and the job waits in the database until `run_at`.
+    public func scheduleRetry(job: Job, owner: String, step: String, attempt: Int, policyAttempt: Int, error: StepError, delay: Duration) throws {
+        try touch(jobID: job.id, owner: owner, step: nil)
+        try endAttempt(job: job, step: step, attempt: attempt, status: "failed", error: error, retryDelay: delay)
+        try connection.query("""
+            UPDATE genflow.jobs SET status = 'waiting_retry', run_at = now() + $2 * interval '1 millisecond',
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = $1::uuid
+            """, [job.id, Int(delay.milliseconds)])
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.retrying", step: step, data: [
+            "attempt": .int(policyAttempt), "delay_ms": .int(Int(delay.milliseconds)),
+            "error": ["class": .string(error.errorClass.rawValue), "message": .string(error.message)],
+        ]))
+        wokeWorkers = true
+    }
+
+    /// Finishes the job: completed with `result`.
+    public func completeJob(job: Job, owner: String, result: JSON) throws {
+        try touch(jobID: job.id, owner: owner, step: nil)
+        try connection.query("""
+            UPDATE genflow.jobs SET status = 'completed', result = $2::jsonb, finished_at = now(), current_step = NULL,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = $1::uuid
+            """, [job.id, result])
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.completed", data: ["pipeline": .string(job.pipeline)]))
+    }
+
+    /// Finishes the job as failed (or cancelled, for `.cancelled` errors), recording the failed attempt.
+    public func failJob(job: Job, owner: String, step: String?, attempt: Int?, error: StepError, reason: String) throws {
+        try touch(jobID: job.id, owner: owner, step: nil)
+        let isCancel = error.errorClass == .cancelled
+        if let step, let attempt {
+            try endAttempt(job: job, step: step, attempt: attempt, status: isCancel ? "cancelled" : "failed", error: error)
+        }
+        let errorJSON: JSON = ["class": .string(error.errorClass.rawValue), "message": .string(error.message), "step": step.map(JSON.string) ?? .null, "reason": .string(reason)]
+        try connection.query("""
+            UPDATE genflow.jobs SET status = $2, error = $3::jsonb, finished_at = now(), lease_owner = NULL,
+                lease_expires_at = NULL, updated_at = now()
+            WHERE id = $1::uuid
+            """, [job.id, isCancel ? "cancelled" : "failed", errorJSON])
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: isCancel ? "job.cancelled" : "job.failed", step: step, data: ["error": errorJSON]))
+    }
+
+    /// Gives a running job back to the queue (shutdown past its grace period): the attempt is
+    /// marked interrupted and the job is runnable again at once, by any daemon.
+    public func release(job: Job, owner: String, step: String?, attempt: Int?) throws {
+        try touch(jobID: job.id, owner: owner, step: nil)
+        if let step, let attempt {
+            try connection.query("UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = $1::uuid AND step_id = $2 AND attempt = $3", [job.id, step, attempt])
+        }
+        try connection.query("""
+            UPDATE genflow.jobs SET status = 'queued', run_at = now(), lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = $1::uuid
+            """, [job.id])
+        wokeWorkers = true
+    }
+
+    /// `on_invalid: retry_step`: records the failed attempt and discards the checkpoints of
+    /// `discard` (the retried step and those after it), so they run again.
+    public func reask(job: Job, owner: String, step: String, attempt: Int, error: StepError, retryStep: String, discard: [String]) throws {
+        try touch(jobID: job.id, owner: owner, step: nil)
+        try endAttempt(job: job, step: step, attempt: attempt, status: "failed", error: error)
+        try connection.query("""
+            UPDATE genflow.step_runs SET status = 'superseded' WHERE job_id = $1::uuid AND step_id = ANY($2::text[]) AND status = 'completed'
+            """, [job.id, "{\(discard.joined(separator: ","))}"])
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.retrying", step: step, data: [
+            "reason": "on_invalid", "retry_step": .string(retryStep),
+            "error": ["class": .string(error.errorClass.rawValue), "message": .string(error.message)],
+        ]))
+    }
+
+    // MARK: Housekeeping
+
+    /// Deletes finished jobs (with their step runs) and events older than `retention`, if no other
+    /// daemon is doing it now. Returns (jobs, events) deleted, or nil when another daemon holds the lock.
+    public func deleteExpired(retention: Duration) throws -> (jobs: Int, events: Int)? {
+        let locked = try connection.query("SELECT pg_try_advisory_lock($1) AS locked", [Self.housekeepingLockKey]).rows.first?.decode("locked", as: Bool.self) ?? false
+        guard locked else { return nil }
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Self.housekeepingLockKey]) }
+        let milliseconds = Int(retention.milliseconds)
+        var jobs = 0, events = 0
+        while true {
+            let deleted = try connection.query("""
+                DELETE FROM genflow.jobs WHERE id IN (
+                    SELECT id FROM genflow.jobs WHERE finished_at < now() - $1 * interval '1 millisecond' LIMIT 5000)
+                """, [milliseconds]).affectedRows
+            jobs += deleted
+            if deleted < 5000 { break }
+        }
+        while true {
+            let deleted = try connection.query("""
+                DELETE FROM genflow.events WHERE id IN (
+                    SELECT id FROM genflow.events WHERE created_at < now() - $1 * interval '1 millisecond' LIMIT 5000)
+                """, [milliseconds]).affectedRows
+            events += deleted
+            if deleted < 5000 { break }
+        }
+        return (jobs, events)
+    }
+
+    static let housekeepingLockKey = 0x67656e666c6f79
+}
+
+/// A position in the event log: events are delivered in `(tx, id)` order.
+public struct EventCursor: Sendable, Hashable {
+    public var tx: String
+    public var id: Int64
+
+    public init(tx: String, id: Int64) {
+        self.tx = tx
+        self.id = id
+    }
+
+    /// Before every event.
+    public static let start = EventCursor(tx: "0", id: 0)
+
+    public init(after event: Event) {
+        self.init(tx: event.tx, id: event.id)
+    }
+}
+
+/// A position in a job listing (newest first).
+public struct JobCursor: Sendable, Hashable {
+    public var createdAt: String
+    public var id: String
+
+    public init(createdAt: String, id: String) {
+        self.createdAt = createdAt
+        self.id = id
+    }
+
+    public init(after job: Job) {
+        self.init(createdAt: job.createdAt, id: job.id)
+    }
+}

@@ -1,0 +1,129 @@
+public import GenflowPostgres
+
+/// The database schema, as numbered migrations embedded in the binary. Applied in order, each in
+/// its own transaction, under an advisory lock so daemons starting together do not race.
+public enum Migrations {
+    /// One schema change. Never edit a shipped one: add the next.
+    public struct Migration: Sendable {
+        public var version: Int
+        public var name: String
+        public var sql: String
+    }
+
+    /// Key of the advisory lock held while migrating ("genflow" in ASCII).
+    static let lockKey = 0x67656e666c6f77
+
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "queue", sql: """
+            CREATE FUNCTION genflow.iso(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE
+                AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
+
+            CREATE TABLE genflow.pipeline_versions (
+                name text NOT NULL,
+                version text NOT NULL,
+                definition jsonb NOT NULL,
+                file text NOT NULL,
+                loaded_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (name, version)
+            );
+
+            CREATE TABLE genflow.jobs (
+                id uuid PRIMARY KEY,
+                pipeline text NOT NULL,
+                pipeline_version text NOT NULL,
+                user_id text NOT NULL,
+                input jsonb NOT NULL,
+                status text NOT NULL CHECK (status IN ('queued', 'running', 'waiting_retry', 'completed', 'failed', 'cancelled')),
+                priority integer NOT NULL DEFAULT 0,
+                run_at timestamptz NOT NULL DEFAULT now(),
+                attempts integer NOT NULL DEFAULT 0,
+                rescues integer NOT NULL DEFAULT 0,
+                generation integer NOT NULL DEFAULT 0,
+                lease_owner text,
+                lease_expires_at timestamptz,
+                cancel_requested boolean NOT NULL DEFAULT false,
+                idempotency_key text,
+                current_step text,
+                result jsonb,
+                error jsonb,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                started_at timestamptz,
+                finished_at timestamptz,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                FOREIGN KEY (pipeline, pipeline_version) REFERENCES genflow.pipeline_versions (name, version)
+            );
+            CREATE UNIQUE INDEX jobs_idempotency ON genflow.jobs (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+            CREATE INDEX jobs_ready ON genflow.jobs (priority DESC, run_at, id) WHERE status IN ('queued', 'waiting_retry');
+            CREATE INDEX jobs_leases ON genflow.jobs (lease_expires_at) WHERE status = 'running';
+            CREATE INDEX jobs_user ON genflow.jobs (user_id, created_at DESC, id DESC);
+            CREATE INDEX jobs_finished ON genflow.jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+            CREATE TABLE genflow.step_runs (
+                job_id uuid NOT NULL REFERENCES genflow.jobs ON DELETE CASCADE,
+                step_id text NOT NULL,
+                attempt integer NOT NULL,
+                generation integer NOT NULL DEFAULT 0,
+                stage text NOT NULL,
+                status text NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'interrupted', 'superseded')),
+                output jsonb,
+                error_class text,
+                error_message text,
+                retry_delay_ms bigint,
+                started_at timestamptz NOT NULL DEFAULT now(),
+                finished_at timestamptz,
+                PRIMARY KEY (job_id, step_id, attempt)
+            );
+            -- A step has at most one checkpoint: a completed step is never run again.
+            CREATE UNIQUE INDEX step_runs_checkpoint ON genflow.step_runs (job_id, step_id) WHERE status = 'completed';
+
+            -- Events are read in (tx, id) order, and only from transactions older than every one
+            -- still running: a bigserial id is not commit order (SPEC §8).
+            CREATE TABLE genflow.events (
+                id bigserial PRIMARY KEY,
+                tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                user_id text NOT NULL,
+                job_id uuid,
+                type text NOT NULL,
+                step text,
+                data jsonb NOT NULL DEFAULT '{}',
+                created_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX events_order ON genflow.events (tx, id);
+            CREATE INDEX events_user ON genflow.events (user_id, tx, id);
+            CREATE INDEX events_job ON genflow.events (job_id, tx, id);
+            CREATE INDEX events_created ON genflow.events (created_at);
+            """),
+    ]
+
+    /// Applies the migrations `connection`'s database lacks; returns the versions applied.
+    @discardableResult
+    public static func migrate(_ connection: PostgresConnection) throws -> [Int] {
+        try connection.query("SELECT pg_advisory_lock($1)", [lockKey])
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [lockKey]) }
+        try connection.execute("""
+            CREATE SCHEMA IF NOT EXISTS genflow;
+            CREATE TABLE IF NOT EXISTS genflow.schema_migrations (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            );
+            """)
+        let applied = Set(try connection.query("SELECT version FROM genflow.schema_migrations").rows.compactMap { $0.decode("version", as: Int.self) })
+        var done: [Int] = []
+        for migration in all where !applied.contains(migration.version) {
+            try connection.transaction { connection in
+                try connection.execute(migration.sql)
+                try connection.query("INSERT INTO genflow.schema_migrations (version, name) VALUES ($1, $2)", [migration.version, migration.name])
+            }
+            done.append(migration.version)
+        }
+        return done
+    }
+
+    /// The newest version applied to the database, 0 for none.
+    public static func currentVersion(_ connection: PostgresConnection) throws -> Int {
+        let exists = try connection.query("SELECT to_regclass('genflow.schema_migrations') IS NOT NULL AS present").rows.first?.decode("present", as: Bool.self) ?? false
+        guard exists else { return 0 }
+        return try connection.query("SELECT coalesce(max(version), 0) AS v FROM genflow.schema_migrations").rows.first?.decode("v", as: Int.self) ?? 0
+    }
+}

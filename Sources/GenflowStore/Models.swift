@@ -1,0 +1,234 @@
+public import GenflowCore
+public import GenflowPostgres
+
+/// A job's place in its lifecycle. The transitions are written down once, here:
+///
+/// ```
+/// queued ──claim──▶ running ──last step done──▶ completed
+///   │                 │ ├──retryable failure──▶ waiting_retry ──claim (run_at reached)──▶ running
+///   │                 │ ├──failure, no retry left──▶ failed ──retry──▶ queued
+///   │                 │ └──lease expired / released──▶ running again on any daemon, or queued
+///   └──cancel──▶ cancelled ◀──cancel── (running, waiting_retry)        cancelled ──retry──▶ queued
+/// ```
+public enum JobStatus: String, Sendable, Hashable, CaseIterable, Codable {
+    case queued
+    case running
+    case waitingRetry = "waiting_retry"
+    case completed
+    case failed
+    case cancelled
+
+    /// No further step runs.
+    public var isTerminal: Bool { self == .completed || self == .failed || self == .cancelled }
+
+    /// States a cancel applies to.
+    public static let cancellable: [JobStatus] = [.queued, .waitingRetry, .running]
+    /// States a manual retry applies to.
+    public static let retryable: [JobStatus] = [.failed, .cancelled]
+    /// States a worker may claim (a `running` job only once its lease expired).
+    public static let claimable: [JobStatus] = [.queued, .waitingRetry]
+}
+
+/// A job as stored.
+public struct Job: Sendable, Hashable {
+    public var id: String
+    public var pipeline: String
+    public var pipelineVersion: String
+    public var userID: String
+    public var status: JobStatus
+    public var priority: Int
+    /// Step attempts made, all steps together.
+    public var attempts: Int
+    /// Times the job was reclaimed after its daemon's lease expired.
+    public var rescues: Int
+    /// Bumped by each manual retry; attempts are counted within a generation.
+    public var generation: Int
+    public var input: JSON
+    public var result: JSON?
+    /// `{class, message, step}` of the failure.
+    public var error: JSON?
+    public var idempotencyKey: String?
+    public var currentStep: String?
+    public var cancelRequested: Bool
+    /// ISO 8601 timestamps (UTC).
+    public var runAt: String
+    public var createdAt: String
+    public var startedAt: String?
+    public var finishedAt: String?
+
+    /// The SELECT list that `init(row:)` reads, for the table aliased `t`.
+    static func columns(_ t: String = "jobs") -> String {
+        """
+        \(t).id::text AS id, \(t).pipeline, \(t).pipeline_version, \(t).user_id, \(t).status, \(t).priority, \(t).attempts,
+        \(t).rescues, \(t).generation, \(t).input::text AS input, \(t).result::text AS result, \(t).error::text AS error,
+        \(t).idempotency_key, \(t).current_step, \(t).cancel_requested, genflow.iso(\(t).run_at) AS run_at,
+        genflow.iso(\(t).created_at) AS created_at, genflow.iso(\(t).started_at) AS started_at,
+        genflow.iso(\(t).finished_at) AS finished_at
+        """
+    }
+
+    init(row: PostgresRow) throws {
+        id = row["id"] ?? ""
+        pipeline = row["pipeline"] ?? ""
+        pipelineVersion = row["pipeline_version"] ?? ""
+        userID = row["user_id"] ?? ""
+        status = JobStatus(rawValue: row["status"] ?? "") ?? .failed
+        priority = row.decode("priority") ?? 0
+        attempts = row.decode("attempts") ?? 0
+        rescues = row.decode("rescues") ?? 0
+        generation = row.decode("generation") ?? 0
+        input = try JSON(parsing: row["input"] ?? "{}")
+        result = try row["result"].map { try JSON(parsing: $0) }
+        error = try row["error"].map { try JSON(parsing: $0) }
+        idempotencyKey = row["idempotency_key"]
+        currentStep = row["current_step"]
+        cancelRequested = row.decode("cancel_requested") ?? false
+        runAt = row["run_at"] ?? ""
+        createdAt = row["created_at"] ?? ""
+        startedAt = row["started_at"]
+        finishedAt = row["finished_at"]
+    }
+}
+
+/// One attempt of one step.
+public struct StepRun: Sendable, Hashable {
+    public var stepID: String
+    public var attempt: Int
+    public var generation: Int
+    public var stage: String
+    /// running, completed, failed, cancelled, interrupted (its daemon died or shut down), superseded
+    /// (its output was discarded by `on_invalid` or a manual retry).
+    public var status: String
+    public var output: JSON?
+    public var errorClass: String?
+    public var errorMessage: String?
+    /// The delay scheduled before the next attempt, when this one failed and was retried.
+    public var retryDelayMilliseconds: Int?
+    public var startedAt: String
+    public var finishedAt: String?
+    /// Milliseconds from `startedAt` to when the row was read.
+    public var ageMilliseconds: Int
+
+    static let columns = """
+        step_id, attempt, generation, stage, status, output::text, error_class, error_message, retry_delay_ms,
+        genflow.iso(started_at) AS started_at, genflow.iso(finished_at) AS finished_at,
+        (extract(epoch FROM now() - started_at) * 1000)::bigint AS age_ms
+        """
+
+    init(row: PostgresRow) throws {
+        stepID = row["step_id"] ?? ""
+        attempt = row.decode("attempt") ?? 0
+        generation = row.decode("generation") ?? 0
+        stage = row["stage"] ?? ""
+        status = row["status"] ?? ""
+        output = try row["output"].map { try JSON(parsing: $0) }
+        errorClass = row["error_class"]
+        errorMessage = row["error_message"]
+        retryDelayMilliseconds = row.decode("retry_delay_ms")
+        startedAt = row["started_at"] ?? ""
+        finishedAt = row["finished_at"]
+        ageMilliseconds = row.decode("age_ms") ?? 0
+    }
+
+    public var json: JSON {
+        var members: [String: JSON] = [
+            "step": .string(stepID), "attempt": .int(attempt), "stage": .string(stage), "status": .string(status),
+            "started_at": .string(startedAt), "finished_at": finishedAt.map(JSON.string) ?? .null,
+        ]
+        if let errorClass { members["error"] = ["class": .string(errorClass), "message": .string(errorMessage ?? "")] }
+        if let retryDelayMilliseconds { members["retry_delay_ms"] = .int(retryDelayMilliseconds) }
+        return .object(members)
+    }
+}
+
+/// A stored event.
+public struct Event: Sendable, Hashable {
+    public var id: Int64
+    /// The writing transaction's id: events are delivered in (tx, id) order.
+    public var tx: String
+    public var userID: String
+    public var jobID: String?
+    public var type: String
+    public var step: String?
+    public var data: JSON
+    public var createdAt: String
+
+    static let columns = "id, tx::text, user_id, job_id::text, type, step, data::text, genflow.iso(created_at) AS created_at"
+
+    init(row: PostgresRow) throws {
+        id = row.decode("id") ?? 0
+        tx = row["tx"] ?? "0"
+        userID = row["user_id"] ?? ""
+        jobID = row["job_id"]
+        type = row["type"] ?? ""
+        step = row["step"]
+        data = try JSON(parsing: row["data"] ?? "{}")
+        createdAt = row["created_at"] ?? ""
+    }
+
+    /// The WebSocket message form: `{op: event, id, type, job_id, step, at, data}`.
+    public var json: JSON {
+        [
+            "op": "event", "id": .int(Int(id)), "type": .string(type), "job_id": jobID.map(JSON.string) ?? .null,
+            "step": step.map(JSON.string) ?? .null, "at": .string(createdAt), "data": data,
+        ]
+    }
+}
+
+/// An event to record in the transaction that makes the change it reports.
+public struct NewEvent: Sendable {
+    public var userID: String
+    public var jobID: String?
+    public var type: String
+    public var step: String?
+    public var data: JSON
+
+    public init(userID: String, jobID: String?, type: String, step: String? = nil, data: JSON = [:]) {
+        self.userID = userID
+        self.jobID = jobID
+        self.type = type
+        self.step = step
+        self.data = data
+    }
+}
+
+extension JSON: PostgresEncodable {
+    public var postgresText: String { description }
+}
+
+extension Job {
+    /// The API and `--json` form: the job with a summary of each pipeline step.
+    /// - Parameters:
+    ///   - steps: the pipeline version's steps in order (`JobStore.pipelineSteps`).
+    ///   - runs: the job's step runs (`JobStore.stepRuns`); with `includeRuns`, listed as `runs`.
+    public func json(steps: [(id: String, stage: String)], runs: [StepRun], includeRuns: Bool = false) -> JSON {
+        let summaries: [JSON] = steps.map { step in
+            let mine = runs.filter { $0.stepID == step.id && $0.status != "superseded" }
+            let counted = mine.filter { $0.status != "interrupted" && $0.generation == generation }
+            let last = mine.last
+            var summary: [String: JSON] = [
+                "id": .string(step.id), "stage": .string(step.stage),
+                "status": .string(last?.status ?? "pending"), "attempts": .int(counted.count),
+                "started_at": mine.first.map { .string($0.startedAt) } ?? .null,
+                "finished_at": last?.finishedAt.map(JSON.string) ?? .null,
+            ]
+            if let failed = mine.last(where: { $0.errorClass != nil }) {
+                summary["error"] = ["class": .string(failed.errorClass ?? ""), "message": .string(failed.errorMessage ?? ""), "attempt": .int(failed.attempt)]
+            }
+            return .object(summary)
+        }
+        var members: [String: JSON] = [
+            "id": .string(id), "pipeline": .string(pipeline), "pipeline_version": .string(pipelineVersion),
+            "user_id": .string(userID), "status": .string(status.rawValue), "priority": .int(priority),
+            "attempts": .int(attempts), "rescues": .int(rescues), "input": input, "steps": .array(summaries),
+            "run_at": .string(runAt), "created_at": .string(createdAt),
+            "started_at": startedAt.map(JSON.string) ?? .null, "finished_at": finishedAt.map(JSON.string) ?? .null,
+        ]
+        if let result { members["result"] = result }
+        if let error { members["error"] = error }
+        if let idempotencyKey { members["idempotency_key"] = .string(idempotencyKey) }
+        if cancelRequested && !status.isTerminal { members["cancel_requested"] = true }
+        if includeRuns { members["runs"] = .array(runs.map(\.json)) }
+        return .object(members)
+    }
+}

@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import GenflowConfig
+import GenflowCore
+import GenflowEngine
+import GenflowStore
+
+/// `genflow submit PIPELINE --input JSON`: enqueue a job, optionally following it to the end.
+struct SubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Enqueue a job; with --follow, show its progress until it ends (exit 0 completed, 1 failed, 2 cancelled)."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: "Pipeline name.")
+    var pipeline: String
+
+    @Option(help: "Job input: JSON text, or @FILE to read it from a file.")
+    var input: String = "{}"
+
+    @Option(help: "User the job belongs to.")
+    var user: String = "local"
+
+    @Option(help: "Higher runs first.")
+    var priority: Int = 0
+
+    @Option(name: .customLong("idempotency-key"), help: "Submitting again with the same key returns the same job.")
+    var idempotencyKey: String?
+
+    @Option(name: .customLong("run-at"), help: "ISO 8601 time before which the job does not run.")
+    var runAt: String?
+
+    @Flag(help: "Follow the job's events until it ends.")
+    var follow = false
+
+    @Flag(help: "Print one JSON document: {job, created}.")
+    var json = false
+
+    func run() async throws {
+        let config = try options.loadConfigOrExit()
+        let value = try Self.parseInput(input)
+        let catalog = options.makeCatalog(config)
+        let outcome: Int32 = try await options.withStore(config) { store in
+            let submitter = JobSubmitter(catalog: catalog, store: store)
+            let submitted: (job: Job, created: Bool)
+            do {
+                submitted = try await submitter.submit(
+                    pipeline: pipeline, input: value, userID: user, priority: priority, idempotencyKey: idempotencyKey, runAt: runAt
+                )
+            } catch let error as SubmissionError {
+                printError(error.description)
+                return 1
+            }
+            let job = submitted.job
+            if json && !follow {
+                let steps = try await store.read { try $0.pipelineSteps(name: job.pipeline, version: job.pipelineVersion) }
+                print(JSON.object(["job": job.json(steps: steps, runs: []), "created": .bool(submitted.created)]))
+                return 0
+            }
+            print(submitted.created ? "queued job \(job.id) (\(job.pipeline) \(job.pipelineVersion.prefix(12)))"
+                                    : "job \(job.id) already exists for this idempotency key (status \(job.status.rawValue))")
+            guard follow else { return 0 }
+            return try await Self.follow(jobID: job.id, store: store)
+        }
+        if outcome != 0 { throw ExitCode(outcome) }
+    }
+
+    static func parseInput(_ text: String) throws -> JSON {
+        var source = text
+        if text.hasPrefix("@") {
+            guard let data = FileManager.default.contents(atPath: String(text.dropFirst())) else {
+                throw CommandFailure("cannot read input file \(text.dropFirst())")
+            }
+            source = String(decoding: data, as: UTF8.self)
+        }
+        do {
+            let value = try JSON(parsing: source)
+            guard case .object = value else { throw CommandFailure("--input must be a JSON object, not \(value.typeName)") }
+            return value
+        } catch let error as JSONParseError {
+            throw CommandFailure("--input is not valid JSON: \(error.message)")
+        }
+    }
+
+    /// Prints the job's events as they are committed until it ends; returns the exit code.
+    static func follow(jobID: String, store: JobStore) async throws -> Int32 {
+        var cursor = EventCursor.start
+        while true {
+            let current = cursor
+            let events = try await store.read { try $0.events(after: current, jobID: jobID) }
+            for event in events {
+                cursor = EventCursor(after: event)
+                print(describe(event))
+                switch event.type {
+                case "job.completed": return 0
+                case "job.failed": return 1
+                case "job.cancelled": return 2
+                default: break
+                }
+            }
+            if events.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+        }
+    }
+
+    static func describe(_ event: Event) -> String {
+        let step = event.step.map { " \($0)" } ?? ""
+        switch event.type {
+        case "step.started": return "step\(step) started (attempt \(event.data["attempt"]?.intValue ?? 1))"
+        case "step.completed": return "step\(step) completed in \(event.data["duration_ms"]?.intValue ?? 0) ms"
+        case "step.retrying":
+            let error = event.data["error"]
+            let delay = event.data["delay_ms"]?.intValue.map { " in \($0) ms" } ?? ""
+            return "step\(step) retrying\(delay): \(error?["class"]?.stringValue ?? "?"): \(error?["message"]?.stringValue ?? "")"
+        case "step.progress":
+            return "step\(step) \(Int((event.data["fraction"]?.doubleValue ?? 0) * 100))% \(event.data["message"]?.stringValue ?? "")"
+        case "job.failed", "job.cancelled":
+            let error = event.data["error"]
+            return "\(event.type)\(step): \(error?["class"]?.stringValue ?? "?"): \(error?["message"]?.stringValue ?? "")"
+        default:
+            return "\(event.type)\(step)"
+        }
+    }
+}
