@@ -93,5 +93,13 @@ let package = Package(
         ),
         .testTarget(name: "GenflowPostgresTests", dependencies: ["GenflowPostgres", "CGenflowShims"], swiftSettings: swiftSettings),
         .testTarget(name: "GenflowCLITests", dependencies: ["genflow"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GenflowEngineTests",
+            dependencies: [
+                "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -94,7 +94,8 @@ public final class Engine: Service, Sendable {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.heartbeatLoop() }
                 await self.claimLoop()
-                await self.drain()
+                // Draining waits on its own clock even when this task was cancelled.
+                await Task { await self.drain() }.value
                 group.cancelAll()
                 heartbeatWake.signal()
             }

@@ -19,7 +19,7 @@ public struct TestStage: Stage {
             .init("fail_attempts", .integer("Attempts 1…N fail.", default: 0, minimum: 0)),
             .init("fail_class", .string("Error class of those failures.", default: "server_error")),
             .init("retry_after", .duration("Delay the failure asks for, as a Retry-After would.")),
-            .init("crash_attempts", .integer("Attempts 1…N kill the daemon with SIGKILL.", default: 0, minimum: 0)),
+            .init("crash", .string("Marker file: if it does not exist, create it and kill the daemon with SIGKILL (so it crashes once).")),
             .init("record", .string("File that gets a line `job step attempt` at each start.")),
             .init("output", .any("Copied into the output.")),
         ])
@@ -30,7 +30,8 @@ public struct TestStage: Stage {
         if let path = config["record"]?.stringValue {
             Self.append("\(context.jobID) \(context.stepID) \(context.attempt)\n", to: path)
         }
-        if context.attempt <= config["crash_attempts"]?.intValue ?? 0 {
+        if let marker = config["crash"]?.stringValue, !FileManager.default.fileExists(atPath: marker) {
+            FileManager.default.createFile(atPath: marker, contents: Data())
             kill(getpid(), SIGKILL)
         }
         if let text = config["sleep"]?.stringValue, let pause = DurationText.parse(text) {

@@ -1,0 +1,239 @@
+import Foundation
+import GenflowCore
+import GenflowEngine
+import GenflowStore
+import Testing
+
+private let threeSteps = """
+    name: three
+    input:
+      properties:
+        n: {type: integer, default: 7}
+    steps:
+      - id: a
+        stage: test.step
+        with: {output: "{{input.n}}"}
+      - id: b
+        stage: test.step
+        with: {output: {from_a: "{{steps.a.output.output}}"}}
+      - id: c
+        stage: test.step
+        with: {output: "done {{steps.b.output.output.from_a}}"}
+    """
+
+private let flaky = """
+    name: flaky
+    steps:
+      - id: only
+        stage: test.step
+        with: {fail_attempts: FAILS, fail_class: CLASS, record: RECORD}
+        retry: {max_attempts: 5, initial_interval: 300ms, backoff: 2, max_interval: 10s, jitter: 0}
+    """
+
+private let sleeper = """
+    name: sleeper
+    steps:
+      - id: nap
+        stage: test.step
+        with: {sleep: "{{input.sleep}}", record: "{{input.record}}"}
+    input:
+      properties:
+        sleep: {type: string, default: 30s}
+        record: {type: string, default: /dev/null}
+    """
+
+@Suite("Engine against a real PostgreSQL", .serialized)
+struct EngineTests {
+    @Test("a multi-step job completes; each step sees earlier outputs; events come in order")
+    func multiStep() async throws {
+        let harness = try await Harness.make(pipelines: ["three": threeSteps])
+        let engine = harness.engine()
+        let job = try await harness.running(engine) {
+            let submitted = try await harness.submit("three", input: ["n": 5])
+            return try await harness.wait(for: submitted.id)
+        }
+        #expect(job.status == .completed)
+        #expect(job.result?["c"]?["output"] == "done 5")
+        #expect(job.result?["b"]?["output"] == ["from_a": 5])
+        let runs = try await harness.runs(job.id)
+        #expect(runs.map(\.stepID) == ["a", "b", "c"])
+        #expect(runs.allSatisfy { $0.status == "completed" && $0.attempt == 1 })
+        let events = try await harness.events(job.id).map { "\($0.type)\($0.step.map { ":" + $0 } ?? "")" }
+        #expect(events == [
+            "job.queued", "job.started", "step.started:a", "step.completed:a", "step.started:b", "step.completed:b",
+            "step.started:c", "step.completed:c", "job.completed",
+        ])
+    }
+
+    @Test("two retryable failures then success: 3 attempts, delays of 300 ms then 600 ms taken from run_at")
+    func durableRetries() async throws {
+        let harness = try await Harness.make(pipelines: ["flaky": "placeholder"].mapValues { _ in
+            flaky.replacingOccurrences(of: "FAILS", with: "2").replacingOccurrences(of: "CLASS", with: "server_error").replacingOccurrences(of: "RECORD", with: "/dev/null")
+        })
+        let job = try await harness.running(harness.engine()) {
+            try await harness.wait(for: try await harness.submit("flaky").id)
+        }
+        #expect(job.status == .completed)
+        let runs = try await harness.runs(job.id)
+        #expect(runs.map(\.status) == ["failed", "failed", "completed"])
+        #expect(runs.map(\.retryDelayMilliseconds) == [300, 600, nil])
+        #expect(runs.map(\.errorClass) == ["server_error", "server_error", nil])
+        // Each retry started no earlier than the failure plus its delay: the wait was the job's run_at.
+        let gaps = try await harness.query("""
+            SELECT (extract(epoch FROM next.started_at - prev.finished_at) * 1000)::bigint AS gap_ms, prev.retry_delay_ms
+            FROM genflow.step_runs prev JOIN genflow.step_runs next ON next.job_id = prev.job_id AND next.attempt = prev.attempt + 1
+            WHERE prev.job_id = $1::uuid ORDER BY prev.attempt
+            """, [job.id])
+        #expect(gaps.count == 2)
+        for gap in gaps {
+            let waited = try #require(gap.decode("gap_ms", as: Int.self)), delay = try #require(gap.decode("retry_delay_ms", as: Int.self))
+            #expect(waited >= delay, "retry started \(waited) ms after the failure, before its \(delay) ms delay")
+        }
+        let retrying = try await harness.events(job.id).filter { $0.type == "step.retrying" }
+        #expect(retrying.map { $0.data["delay_ms"] } == [300, 600])
+        #expect(retrying.map { $0.data["attempt"] } == [1, 2])
+    }
+
+    @Test("a non-retryable failure fails the job at once, with its class and step")
+    func nonRetryable() async throws {
+        let yaml = flaky.replacingOccurrences(of: "FAILS", with: "5").replacingOccurrences(of: "CLASS", with: "invalid_request").replacingOccurrences(of: "RECORD", with: "/dev/null")
+        let harness = try await Harness.make(pipelines: ["flaky": yaml])
+        let job = try await harness.running(harness.engine()) {
+            try await harness.wait(for: try await harness.submit("flaky").id)
+        }
+        #expect(job.status == .failed)
+        #expect(job.error?["class"] == "invalid_request")
+        #expect(job.error?["step"] == "only")
+        #expect(job.error?["reason"] == "non_retryable")
+        #expect(try await harness.runs(job.id).count == 1)
+        #expect(try await harness.events(job.id).last?.type == "job.failed")
+    }
+
+    @Test("attempts run out: the job fails after max_attempts with attempts_exhausted")
+    func exhausted() async throws {
+        let yaml = flaky.replacingOccurrences(of: "FAILS", with: "9").replacingOccurrences(of: "CLASS", with: "timeout")
+            .replacingOccurrences(of: "RECORD", with: "/dev/null").replacingOccurrences(of: "max_attempts: 5, initial_interval: 300ms", with: "max_attempts: 3, initial_interval: 10ms")
+        let harness = try await Harness.make(pipelines: ["flaky": yaml])
+        let job = try await harness.running(harness.engine()) {
+            try await harness.wait(for: try await harness.submit("flaky").id)
+        }
+        #expect(job.status == .failed)
+        #expect(job.error?["reason"] == "attempts_exhausted")
+        #expect(try await harness.runs(job.id).count == 3)
+    }
+
+    @Test("the same idempotency key from the same user returns the same job; another user gets a new one")
+    func idempotency() async throws {
+        let harness = try await Harness.make(pipelines: ["three": threeSteps])
+        let submitter = JobSubmitter(catalog: harness.catalog, store: harness.store)
+        let first = try await submitter.submit(pipeline: "three", input: [:], userID: "u1", idempotencyKey: "k-1")
+        let again = try await submitter.submit(pipeline: "three", input: ["n": 99], userID: "u1", idempotencyKey: "k-1")
+        let other = try await submitter.submit(pipeline: "three", input: [:], userID: "u2", idempotencyKey: "k-1")
+        #expect(first.created && !again.created && other.created)
+        #expect(first.job.id == again.job.id)
+        #expect(again.job.input == ["n": 7])
+        #expect(other.job.id != first.job.id)
+        #expect(try await harness.query("SELECT count(*) AS n FROM genflow.jobs").first?.decode("n", as: Int.self) == 2)
+    }
+
+    @Test("bad input is refused with every problem and nothing is queued")
+    func badInput() async throws {
+        let harness = try await Harness.make(pipelines: ["three": threeSteps])
+        await #expect(throws: SubmissionError.self) { try await harness.submit("three", input: ["n": "seven", "extra": 1]) }
+        do {
+            try await harness.submit("three", input: ["n": "seven", "extra": 1])
+        } catch let error as SubmissionError {
+            #expect(error.code == "invalid_input")
+            #expect(error.details.map(\.description) == ["extra: unknown key 'extra' (known keys: n)", "n: must be an integer, not the string \"seven\""])
+        }
+        await #expect(throws: SubmissionError.self) { try await harness.submit("thre") }
+        #expect(try await harness.query("SELECT count(*) AS n FROM genflow.jobs").first?.decode("n", as: Int.self) == 0)
+    }
+
+    @Test("higher priority runs first, then older run_at")
+    func priorities() async throws {
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-order-\(UUID().uuidString)").path
+        let harness = try await Harness.make(pipelines: ["sleeper": sleeper])
+        var submitted: [String: Int] = [:]
+        for (index, priority) in [0, 5, 0, 10, 5].enumerated() {
+            let job = try await harness.submit("sleeper", input: ["sleep": "1ms", "record": .string(record)], priority: priority)
+            submitted[job.id] = index
+        }
+        try await harness.running(harness.engine(workers: 1)) {
+            for id in submitted.keys { try await harness.wait(for: id) }
+        }
+        let order = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").map { submitted[String($0.split(separator: " ")[0])]! }
+        #expect(order == [3, 1, 4, 0, 2])
+    }
+
+    @Test("cancel works when queued, waiting to retry and running, and is refused once finished")
+    func cancel() async throws {
+        let waiting = flaky.replacingOccurrences(of: "name: flaky", with: "name: waiting").replacingOccurrences(of: "FAILS", with: "5")
+            .replacingOccurrences(of: "CLASS", with: "server_error").replacingOccurrences(of: "RECORD", with: "/dev/null")
+            .replacingOccurrences(of: "initial_interval: 300ms", with: "initial_interval: 1h").replacingOccurrences(of: "max_interval: 10s", with: "max_interval: 2h")
+        let harness = try await Harness.make(pipelines: ["sleeper": sleeper, "waiting": waiting, "three": threeSteps])
+        // Queued: it would only run in an hour.
+        let later = try await harness.submit("three", runAt: "2999-01-01T00:00:00Z")
+        let engine = harness.engine()
+        try await harness.running(engine) {
+            guard case .cancelled(let cancelled) = try await harness.store.write({ try $0.cancel(jobID: later.id) }) else {
+                Issue.record("queued job was not cancelled at once")
+                return
+            }
+            #expect(cancelled.status == .cancelled)
+
+            let retrying = try await harness.submit("waiting")
+            try await harness.wait(for: retrying.id, [.waitingRetry])
+            guard case .cancelled = try await harness.store.write({ try $0.cancel(jobID: retrying.id) }) else {
+                Issue.record("waiting job was not cancelled at once")
+                return
+            }
+
+            let running = try await harness.submit("sleeper")
+            try await harness.wait(for: running.id, [.running])
+            while try await harness.runs(running.id).first?.status != "running" { try await Task.sleep(for: .milliseconds(10)) }
+            guard case .requested = try await harness.store.write({ try $0.cancel(jobID: running.id) }) else {
+                Issue.record("running job was not asked to stop")
+                return
+            }
+            engine.notify(channel: JobStore.cancelChannel)
+            let stopped = try await harness.wait(for: running.id)
+            #expect(stopped.status == .cancelled)
+            #expect(try await harness.runs(running.id).map(\.status) == ["cancelled"])
+
+            let done = try await harness.wait(for: try await harness.submit("three").id)
+            #expect(try await harness.store.write({ try $0.cancel(jobID: done.id) }) == .notAllowed(.completed))
+        }
+        #expect(try await harness.job(later.id).status == .cancelled)
+        #expect(try await harness.events(later.id).map(\.type) == ["job.queued", "job.cancelled"])
+    }
+
+    @Test("a failed job retried by hand resumes at the failed step; completed steps are not run again")
+    func manualRetry() async throws {
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-retry-\(UUID().uuidString)").path
+        let yaml = """
+            name: twostep
+            steps:
+              - id: first
+                stage: test.step
+                with: {record: \(record)}
+              - id: second
+                stage: test.step
+                with: {record: \(record), fail_attempts: 1, fail_class: auth}
+            """
+        let harness = try await Harness.make(pipelines: ["twostep": yaml])
+        try await harness.running(harness.engine()) {
+            let job = try await harness.submit("twostep")
+            #expect(try await harness.wait(for: job.id).status == .failed)
+            let (retried, _) = try await harness.store.write { try $0.retry(jobID: job.id) }
+            #expect(retried?.status == .queued)
+            // Attempts count again from 1 in the new generation, so `fail_attempts: 1` fails once more…
+            #expect(try await harness.wait(for: job.id).status == .failed)
+            _ = try await harness.store.write { try $0.retry(jobID: job.id) }
+            #expect(try await harness.wait(for: job.id).status == .failed)
+        }
+        let lines = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n")
+        #expect(lines.filter { $0.contains(" first ") }.count == 1, "the completed step ran again: \(lines)")
+        #expect(lines.filter { $0.contains(" second ") }.count == 3)
+    }
+}

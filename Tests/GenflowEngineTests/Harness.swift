@@ -1,0 +1,151 @@
+import Foundation
+import GenflowCore
+import GenflowEngine
+import GenflowPipeline
+import GenflowPostgres
+import GenflowStages
+import GenflowStore
+import Logging
+import Testing
+
+/// The cluster `make test` starts. Engine tests fail loudly without it.
+func baseDatabaseURL() throws -> String {
+    guard let url = ProcessInfo.processInfo.environment["GENFLOW_TEST_DATABASE_URL"], !url.isEmpty else {
+        throw PostgresError(message: "GENFLOW_TEST_DATABASE_URL is not set: run the tests with `make test`, which starts a throwaway PostgreSQL")
+    }
+    return url
+}
+
+/// A database of one's own per test (so engines of parallel tests never claim each other's jobs),
+/// copied from a migrated template.
+enum TestDatabases {
+    private static let template = Task { () throws -> String in
+        let base = try baseDatabaseURL()
+        let admin = try PostgresConnection(base)
+        let name = "genflow_template_\(ProcessInfo.processInfo.processIdentifier)"
+        try admin.execute("DROP DATABASE IF EXISTS \(name)")
+        try admin.execute("CREATE DATABASE \(name)")
+        do {
+            let connection = try PostgresConnection(url(base, database: name))
+            try Migrations.migrate(connection)
+        }
+        return name
+    }
+
+    static func url(_ base: String, database: String) -> String {
+        base.replacingOccurrences(of: "postgresql:///genflow?", with: "postgresql:///\(database)?")
+    }
+
+    /// A new, migrated database's URL.
+    static func make() async throws -> String {
+        let template = try await template.value
+        let base = try baseDatabaseURL()
+        let name = "genflow_test_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+        let admin = try PostgresConnection(base)
+        // Creating from a template fails while another copy is being made; try again.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let failure: (any Error)?
+            do {
+                try admin.execute("CREATE DATABASE \(name) TEMPLATE \(template)")
+                failure = nil
+            } catch {
+                failure = error
+            }
+            guard let failure else { break }
+            guard attempt < 50, "\(failure)".contains("being accessed") else { throw failure }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return url(base, database: name)
+    }
+}
+
+/// A database, the stores over it and pipelines loaded from YAML text: enough to run engines.
+struct Harness {
+    let url: String
+    let store: JobStore
+    let catalog: PipelineCatalog
+    let registry: StageRegistry
+    let directory: String
+
+    /// A harness with the given pipelines (`name: yaml`), written to a directory of their own.
+    static func make(pipelines: [String: String]) async throws -> Harness {
+        let url = try await TestDatabases.make()
+        let registry = BuiltinStages.makeRegistry(providers: ["default"], testStages: true)
+        let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-engine-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (name, yaml) in pipelines {
+            try yaml.write(toFile: "\(directory)/\(name).yaml", atomically: true, encoding: .utf8)
+        }
+        catalog.load(directory: directory)
+        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+        let store = JobStore(pool: DatabasePool(connectionString: url, size: 8))
+        return Harness(url: url, store: store, catalog: catalog, registry: registry, directory: directory)
+    }
+
+    /// A file path in the harness's directory.
+    func path(_ name: String) -> String { "\(directory)/\(name)" }
+
+    /// An engine over this harness's database.
+    func engine(workers: Int = 8, lease: Duration = .seconds(30), runningPerUser: Int? = nil, grace: Duration = .seconds(1)) -> Engine {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        return Engine(
+            store: store, catalog: catalog, registry: registry,
+            configuration: EngineConfiguration(
+                workers: workers, lease: lease, pollInterval: .milliseconds(50), runningPerUser: runningPerUser, shutdownGrace: grace
+            ),
+            logger: logger
+        )
+    }
+
+    /// Runs `engine` until `body` returns, then stops it.
+    func running<T>(_ engine: Engine, _ body: () async throws -> T) async throws -> T {
+        let task = Task { try await engine.run() }
+        defer { task.cancel() }
+        let value = try await body()
+        task.cancel()
+        _ = await task.result
+        return value
+    }
+
+    @discardableResult
+    func submit(_ pipeline: String, input: JSON = [:], user: String = "u1", priority: Int = 0, key: String? = nil, runAt: String? = nil) async throws -> Job {
+        try await JobSubmitter(catalog: catalog, store: store).submit(
+            pipeline: pipeline, input: input, userID: user, priority: priority, idempotencyKey: key, runAt: runAt
+        ).job
+    }
+
+    func job(_ id: String) async throws -> Job {
+        try #require(try await store.read { try $0.job(id: id) })
+    }
+
+    func runs(_ id: String) async throws -> [StepRun] {
+        try await store.read { try $0.stepRuns(jobID: id) }
+    }
+
+    func events(_ id: String) async throws -> [Event] {
+        try await store.read { try $0.events(after: .start, jobID: id, limit: 10_000) }
+    }
+
+    /// Waits until the job is in one of `statuses` (a guard of 60 s against a hang, not a timing assertion).
+    @discardableResult
+    func wait(for id: String, _ statuses: Set<JobStatus> = [.completed, .failed, .cancelled]) async throws -> Job {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let job = try await job(id)
+            if statuses.contains(job.status) { return job }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let job = try await job(id)
+        Issue.record("job \(id) still \(job.status) after 60 s, expected \(statuses)")
+        return job
+    }
+
+    /// Runs SQL on the harness database and returns the rows.
+    func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> [PostgresRow] {
+        try await store.pool.withConnection { try $0.query(sql, parameters).rows }
+    }
+}
