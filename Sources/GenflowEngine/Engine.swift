@@ -209,7 +209,7 @@ public final class Engine: Service, Sendable {
         }
         let left = running.withLock { Array($0.keys) }
         if !left.isEmpty {
-            logger.info("releasing jobs still running after the grace period", metadata: ["genflow.count": "\(left.count)"])
+            logger.notice("releasing jobs still running after the grace period", metadata: ["genflow.count": "\(left.count)"])
             left.forEach { stop($0, .shutdown) }
             let hardDeadline = ContinuousClock.now + .seconds(10)
             while runningCount > 0 && ContinuousClock.now < hardDeadline {

@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+
+/// A `genflow serve` process of its own, on a harness's database, with test stages enabled.
+final class DaemonProcess {
+    let process = Process()
+    let log: String
+    let config: String
+
+    /// Starts the daemon and waits until it says it is ready.
+    init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s") async throws {
+        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
+        let name = UUID().uuidString.prefix(8)
+        // Beside the pipelines directory, not in it: the daemon loads every YAML file there.
+        log = harness.directory + "-daemon-\(name).log"
+        config = harness.directory + "-daemon-\(name).yaml"
+        var yaml = """
+            workers: \(workers)
+            database: {pool_size: 4}
+            queue: {lease: \(lease), poll_interval: 100ms, shutdown_grace: \(grace)}
+            log: {level: notice}
+            """
+        if let runningPerUser { yaml += "\nlimits: {running_per_user: \(runningPerUser)}" }
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.executableURL = binary
+        process.arguments = ["serve", "--config", config]
+        var environment = ProcessInfo.processInfo.environment
+        environment["DATABASE_URL"] = harness.url
+        environment["GENFLOW_PIPELINES_DIR"] = harness.directory
+        environment["GENFLOW_TEST_STAGES"] = "1"
+        process.environment = environment
+        let handle = FileHandle(forWritingAtPath: log)
+        process.standardError = handle
+        process.standardOutput = handle
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !output.contains("genflow ready") {
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                Issue.record("daemon did not start: \(output)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// SIGKILL: no chance to clean up, as when a machine dies.
+    func kill() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns its status.
+    @discardableResult
+    func terminate() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill() }
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import GenflowCore
+import GenflowStore
+import Testing
+
+@Suite("Daemons as processes", .serialized)
+struct DaemonTests {
+    @Test("SIGKILL while a step runs: another daemon reclaims the job after the lease and finishes it; completed steps do not run again")
+    func crashRecovery() async throws {
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-crash-\(UUID().uuidString)").path
+        let yaml = """
+            name: crashy
+            steps:
+              - id: first
+                stage: test.step
+                with: {record: \(record), output: kept}
+              - id: slow
+                stage: test.step
+                with: {record: \(record), sleep: 3s}
+              - id: last
+                stage: test.step
+                with: {record: \(record), output: "{{steps.first.output.output}}"}
+            """
+        let harness = try await Harness.make(pipelines: ["crashy": yaml])
+        let first = try await DaemonProcess(harness: harness, lease: "2s")
+        let job = try await harness.submit("crashy")
+        // Wait until the slow step is running on the first daemon, then kill it.
+        while try await harness.runs(job.id).first(where: { $0.stepID == "slow" })?.status != "running" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        first.kill()
+        let second = try await DaemonProcess(harness: harness, lease: "2s")
+        let finished = try await harness.wait(for: job.id)
+        second.terminate()
+
+        #expect(finished.status == .completed)
+        #expect(finished.rescues == 1)
+        #expect(finished.result?["last"]?["output"] == "kept")
+        let lines = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ")[1] }
+        #expect(lines.filter { $0 == "first" }.count == 1, "the checkpointed step ran again: \(lines)")
+        #expect(lines.filter { $0 == "slow" }.count == 2)
+        #expect(lines.filter { $0 == "last" }.count == 1)
+        let runs = try await harness.runs(job.id)
+        #expect(runs.filter { $0.stepID == "slow" }.map(\.status) == ["interrupted", "completed"])
+    }
+
+    @Test("a job that kills its daemon again and again fails as poisoned instead of looping")
+    func poisoned() async throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-crash-marker-\(UUID().uuidString)").path
+        let yaml = """
+            name: crasher
+            steps:
+              - id: boom
+                stage: test.step
+                with: {crash: \(marker)}
+            """
+        let harness = try await Harness.make(pipelines: ["crasher": yaml])
+        let job = try await harness.submit("crasher")
+        // Pretend it was rescued too often already: the next takeover is one too many.
+        _ = try await harness.query("UPDATE genflow.jobs SET rescues = 5 WHERE id = $1::uuid", [job.id])
+        let daemon = try await DaemonProcess(harness: harness, lease: "1s")
+        while daemon.process.isRunning { try await Task.sleep(for: .milliseconds(20)) }  // it crashed once
+        let rescuer = try await DaemonProcess(harness: harness, lease: "1s")
+        let finished = try await harness.wait(for: job.id)
+        rescuer.terminate()
+        #expect(finished.status == .failed)
+        #expect(finished.error?["reason"] == "poisoned")
+        #expect(try await harness.runs(job.id).map(\.status) == ["interrupted"])
+    }
+
+    @Test("two daemons on one database drain 2,000 jobs, every job completed exactly once")
+    func twoDaemons() async throws {
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-two-\(UUID().uuidString)").path
+        let yaml = """
+            name: tiny
+            steps:
+              - id: only
+                stage: test.step
+                with: {record: \(record)}
+            """
+        let harness = try await Harness.make(pipelines: ["tiny": yaml])
+        let pipeline = try #require(harness.catalog.pipeline(named: "tiny"))
+        try await harness.store.write { session in
+            try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
+            for index in 0..<2_000 {
+                _ = try session.submit(JobSubmission(pipeline: "tiny", pipelineVersion: pipeline.version, userID: "u\(index % 7)", input: [:]))
+            }
+        }
+        let a = try await DaemonProcess(harness: harness, workers: 32)
+        let b = try await DaemonProcess(harness: harness, workers: 32)
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            let left = try await harness.query("SELECT count(*) AS n FROM genflow.jobs WHERE status <> 'completed'").first?.decode("n", as: Int.self)
+            if left == 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        a.terminate()
+        b.terminate()
+        let completed = try await harness.query("SELECT count(*) AS n FROM genflow.jobs WHERE status = 'completed'").first?.decode("n", as: Int.self)
+        #expect(completed == 2_000)
+        let lines = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").map { String($0.split(separator: " ")[0]) }
+        #expect(lines.count == 2_000, "step runs recorded: \(lines.count)")
+        #expect(Set(lines).count == 2_000, "some job ran twice")
+        let runs = try await harness.query("SELECT count(*) AS n, count(DISTINCT job_id) AS jobs FROM genflow.step_runs").first
+        #expect(runs?.decode("n", as: Int.self) == 2_000)
+        #expect(runs?.decode("jobs", as: Int.self) == 2_000)
+        // Both daemons took part.
+        #expect(a.output.contains("genflow ready") && b.output.contains("genflow ready"))
+    }
+
+    @Test("with running_per_user 2, one user's 50 jobs never hold more than 2 workers, and another user's later job starts at once")
+    func perUserCap() async throws {
+        let yaml = """
+            name: nap
+            steps:
+              - id: only
+                stage: test.step
+                with: {sleep: 150ms}
+            """
+        let harness = try await Harness.make(pipelines: ["nap": yaml])
+        var heavy: [String] = []
+        for _ in 0..<50 { heavy.append(try await harness.submit("nap", user: "heavy").id) }
+        let daemon = try await DaemonProcess(harness: harness, workers: 10, runningPerUser: 2)
+        var most = 0
+        var light: String?
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            let row = try await harness.query("""
+                SELECT count(*) FILTER (WHERE status = 'running' AND user_id = 'heavy') AS running,
+                       count(*) FILTER (WHERE status <> 'completed') AS left FROM genflow.jobs
+                """).first
+            most = max(most, row?.decode("running", as: Int.self) ?? 0)
+            if light == nil, (row?.decode("left", as: Int.self) ?? 0) < 45 {
+                light = try await harness.submit("nap", user: "light").id
+            }
+            if row?.decode("left", as: Int.self) == 0 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        daemon.terminate()
+        #expect(most <= 2, "user 'heavy' had \(most) jobs running at once")
+        #expect(most == 2)
+        let lightJob = try await harness.job(try #require(light))
+        #expect(lightJob.status == .completed)
+        // It did not wait behind the heavy user's queue: it started while heavy jobs were still queued.
+        let queuedBehind = try await harness.query(
+            "SELECT count(*) AS n FROM genflow.jobs WHERE user_id = 'heavy' AND started_at > $1::timestamptz", [lightJob.startedAt]
+        ).first?.decode("n", as: Int.self) ?? 0
+        #expect(queuedBehind > 10, "only \(queuedBehind) heavy jobs started after the light one")
+    }
+
+    @Test("SIGTERM drains: a step past the grace period is released, and another daemon finishes the job")
+    func gracefulShutdown() async throws {
+        let yaml = """
+            name: long
+            steps:
+              - id: nap
+                stage: test.step
+                with: {sleep: "{{input.sleep}}"}
+            input:
+              properties:
+                sleep: {type: string}
+            """
+        let harness = try await Harness.make(pipelines: ["long": yaml])
+        let daemon = try await DaemonProcess(harness: harness, grace: "300ms")
+        let quick = try await harness.submit("long", input: ["sleep": "100ms"])
+        try await harness.wait(for: quick.id)
+        let slow = try await harness.submit("long", input: ["sleep": "3s"])
+        try await harness.wait(for: slow.id, [.running])
+        while try await harness.runs(slow.id).first?.status != "running" { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(daemon.terminate() == 0)
+        let released = try await harness.job(slow.id)
+        #expect(released.status == .queued)
+        #expect(try await harness.runs(slow.id).map(\.status) == ["interrupted"])
+        #expect(daemon.output.contains("releasing jobs still running after the grace period"))
+        let next = try await DaemonProcess(harness: harness)
+        let finished = try await harness.wait(for: slow.id)
+        next.terminate()
+        #expect(finished.status == .completed)
+        #expect(finished.rescues == 0, "a released job is not a rescue")
+        #expect(try await harness.runs(slow.id).map(\.status) == ["interrupted", "completed"])
+    }
+}
