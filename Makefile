@@ -14,10 +14,11 @@ deps:
 build: deps
 	$(SWIFT) build
 
-## Build, check the shipped pipelines and config, and show the registered stages.
+## Build, check the pipelines and config, and start the daemon (embedded PostgreSQL unless
+## DATABASE_URL or database.url is set). Stop it with Ctrl-C.
 run: build
 	.build/debug/genflow validate --config $(CONFIG)
-	.build/debug/genflow stages --config $(CONFIG)
+	.build/debug/genflow serve --config $(CONFIG)
 
 ## Run the test suite against a throwaway PostgreSQL cluster of its own.
 test: deps

@@ -1,3 +1,8 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <unistd.h>
 #include "CGenflowShims.h"
 
 CURLcode gf_curl_easy_setopt_long(CURL *handle, CURLoption option, long value) {
@@ -50,4 +55,20 @@ CURLMcode gf_curl_multi_setopt_timer_function(CURLM *handle, int (*callback)(CUR
 
 size_t gf_lws_pre(void) {
     return LWS_PRE;
+}
+
+extern char **environ;
+
+int gf_spawn(char *const argv[], const char *output_path) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, output_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    posix_spawn_file_actions_addchdir_np(&actions, "/");
+    pid_t pid = 0;
+    int result = posix_spawn(&pid, argv[0], &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    return result == 0 ? (int)pid : -result;
 }

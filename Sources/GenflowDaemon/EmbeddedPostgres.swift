@@ -1,4 +1,5 @@
 public import Logging
+internal import CGenflowShims
 internal import Foundation
 #if canImport(Glibc)
 internal import Glibc
@@ -93,23 +94,28 @@ public struct EmbeddedPostgres: Sendable {
         try run(isRoot ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments : arguments)
     }
 
-    /// Runs a command without a shell; returns its standard output, throws with its output on failure.
+    /// Runs a command without a shell and waits for it; returns its output, throws with its output
+    /// on failure.
+    ///
+    /// posix_spawn and waitpid, not Foundation's `Process`: `pg_ctl start` leaves a server running
+    /// that would inherit `Process`'s descriptors, and `waitUntilExit` then never returns. Here the
+    /// child gets /dev/null, a temporary output file, and no other descriptor (closefrom).
     @discardableResult
     private static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "\((arguments[0] as NSString).lastPathComponent) failed (exit \(process.terminationStatus)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+        let outputPath = NSTemporaryDirectory() + "genflow-cmd-\(UUID().uuidString).out"
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let pid = gf_spawn(argv, outputPath)
+        guard pid > 0 else {
+            throw Failure(description: "cannot run \(arguments[0]): \(String(cString: strerror(-pid)))")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard exitCode == 0 else {
+            throw Failure(description: "\((arguments[0] as NSString).lastPathComponent) failed (exit \(exitCode)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         return text
     }

@@ -21,9 +21,7 @@ func genflow(_ arguments: String..., environment: [String: String] = [:]) throws
     let process = Process()
     process.executableURL = genflowBinary
     process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    env.merge(environment) { _, new in new }
-    process.environment = env
+    process.environment = commandEnvironment(environment)
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -37,6 +35,15 @@ func genflow(_ arguments: String..., environment: [String: String] = [:]) throws
         stdout: String(decoding: stdoutData, as: UTF8.self),
         stderr: String(decoding: stderrData, as: UTF8.self)
     )
+}
+
+/// This process's environment with `changes` applied; an empty value removes the variable.
+func commandEnvironment(_ changes: [String: String]) -> [String: String] {
+    var environment = ProcessInfo.processInfo.environment
+    for (key, value) in changes {
+        environment[key] = value.isEmpty ? nil : value
+    }
+    return environment
 }
 
 /// A fresh directory under the system temporary directory, removed by `cleanup()`.

@@ -237,3 +237,69 @@ struct EngineTests {
         #expect(lines.filter { $0.contains(" second ") }.count == 3)
     }
 }
+
+@Suite("Event log and migrations")
+struct EventLogTests {
+    @Test("a reader never skips an event that commits late: events from an open transaction hold back later ones")
+    func commitOrder() async throws {
+        let url = try await TestDatabases.make()
+        let early = try PostgresConnection(url), late = try PostgresConnection(url), reader = try PostgresConnection(url)
+        func append(_ connection: PostgresConnection, _ type: String) throws {
+            try connection.query("INSERT INTO genflow.events (user_id, type) VALUES ('u', $1)", [type])
+        }
+        func read(after cursor: EventCursor) throws -> [(String, EventCursor)] {
+            let events = try reader.query("""
+                SELECT id, tx::text AS tx, type FROM genflow.events
+                WHERE (tx, id) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx, id
+                """, [cursor.tx, cursor.id]).rows
+            return events.map { ($0["type"] ?? "", EventCursor(tx: $0["tx"] ?? "0", id: $0.decode("id") ?? 0)) }
+        }
+        // `early` takes the smaller id but commits last; `late` commits first.
+        try early.execute("BEGIN")
+        try append(early, "first-id-commits-late")
+        try late.execute("BEGIN")
+        try append(late, "second-id-commits-first")
+        try late.execute("COMMIT")
+        #expect(try read(after: .start).isEmpty, "an event became visible while an older transaction could still add one before it")
+        try early.execute("COMMIT")
+        let all = try read(after: .start)
+        #expect(all.map(\.0) == ["first-id-commits-late", "second-id-commits-first"])
+
+        // And the other way round: a transaction with an older xid commits an event with a later id.
+        try early.execute("BEGIN")
+        try early.query("SELECT pg_current_xact_id()")  // takes its xid now
+        try late.execute("BEGIN")
+        try append(late, "newer-xid")
+        try append(early, "older-xid-later-id")
+        try early.execute("COMMIT")
+        let cursor = all.last!.1
+        let partial = try read(after: cursor)
+        #expect(partial.map(\.0) == ["older-xid-later-id"])
+        try late.execute("COMMIT")
+        #expect(try read(after: partial.last!.1).map(\.0) == ["newer-xid"])
+    }
+
+    @Test("migrations run once when several daemons start together")
+    func concurrentMigrations() async throws {
+        let base = try baseDatabaseURL()
+        let admin = try PostgresConnection(base)
+        let name = "genflow_migrate_\(UUID().uuidString.prefix(8).lowercased())"
+        try admin.execute("CREATE DATABASE \(name)")
+        let url = TestDatabases.url(base, database: name)
+        let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    let pool = DatabasePool(connectionString: url, size: 1)
+                    defer { pool.close() }
+                    return try await pool.withConnection { try Migrations.migrate($0) }
+                }
+            }
+            return try await group.reduce(into: [[Int]]()) { $0.append($1) }
+        }
+        #expect(applied.filter { !$0.isEmpty } == [Migrations.all.map(\.version)])
+        let connection = try PostgresConnection(url)
+        #expect(try Migrations.currentVersion(connection) == Migrations.all.last?.version)
+    }
+}
+
+import GenflowPostgres

@@ -36,4 +36,10 @@ CURLMcode gf_curl_multi_setopt_timer_function(CURLM *handle, int (*callback)(CUR
 /* libwebsockets: the headroom lws_write needs before the payload. */
 size_t gf_lws_pre(void);
 
+/* Starts `argv[0]` (an absolute path) without a shell: stdin from /dev/null, stdout and stderr to
+ * `output_path`, working directory "/", and no other inherited descriptor (so a daemon it leaves
+ * running cannot hold ours open). Returns the pid, or -errno. Uses glibc's _np spawn actions,
+ * which Swift's Glibc module does not export. */
+int gf_spawn(char *const argv[], const char *output_path);
+
 #endif

@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+
+@Suite("genflow serve on its embedded PostgreSQL")
+struct EmbeddedDatabaseTests {
+    @Test("with no database configured, serve starts PostgreSQL under state_dir, other commands use it, SIGTERM stops both")
+    func embedded() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let config = try directory.write("genflow.yaml", """
+            state_dir: \(directory.path)/state
+            pipelines_dir: pipelines
+            queue: {poll_interval: 100ms}
+            log: {level: notice}
+            """)
+        let environment = ["DATABASE_URL": "", "GENFLOW_STATE_DIR": "", "GENFLOW_PIPELINES_DIR": "", "PGHOST": "", "PGDATABASE": ""]
+        let log = directory.path + "/serve.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let serve = Process()
+        serve.executableURL = genflowBinary
+        serve.arguments = ["serve", "--config", config]
+        serve.environment = commandEnvironment(environment)
+        serve.standardError = FileHandle(forWritingAtPath: log)
+        serve.standardOutput = FileHandle.nullDevice
+        try serve.run()
+        defer { if serve.isRunning { kill(serve.processIdentifier, SIGKILL) } }
+        func output() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        let deadline = ContinuousClock.now + .seconds(90)
+        while !output().contains("genflow ready"), serve.isRunning, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let ready = output()
+        #expect(ready.contains("genflow.database=embedded"), "\(ready)")
+        #expect(FileManager.default.fileExists(atPath: directory.path + "/state/postgres/data/PG_VERSION"))
+        let socket = directory.path + "/state/postgres/.s.PGSQL.5432"
+        #expect(FileManager.default.fileExists(atPath: socket))
+
+        // The shipped pipeline runs through the daemon; its built-in stages are not implemented in
+        // this build, so the job fails loudly at its first step, with the reason.
+        let submitted = try genflow("submit", "canvas-generation", "--config", config, "--input", #"{"instructions": "a house"}"#, "--follow", environment: environment)
+        #expect(submitted.status == 1, "\(submitted.stdout)\(submitted.stderr)")
+        #expect(submitted.stdout.contains("step balance started (attempt 1)"))
+        #expect(submitted.stdout.contains("job.failed balance: internal: stage 'tokens.require' is declared but not implemented"))
+        let listed = try genflow("jobs", "list", "--config", config, "--json", environment: environment)
+        #expect(listed.status == 0)
+        #expect(listed.stdout.contains(#""status":"failed""#))
+
+        serve.terminate()
+        serve.waitUntilExit()
+        #expect(serve.terminationStatus == 0)
+        #expect(output().contains("stopping the embedded PostgreSQL"))
+        #expect(!FileManager.default.fileExists(atPath: socket), "the embedded server is still running")
+    }
+}
