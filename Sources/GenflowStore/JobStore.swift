@@ -447,24 +447,22 @@ public final class StoreSession {
         guard locked else { return nil }
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Self.housekeepingLockKey]) }
         let milliseconds = Int(retention.milliseconds)
-        var jobs = 0, events = 0
+        return (try deleteInBatches(from: "genflow.jobs", olderThan: "finished_at", milliseconds),
+                try deleteInBatches(from: "genflow.events", olderThan: "created_at", milliseconds))
+    }
+
+    /// Deletes rows whose `column` is older than `milliseconds` ago, 5,000 a statement so no
+    /// transaction holds locks for long. `table` and `column` are constants of this file.
+    private func deleteInBatches(from table: String, olderThan column: String, _ milliseconds: Int) throws -> Int {
+        var total = 0
         while true {
             let deleted = try connection.query("""
-                DELETE FROM genflow.jobs WHERE id IN (
-                    SELECT id FROM genflow.jobs WHERE finished_at < now() - $1 * interval '1 millisecond' LIMIT 5000)
+                DELETE FROM \(table) WHERE id IN (
+                    SELECT id FROM \(table) WHERE \(column) < now() - $1 * interval '1 millisecond' LIMIT 5000)
                 """, [milliseconds]).affectedRows
-            jobs += deleted
-            if deleted < 5000 { break }
+            total += deleted
+            if deleted < 5000 { return total }
         }
-        while true {
-            let deleted = try connection.query("""
-                DELETE FROM genflow.events WHERE id IN (
-                    SELECT id FROM genflow.events WHERE created_at < now() - $1 * interval '1 millisecond' LIMIT 5000)
-                """, [milliseconds]).affectedRows
-            events += deleted
-            if deleted < 5000 { break }
-        }
-        return (jobs, events)
     }
 
     static let housekeepingLockKey = 0x67656e666c6f79

@@ -254,6 +254,16 @@ struct EventLogTests {
                 """, [cursor.tx, cursor.id]).rows
             return events.map { ($0["type"] ?? "", EventCursor(tx: $0["tx"] ?? "0", id: $0.decode("id") ?? 0)) }
         }
+        /// Reads until `count` events are visible. Any open transaction in the cluster (other tests
+        /// run in parallel) holds the horizon back for a moment, so visibility may lag a commit.
+        func read(after cursor: EventCursor, count: Int) async throws -> [(String, EventCursor)] {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while true {
+                let events = try read(after: cursor)
+                if events.count >= count || ContinuousClock.now > deadline { return events }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
         // `early` takes the smaller id but commits last; `late` commits first.
         try early.execute("BEGIN")
         try append(early, "first-id-commits-late")
@@ -262,7 +272,7 @@ struct EventLogTests {
         try late.execute("COMMIT")
         #expect(try read(after: .start).isEmpty, "an event became visible while an older transaction could still add one before it")
         try early.execute("COMMIT")
-        let all = try read(after: .start)
+        let all = try await read(after: .start, count: 2)
         #expect(all.map(\.0) == ["first-id-commits-late", "second-id-commits-first"])
 
         // And the other way round: a transaction with an older xid commits an event with a later id.
@@ -272,11 +282,34 @@ struct EventLogTests {
         try append(late, "newer-xid")
         try append(early, "older-xid-later-id")
         try early.execute("COMMIT")
-        let cursor = all.last!.1
-        let partial = try read(after: cursor)
+        let cursor = try #require(all.last).1
+        let partial = try await read(after: cursor, count: 1)
         #expect(partial.map(\.0) == ["older-xid-later-id"])
         try late.execute("COMMIT")
-        #expect(try read(after: partial.last!.1).map(\.0) == ["newer-xid"])
+        #expect(try await read(after: try #require(partial.last).1, count: 1).map(\.0) == ["newer-xid"])
+    }
+
+    @Test("retention deletes finished jobs and old events, keeps the rest, one daemon at a time")
+    func retention() async throws {
+        let harness = try await Harness.make(pipelines: ["three": threeSteps])
+        let old = try await harness.submit("three")
+        let running = try await harness.submit("three")
+        let recent = try await harness.submit("three")
+        _ = try await harness.query("""
+            UPDATE genflow.jobs SET status = 'completed', finished_at = now() - interval '8 days' WHERE id = $1::uuid;
+            """, [old.id])
+        _ = try await harness.query("UPDATE genflow.jobs SET status = 'completed', finished_at = now() WHERE id = $1::uuid", [recent.id])
+        _ = try await harness.query("UPDATE genflow.events SET created_at = now() - interval '8 days' WHERE job_id = $1::uuid", [old.id])
+        // While another daemon holds the housekeeping lock, this one does nothing.
+        let other = try PostgresConnection(harness.url)
+        try other.query("SELECT pg_advisory_lock(\(0x67656e666c6f79))")
+        #expect(try await harness.store.read { try $0.deleteExpired(retention: .seconds(7 * 86_400)) } == nil)
+        try other.query("SELECT pg_advisory_unlock(\(0x67656e666c6f79))")
+        let deleted = try await harness.store.read { try $0.deleteExpired(retention: .seconds(7 * 86_400)) }
+        #expect(deleted?.jobs == 1)
+        #expect(deleted?.events == 1)
+        let left = try await harness.query("SELECT id::text FROM genflow.jobs ORDER BY created_at").map { $0["id"] ?? "" }
+        #expect(left == [running.id, recent.id])
     }
 
     @Test("migrations run once when several daemons start together")
