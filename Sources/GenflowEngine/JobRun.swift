@@ -88,9 +88,8 @@ struct JobRun {
             }
 
             let started = job
-            let isFirst = job.attempts == 0
             try await store.write { session in
-                try session.startStep(job: started, owner: owner, step: step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt, firstOfRun: isFirst)
+                try session.startStep(job: started, owner: owner, step: step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt)
             }
             job.attempts += 1
             let attemptStart = ContinuousClock.now

@@ -334,14 +334,15 @@ public final class StoreSession {
         try connection.query("UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = $1::uuid AND status = 'running'", [jobID])
     }
 
-    /// Records the start of an attempt: its row, the job's current step, and `step.started`.
-    public func startStep(job: Job, owner: String, step: String, stage: String, attempt: Int, policyAttempt: Int, firstOfRun: Bool) throws {
+    /// Records the start of an attempt: its row, the job's current step, and `step.started`
+    /// (preceded by `job.started` for the job's very first attempt).
+    public func startStep(job: Job, owner: String, step: String, stage: String, attempt: Int, policyAttempt: Int) throws {
         try touch(jobID: job.id, owner: owner, step: step)
         try connection.query("""
             INSERT INTO genflow.step_runs (job_id, step_id, attempt, generation, stage, status) VALUES ($1::uuid, $2, $3, $4, $5, 'running');
             """, [job.id, step, attempt, job.generation, stage])
         try connection.query("UPDATE genflow.jobs SET attempts = attempts + 1 WHERE id = $1::uuid", [job.id])
-        if firstOfRun && job.startedAt == nil || firstOfRun && job.attempts == 0 {
+        if job.attempts == 0 {
             try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.started", data: ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)]))
         }
         try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.started", step: step, data: ["attempt": .int(policyAttempt), "stage": .string(stage)]))
