@@ -43,8 +43,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Canvas objects: lenient JSON extraction from model replies and schema v1 validation.
+        .target(name: "GenflowCanvas", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
         // The built-in stages of SPEC §6.
-        .target(name: "GenflowStages", dependencies: ["GenflowCore", "GenflowPipeline"], swiftSettings: swiftSettings),
+        .target(name: "GenflowStages", dependencies: ["GenflowCore", "GenflowPipeline", "GenflowCanvas"], swiftSettings: swiftSettings),
         // Daemon configuration (etc/genflow.yaml) with `${VAR}` expansion and env overrides.
         .target(name: "GenflowConfig", dependencies: ["GenflowCore", "GenflowYAML"], swiftSettings: swiftSettings),
         // PostgreSQL client on libpq.
@@ -87,6 +89,7 @@ let package = Package(
         ),
 
         .testTarget(name: "GenflowCoreTests", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowCanvasTests", dependencies: ["GenflowCore", "GenflowCanvas"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GenflowPipelineTests",
             dependencies: ["GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowConfig"],

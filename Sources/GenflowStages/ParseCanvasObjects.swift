@@ -1,5 +1,6 @@
 public import GenflowCore
 public import GenflowPipeline
+internal import GenflowCanvas
 
 /// Extracts canvas objects from model text and validates each against the canvas schema.
 /// Output: `{objects, warnings, dropped}`.
@@ -19,6 +20,10 @@ public struct ParseCanvasObjects: Stage {
     )
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        throw notImplemented()
+        let parser = CanvasParser(
+            maxObjects: context.config["max_objects"]?.intValue ?? CanvasSchema.maxObjects,
+            maxInvalidFraction: context.config["max_invalid_fraction"]?.doubleValue ?? 0.2
+        )
+        return try parser.parse(context.config["text"]?.stringValue ?? "").json
     }
 }

@@ -336,3 +336,43 @@ struct EventLogTests {
 }
 
 import GenflowPostgres
+
+@Suite("parse_canvas_objects in a pipeline")
+struct ParseStageTests {
+    @Test("a reply with prose is parsed into objects; an unusable one asks the earlier step again once, then fails")
+    func parseAndReask() async throws {
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-reask-\(UUID().uuidString)").path
+        let yaml = """
+            name: drawing
+            input:
+              properties:
+                reply: {type: string}
+            steps:
+              - id: generate
+                stage: test.step
+                with: {record: \(record), output: "{{input.reply}}"}
+              - id: objects
+                stage: parse_canvas_objects
+                with: {text: "{{steps.generate.output.output}}"}
+                on_invalid: {retry_step: generate, max: 1}
+            """
+        let harness = try await Harness.make(pipelines: ["drawing": yaml])
+        let good = #"Here you go: [{"id": "r1", "type": "rectangle", "x": 0, "y": 0, "width": 10, "height": 10}]"#
+        let (done, failed) = try await harness.running(harness.engine()) {
+            let done = try await harness.wait(for: try await harness.submit("drawing", input: ["reply": .string(good)]).id)
+            let failed = try await harness.wait(for: try await harness.submit("drawing", input: ["reply": "I can't draw."]).id)
+            return (done, failed)
+        }
+        #expect(done.status == .completed)
+        #expect(done.result?["objects"]?["objects"]?.arrayValue?.count == 1)
+        #expect(failed.status == .failed)
+        #expect(failed.error?["class"] == "output_invalid")
+        #expect(failed.error?["step"] == "objects")
+        let runs = try await harness.runs(failed.id).map { "\($0.stepID):\($0.status)" }
+        #expect(runs == ["generate:superseded", "objects:failed", "generate:completed", "objects:failed"])
+        let reask = try await harness.events(failed.id).first { $0.type == "step.retrying" }
+        #expect(reask?.data["reason"] == "on_invalid")
+        let generated = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix(failed.id) }
+        #expect(generated.count == 2, "the model step should have been asked twice")
+    }
+}
