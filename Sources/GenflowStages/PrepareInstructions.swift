@@ -1,7 +1,10 @@
 public import GenflowCore
 public import GenflowPipeline
+internal import Foundation
 
-/// Renders the system and user messages for a model call. Output: `{messages, prompt}`.
+/// Renders the system and user messages for a model call. Output: `{messages, prompt}`, where
+/// `prompt` is the user message alone (what prompt history records as the full prompt).
+/// The templates were rendered against the job by the engine before the stage runs.
 public struct PrepareInstructions: Stage {
     public init() {}
 
@@ -15,6 +18,15 @@ public struct PrepareInstructions: Stage {
     )
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        throw notImplemented()
+        let prompt = context.config["template"]?.stringValue ?? ""
+        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw StepError(.invalidRequest, "the rendered template is empty")
+        }
+        var messages: [JSON] = []
+        if let system = context.config["system"]?.stringValue, !system.isEmpty {
+            messages.append(["role": "system", "content": .string(system)])
+        }
+        messages.append(["role": "user", "content": .string(prompt)])
+        return ["messages": .array(messages), "prompt": .string(prompt)]
     }
 }

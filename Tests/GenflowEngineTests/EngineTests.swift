@@ -337,8 +337,34 @@ struct EventLogTests {
 
 import GenflowPostgres
 
-@Suite("parse_canvas_objects in a pipeline")
+@Suite("Built-in stages in a pipeline")
 struct ParseStageTests {
+    @Test("prepare_instructions renders system and user messages from the input")
+    func prepareInstructions() async throws {
+        let yaml = """
+            name: prompt
+            input:
+              properties:
+                instructions: {type: string}
+                style: {type: string, default: modern}
+            steps:
+              - id: prompt
+                stage: prepare_instructions
+                with:
+                  system: "You draw <canvas> objects."
+                  template: "Draw: {{input.instructions}}. Style: {{input.style}}."
+            """
+        let harness = try await Harness.make(pipelines: ["prompt": yaml])
+        let job = try await harness.running(harness.engine()) {
+            try await harness.wait(for: try await harness.submit("prompt", input: ["instructions": "a cat & a dog"]).id)
+        }
+        #expect(job.status == .completed)
+        #expect(job.result?["prompt"] == [
+            "messages": [["role": "system", "content": "You draw <canvas> objects."], ["role": "user", "content": "Draw: a cat & a dog. Style: modern."]],
+            "prompt": "Draw: a cat & a dog. Style: modern.",
+        ])
+    }
+
     @Test("a reply with prose is parsed into objects; an unusable one asks the earlier step again once, then fails")
     func parseAndReask() async throws {
         let record = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-reask-\(UUID().uuidString)").path
@@ -365,6 +391,7 @@ struct ParseStageTests {
         }
         #expect(done.status == .completed)
         #expect(done.result?["objects"]?["objects"]?.arrayValue?.count == 1)
+        #expect(done.result?["objects"]?["dropped"] == 0)
         #expect(failed.status == .failed)
         #expect(failed.error?["class"] == "output_invalid")
         #expect(failed.error?["step"] == "objects")
