@@ -46,7 +46,7 @@ let package = Package(
         // Canvas objects: lenient JSON extraction from model replies and schema v1 validation.
         .target(name: "GenflowCanvas", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
         // The built-in stages of SPEC §6.
-        .target(name: "GenflowStages", dependencies: ["GenflowCore", "GenflowPipeline", "GenflowCanvas"], swiftSettings: swiftSettings),
+        .target(name: "GenflowStages", dependencies: ["GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowStore"], swiftSettings: swiftSettings),
         // Daemon configuration (etc/genflow.yaml) with `${VAR}` expansion and env overrides.
         .target(name: "GenflowConfig", dependencies: ["GenflowCore", "GenflowYAML"], swiftSettings: swiftSettings),
         // PostgreSQL client on libpq.

@@ -1,5 +1,6 @@
 internal import GenflowCore
 public import GenflowPipeline
+public import GenflowStore
 
 /// The built-in stages of SPEC §6.
 public enum BuiltinStages {
@@ -7,8 +8,9 @@ public enum BuiltinStages {
     /// - Parameters:
     ///   - providers: the provider names configured in the daemon config, which `call_model`'s
     ///     `provider:` must name.
+    ///   - store: the database the stages that record things use; nil where nothing runs (`validate`).
     ///   - testStages: also register `test.step` (tests and benchmarks only).
-    public static func makeRegistry(providers: [String], testStages: Bool = false) -> StageRegistry {
+    public static func makeRegistry(providers: [String], store: JobStore? = nil, testStages: Bool = false) -> StageRegistry {
         // Names are distinct by construction; a duplicate is a programming error caught by the tests.
         try! StageRegistry((testStages ? [TestStage()] : []) + [
             PrepareInstructions(),
@@ -16,15 +18,33 @@ public enum BuiltinStages {
             ParseCanvasObjects(),
             PersistCanvas(),
             PersistImage(),
-            Notify(),
-            TokensRequire(),
-            TokensDebit(),
+            Notify(store: store),
+            TokensRequire(store: store),
+            TokensDebit(store: store),
             HTTPRequest(),
         ])
     }
 }
 
 extension Stage {
+    /// The store, or the `internal` failure of a stage built without one.
+    func required(_ store: JobStore?) throws(StepError) -> JobStore {
+        guard let store else { throw StepError(.internal, "stage '\(name)' has no database in this process") }
+        return store
+    }
+
+    /// Runs one store write for a stage; database failures are `server_error` (retried).
+    func inTransaction<T: Sendable>(_ store: JobStore?, _ body: @escaping @Sendable (StoreSession) throws -> T) async throws(StepError) -> T {
+        let store = try required(store)
+        do {
+            return try await store.write(body)
+        } catch let error as StepError {
+            throw error
+        } catch {
+            throw StepError(.serverError, "database: \(error)")
+        }
+    }
+
     /// The failure of a stage whose behaviour is not in this build yet: loud, classed `internal`
     /// (never retried), never a pretend success.
     func notImplemented() -> StepError {

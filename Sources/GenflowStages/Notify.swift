@@ -1,9 +1,17 @@
 public import GenflowCore
 public import GenflowPipeline
+public import GenflowStore
 
 /// Emits a named event with data to the job's user and job channel.
+///
+/// At least once: if the daemon dies after the event is written and before the step's checkpoint,
+/// the resumed job emits it again.
 public struct Notify: Stage {
-    public init() {}
+    let store: JobStore?
+
+    public init(store: JobStore? = nil) {
+        self.store = store
+    }
 
     public let descriptor = StageDescriptor(
         name: "notify",
@@ -15,6 +23,11 @@ public struct Notify: Stage {
     )
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        throw notImplemented()
+        let event = NewEvent(
+            userID: context.userID, jobID: context.jobID, type: context.config["event"]?.stringValue ?? "",
+            step: context.stepID, data: context.config["data"] ?? [:]
+        )
+        try await inTransaction(store) { try $0.append(event) }
+        return ["event": .string(event.type)]
     }
 }

@@ -1,9 +1,14 @@
 public import GenflowCore
 public import GenflowPipeline
+public import GenflowStore
 
 /// Fails with `insufficient_tokens` (never retried) when the user's balance is below a minimum.
 public struct TokensRequire: Stage {
-    public init() {}
+    let store: JobStore?
+
+    public init(store: JobStore? = nil) {
+        self.store = store
+    }
 
     public let descriptor = StageDescriptor(
         name: "tokens.require",
@@ -14,6 +19,12 @@ public struct TokensRequire: Stage {
     )
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        throw notImplemented()
+        let user = context.userID
+        let balance: Int = try await inTransaction(store) { try $0.balance(userID: user) }
+        let minimum = context.config["minimum"]?.intValue ?? 0
+        guard balance >= minimum else {
+            throw StepError(.insufficientTokens, "balance \(balance) is below the \(minimum) tokens this pipeline requires")
+        }
+        return ["balance": .int(balance)]
     }
 }

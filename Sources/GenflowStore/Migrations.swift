@@ -93,6 +93,26 @@ public enum Migrations {
             CREATE INDEX events_job ON genflow.events (job_id, tx, id);
             CREATE INDEX events_created ON genflow.events (created_at);
             """),
+        Migration(version: 2, name: "tokens", sql: """
+            CREATE TABLE genflow.token_accounts (
+                user_id text PRIMARY KEY,
+                balance bigint NOT NULL DEFAULT 0,
+                updated_at timestamptz NOT NULL DEFAULT now()
+            );
+            -- Append-only: a change is a new row; the idempotency key makes each debit happen once.
+            CREATE TABLE genflow.token_ledger (
+                id bigserial PRIMARY KEY,
+                user_id text NOT NULL,
+                change bigint NOT NULL,
+                balance_after bigint NOT NULL,
+                reason text NOT NULL,
+                job_id uuid,
+                step text,
+                idempotency_key text NOT NULL UNIQUE,
+                created_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX token_ledger_user ON genflow.token_ledger (user_id, id DESC);
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

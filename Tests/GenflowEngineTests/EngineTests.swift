@@ -1,3 +1,4 @@
+import GenflowPipeline
 import Foundation
 import GenflowCore
 import GenflowEngine
@@ -401,5 +402,63 @@ struct ParseStageTests {
         #expect(reask?.data["reason"] == "on_invalid")
         let generated = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix(failed.id) }
         #expect(generated.count == 2, "the model step should have been asked twice")
+    }
+}
+
+@Suite("Tokens and notify")
+struct TokenStageTests {
+    static let paid = """
+        name: paid
+        steps:
+          - id: balance
+            stage: tokens.require
+            with: {minimum: 50}
+          - id: generate
+            stage: test.step
+            with: {output: {usage: {total_tokens: 30}}}
+          - id: done
+            stage: notify
+            with: {event: ai_generation_completed, data: {tokens: "{{steps.generate.output.output.usage.total_tokens}}"}}
+          - id: debit
+            stage: tokens.debit
+            with: {amount: "{{steps.generate.output.output.usage.total_tokens}}", reason: canvas_generation}
+        """
+
+    @Test("require, notify and debit: one ledger entry, the balance event and the pipeline's own event")
+    func paidJob() async throws {
+        let harness = try await Harness.make(pipelines: ["paid": Self.paid])
+        _ = try await harness.store.write { try $0.recordTokens(userID: "rich", change: 100, reason: "credit", idempotencyKey: "c1") }
+        let (rich, poor) = try await harness.running(harness.engine()) {
+            (try await harness.wait(for: try await harness.submit("paid", user: "rich").id),
+             try await harness.wait(for: try await harness.submit("paid", user: "poor").id))
+        }
+        #expect(rich.status == .completed)
+        #expect(try await harness.store.read { try $0.balance(userID: "rich") } == 70)
+        let ledger = try await harness.store.read { try $0.ledger(userID: "rich") }
+        #expect(ledger.map(\.change) == [-30, 100])
+        #expect(ledger.first?.jobID == rich.id)
+        #expect(ledger.first?.balanceAfter == 70)
+        let events = try await harness.events(rich.id)
+        #expect(events.first { $0.type == "ai_generation_completed" }?.data == ["tokens": 30])
+        let balance = try #require(events.first { $0.type == "token_balance_updated" })
+        #expect(balance.data["balance"] == 70 && balance.data["change"] == -30 && balance.data["reason"] == "canvas_generation")
+
+        #expect(poor.status == .failed)
+        #expect(poor.error?["class"] == "insufficient_tokens")
+        #expect(poor.error?["message"] == "balance 0 is below the 50 tokens this pipeline requires")
+        #expect(try await harness.runs(poor.id).count == 1, "insufficient_tokens is never retried")
+    }
+
+    @Test("a debit step run again (crash between debit and checkpoint) debits nothing more")
+    func debitOnce() async throws {
+        let harness = try await Harness.make(pipelines: ["paid": Self.paid])
+        let stage = try #require(harness.registry.stage(named: "tokens.debit"))
+        let context = StageContext(config: ["amount": 40, "reason": "test"], input: [:], jobID: "00000000-0000-0000-0000-000000000001",
+                                   userID: "u", stepID: "debit", attempt: 1, timeout: .seconds(5))
+        let first = try await stage.run(context)
+        let again = try await stage.run(context)
+        #expect(first["balance"] == -40 && first["repeated"] == false)
+        #expect(again["balance"] == -40 && again["repeated"] == true)
+        #expect(try await harness.store.read { try $0.ledger(userID: "u") }.count == 1)
     }
 }

@@ -72,7 +72,8 @@ struct Harness {
     /// A harness with the given pipelines (`name: yaml`), written to a directory of their own.
     static func make(pipelines: [String: String]) async throws -> Harness {
         let url = try await TestDatabases.make()
-        let registry = BuiltinStages.makeRegistry(providers: ["default"], testStages: true)
+        let store = JobStore(pool: DatabasePool(connectionString: url, size: 8))
+        let registry = BuiltinStages.makeRegistry(providers: ["default"], store: store, testStages: true)
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-engine-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -81,7 +82,6 @@ struct Harness {
         }
         catalog.load(directory: directory)
         #expect(catalog.failures.isEmpty, "\(catalog.failures)")
-        let store = JobStore(pool: DatabasePool(connectionString: url, size: 8))
         return Harness(url: url, store: store, catalog: catalog, registry: registry, directory: directory)
     }
 
