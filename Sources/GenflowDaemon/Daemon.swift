@@ -22,7 +22,7 @@ public enum Daemon {
     /// Runs until a shutdown signal, then returns after draining.
     public static func serve(config: DaemonConfig, logger: Logger) async throws {
         let started = ContinuousClock.now
-        let database = try await DatabaseConnection.open(config: config, logger: logger)
+        let database = try await DatabaseConnection.open(config: config, ownsEmbedded: true, logger: logger)
         let pool = DatabasePool(connectionString: database.url, size: config.databasePoolSize)
         let store = JobStore(pool: pool)
         let applied = try await pool.withConnection { try Migrations.migrate($0) }
@@ -75,6 +75,10 @@ public enum Daemon {
 
     /// Loads the pipelines directory and stores each loaded version; logs files that failed.
     static func reload(catalog: PipelineCatalog, directory: String, store: JobStore, logger: Logger) async throws {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            logger.warning("pipelines directory \(directory) does not exist: no pipeline is loaded (pipelines_dir, GENFLOW_PIPELINES_DIR)")
+        }
         catalog.load(directory: directory)
         for failure in catalog.failures {
             for diagnostic in failure.diagnostics { logger.error("pipeline rejected: \(diagnostic)") }
@@ -96,14 +100,16 @@ public struct DatabaseConnection: Sendable {
 
     public var isEmbedded: Bool { embedded != nil }
 
-    /// The configured database, or the embedded one (started if needed).
-    public static func open(config: DaemonConfig, logger: Logger) async throws -> DatabaseConnection {
+    /// The configured database, or the embedded one (started if needed). The daemon owns the
+    /// embedded server and stops it when it exits; a command (`submit`, `jobs`…) leaves running a
+    /// server it had to start, so it never stops one a daemon is using.
+    public static func open(config: DaemonConfig, ownsEmbedded: Bool, logger: Logger) async throws -> DatabaseConnection {
         if let url = config.databaseURL { return DatabaseConnection(url: url.value, embedded: nil) }
-        let embedded = try EmbeddedPostgres.start(stateDirectory: config.stateDir, logger: logger)
+        let embedded = try EmbeddedPostgres.start(stateDirectory: config.stateDir, owns: ownsEmbedded, logger: logger)
         return DatabaseConnection(url: embedded.url, embedded: embedded)
     }
 
-    /// Stops the embedded server if this process started it.
+    /// Stops the embedded server if this process owns it.
     public func close(logger: Logger) {
         embedded?.stop(logger: logger)
     }

@@ -12,8 +12,8 @@ internal import Glibc
 public struct EmbeddedPostgres: Sendable {
     /// `<state_dir>/postgres`: data in `data/`, the socket and the server log beside it.
     public let directory: String
-    /// Whether this process started the server (and so stops it).
-    public let startedHere: Bool
+    /// Whether this process stops the server when it is done.
+    public let stopsOnClose: Bool
 
     /// The libpq URL of the `genflow` database.
     public var url: String { "postgresql:///genflow?host=\(directory)&user=genflow" }
@@ -23,7 +23,9 @@ public struct EmbeddedPostgres: Sendable {
     }
 
     /// Starts the server unless it runs already, creating the cluster and database on first use.
-    public static func start(stateDirectory: String, logger: Logger) throws -> EmbeddedPostgres {
+    /// - Parameter owns: stop the server at `stop` even if it was running already (the daemon owns
+    ///   it); otherwise a server this call started is left running for the daemon or later commands.
+    public static func start(stateDirectory: String, owns: Bool, logger: Logger) throws -> EmbeddedPostgres {
         let directory = URL(fileURLWithPath: stateDirectory).appendingPathComponent("postgres").standardizedFileURL.path
         let binaries = try serverBinaries()
         let isRoot = getuid() == 0
@@ -53,7 +55,7 @@ public struct EmbeddedPostgres: Sendable {
                 "start",
             ], isRoot: isRoot)
         }
-        let server = EmbeddedPostgres(directory: directory, startedHere: !status)
+        let server = EmbeddedPostgres(directory: directory, stopsOnClose: owns)
         let exists = try runAsServerUser([
             binaries + "/psql", "-h", directory, "-U", "genflow", "-d", "postgres", "-tAc",
             "SELECT 1 FROM pg_database WHERE datname = 'genflow'",
@@ -64,16 +66,9 @@ public struct EmbeddedPostgres: Sendable {
         return server
     }
 
-    /// The URL of the embedded server when it is running, without starting it.
-    public static func runningURL(stateDirectory: String) -> String? {
-        let directory = URL(fileURLWithPath: stateDirectory).appendingPathComponent("postgres").standardizedFileURL.path
-        guard FileManager.default.fileExists(atPath: directory + "/.s.PGSQL.5432") else { return nil }
-        return "postgresql:///genflow?host=\(directory)&user=genflow"
-    }
-
-    /// Stops the server if this process started it.
+    /// Stops the server if this process owns it.
     public func stop(logger: Logger) {
-        guard startedHere, let binaries = try? Self.serverBinaries() else { return }
+        guard stopsOnClose, let binaries = try? Self.serverBinaries() else { return }
         logger.notice("stopping the embedded PostgreSQL")
         _ = try? Self.runAsServerUser([binaries + "/pg_ctl", "-D", directory + "/data", "-m", "fast", "-w", "stop"], isRoot: getuid() == 0)
     }

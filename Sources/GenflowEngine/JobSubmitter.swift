@@ -1,6 +1,7 @@
 public import GenflowCore
 public import GenflowPipeline
 public import GenflowStore
+internal import Foundation
 
 /// Why a submission was refused, with a stable code for the API (`unknown_pipeline`, `invalid_input`).
 public struct SubmissionError: Error, Sendable, CustomStringConvertible {
@@ -17,6 +18,15 @@ public struct SubmissionError: Error, Sendable, CustomStringConvertible {
 /// Checks a job request against its pipeline and enqueues it: the one way jobs enter the queue
 /// (CLI and HTTP alike).
 public struct JobSubmitter: Sendable {
+    /// An ISO 8601 time with a zone (`2026-01-31T12:00:00Z`, fractions and offsets allowed).
+    static func parseTime(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)
+    }
+
     public let catalog: PipelineCatalog
     public let store: JobStore
 
@@ -38,6 +48,9 @@ public struct JobSubmitter: Sendable {
                 message: "unknown pipeline '\(name)'\(Suggestions.didYouMean(name, in: names)) (loaded: \(names.joined(separator: ", ")))",
                 details: []
             )
+        }
+        if let runAt, Self.parseTime(runAt) == nil {
+            throw SubmissionError(code: "invalid_run_at", message: "run_at '\(runAt)' is not an ISO 8601 time such as 2026-01-31T12:00:00Z", details: [])
         }
         let violations = pipeline.input.violations(of: input)
         guard violations.isEmpty else {

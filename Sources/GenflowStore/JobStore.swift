@@ -196,7 +196,7 @@ public final class StoreSession {
             """, [jobID]).rows
         guard let row = rows.first else { return try cancel(jobID: jobID, userID: userID) }
         let job = try Job(row: row)
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.cancelled", data: ["while": .string(current.status.rawValue)]))
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.cancelled", data: ["while": .string(current.status.rawValue), "error": job.error ?? .null]))
         return .cancelled(job)
     }
 
@@ -419,9 +419,11 @@ public final class StoreSession {
             try connection.query("UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = $1::uuid AND step_id = $2 AND attempt = $3", [job.id, step, attempt])
         }
         try connection.query("""
-            UPDATE genflow.jobs SET status = 'queued', run_at = now(), lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            UPDATE genflow.jobs SET status = 'queued', run_at = least(run_at, now()), lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = now()
             WHERE id = $1::uuid
             """, [job.id])
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.queued", step: step, data: ["released": true]))
         wokeWorkers = true
     }
 

@@ -16,7 +16,7 @@ public enum Migrations {
     public static let all: [Migration] = [
         Migration(version: 1, name: "queue", sql: """
             CREATE FUNCTION genflow.iso(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE
-                AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
+                AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
 
             CREATE TABLE genflow.pipeline_versions (
                 name text NOT NULL,

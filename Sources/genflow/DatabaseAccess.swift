@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import GenflowConfig
 import GenflowCore
@@ -38,7 +39,7 @@ extension GlobalOptions {
         } catch {
             var printer = DiagnosticPrinter(brief: false)
             error.diagnostics.forEach { printer.print($0) }
-            throw ExitCodeError.failure
+            throw ExitCode(1)
         }
     }
 
@@ -46,7 +47,7 @@ extension GlobalOptions {
     /// (started for the command if it is not running, and stopped again afterwards).
     func withStore<T>(_ config: DaemonConfig, migrate: Bool = true, _ body: (JobStore) async throws -> T) async throws -> T {
         let logger = Log.make(level: "warning")
-        let database = try await DatabaseConnection.open(config: config, logger: logger)
+        let database = try await DatabaseConnection.open(config: config, ownsEmbedded: false, logger: logger)
         let pool = DatabasePool(connectionString: database.url, size: 2)
         defer {
             pool.close()
@@ -58,16 +59,11 @@ extension GlobalOptions {
 
     /// The pipelines in the config's pipelines_dir, as the daemon would load them.
     func makeCatalog(_ config: DaemonConfig) -> PipelineCatalog {
-        let registry = BuiltinStages.makeRegistry(providers: Array(config.providers.keys), testStages: Daemon.testStagesEnabled)
+        let registry = config.makeStageRegistry()
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         catalog.load(directory: config.pipelinesDir)
         return catalog
     }
-}
-
-/// Exit 1 without a further message (the message was printed already).
-enum ExitCodeError: Error {
-    case failure
 }
 
 /// Writes `text` and a newline to standard error.

@@ -3,6 +3,7 @@ import Foundation
 import GenflowConfig
 import GenflowCore
 import GenflowPipeline
+import GenflowDaemon
 import GenflowStages
 
 /// Options every command takes.
@@ -28,7 +29,7 @@ extension DaemonConfig {
     }
 
     func makeStageRegistry(providers: [String]) -> StageRegistry {
-        BuiltinStages.makeRegistry(providers: providers)
+        BuiltinStages.makeRegistry(providers: providers, testStages: Daemon.testStagesEnabled)
     }
 }
 

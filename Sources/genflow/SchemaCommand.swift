@@ -2,6 +2,7 @@ import ArgumentParser
 import GenflowConfig
 import GenflowCore
 import GenflowPipeline
+import GenflowStages
 
 /// `genflow schema pipeline|config`: the JSON Schemas editors use, generated from the validation tables.
 struct SchemaCommand: ParsableCommand {
@@ -24,7 +25,7 @@ struct SchemaCommand: ParsableCommand {
         switch document {
         case .pipeline:
             // Without provider names, so the shipped schema does not depend on one deployment's config.
-            print(EditorSchema.pipeline(registry: DaemonConfig().makeStageRegistry(providers: [])).prettyPrinted, terminator: "")
+            print(EditorSchema.pipeline(registry: BuiltinStages.makeRegistry(providers: [])).prettyPrinted, terminator: "")
         case .config:
             print(DaemonConfig.editorSchema.prettyPrinted, terminator: "")
         }

@@ -51,6 +51,9 @@ struct SubmitCommand: AsyncParsableCommand {
                 )
             } catch let error as SubmissionError {
                 printError(error.description)
+                for failure in catalog.failures {
+                    failure.diagnostics.forEach { FileHandle.standardError.write(Data("  rejected: \($0)\n".utf8)) }
+                }
                 return 1
             }
             let job = submitted.job
@@ -93,6 +96,7 @@ struct SubmitCommand: AsyncParsableCommand {
             for event in events {
                 cursor = EventCursor(after: event)
                 print(describe(event))
+                fflush(nil)  // each line as it happens, also when stdout is a pipe
                 switch event.type {
                 case "job.completed": return 0
                 case "job.failed": return 1
@@ -116,8 +120,8 @@ struct SubmitCommand: AsyncParsableCommand {
         case "step.progress":
             return "step\(step) \(Int((event.data["fraction"]?.doubleValue ?? 0) * 100))% \(event.data["message"]?.stringValue ?? "")"
         case "job.failed", "job.cancelled":
-            let error = event.data["error"]
-            return "\(event.type)\(step): \(error?["class"]?.stringValue ?? "?"): \(error?["message"]?.stringValue ?? "")"
+            guard let error = event.data["error"], let errorClass = error["class"]?.stringValue else { return "\(event.type)\(step)" }
+            return "\(event.type)\(step): \(errorClass): \(error["message"]?.stringValue ?? "")"
         default:
             return "\(event.type)\(step)"
         }

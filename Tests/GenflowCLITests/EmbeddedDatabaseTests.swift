@@ -35,12 +35,19 @@ struct EmbeddedDatabaseTests {
         let socket = directory.path + "/state/postgres/.s.PGSQL.5432"
         #expect(FileManager.default.fileExists(atPath: socket))
 
-        // The shipped pipeline runs through the daemon; its built-in stages are not implemented in
-        // this build, so the job fails loudly at its first step, with the reason.
-        let submitted = try genflow("submit", "canvas-generation", "--config", config, "--input", #"{"instructions": "a house"}"#, "--follow", environment: environment)
-        #expect(submitted.status == 1, "\(submitted.stdout)\(submitted.stderr)")
-        #expect(submitted.stdout.contains("step balance started (attempt 1)"))
-        #expect(submitted.stdout.contains("job.failed balance: internal: stage 'tokens.require' is declared but not implemented"))
+        // The shipped pipeline runs through the daemon. Without tokens it stops at its balance check;
+        // with tokens it gets to the model call, which this build does not have yet, and says so.
+        let input = #"{"instructions": "a house"}"#
+        let poor = try genflow("submit", "canvas-generation", "--config", config, "--input", input, "--follow", environment: environment)
+        #expect(poor.status == 1, "\(poor.stdout)\(poor.stderr)")
+        #expect(poor.stdout.contains("step balance started (attempt 1)"))
+        #expect(poor.stdout.contains("job.failed balance: insufficient_tokens: balance 0 is below the 50 tokens this pipeline requires"))
+        let credited = try genflow("credit", "--config", config, "--user", "local", "--amount", "100", environment: environment)
+        #expect(credited.stdout == "credited 100 tokens to local; balance 100\n", "\(credited.stderr)")
+        let paid = try genflow("submit", "canvas-generation", "--config", config, "--input", input, "--follow", environment: environment)
+        #expect(paid.status == 1)
+        #expect(paid.stdout.contains("step prompt completed"))
+        #expect(paid.stdout.contains("job.failed generate: internal: stage 'call_model' is declared but not implemented"))
         let listed = try genflow("jobs", "list", "--config", config, "--json", environment: environment)
         #expect(listed.status == 0)
         #expect(listed.stdout.contains(#""status":"failed""#))

@@ -151,6 +151,32 @@ struct EngineTests {
         #expect(try await harness.query("SELECT count(*) AS n FROM genflow.jobs").first?.decode("n", as: Int.self) == 0)
     }
 
+    @Test("pages of the job list cover every job once, even jobs created in one millisecond; bad run_at is refused")
+    func paging() async throws {
+        let harness = try await Harness.make(pipelines: ["three": threeSteps])
+        let pipeline = try #require(harness.catalog.pipeline(named: "three"))
+        let ids = try await harness.store.write { session in
+            try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
+            return try (0..<7).map { _ in try session.submit(JobSubmission(pipeline: "three", pipelineVersion: pipeline.version, userID: "u", input: [:])).job.id }
+        }
+        var seen: [String] = []
+        var cursor: JobCursor?
+        repeat {
+            let after = cursor
+            let page = try await harness.store.read { try $0.jobs(userID: "u", before: after, limit: 2) }
+            seen += page.map(\.id)
+            cursor = page.count == 2 ? page.last.map(JobCursor.init(after:)) : nil
+        } while cursor != nil
+        #expect(seen.count == 7)
+        #expect(Set(seen) == Set(ids))
+        do {
+            try await harness.submit("three", runAt: "tomorrow")
+            Issue.record("expected a refusal")
+        } catch let error as SubmissionError {
+            #expect(error.code == "invalid_run_at")
+        }
+    }
+
     @Test("higher priority runs first, then older run_at")
     func priorities() async throws {
         let record = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-order-\(UUID().uuidString)").path

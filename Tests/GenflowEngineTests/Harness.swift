@@ -126,8 +126,17 @@ struct Harness {
         try await store.read { try $0.stepRuns(jobID: id) }
     }
 
+    /// The job's events. Events become readable once every older transaction in the cluster has
+    /// ended (tests in parallel keep some open), so for a finished job this waits for its last event.
     func events(_ id: String) async throws -> [Event] {
-        try await store.read { try $0.events(after: .start, jobID: id, limit: 10_000) }
+        let finished = try await job(id).status.isTerminal
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            let events = try await store.read { try $0.events(after: .start, jobID: id, limit: 10_000) }
+            let complete = events.contains { ["job.completed", "job.failed", "job.cancelled"].contains($0.type) }
+            if !finished || complete || ContinuousClock.now > deadline { return events }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     /// Waits until the job is in one of `statuses` (a guard of 60 s against a hang, not a timing assertion).
