@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate schemas clean
+.PHONY: deps build run test validate schemas bench bench-queue clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -33,6 +33,14 @@ validate: build
 schemas: build
 	.build/debug/genflow schema pipeline > etc/schema/pipeline.schema.json
 	.build/debug/genflow schema config > etc/schema/config.schema.json
+
+## Benchmarks of SPEC §11, printed as figures next to a baseline measured in the same run.
+bench: bench-queue
+
+## Queue throughput: genflow (release build in .build-release) next to PgQueuer and a pgbench
+## write ceiling, on one throwaway PostgreSQL cluster. See bench/README.md.
+bench-queue: deps
+	bench/queue
 
 clean:
 	rm -rf .build
