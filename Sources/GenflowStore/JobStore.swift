@@ -259,6 +259,9 @@ public final class StoreSession {
     /// `run_at` has come, highest priority first, then oldest; and running jobs whose lease expired
     /// (their daemon died). With `runningPerUser`, no user gets more than that many running jobs;
     /// claims are then serialised across daemons so the cap holds exactly.
+    ///
+    /// Ready jobs and expired leases are found by two index scans (`jobs_ready`, `jobs_leases`)
+    /// merged afterwards: one condition with OR cannot use either index and scanned the table.
     public func claim(owner: String, limit: Int, lease: Duration, runningPerUser: Int?) throws -> [ClaimedJob] {
         let ready = "((j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()) OR (j.status = 'running' AND j.lease_expires_at < now()))"
         let candidates: String
@@ -283,10 +286,19 @@ public final class StoreSession {
                 """
         } else {
             candidates = """
-                WITH candidates AS (
-                    SELECT j.id, j.status AS previous FROM genflow.jobs j WHERE \(ready)
+                WITH ready AS (
+                    SELECT j.id, j.status AS previous, j.priority, j.run_at FROM genflow.jobs j
+                    WHERE j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()
                     ORDER BY j.priority DESC, j.run_at, j.id LIMIT $2
                     FOR UPDATE SKIP LOCKED
+                ), expired AS (
+                    SELECT j.id, j.status AS previous, j.priority, j.run_at FROM genflow.jobs j
+                    WHERE j.status = 'running' AND j.lease_expires_at < now()
+                    ORDER BY j.lease_expires_at LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                ), candidates AS (
+                    SELECT id, previous FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) c
+                    ORDER BY priority DESC, run_at, id LIMIT $2
                 )
                 """
         }
@@ -320,12 +332,13 @@ public final class StoreSession {
             """, [owner, Int(lease.milliseconds)]).rows.map { ($0["id"] ?? "", $0.decode("cancel_requested") ?? false) }
     }
 
-    /// Checks that `owner` still holds the job's lease and notes the step it is on.
-    func touch(jobID: String, owner: String, step: String?) throws {
+    /// Checks that `owner` still holds the job's lease and notes the step it is on (and, when a step
+    /// starts, one more attempt).
+    func touch(jobID: String, owner: String, step: String?, addAttempt: Bool = false) throws {
         let updated = try connection.query("""
-            UPDATE genflow.jobs SET current_step = coalesce($3, current_step), updated_at = now()
+            UPDATE genflow.jobs SET current_step = coalesce($3, current_step), attempts = attempts + $4, updated_at = now()
             WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'
-            """, [jobID, owner, step]).affectedRows
+            """, [jobID, owner, step, addAttempt ? 1 : 0]).affectedRows
         guard updated == 1 else { throw LeaseLost(jobID: jobID) }
     }
 
@@ -337,11 +350,10 @@ public final class StoreSession {
     /// Records the start of an attempt: its row, the job's current step, and `step.started`
     /// (preceded by `job.started` for the job's very first attempt).
     public func startStep(job: Job, owner: String, step: String, stage: String, attempt: Int, policyAttempt: Int) throws {
-        try touch(jobID: job.id, owner: owner, step: step)
+        try touch(jobID: job.id, owner: owner, step: step, addAttempt: true)
         try connection.query("""
             INSERT INTO genflow.step_runs (job_id, step_id, attempt, generation, stage, status) VALUES ($1::uuid, $2, $3, $4, $5, 'running');
             """, [job.id, step, attempt, job.generation, stage])
-        try connection.query("UPDATE genflow.jobs SET attempts = attempts + 1 WHERE id = $1::uuid", [job.id])
         if job.attempts == 0 {
             try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.started", data: ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)]))
         }
