@@ -45,8 +45,14 @@ let package = Package(
         ),
         // Canvas objects: lenient JSON extraction from model replies and schema v1 validation.
         .target(name: "GenflowCanvas", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
+        // Model providers: the offline model (and, later, OpenAI-compatible APIs over libcurl).
+        .target(name: "GenflowProviders", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
         // The built-in stages of SPEC §6.
-        .target(name: "GenflowStages", dependencies: ["GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowStore"], swiftSettings: swiftSettings),
+        .target(
+            name: "GenflowStages",
+            dependencies: ["GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowStore", "GenflowConfig", "GenflowProviders"],
+            swiftSettings: swiftSettings
+        ),
         // Daemon configuration (etc/genflow.yaml) with `${VAR}` expansion and env overrides.
         .target(name: "GenflowConfig", dependencies: ["GenflowCore", "GenflowYAML"], swiftSettings: swiftSettings),
         // PostgreSQL client on libpq.
@@ -101,6 +107,7 @@ let package = Package(
             name: "GenflowEngineTests",
             dependencies: [
                 "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
+                "GenflowConfig",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

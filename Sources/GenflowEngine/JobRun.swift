@@ -95,7 +95,10 @@ struct JobRun {
             let attemptStart = ContinuousClock.now
             let context = StageContext(
                 config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id,
-                attempt: policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback[step.id]
+                attempt: policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback[step.id],
+                previous: pipeline.steps[..<index].compactMap { earlier in
+                    outputs[earlier.id].map { StageContext.PreviousStep(id: earlier.id, stage: earlier.stage, output: $0) }
+                }
             )
             let result = await Self.invoke(stage, context)
 

@@ -39,11 +39,33 @@ public struct StageContext: Sendable {
     /// When a later step's `on_invalid` asked for this step again: `{from_step, error}` with the
     /// validation errors to pass on (e.g. to the model).
     public var feedback: JSON?
+    /// The outputs of the steps that ran before this one, in pipeline order.
+    public var previous: [PreviousStep]
+
+    /// A completed earlier step.
+    public struct PreviousStep: Sendable {
+        public var id: String
+        public var stage: String
+        public var output: JSON
+
+        public init(id: String, stage: String, output: JSON) {
+            self.id = id
+            self.stage = stage
+            self.output = output
+        }
+    }
+
+    /// The output of the latest earlier step of `stage`, for stages whose input defaults to it.
+    public func latestOutput(ofStage stage: String) -> JSON? {
+        previous.last(where: { $0.stage == stage })?.output
+    }
 
     public init(
-        config: JSON, input: JSON, jobID: String, userID: String, stepID: String, attempt: Int, timeout: Duration, feedback: JSON? = nil
+        config: JSON, input: JSON, jobID: String, userID: String, stepID: String, attempt: Int, timeout: Duration,
+        feedback: JSON? = nil, previous: [PreviousStep] = []
     ) {
         self.feedback = feedback
+        self.previous = previous
         self.config = config
         self.input = input
         self.jobID = jobID

@@ -1,6 +1,7 @@
 internal import GenflowCore
 public import GenflowPipeline
 public import GenflowStore
+public import GenflowConfig
 
 /// The built-in stages of SPEC §6.
 public enum BuiltinStages {
@@ -10,13 +11,13 @@ public enum BuiltinStages {
     ///     `provider:` must name.
     ///   - store: the database the stages that record things use; nil where nothing runs (`validate`).
     ///   - testStages: also register `test.step` (tests and benchmarks only).
-    public static func makeRegistry(providers: [String], store: JobStore? = nil, testStages: Bool = false) -> StageRegistry {
+    public static func makeRegistry(providers: [String: ProviderConfig], store: JobStore? = nil, testStages: Bool = false) -> StageRegistry {
         // Names are distinct by construction; a duplicate is a programming error caught by the tests.
         try! StageRegistry((testStages ? [TestStage()] : []) + [
             PrepareInstructions(),
-            CallModel(providers: providers),
+            CallModel(providers: providers, store: store),
             ParseCanvasObjects(),
-            PersistCanvas(),
+            PersistCanvas(store: store),
             PersistImage(),
             Notify(store: store),
             TokensRequire(store: store),

@@ -1,13 +1,24 @@
+public import GenflowConfig
 public import GenflowCore
 public import GenflowPipeline
+public import GenflowStore
+internal import GenflowCanvas
+internal import GenflowProviders
 
 /// Calls a configured model provider: chat (text, JSON, canvas objects) or image generation.
 /// Output: `{text, json?, images?, usage, model, finish_reason, cached}`.
 public struct CallModel: Stage {
     public let descriptor: StageDescriptor
+    let providers: [String: ProviderConfig]
+    let store: JobStore?
 
-    /// - Parameter providers: provider names from the daemon config; `provider:` must be one of them.
-    public init(providers: [String]) {
+    /// - Parameters:
+    ///   - providers: the daemon config's providers; `provider:` must name one of them.
+    ///   - store: where streaming progress and `canvas.objects` events are written.
+    public init(providers: [String: ProviderConfig], store: JobStore? = nil) {
+        self.providers = providers
+        self.store = store
+        let providers = Array(providers.keys)
         descriptor = StageDescriptor(
             name: "call_model",
             summary: "Call a model provider (chat or image), streaming progress; output {text, json?, images?, usage, model, finish_reason, cached}.",
@@ -38,6 +49,76 @@ public struct CallModel: Stage {
     }
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        throw notImplemented()
+        let config = context.config
+        let name = config["provider"]?.stringValue ?? "default"
+        guard let provider = providers[name] else {
+            throw StepError(.invalidRequest, "provider '\(name)' is not configured (providers: \(providers.keys.sorted().joined(separator: ", ")))")
+        }
+        let output = config["output"]?.stringValue ?? "text"
+        var messages = config["messages"]?.arrayValue ?? context.latestOutput(ofStage: "prepare_instructions")?["messages"]?.arrayValue
+            ?? [["role": "user", "content": config["prompt"] ?? .string("")]]
+        if let feedback = context.feedback {
+            messages.append(["role": "user", "content": .string(
+                "Your previous reply could not be used: \(feedback["error"]?.stringValue ?? "it was invalid"). Reply again with valid JSON only."
+            )])
+        }
+        switch provider.kind {
+        case .offline:
+            return try await runOffline(context, messages: messages, output: output, delay: provider.delay)
+        case .openai:
+            throw StepError(.internal, "provider '\(name)' (kind openai) is not implemented in this build of genflow; use kind offline")
+        }
+    }
+
+    /// The offline model: a deterministic drawing streamed in chunks, with progress and
+    /// `canvas.objects` events as objects complete.
+    private func runOffline(_ context: StageContext, messages: [JSON], output: String, delay: Duration) async throws(StepError) -> JSON {
+        guard output == "canvas_objects" || output == "json" || output == "text" else {
+            throw StepError(.internal, "the offline provider does not make images")
+        }
+        let model = OfflineModel()
+        let prompt = messages.last(where: { $0["role"] == "user" })?["content"]?.stringValue ?? ""
+        let scheme = Self.field("Colours", in: prompt) ?? Self.field("Colors", in: prompt) ?? context.input["color_scheme"]?.stringValue ?? "default"
+        let instructions = context.input["instructions"]?.stringValue ?? prompt
+        let objects = model.drawing(for: instructions, colourScheme: scheme)
+        let chunks = model.replyChunks(for: objects)
+        let streams = context.config["stream"]?.boolValue ?? false
+        let parser = CanvasParser()
+        var text = ""
+        var announced = 0
+        for (index, chunk) in chunks.enumerated() {
+            if delay > .zero {
+                do { try await Task.sleep(for: delay) } catch { throw StepError(.cancelled, "the model call was stopped") }
+            }
+            text += chunk
+            guard streams else { continue }
+            var events = [NewEvent(userID: context.userID, jobID: context.jobID, type: "step.progress", step: context.stepID, data: [
+                "fraction": .double(Double(index + 1) / Double(chunks.count)), "message": .string("received \(text.count) characters"),
+            ])]
+            if output == "canvas_objects" {
+                let complete = parser.completeObjects(inPartial: text)
+                if complete.count > announced {
+                    events.append(NewEvent(userID: context.userID, jobID: context.jobID, type: "canvas.objects", step: context.stepID,
+                                           data: ["objects": .array(Array(complete[announced...]))]))
+                    announced = complete.count
+                }
+            }
+            let batch = events
+            try await inTransaction(store) { session in try batch.forEach(session.append) }
+        }
+        let promptCharacters = messages.compactMap { $0["content"]?.stringValue?.count }.reduce(0, +)
+        var result: [String: JSON] = [
+            "text": .string(text), "usage": OfflineModel.usage(promptCharacters: promptCharacters, completionCharacters: text.count),
+            "model": .string(OfflineModel.modelName), "finish_reason": "stop", "cached": false,
+        ]
+        if output != "text" { result["json"] = .array(objects) }
+        return .object(result)
+    }
+
+    /// `Colours: warm.` → `warm`: a labelled value in a rendered prompt.
+    static func field(_ label: String, in text: String) -> String? {
+        guard let range = text.range(of: "\(label): ") else { return nil }
+        let value = text[range.upperBound...].prefix(while: { $0 != "." && $0 != "\n" && $0 != "," })
+        return value.isEmpty ? nil : String(value)
     }
 }

@@ -1,9 +1,14 @@
 public import GenflowCore
 public import GenflowPipeline
+public import GenflowStore
 
 /// Upserts the prompt, its canvas and the canvas objects, keyed by job id.
 public struct PersistCanvas: Stage {
-    public init() {}
+    let store: JobStore?
+
+    public init(store: JobStore? = nil) {
+        self.store = store
+    }
 
     public let descriptor = StageDescriptor(
         name: "persist.canvas",
@@ -15,6 +20,20 @@ public struct PersistCanvas: Stage {
     )
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        throw notImplemented()
+        let objects = context.config["objects"]?.arrayValue
+            ?? context.latestOutput(ofStage: "parse_canvas_objects")?["objects"]?.arrayValue ?? []
+        let model = context.latestOutput(ofStage: "call_model")
+        let record = CanvasRecord(
+            jobID: context.jobID, userID: context.userID,
+            instructions: context.input["instructions"]?.stringValue ?? "",
+            style: context.input["style"]?.stringValue, colorScheme: context.input["color_scheme"]?.stringValue,
+            canvasID: context.config["canvas_id"]?.stringValue ?? context.input["canvas_id"]?.stringValue,
+            objects: objects,
+            metadata: ["job_id": .string(context.jobID), "model": model?["model"] ?? .null, "usage": model?["usage"] ?? .null]
+        )
+        guard let saved = try await inTransaction(store, { try $0.persistCanvas(record) }) else {
+            throw StepError(.invalidRequest, "canvas \(record.canvasID ?? "") does not exist or is not this user's")
+        }
+        return ["prompt_id": .string(saved.promptID), "canvas_id": .string(saved.canvasID), "objects": .int(objects.count)]
     }
 }

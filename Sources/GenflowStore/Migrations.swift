@@ -113,6 +113,41 @@ public enum Migrations {
             );
             CREATE INDEX token_ledger_user ON genflow.token_ledger (user_id, id DESC);
             """),
+        Migration(version: 3, name: "canvases", sql: """
+            CREATE TABLE genflow.prompts (
+                id uuid PRIMARY KEY,
+                user_id text NOT NULL,
+                job_id uuid UNIQUE,
+                instructions text NOT NULL,
+                style text,
+                color_scheme text,
+                status text NOT NULL CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
+                request_metadata jsonb NOT NULL DEFAULT '{}',
+                error text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX prompts_user ON genflow.prompts (user_id, created_at DESC, id DESC);
+            CREATE TABLE genflow.canvases (
+                id uuid PRIMARY KEY,
+                user_id text NOT NULL,
+                prompt_id uuid REFERENCES genflow.prompts ON DELETE CASCADE,
+                job_id uuid,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE UNIQUE INDEX canvases_job ON genflow.canvases (job_id) WHERE job_id IS NOT NULL;
+            CREATE INDEX canvases_prompt ON genflow.canvases (prompt_id);
+            CREATE TABLE genflow.canvas_objects (
+                canvas_id uuid NOT NULL REFERENCES genflow.canvases ON DELETE CASCADE,
+                object_id text NOT NULL,
+                position integer NOT NULL,
+                type text NOT NULL,
+                data jsonb NOT NULL,
+                job_id uuid,
+                PRIMARY KEY (canvas_id, object_id)
+            );
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

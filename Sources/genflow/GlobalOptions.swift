@@ -25,10 +25,6 @@ struct GlobalOptions: ParsableArguments {
 extension DaemonConfig {
     /// The stage registry this config gives: every built-in stage, `call_model` knowing the providers.
     func makeStageRegistry() -> StageRegistry {
-        makeStageRegistry(providers: Array(providers.keys))
-    }
-
-    func makeStageRegistry(providers: [String]) -> StageRegistry {
         BuiltinStages.makeRegistry(providers: providers, testStages: Daemon.testStagesEnabled)
     }
 }

@@ -25,7 +25,7 @@ struct SchemaCommand: ParsableCommand {
         switch document {
         case .pipeline:
             // Without provider names, so the shipped schema does not depend on one deployment's config.
-            print(EditorSchema.pipeline(registry: BuiltinStages.makeRegistry(providers: [])).prettyPrinted, terminator: "")
+            print(EditorSchema.pipeline(registry: BuiltinStages.makeRegistry(providers: [:])).prettyPrinted, terminator: "")
         case .config:
             print(DaemonConfig.editorSchema.prettyPrinted, terminator: "")
         }

@@ -488,3 +488,39 @@ struct TokenStageTests {
         #expect(try await harness.store.read { try $0.ledger(userID: "u") }.count == 1)
     }
 }
+
+@Suite("The shipped canvas pipeline with the offline provider")
+struct CanvasPipelineTests {
+    @Test("instructions in, a completed prompt and a canvas of valid objects out, streamed, paid for once")
+    func canvasGeneration() async throws {
+        let yaml = try String(contentsOfFile: "pipelines/canvas-generation.yaml", encoding: .utf8)
+        let harness = try await Harness.make(pipelines: ["canvas-generation": yaml])
+        _ = try await harness.store.write { try $0.recordTokens(userID: "ada", change: 1_000, reason: "credit", idempotencyKey: "c-ada") }
+        let job = try await harness.running(harness.engine()) {
+            try await harness.wait(for: try await harness.submit(
+                "canvas-generation", input: ["instructions": "a flowchart with 4 steps", "color_scheme": "warm"], user: "ada"
+            ).id)
+        }
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        let saved = try #require(job.result?["save"])
+        let canvasID = try #require(saved["canvas_id"]?.stringValue)
+        let objects = try await harness.store.read { try $0.canvasObjects(canvasID: canvasID) }
+        #expect(objects.filter { $0["type"] == "rectangle" }.count == 4)
+        #expect(objects.filter { $0["type"] == "arrow" }.count == 3)
+        #expect(objects.first { $0["type"] == "rectangle" }?["backgroundColor"] == "#ffc9c9", "warm colours")
+        let prompt = try await harness.query("SELECT instructions, status, color_scheme FROM genflow.prompts WHERE job_id = $1::uuid", [job.id])
+        #expect(prompt.first?["status"] == "completed")
+        #expect(prompt.first?["color_scheme"] == "warm")
+        let events = try await harness.events(job.id)
+        let streamed = events.filter { $0.type == "canvas.objects" }.flatMap { $0.data["objects"]?.arrayValue ?? [] }
+        #expect(streamed.count == objects.count, "every object was announced as it completed")
+        #expect(events.contains { $0.type == "step.progress" })
+        #expect(events.contains { $0.type == "ai_generation_completed" })
+        let debit = try #require(events.first { $0.type == "token_balance_updated" })
+        let tokens = try #require(job.result?["generate"]?["usage"]?["total_tokens"]?.intValue)
+        #expect(debit.data["change"] == .int(-tokens))
+        let ledger = try await harness.store.read { try $0.ledger(userID: "ada") }
+        #expect(ledger.map(\.change) == [-tokens, 1_000])
+        #expect(job.result?["generate"]?["model"]?.stringValue?.hasPrefix("offline") == true)
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import GenflowConfig
 import GenflowCore
 import GenflowEngine
 import GenflowPipeline
@@ -73,7 +74,7 @@ struct Harness {
     static func make(pipelines: [String: String]) async throws -> Harness {
         let url = try await TestDatabases.make()
         let store = JobStore(pool: DatabasePool(connectionString: url, size: 8))
-        let registry = BuiltinStages.makeRegistry(providers: ["default"], store: store, testStages: true)
+        let registry = BuiltinStages.makeRegistry(providers: ["default": ProviderConfig(kind: .offline, delay: .milliseconds(1))], store: store, testStages: true)
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-engine-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

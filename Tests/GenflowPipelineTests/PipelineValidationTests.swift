@@ -1,10 +1,11 @@
+import GenflowConfig
 import GenflowCore
 import GenflowPipeline
 import GenflowStages
 import Testing
 
 /// A loader with the built-in stages and two providers, as a daemon with a default config has.
-let loader = PipelineLoader(registry: BuiltinStages.makeRegistry(providers: ["default", "offline"]))
+let loader = PipelineLoader(registry: BuiltinStages.makeRegistry(providers: ["default": ProviderConfig(kind: .offline), "offline": ProviderConfig(kind: .offline)]))
 
 /// The diagnostics of loading `yaml`, one-line form; empty when it loads.
 func diagnostics(_ yaml: String) -> [String] {
