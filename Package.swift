@@ -45,6 +45,8 @@ let package = Package(
         ),
         // Canvas objects: lenient JSON extraction from model replies and schema v1 validation.
         .target(name: "GenflowCanvas", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
+        // Outbound HTTP on libcurl's multi interface, one thread for every transfer.
+        .target(name: "GenflowHTTPClient", dependencies: ["GenflowCore", "CCurl", "CGenflowShims"], swiftSettings: swiftSettings),
         // Model providers: the offline model (and, later, OpenAI-compatible APIs over libcurl).
         .target(name: "GenflowProviders", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
         // The built-in stages of SPEC §6.
@@ -95,6 +97,7 @@ let package = Package(
         ),
 
         .testTarget(name: "GenflowCoreTests", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowHTTPClientTests", dependencies: ["GenflowHTTPClient"], swiftSettings: swiftSettings),
         .testTarget(name: "GenflowCanvasTests", dependencies: ["GenflowCore", "GenflowCanvas"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GenflowPipelineTests",

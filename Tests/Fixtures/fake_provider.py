@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""A local HTTP server for the tests: plain replies, slow replies, chosen statuses, chunked
+streams and cut-off bodies. Standard library only. Prints its port on the first line of stdout
+and serves on 127.0.0.1 until killed."""
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, headers=()):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/hello":
+            self.reply(200, "hello", [("Content-Type", "text/plain")])
+        elif url.path == "/slow":
+            time.sleep(int(query.get("ms", "1000")) / 1000)
+            self.reply(200, "slept")
+        elif url.path.startswith("/status/"):
+            status = int(url.path.rsplit("/", 1)[1])
+            headers = [("Retry-After", query["retry_after"])] if "retry_after" in query else []
+            self.reply(status, json.dumps({"error": {"message": f"status {status}"}}), headers)
+        elif url.path == "/stream":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for index in range(int(query.get("n", "5"))):
+                chunk = f"data: {index}\n\n".encode()
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.wfile.write(b"0\r\n\r\n")
+        elif url.path == "/cut":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"partial")
+            self.wfile.flush()
+            self.close_connection = True
+        else:
+            self.reply(404, "not found")
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        self.reply(200, json.dumps({"method": "POST", "length": length, "body": body.decode(errors="replace"),
+                                    "content_type": self.headers.get("Content-Type")}),
+                   [("Content-Type", "application/json")])
+
+
+class Server(ThreadingHTTPServer):
+    # Hundreds of connections arrive at once in the concurrency tests: the default backlog of 5
+    # would drop their SYNs and stall them for seconds.
+    request_queue_size = 1024
+
+
+if __name__ == "__main__":
+    server = Server(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    # Exit when the test process that started us goes away (it holds our stdin open).
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+    print(server.server_address[1], flush=True)
+    server.serve_forever()

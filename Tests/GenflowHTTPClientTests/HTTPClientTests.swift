@@ -1,0 +1,123 @@
+import Foundation
+import GenflowHTTPClient
+import Synchronization
+import Testing
+
+/// The local test server (Tests/Fixtures/fake_provider.py) on a port of its own.
+final class FakeServer: Sendable {
+    let process: Process
+    let port: Int
+    /// Held open for the server's lifetime: the server exits when it closes.
+    let lifeline = Pipe()
+
+    init() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "Tests/Fixtures/fake_provider.py"]
+        let output = Pipe()
+        process.standardOutput = output
+        // Not the test runner's stderr: swift test waits for every writer of it to close.
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = lifeline
+        try process.run()
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = output.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { break }
+            line.append(chunk)
+        }
+        self.process = process
+        self.port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
+
+    deinit {
+        try? lifeline.fileHandleForWriting.close()
+        process.terminate()
+    }
+}
+
+@Suite("HTTP client on libcurl multi")
+struct HTTPClientTests {
+    @Test("GET and POST against a local server: status, headers, body")
+    func basics() async throws {
+        let server = try FakeServer()
+        let client = HTTPClient()
+        defer { client.close() }
+        let hello = try await client.perform(HTTPRequest(url: server.url("/hello")))
+        #expect(hello.status == 200)
+        #expect(hello.headers["content-type"] == "text/plain")
+        #expect(String(decoding: hello.body, as: UTF8.self) == "hello")
+        let posted = try await client.perform(HTTPRequest(
+            method: "POST", url: server.url("/echo"), headers: [("Content-Type", "application/json")], body: Array(#"{"a":1}"#.utf8)
+        ))
+        let echo = try JSONSerialization.jsonObject(with: Data(posted.body)) as? [String: Any]
+        #expect(echo?["body"] as? String == #"{"a":1}"#)
+        #expect(echo?["content_type"] as? String == "application/json")
+        let limited = try await client.perform(HTTPRequest(url: server.url("/status/429?retry_after=7")))
+        #expect(limited.status == 429)
+        #expect(limited.headers["retry-after"] == "7")
+    }
+
+    @Test("a streamed body arrives in pieces as it is sent")
+    func streaming() async throws {
+        let server = try FakeServer()
+        let client = HTTPClient()
+        defer { client.close() }
+        let pieces = Mutex<[String]>([])
+        let response = try await client.perform(HTTPRequest(url: server.url("/stream?n=5"))) { bytes in
+            pieces.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) }
+        }
+        #expect(String(decoding: response.body, as: UTF8.self) == (0..<5).map { "data: \($0)\n\n" }.joined())
+        #expect(pieces.withLock { $0.count } >= 2, "the stream came in one piece")
+    }
+
+    @Test("timeouts, refused connections and cut bodies are classified")
+    func failures() async throws {
+        let server = try FakeServer()
+        let client = HTTPClient()
+        defer { client.close() }
+        do {
+            _ = try await client.perform(HTTPRequest(url: server.url("/slow?ms=3000"), timeout: .milliseconds(300)))
+            Issue.record("expected a timeout")
+        } catch {
+            #expect(error.kind == .timeout)
+        }
+        do {
+            _ = try await client.perform(HTTPRequest(url: "http://127.0.0.1:1/", connectTimeout: .seconds(2)))
+            Issue.record("expected a refusal")
+        } catch {
+            #expect(error.kind == .network)
+        }
+        do {
+            _ = try await client.perform(HTTPRequest(url: server.url("/cut")))
+            Issue.record("expected a cut body")
+        } catch {
+            #expect(error.kind == .network)
+        }
+    }
+
+    @Test("200 requests in flight at once on one curl thread, and a cancelled one stops")
+    func concurrency() async throws {
+        let server = try FakeServer()
+        let client = HTTPClient()
+        defer { client.close() }
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<200 {
+                group.addTask { try await client.perform(HTTPRequest(url: server.url("/slow?ms=300"))).status }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses.count == 200 && statuses.allSatisfy { $0 == 200 })
+        let task = Task { try await client.perform(HTTPRequest(url: server.url("/slow?ms=10000"))) }
+        try await Task.sleep(for: .milliseconds(100))
+        task.cancel()
+        let result = await task.result
+        guard case .failure(let error as HTTPError) = result else {
+            Issue.record("expected a cancellation, got \(result)")
+            return
+        }
+        #expect(error.kind == .cancelled)
+    }
+}
