@@ -48,7 +48,7 @@ let package = Package(
         // Outbound HTTP on libcurl's multi interface, one thread for every transfer.
         .target(name: "GenflowHTTPClient", dependencies: ["GenflowCore", "CCurl", "CGenflowShims"], swiftSettings: swiftSettings),
         // Model providers: the offline model (and, later, OpenAI-compatible APIs over libcurl).
-        .target(name: "GenflowProviders", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
+        .target(name: "GenflowProviders", dependencies: ["GenflowCore", "GenflowHTTPClient"], swiftSettings: swiftSettings),
         // The built-in stages of SPEC §6.
         .target(
             name: "GenflowStages",
@@ -97,7 +97,7 @@ let package = Package(
         ),
 
         .testTarget(name: "GenflowCoreTests", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "GenflowHTTPClientTests", dependencies: ["GenflowHTTPClient"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowHTTPClientTests", dependencies: ["GenflowHTTPClient", "GenflowProviders", "GenflowCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GenflowCanvasTests", dependencies: ["GenflowCore", "GenflowCanvas"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GenflowPipelineTests",

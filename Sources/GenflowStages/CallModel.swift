@@ -3,6 +3,7 @@ public import GenflowCore
 public import GenflowPipeline
 public import GenflowStore
 internal import GenflowCanvas
+internal import GenflowHTTPClient
 internal import GenflowProviders
 
 /// Calls a configured model provider: chat (text, JSON, canvas objects) or image generation.
@@ -11,6 +12,8 @@ public struct CallModel: Stage {
     public let descriptor: StageDescriptor
     let providers: [String: ProviderConfig]
     let store: JobStore?
+    /// Shared by every call to an `openai` provider; nil when none is configured.
+    let http: HTTPClient?
 
     /// - Parameters:
     ///   - providers: the daemon config's providers; `provider:` must name one of them.
@@ -18,6 +21,7 @@ public struct CallModel: Stage {
     public init(providers: [String: ProviderConfig], store: JobStore? = nil) {
         self.providers = providers
         self.store = store
+        http = providers.values.contains { $0.kind == .openai } ? HTTPClient() : nil
         let providers = Array(providers.keys)
         descriptor = StageDescriptor(
             name: "call_model",
@@ -66,8 +70,62 @@ public struct CallModel: Stage {
         case .offline:
             return try await runOffline(context, messages: messages, output: output, delay: provider.delay)
         case .openai:
-            throw StepError(.internal, "provider '\(name)' (kind openai) is not implemented in this build of genflow; use kind offline")
+            return try await runOpenAI(context, provider: provider, messages: messages, output: output)
         }
+    }
+
+    /// An OpenAI-compatible chat completion; streamed text becomes progress and `canvas.objects`
+    /// events as it arrives.
+    private func runOpenAI(_ context: StageContext, provider: ProviderConfig, messages: [JSON], output: String) async throws(StepError) -> JSON {
+        guard output != "image" else { throw StepError(.internal, "image generation is not in this build of genflow") }
+        guard let http else { throw StepError(.internal, "no HTTP client for provider kind openai") }
+        let config = context.config
+        var format: JSON?
+        switch output {
+        case "canvas_objects":
+            format = ["type": "json_schema", "json_schema": ["name": "canvas_objects", "schema": [
+                "type": "object", "required": ["objects"],
+                "properties": ["objects": ["type": "array", "items": ["type": "object"]]],
+            ]]]
+        case "json":
+            format = config["schema"].map { ["type": "json_schema", "json_schema": ["name": "output", "schema": $0]] } ?? ["type": "json_object"]
+        default:
+            break
+        }
+        let streams = config["stream"]?.boolValue ?? false
+        let request = ChatRequest(
+            model: config["model"]?.stringValue ?? "", messages: messages, stream: streams, responseFormat: format,
+            temperature: config["temperature"]?.doubleValue, maxTokens: config["max_tokens"]?.intValue, expectsJSON: output != "text"
+        )
+        let provider = OpenAIProvider(client: http, baseURL: provider.baseURL ?? ProviderConfig.openAIBaseURL, apiKey: provider.apiKey)
+        let (pieces, feed) = AsyncStream<String>.makeStream()
+        let reporter = Task { () -> StepError? in
+            var reporter = StreamReporter(stage: self, context: context, output: output)
+            for await piece in pieces {
+                do throws(StepError) {
+                    try await reporter.received(piece, fraction: nil)
+                } catch {
+                    return error
+                }
+            }
+            return nil
+        }
+        let result: ChatResult
+        do throws(StepError) {
+            result = try await provider.chat(request, timeout: context.timeout) { feed.yield($0) }
+        } catch {
+            feed.finish()
+            _ = await reporter.value
+            throw error
+        }
+        feed.finish()
+        if let failure = await reporter.value { throw failure }
+        var answer: [String: JSON] = [
+            "text": .string(result.text), "usage": result.usage, "model": .string(result.model),
+            "finish_reason": .string(result.finishReason), "cached": false,
+        ]
+        if output != "text", let value = try? JSON(parsing: result.text) { answer["json"] = value }
+        return .object(answer)
     }
 
     /// The offline model: a deterministic drawing streamed in chunks, with progress and
@@ -83,29 +141,18 @@ public struct CallModel: Stage {
         let objects = model.drawing(for: instructions, colourScheme: scheme)
         let chunks = model.replyChunks(for: objects)
         let streams = context.config["stream"]?.boolValue ?? false
-        let parser = CanvasParser()
-        var text = ""
-        var announced = 0
+        var reporter = StreamReporter(stage: self, context: context, output: output)
         for (index, chunk) in chunks.enumerated() {
             if delay > .zero {
                 do { try await Task.sleep(for: delay) } catch { throw StepError(.cancelled, "the model call was stopped") }
             }
-            text += chunk
-            guard streams else { continue }
-            var events = [NewEvent(userID: context.userID, jobID: context.jobID, type: "step.progress", step: context.stepID, data: [
-                "fraction": .double(Double(index + 1) / Double(chunks.count)), "message": .string("received \(text.count) characters"),
-            ])]
-            if output == "canvas_objects" {
-                let complete = parser.completeObjects(inPartial: text)
-                if complete.count > announced {
-                    events.append(NewEvent(userID: context.userID, jobID: context.jobID, type: "canvas.objects", step: context.stepID,
-                                           data: ["objects": .array(Array(complete[announced...]))]))
-                    announced = complete.count
-                }
+            if streams {
+                try await reporter.received(chunk, fraction: Double(index + 1) / Double(chunks.count))
+            } else {
+                reporter.text += chunk
             }
-            let batch = events
-            try await inTransaction(store) { session in try batch.forEach(session.append) }
         }
+        let text = reporter.text
         let promptCharacters = messages.compactMap { $0["content"]?.stringValue?.count }.reduce(0, +)
         var result: [String: JSON] = [
             "text": .string(text), "usage": OfflineModel.usage(promptCharacters: promptCharacters, completionCharacters: text.count),
@@ -120,5 +167,38 @@ public struct CallModel: Stage {
         guard let range = text.range(of: "\(label): ") else { return nil }
         let value = text[range.upperBound...].prefix(while: { $0 != "." && $0 != "\n" && $0 != "," })
         return value.isEmpty ? nil : String(value)
+    }
+}
+
+/// Turns a streamed reply into `step.progress` events and, for canvas objects, `canvas.objects`
+/// events carrying each object once it is complete.
+private struct StreamReporter {
+    let stage: CallModel
+    let context: StageContext
+    let output: String
+    var text = ""
+    private var announced = 0
+
+    init(stage: CallModel, context: StageContext, output: String) {
+        self.stage = stage
+        self.context = context
+        self.output = output
+    }
+
+    mutating func received(_ piece: String, fraction: Double?) async throws(StepError) {
+        text += piece
+        var events = [NewEvent(userID: context.userID, jobID: context.jobID, type: "step.progress", step: context.stepID, data: [
+            "fraction": fraction.map(JSON.double) ?? .null, "message": .string("received \(text.count) characters"),
+        ])]
+        if output == "canvas_objects" {
+            let complete = CanvasParser().completeObjects(inPartial: text)
+            if complete.count > announced {
+                events.append(NewEvent(userID: context.userID, jobID: context.jobID, type: "canvas.objects", step: context.stepID,
+                                       data: ["objects": .array(Array(complete[announced...]))]))
+                announced = complete.count
+            }
+        }
+        let batch = events
+        try await stage.inTransaction(stage.store) { session in try batch.forEach(session.append) }
     }
 }

@@ -11,6 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 
+CALLS = {}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -49,6 +52,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.05)
             self.wfile.write(b"0\r\n\r\n")
+        elif url.path == "/calls":
+            self.reply(200, json.dumps(CALLS), [("Content-Type", "application/json")])
         elif url.path == "/cut":
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -59,9 +64,57 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.reply(404, "not found")
 
+    def chat(self, request):
+        """OpenAI chat completions; the model name picks the behaviour."""
+        model = request.get("model", "")
+        CALLS[model] = CALLS.get(model, 0) + 1
+        content = json.dumps({"objects": [{"id": "r1", "type": "rectangle", "x": 0, "y": 0, "width": 10, "height": 10}]})
+        usage = {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}
+        if model == "rate-limit":
+            return self.reply(429, json.dumps({"error": {"message": "slow down"}}), [("retry-after-ms", "150")])
+        if model == "rate-limit-seconds":
+            return self.reply(429, json.dumps({"error": {"message": "slow down"}}), [("Retry-After", "2")])
+        if model in ("server-error", "auth", "bad", "missing"):
+            status = {"server-error": 500, "auth": 401, "bad": 400, "missing": 404}[model]
+            return self.reply(status, json.dumps({"error": {"message": f"{model} happened"}}))
+        if model == "slow":
+            time.sleep(3)
+        if model == "garbage":
+            return self.reply(200, "<html>not json</html>")
+        finish = "length" if model == "length" else "stop"
+        if not request.get("stream"):
+            return self.reply(200, json.dumps({"model": model, "choices": [{"message": {"role": "assistant", "content": content},
+                                                "finish_reason": finish}], "usage": usage}), [("Content-Type", "application/json")])
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def send(data):
+            chunk = f"data: {data}\n\n".encode()
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+
+        pieces = [content[i:i + 20] for i in range(0, len(content), 20)]
+        for index, piece in enumerate(pieces):
+            if model == "cut" and index == 2:
+                self.close_connection = True
+                return
+            if model == "error-event" and index == 2:
+                send(json.dumps({"error": {"message": "overloaded"}}))
+                break
+            send(json.dumps({"model": model, "choices": [{"delta": {"content": piece}, "finish_reason": None}]}))
+            time.sleep(0.01)
+        send(json.dumps({"model": model, "choices": [{"delta": {}, "finish_reason": finish}]}))
+        send(json.dumps({"model": model, "choices": [], "usage": usage}))
+        send("[DONE]")
+        self.wfile.write(b"0\r\n\r\n")
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
+        if self.path.endswith("/chat/completions"):
+            return self.chat(json.loads(body or b"{}"))
         self.reply(200, json.dumps({"method": "POST", "length": length, "body": body.decode(errors="replace"),
                                     "content_type": self.headers.get("Content-Type")}),
                    [("Content-Type", "application/json")])
