@@ -97,7 +97,12 @@ let package = Package(
         ),
 
         .testTarget(name: "GenflowCoreTests", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "GenflowHTTPClientTests", dependencies: ["GenflowHTTPClient", "GenflowProviders", "GenflowCore"], swiftSettings: swiftSettings),
+        // Helpers for the test suites only (a local HTTP server that speaks the providers' protocols).
+        .target(name: "GenflowTestSupport", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GenflowHTTPClientTests", dependencies: ["GenflowHTTPClient", "GenflowProviders", "GenflowCore", "GenflowTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "GenflowCanvasTests", dependencies: ["GenflowCore", "GenflowCanvas"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GenflowPipelineTests",
@@ -110,7 +115,7 @@ let package = Package(
             name: "GenflowEngineTests",
             dependencies: [
                 "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
-                "GenflowConfig",
+                "GenflowConfig", "GenflowTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,3 +1,5 @@
+import GenflowTestSupport
+import GenflowConfig
 import GenflowPipeline
 import Foundation
 import GenflowCore
@@ -522,5 +524,47 @@ struct CanvasPipelineTests {
         let ledger = try await harness.store.read { try $0.ledger(userID: "ada") }
         #expect(ledger.map(\.change) == [-tokens, 1_000])
         #expect(job.result?["generate"]?["model"]?.stringValue?.hasPrefix("offline") == true)
+    }
+}
+
+@Suite("The canvas pipeline against an OpenAI-compatible server")
+struct OpenAIPipelineTests {
+    @Test("a 429 with retry-after-ms is retried after that delay, then the streamed reply completes the job")
+    func rateLimitedThenStreamed() async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: remote
+            input:
+              properties:
+                instructions: {type: string}
+            steps:
+              - id: prompt
+                stage: prepare_instructions
+                with: {template: "Draw {{input.instructions}}"}
+              - id: generate
+                stage: call_model
+                with: {provider: remote, model: "{{input.model}}", output: canvas_objects, stream: true}
+                retry: {max_attempts: 3, initial_interval: 5s, jitter: 0}
+              - id: objects
+                stage: parse_canvas_objects
+                with: {text: "{{steps.generate.output.text}}"}
+            """.replacingOccurrences(of: "instructions: {type: string}", with: "instructions: {type: string}\n    model: {type: string}")
+        let harness = try await Harness.make(pipelines: ["remote": yaml], providers: [
+            "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
+        ])
+        let (ok, limited) = try await harness.running(harness.engine()) {
+            (try await harness.wait(for: try await harness.submit("remote", input: ["instructions": "a box", "model": "ok"]).id),
+             try await harness.wait(for: try await harness.submit("remote", input: ["instructions": "a box", "model": "rate-limit"]).id))
+        }
+        #expect(ok.status == .completed)
+        #expect(ok.result?["objects"]?["objects"]?.arrayValue?.count == 1)
+        #expect(ok.result?["generate"]?["usage"]?["total_tokens"] == 42)
+        let events = try await harness.events(ok.id)
+        #expect(events.contains { $0.type == "canvas.objects" })
+        // Always 429: three attempts, each retry after the 150 ms the server asked for (not 5 s).
+        #expect(limited.status == .failed)
+        #expect(limited.error?["class"] == "rate_limited")
+        let runs = try await harness.runs(limited.id).filter { $0.stepID == "generate" }
+        #expect(runs.map(\.retryDelayMilliseconds) == [150, 150, nil])
     }
 }

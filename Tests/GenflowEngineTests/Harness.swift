@@ -71,10 +71,13 @@ struct Harness {
     let directory: String
 
     /// A harness with the given pipelines (`name: yaml`), written to a directory of their own.
-    static func make(pipelines: [String: String]) async throws -> Harness {
+    static func make(pipelines: [String: String], providers: [String: ProviderConfig] = [:]) async throws -> Harness {
         let url = try await TestDatabases.make()
         let store = JobStore(pool: DatabasePool(connectionString: url, size: 8))
-        let registry = BuiltinStages.makeRegistry(providers: ["default": ProviderConfig(kind: .offline, delay: .milliseconds(1))], store: store, testStages: true)
+        let registry = BuiltinStages.makeRegistry(
+            providers: providers.merging(["default": ProviderConfig(kind: .offline, delay: .milliseconds(1))]) { mine, _ in mine },
+            store: store, testStages: true
+        )
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-engine-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

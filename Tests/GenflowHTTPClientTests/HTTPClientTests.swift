@@ -1,42 +1,8 @@
 import Foundation
 import GenflowHTTPClient
+import GenflowTestSupport
 import Synchronization
 import Testing
-
-/// The local test server (Tests/Fixtures/fake_provider.py) on a port of its own.
-final class FakeServer: Sendable {
-    let process: Process
-    let port: Int
-    /// Held open for the server's lifetime: the server exits when it closes.
-    let lifeline = Pipe()
-
-    init() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "Tests/Fixtures/fake_provider.py"]
-        let output = Pipe()
-        process.standardOutput = output
-        // Not the test runner's stderr: swift test waits for every writer of it to close.
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = lifeline
-        try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = output.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { break }
-            line.append(chunk)
-        }
-        self.process = process
-        self.port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-    }
-
-    func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
-
-    deinit {
-        try? lifeline.fileHandleForWriting.close()
-        process.terminate()
-    }
-}
 
 @Suite("HTTP client on libcurl multi")
 struct HTTPClientTests {

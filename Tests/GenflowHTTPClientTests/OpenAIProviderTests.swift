@@ -2,6 +2,7 @@ import Foundation
 import GenflowCore
 import GenflowHTTPClient
 import GenflowProviders
+import GenflowTestSupport
 import Synchronization
 import Testing
 
