@@ -115,7 +115,7 @@ let package = Package(
             name: "GenflowEngineTests",
             dependencies: [
                 "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
-                "GenflowConfig", "GenflowTestSupport",
+                "GenflowConfig", "GenflowTestSupport", "GenflowHTTPClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -8,7 +8,7 @@ final class DaemonProcess {
     let config: String
 
     /// Starts the daemon and waits until it says it is ready.
-    init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s") async throws {
+    init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "") async throws {
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
         let name = UUID().uuidString.prefix(8)
         // Beside the pipelines directory, not in it: the daemon loads every YAML file there.
@@ -21,6 +21,7 @@ final class DaemonProcess {
             log: {level: notice}
             """
         if let runningPerUser { yaml += "\nlimits: {running_per_user: \(runningPerUser)}" }
+        if !extraConfig.isEmpty { yaml += "\n" + extraConfig }
         try yaml.write(toFile: config, atomically: true, encoding: .utf8)
         FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = binary

@@ -1,6 +1,9 @@
 import Foundation
+import GenflowConfig
 import GenflowCore
+import GenflowHTTPClient
 import GenflowStore
+import GenflowTestSupport
 import Testing
 
 @Suite("Daemons as processes", .serialized)
@@ -42,6 +45,49 @@ struct DaemonTests {
         #expect(lines.filter { $0 == "last" }.count == 1)
         let runs = try await harness.runs(job.id)
         #expect(runs.filter { $0.stepID == "slow" }.map(\.status) == ["interrupted", "completed"])
+    }
+
+    @Test("a daemon killed after the model call: the restarted one resumes from the checkpoint, the model is not called again, tokens are debited once")
+    func noSecondModelCall() async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: paid
+            steps:
+              - id: generate
+                stage: call_model
+                with: {provider: remote, model: ok, output: canvas_objects}
+              - id: pause
+                stage: test.step
+                with: {sleep: 3s}
+              - id: objects
+                stage: parse_canvas_objects
+                with: {text: "{{steps.generate.output.text}}"}
+              - id: debit
+                stage: tokens.debit
+                with: {amount: "{{steps.generate.output.usage.total_tokens}}", reason: generation}
+            """
+        let harness = try await Harness.make(pipelines: ["paid": yaml], providers: [
+            "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
+        ])
+        let providers = "providers: {remote: {kind: openai, base_url: \"\(server.url("/v1"))\", api_key: sk-test}}"
+        let first = try await DaemonProcess(harness: harness, lease: "2s", extraConfig: providers)
+        let job = try await harness.submit("paid", user: "payer")
+        while try await harness.runs(job.id).first(where: { $0.stepID == "pause" })?.status != "running" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        first.kill()
+        let second = try await DaemonProcess(harness: harness, lease: "2s", extraConfig: providers)
+        let finished = try await harness.wait(for: job.id)
+        second.terminate()
+        #expect(finished.status == .completed)
+        let client = HTTPClient()
+        defer { client.close() }
+        let counted = try await client.perform(HTTPRequest(url: server.url("/calls")))
+        let calls = try JSONSerialization.jsonObject(with: Data(counted.body)) as? [String: Int]
+        #expect(calls?["ok"] == 1, "the model was called \(calls?["ok"] ?? 0) times")
+        let ledger = try await harness.store.read { try $0.ledger(userID: "payer") }
+        #expect(ledger.map(\.change) == [-42])
+        #expect(try await harness.runs(job.id).filter { $0.stepID == "generate" }.map(\.status) == ["completed"])
     }
 
     @Test("a job that kills its daemon again and again fails as poisoned instead of looping")
