@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Genflow needs, when they are missing. Safe to run again.
+# (python3 runs the local HTTP test server, Tests/Fixtures/fake_provider.py.)
 set -euo pipefail
 
-packages=(libyaml-dev libpq-dev libcurl4-openssl-dev libwebsockets-dev postgresql pkg-config)
+packages=(libyaml-dev libpq-dev libcurl4-openssl-dev libwebsockets-dev postgresql pkg-config python3)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
