@@ -18,7 +18,7 @@ public enum BuiltinStages {
             CallModel(providers: providers, store: store),
             ParseCanvasObjects(),
             PersistCanvas(store: store),
-            PersistImage(),
+            PersistImage(store: store),
             Notify(store: store),
             TokensRequire(store: store),
             TokensDebit(store: store),

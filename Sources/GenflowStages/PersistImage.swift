@@ -1,9 +1,14 @@
 public import GenflowCore
 public import GenflowPipeline
+public import GenflowStore
 
 /// Records generated image metadata.
 public struct PersistImage: Stage {
-    public init() {}
+    let store: JobStore?
+
+    public init(store: JobStore? = nil) {
+        self.store = store
+    }
 
     public let descriptor = StageDescriptor(
         name: "persist.image",
@@ -23,6 +28,27 @@ public struct PersistImage: Stage {
     )
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        throw notImplemented()
+        let config = context.config
+        let images = config["images"]?.arrayValue ?? context.latestOutput(ofStage: "call_model")?["images"]?.arrayValue ?? []
+        guard !images.isEmpty else { throw StepError(.invalidRequest, "no images to record (set 'images' or run call_model with output: image first)") }
+        func text(_ key: String) -> String? {
+            guard let value = config[key], value != .null else { return context.input[key]?.stringValue }
+            return value.stringValue
+        }
+        let records = images.map { image in
+            ImageRecord(
+                prompt: text("prompt") ?? "", fullPrompt: text("full_prompt"),
+                imageURL: image["url"]?.stringValue ?? image["image_url"]?.stringValue ?? image["path"]?.stringValue,
+                datasetID: text("dataset_id"), style: text("style"), aspectRatio: text("aspect_ratio"),
+                quality: text("quality"), format: text("format"),
+                resolution: image["resolution"]?.stringValue ?? text("resolution"),
+                referenceImagesCount: config["reference_images_count"]?.intValue ?? 0
+            )
+        }
+        let (user, job, step) = (context.userID, context.jobID, context.stepID)
+        let ids = try await inTransaction(store) { try $0.recordImages(records, userID: user, jobID: job, step: step) }
+        return ["images": .array(zip(ids, images).map { id, image in
+            ["id": .string(id), "url": image["url"] ?? image["image_url"] ?? image["path"] ?? .null]
+        })]
     }
 }

@@ -148,6 +148,30 @@ public enum Migrations {
                 PRIMARY KEY (canvas_id, object_id)
             );
             """),
+        Migration(version: 4, name: "generated_images", sql: """
+            CREATE TABLE genflow.generated_images (
+                id uuid PRIMARY KEY,
+                user_id text NOT NULL,
+                job_id uuid,
+                step text,
+                position integer NOT NULL DEFAULT 0,
+                prompt text NOT NULL,
+                full_prompt text,
+                image_url text,
+                dataset_id text,
+                style text,
+                aspect_ratio text,
+                quality text,
+                format text,
+                resolution text,
+                reference_images_count integer NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL DEFAULT now()
+            );
+            -- One row per image of a job step: a step run again replaces, never adds.
+            CREATE UNIQUE INDEX generated_images_job ON genflow.generated_images (job_id, step, position) WHERE job_id IS NOT NULL;
+            CREATE INDEX generated_images_user ON genflow.generated_images (user_id, created_at DESC, id DESC);
+            CREATE INDEX generated_images_dataset ON genflow.generated_images (user_id, dataset_id, created_at DESC);
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

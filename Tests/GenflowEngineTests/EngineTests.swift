@@ -568,3 +568,59 @@ struct OpenAIPipelineTests {
         #expect(runs.map(\.retryDelayMilliseconds) == [150, 150, nil])
     }
 }
+
+@Suite("persist.image")
+struct PersistImageTests {
+    @Test("records every field of each image, keyed by job and step so a re-run replaces")
+    func images() async throws {
+        let yaml = """
+            name: pictures
+            input:
+              required: [prompt]
+              properties:
+                prompt: {type: string}
+                style: {type: string, default: natural}
+                aspect_ratio: {type: string, default: "16:9"}
+                quality: {type: string, default: hd}
+                format: {type: string, default: png}
+                dataset_id: {type: string}
+            steps:
+              - id: generate
+                stage: test.step
+                with: {output: [{url: "https://img.test/1.png", resolution: 1792x1024}, {url: "https://img.test/2.png", resolution: 1792x1024}]}
+              - id: save
+                stage: persist.image
+                with:
+                  prompt: "{{input.prompt}}"
+                  full_prompt: "{{input.prompt}}. Style: {{input.style}}."
+                  images: "{{steps.generate.output.output}}"
+                  dataset_id: "{{input.dataset_id}}"
+                  style: "{{input.style}}"
+                  aspect_ratio: "{{input.aspect_ratio}}"
+                  quality: "{{input.quality}}"
+                  format: "{{input.format}}"
+                  reference_images_count: 2
+            """
+        let harness = try await Harness.make(pipelines: ["pictures": yaml])
+        let job = try await harness.running(harness.engine()) {
+            try await harness.wait(for: try await harness.submit("pictures", input: ["prompt": "a lighthouse", "dataset_id": "ds1"], user: "ann").id)
+        }
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        let images = try await harness.store.read { try $0.images(userID: "ann", datasetID: "ds1") }
+        #expect(images.count == 2)
+        let first = try #require(images.first { $0["image_url"] == "https://img.test/1.png" })
+        #expect(first["prompt"] == "a lighthouse")
+        #expect(first["full_prompt"] == "a lighthouse. Style: natural.")
+        #expect(first["style"] == "natural" && first["aspect_ratio"] == "16:9" && first["quality"] == "hd" && first["format"] == "png")
+        #expect(first["resolution"] == "1792x1024" && first["dataset_id"] == "ds1" && first["reference_images_count"] == 2)
+        #expect(try await harness.store.read { try $0.images(userID: "ann", datasetID: "other") }.isEmpty)
+        // The step again (as after a crash before its checkpoint): the same two rows, updated.
+        let stage = try #require(harness.registry.stage(named: "persist.image"))
+        let context = StageContext(
+            config: ["prompt": "a lighthouse", "images": [["url": "https://img.test/1.png"], ["url": "https://img.test/2.png"]]],
+            input: [:], jobID: job.id, userID: "ann", stepID: "save", attempt: 2, timeout: .seconds(5)
+        )
+        _ = try await stage.run(context)
+        #expect(try await harness.store.read { try $0.images(userID: "ann") }.count == 2)
+    }
+}
