@@ -59,17 +59,17 @@ public enum Daemon {
             "genflow.owner": "\(engine.owner)", "genflow.pipelines": "\(catalog.pipelines.map(\.name))",
             "genflow.startup_ms": "\(startup.milliseconds)", "genflow.database": "\(database.isEmbedded ? "embedded" : "configured")",
         ])
+        let outcome: Result<Void, any Error>
         do {
             try await group.run()
+            outcome = .success(())
         } catch {
-            listener.stop()
-            pool.close()
-            database.close(logger: logger)
-            throw error
+            outcome = .failure(error)
         }
         listener.stop()
         pool.close()
-        database.close(logger: logger)
+        await database.close(logger: logger)
+        try outcome.get()
         logger.notice("genflow stopped")
     }
 
@@ -105,13 +105,23 @@ public struct DatabaseConnection: Sendable {
     /// server it had to start, so it never stops one a daemon is using.
     public static func open(config: DaemonConfig, ownsEmbedded: Bool, logger: Logger) async throws -> DatabaseConnection {
         if let url = config.databaseURL { return DatabaseConnection(url: url.value, embedded: nil) }
-        let embedded = try EmbeddedPostgres.start(stateDirectory: config.stateDir, owns: ownsEmbedded, logger: logger)
+        // initdb and pg_ctl block for seconds: run them on a thread of their own, not the cooperative pool.
+        let embedded = try await onOwnThread { try EmbeddedPostgres.start(stateDirectory: config.stateDir, owns: ownsEmbedded, logger: logger) }
         return DatabaseConnection(url: embedded.url, embedded: embedded)
     }
 
-    /// Stops the embedded server if this process owns it.
-    public func close(logger: Logger) {
-        embedded?.stop(logger: logger)
+    /// Stops the embedded server if this process owns it (pg_ctl stop, on a thread of its own).
+    public func close(logger: Logger) async {
+        guard let embedded, embedded.stopsOnClose else { return }
+        _ = try? await onOwnThread { embedded.stop(logger: logger) }
+    }
+}
+
+/// Runs blocking work (child processes, waitpid) on a new thread and awaits its result, so it never
+/// occupies one of Swift's cooperative threads.
+func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
     }
 }
 

@@ -5,6 +5,7 @@ public import GenflowStore
 internal import GenflowCanvas
 internal import GenflowHTTPClient
 internal import GenflowProviders
+internal import Synchronization
 
 /// Calls a configured model provider: chat (text, JSON, canvas objects) or image generation.
 /// Output: `{text, json?, images?, usage, model, finish_reason, cached}`.
@@ -12,8 +13,9 @@ public struct CallModel: Stage {
     public let descriptor: StageDescriptor
     let providers: [String: ProviderConfig]
     let store: JobStore?
-    /// Shared by every call to an `openai` provider; nil when none is configured.
-    let http: HTTPClient?
+    /// Shared by every call to an `openai` provider; its curl thread starts at the first call, so
+    /// commands that never run a stage (`validate`, `stages`) start none.
+    let http = SharedHTTPClient()
 
     /// - Parameters:
     ///   - providers: the daemon config's providers; `provider:` must name one of them.
@@ -21,7 +23,6 @@ public struct CallModel: Stage {
     public init(providers: [String: ProviderConfig], store: JobStore? = nil) {
         self.providers = providers
         self.store = store
-        http = providers.values.contains { $0.kind == .openai } ? HTTPClient() : nil
         let providers = Array(providers.keys)
         descriptor = StageDescriptor(
             name: "call_model",
@@ -78,7 +79,6 @@ public struct CallModel: Stage {
     /// events as it arrives.
     private func runOpenAI(_ context: StageContext, provider: ProviderConfig, messages: [JSON], output: String) async throws(StepError) -> JSON {
         guard output != "image" else { throw StepError(.internal, "image generation is not in this build of genflow") }
-        guard let http else { throw StepError(.internal, "no HTTP client for provider kind openai") }
         let config = context.config
         var format: JSON?
         switch output {
@@ -97,7 +97,7 @@ public struct CallModel: Stage {
             model: config["model"]?.stringValue ?? "", messages: messages, stream: streams, responseFormat: format,
             temperature: config["temperature"]?.doubleValue, maxTokens: config["max_tokens"]?.intValue, expectsJSON: output != "text"
         )
-        let provider = OpenAIProvider(client: http, baseURL: provider.baseURL ?? ProviderConfig.openAIBaseURL, apiKey: provider.apiKey)
+        let provider = OpenAIProvider(client: http.client, baseURL: provider.baseURL ?? ProviderConfig.openAIBaseURL, apiKey: provider.apiKey)
         let (pieces, feed) = AsyncStream<String>.makeStream()
         let reporter = Task { () -> StepError? in
             var reporter = StreamReporter(stage: self, context: context, output: output)
@@ -200,5 +200,19 @@ private struct StreamReporter {
         }
         let batch = events
         try await stage.inTransaction(stage.store) { session in try batch.forEach(session.append) }
+    }
+}
+
+/// One HTTP client made on first use and shared from then on.
+final class SharedHTTPClient: Sendable {
+    private let made = Mutex<HTTPClient?>(nil)
+
+    var client: HTTPClient {
+        made.withLock { made in
+            if let client = made { return client }
+            let client = HTTPClient()
+            made = client
+            return client
+        }
     }
 }

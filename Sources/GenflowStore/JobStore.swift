@@ -260,10 +260,11 @@ public final class StoreSession {
     /// (their daemon died). With `runningPerUser`, no user gets more than that many running jobs;
     /// claims are then serialised across daemons so the cap holds exactly.
     ///
-    /// Ready jobs and expired leases are found by two index scans (`jobs_ready`, `jobs_leases`)
-    /// merged afterwards: one condition with OR cannot use either index and scanned the table.
+    /// Without a cap, ready jobs and expired leases are found by two index scans (`jobs_ready`,
+    /// `jobs_leases`) merged afterwards: one condition with OR cannot use either index and scanned
+    /// the table. With a cap, every claimable job is ranked per user (the claim is serialised anyway).
     public func claim(owner: String, limit: Int, lease: Duration, runningPerUser: Int?) throws -> [ClaimedJob] {
-        let ready = "((j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()) OR (j.status = 'running' AND j.lease_expires_at < now()))"
+        let claimable = "((j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()) OR (j.status = 'running' AND j.lease_expires_at < now()))"
         let candidates: String
         var parameters: [(any PostgresEncodable)?] = [owner, limit, Int(lease.milliseconds)]
         if let runningPerUser {
@@ -277,7 +278,7 @@ public final class StoreSession {
                     SELECT j.id, j.priority, j.run_at,
                            row_number() OVER (PARTITION BY j.user_id ORDER BY j.priority DESC, j.run_at, j.id) + coalesce(r.n, 0) AS slot
                     FROM genflow.jobs j LEFT JOIN running r ON r.user_id = j.user_id
-                    WHERE \(ready)
+                    WHERE \(claimable)
                 ), candidates AS (
                     SELECT j.id, j.status AS previous FROM genflow.jobs j JOIN ranked r ON r.id = j.id
                     WHERE r.slot <= $4 ORDER BY r.priority DESC, r.run_at, r.id LIMIT $2

@@ -44,15 +44,12 @@ extension GlobalOptions {
     }
 
     /// Runs `body` with the job store on the configured database, or on the embedded one
-    /// (started for the command if it is not running, and stopped again afterwards).
+    /// (started for the command if it is not running, and then left running for the daemon).
     func withStore<T>(_ config: DaemonConfig, migrate: Bool = true, _ body: (JobStore) async throws -> T) async throws -> T {
         let logger = Log.make(level: "warning")
         let database = try await DatabaseConnection.open(config: config, ownsEmbedded: false, logger: logger)
         let pool = DatabasePool(connectionString: database.url, size: 2)
-        defer {
-            pool.close()
-            database.close(logger: logger)
-        }
+        defer { pool.close() }
         if migrate { _ = try await pool.withConnection { try Migrations.migrate($0) } }
         return try await body(JobStore(pool: pool))
     }

@@ -54,6 +54,22 @@ struct EmbeddedDatabaseTests {
         #expect(listed.status == 0)
         #expect(listed.stdout.contains(#""status":"failed""#) && listed.stdout.contains(#""status":"completed""#))
 
+        // The operator's view and controls, through the CLI.
+        let items = (try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
+        let failedID = try #require(items.first { $0["status"] as? String == "failed" }?["id"] as? String)
+        let completedID = try #require(items.first { $0["status"] as? String == "completed" }?["id"] as? String)
+        let shown = try genflow("jobs", "show", failedID, "--config", config, "--json", environment: environment)
+        let job = try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any]
+        #expect((job?["error"] as? [String: Any])?["class"] as? String == "insufficient_tokens")
+        #expect((job?["steps"] as? [[String: Any]])?.map { $0["status"] as? String } == ["failed", "pending", "pending", "pending", "pending", "pending", "pending"])
+        let refused = try genflow("jobs", "cancel", completedID, "--config", config, environment: environment)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("is completed; only queued, waiting_retry or running jobs can be cancelled"))
+        let retried = try genflow("jobs", "retry", failedID, "--config", config, environment: environment)
+        #expect(retried.status == 0 && retried.stdout == "queued job \(failedID) again\n", "\(retried.stderr)")
+        let missing = try genflow("jobs", "show", "00000000-0000-0000-0000-000000000000", "--config", config, environment: environment)
+        #expect(missing.status == 1)
+
         serve.terminate()
         serve.waitUntilExit()
         #expect(serve.terminationStatus == 0)
