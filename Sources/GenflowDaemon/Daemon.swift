@@ -28,7 +28,7 @@ public enum Daemon {
         let applied = try await pool.withConnection { try Migrations.migrate($0) }
         if !applied.isEmpty { logger.notice("applied database migrations", metadata: ["genflow.versions": "\(applied)"]) }
 
-        let registry = BuiltinStages.makeRegistry(providers: config.providers, store: store, testStages: testStagesEnabled)
+        let registry = BuiltinStages.makeRegistry(providers: config.providers, store: store, stateDirectory: config.stateDir, testStages: testStagesEnabled)
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         try await reload(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger)
 

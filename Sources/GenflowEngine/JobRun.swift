@@ -79,7 +79,11 @@ struct JobRun {
                 "steps": .object(outputs.mapValues { ["output": $0] }),
                 "job": ["id": .string(job.id), "user_id": .string(job.userID), "pipeline": .string(job.pipeline)],
             ]
-            let config = stage.descriptor.config.applyingDefaults(to: step.template.render(scope))
+            // An option whose template renders to null (an optional input left out) is not set:
+            // its default applies, as if the pipeline had not named it.
+            var rendered = step.template.render(scope)
+            if case .object(let members) = rendered { rendered = .object(members.filter { $0.value != .null }) }
+            let config = stage.descriptor.config.applyingDefaults(to: rendered)
             let violations = stage.descriptor.config.violations(of: config)
             guard violations.isEmpty else {
                 let message = "'with' of step '\(step.id)' after rendering: " + violations.map(\.description).joined(separator: "; ")

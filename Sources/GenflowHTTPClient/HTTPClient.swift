@@ -187,6 +187,8 @@ final class Transfer: @unchecked Sendable {
         let me = Unmanaged.passUnretained(self).toOpaque()
         gf_curl_easy_setopt_string(easy, CURLOPT_URL, request.url)
         gf_curl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
+        // URLs may come from templates: never file://, gopher:// or anything but the web.
+        gf_curl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         gf_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         gf_curl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds))
         gf_curl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.milliseconds))

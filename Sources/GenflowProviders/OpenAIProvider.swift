@@ -26,6 +26,53 @@ public struct ChatRequest: Sendable {
     }
 }
 
+/// An image generation request (`/images/generations`).
+public struct ImageRequest: Sendable {
+    public var model: String
+    public var prompt: String
+    public var count: Int
+    /// e.g. `1024x1024`.
+    public var size: String?
+    public var quality: String?
+    /// `png`, `jpeg` or `webp`.
+    public var format: String?
+
+    public init(model: String, prompt: String, count: Int, size: String?, quality: String?, format: String?) {
+        self.model = model
+        self.prompt = prompt
+        self.count = count
+        self.size = size
+        self.quality = quality
+        self.format = format
+    }
+}
+
+/// One generated image: a URL where the provider keeps it, or its bytes.
+public struct GeneratedImage: Sendable {
+    public var url: String?
+    public var bytes: [UInt8]?
+    public var revisedPrompt: String?
+
+    public init(url: String?, bytes: [UInt8]?, revisedPrompt: String? = nil) {
+        self.url = url
+        self.bytes = bytes
+        self.revisedPrompt = revisedPrompt
+    }
+}
+
+/// The images of one generation request.
+public struct ImageResult: Sendable {
+    public var images: [GeneratedImage]
+    public var usage: JSON
+    public var model: String
+
+    public init(images: [GeneratedImage], usage: JSON, model: String) {
+        self.images = images
+        self.usage = usage
+        self.model = model
+    }
+}
+
 /// A chat reply.
 public struct ChatResult: Sendable {
     public var text: String
@@ -54,26 +101,9 @@ public struct OpenAIProvider: Sendable {
         if let format = request.responseFormat { body["response_format"] = format }
         if let temperature = request.temperature { body["temperature"] = .double(temperature) }
         if let maxTokens = request.maxTokens { body["max_tokens"] = .int(maxTokens) }
-        var headers = [("Content-Type", "application/json")]
-        if let apiKey, !apiKey.isEmpty { headers.append(("Authorization", "Bearer \(apiKey.value)")) }
-        let http = HTTPRequest(
-            method: "POST", url: baseURL + "/chat/completions", headers: headers, body: Array(JSON.object(body).description.utf8),
-            timeout: timeout, connectTimeout: min(timeout, .seconds(10)), idleTimeout: min(timeout, .seconds(30))
-        )
         let events = SSEParser(onText: onText)
         let feed: @Sendable ([UInt8]) -> Void = { bytes in events.feed(bytes) }
-        let onData = request.stream ? feed : nil
-        let response: HTTPResponse
-        do throws(HTTPError) {
-            response = try await client.perform(http, onData: onData)
-        } catch {
-            switch error.kind {
-            case .timeout: throw StepError(.timeout, "the provider did not answer in time: \(error.message)")
-            case .cancelled: throw StepError(.cancelled, "the model call was stopped")
-            case .network: throw StepError(.network, "cannot reach the provider: \(error.message)")
-            }
-        }
-        guard response.status == 200 else { throw Self.failure(response) }
+        let response = try await post("/chat/completions", body: .object(body), timeout: timeout, onData: request.stream ? feed : nil)
         let result: ChatResult
         if request.stream {
             result = try events.result(model: request.model)
@@ -92,9 +122,62 @@ public struct OpenAIProvider: Sendable {
         return result
     }
 
+    /// Generates images (`/images/generations`); each comes back as a URL or as base64 bytes.
+    public func images(_ request: ImageRequest, timeout: Duration) async throws(StepError) -> ImageResult {
+        var body: [String: JSON] = ["model": .string(request.model), "prompt": .string(request.prompt), "n": .int(request.count)]
+        if let size = request.size { body["size"] = .string(size) }
+        if let quality = request.quality { body["quality"] = .string(quality) }
+        // gpt-image models choose the file format with `output_format` and always answer base64;
+        // DALL·E models have one format and answer with a URL unless asked otherwise.
+        if let format = request.format, request.model.hasPrefix("gpt-image") { body["output_format"] = .string(format) }
+        let response = try await post("/images/generations", body: .object(body), timeout: timeout, onData: nil)
+        guard let reply = try? JSON(parsing: Data(response.body)), let items = reply["data"]?.arrayValue else {
+            throw StepError(.serverError, "the provider's reply is not an image generation result")
+        }
+        var images: [GeneratedImage] = []
+        for item in items {
+            if let encoded = item["b64_json"]?.stringValue {
+                guard let data = Data(base64Encoded: encoded) else { throw StepError(.serverError, "the provider sent an image that is not valid base64") }
+                images.append(GeneratedImage(url: nil, bytes: [UInt8](data), revisedPrompt: item["revised_prompt"]?.stringValue))
+            } else if let url = item["url"]?.stringValue {
+                images.append(GeneratedImage(url: url, bytes: nil, revisedPrompt: item["revised_prompt"]?.stringValue))
+            }
+        }
+        guard !images.isEmpty else { throw StepError(.serverError, "the provider answered without any image") }
+        return ImageResult(images: images, usage: reply["usage"] ?? [:], model: request.model)
+    }
+
+    /// POSTs `body` as JSON under the base URL; transport failures and non-200 answers become
+    /// their SPEC §6 classes.
+    private func post(_ path: String, body: JSON, timeout: Duration, onData: (@Sendable ([UInt8]) -> Void)?) async throws(StepError) -> HTTPResponse {
+        var headers = [("Content-Type", "application/json")]
+        if let apiKey, !apiKey.isEmpty { headers.append(("Authorization", "Bearer \(apiKey.value)")) }
+        let http = HTTPRequest(
+            method: "POST", url: baseURL + path, headers: headers, body: Array(body.description.utf8),
+            timeout: timeout, connectTimeout: min(timeout, .seconds(10)), idleTimeout: min(timeout, .seconds(30))
+        )
+        let response: HTTPResponse
+        do throws(HTTPError) {
+            response = try await client.perform(http, onData: onData)
+        } catch {
+            throw Self.failure(error)
+        }
+        guard response.status == 200 else { throw Self.failure(response) }
+        return response
+    }
+
+    /// A transport failure's class.
+    public static func failure(_ error: HTTPError) -> StepError {
+        switch error.kind {
+        case .timeout: StepError(.timeout, "the provider did not answer in time: \(error.message)")
+        case .cancelled: StepError(.cancelled, "the call was stopped")
+        case .network: StepError(.network, "cannot reach the provider: \(error.message)")
+        }
+    }
+
     /// SPEC §6's mapping: 429 → rate_limited (with retry-after-ms / retry-after), 408/409/5xx →
     /// server_error, 400/404/422 → invalid_request, 401/403 → auth.
-    static func failure(_ response: HTTPResponse) -> StepError {
+    public static func failure(_ response: HTTPResponse) -> StepError {
         let detail = (try? JSON(parsing: Data(response.body)))?["error"]?["message"]?.stringValue
             ?? String(decoding: response.body.prefix(200), as: UTF8.self)
         let message = "provider answered \(response.status): \(detail)"

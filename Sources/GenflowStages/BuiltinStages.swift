@@ -10,19 +10,23 @@ public enum BuiltinStages {
     ///   - providers: the provider names configured in the daemon config, which `call_model`'s
     ///     `provider:` must name.
     ///   - store: the database the stages that record things use; nil where nothing runs (`validate`).
+    ///   - stateDirectory: where generated images are kept.
     ///   - testStages: also register `test.step` (tests and benchmarks only).
-    public static func makeRegistry(providers: [String: ProviderConfig], store: JobStore? = nil, testStages: Bool = false) -> StageRegistry {
+    public static func makeRegistry(
+        providers: [String: ProviderConfig], store: JobStore? = nil, stateDirectory: String? = nil, testStages: Bool = false
+    ) -> StageRegistry {
+        let http = SharedHTTPClient()
         // Names are distinct by construction; a duplicate is a programming error caught by the tests.
-        try! StageRegistry((testStages ? [TestStage()] : []) + [
+        return try! StageRegistry((testStages ? [TestStage()] : []) + [
             PrepareInstructions(),
-            CallModel(providers: providers, store: store),
+            CallModel(providers: providers, store: store, stateDirectory: stateDirectory, http: http),
             ParseCanvasObjects(),
             PersistCanvas(store: store),
             PersistImage(store: store),
             Notify(store: store),
             TokensRequire(store: store),
             TokensDebit(store: store),
-            HTTPRequest(),
+            HTTPRequestStage(http: http),
         ])
     }
 }
@@ -44,11 +48,5 @@ extension Stage {
         } catch {
             throw StepError(.serverError, "database: \(error)")
         }
-    }
-
-    /// The failure of a stage whose behaviour is not in this build yet: loud, classed `internal`
-    /// (never retried), never a pretend success.
-    func notImplemented() -> StepError {
-        StepError(.internal, "stage '\(name)' is declared but not implemented in this build of genflow")
     }
 }

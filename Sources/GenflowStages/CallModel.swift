@@ -13,16 +13,20 @@ public struct CallModel: Stage {
     public let descriptor: StageDescriptor
     let providers: [String: ProviderConfig]
     let store: JobStore?
-    /// Shared by every call to an `openai` provider; its curl thread starts at the first call, so
-    /// commands that never run a stage (`validate`, `stages`) start none.
-    let http = SharedHTTPClient()
+    let imageFiles: ImageFiles
+    /// Shared by every call to an `openai` provider and `http.request`; its curl thread starts at
+    /// the first call, so commands that never run a stage (`validate`, `stages`) start none.
+    let http: SharedHTTPClient
 
     /// - Parameters:
     ///   - providers: the daemon config's providers; `provider:` must name one of them.
     ///   - store: where streaming progress and `canvas.objects` events are written.
-    public init(providers: [String: ProviderConfig], store: JobStore? = nil) {
+    ///   - stateDirectory: where images sent as bytes are kept (under `images/`).
+    init(providers: [String: ProviderConfig], store: JobStore?, stateDirectory: String?, http: SharedHTTPClient) {
         self.providers = providers
+        self.http = http
         self.store = store
+        imageFiles = ImageFiles(stateDirectory: stateDirectory)
         let providers = Array(providers.keys)
         descriptor = StageDescriptor(
             name: "call_model",
@@ -67,18 +71,63 @@ public struct CallModel: Stage {
                 "Your previous reply could not be used: \(feedback["error"]?.stringValue ?? "it was invalid"). Reply again with valid JSON only."
             )])
         }
-        switch provider.kind {
-        case .offline:
-            return try await runOffline(context, messages: messages, output: output, delay: provider.delay)
-        case .openai:
-            return try await runOpenAI(context, provider: provider, messages: messages, output: output)
+        let cache = config["cache"]?["ttl"]?.stringValue.flatMap(DurationText.parse).map { ttl in
+            (ttl: ttl, key: Self.cacheKey(provider: name, kind: provider, config: config, messages: output == "image" ? [] : messages, output: output))
         }
+        if let cache, let stored = try await inTransaction(store, { try $0.cachedResponse(key: cache.key) }) {
+            return try await replay(stored, context: context, output: output)
+        }
+        let answer: JSON
+        switch (provider.kind, output) {
+        case (.offline, "image"):
+            answer = try await runOfflineImages(context, delay: provider.delay)
+        case (.offline, _):
+            answer = try await runOffline(context, messages: messages, output: output, delay: provider.delay)
+        case (.openai, "image"):
+            answer = try await runOpenAIImages(context, provider: provider)
+        case (.openai, _):
+            answer = try await runOpenAI(context, provider: provider, messages: messages, output: output)
+        }
+        if let cache {
+            try await inTransaction(store) { try $0.cacheResponse(key: cache.key, response: answer, ttl: cache.ttl) }
+        }
+        return answer
+    }
+
+    /// What makes two requests identical for the cache: the provider (and where it is), the model,
+    /// the messages and every option that shapes the answer. Never the API key.
+    static func cacheKey(provider name: String, kind provider: ProviderConfig, config: JSON, messages: [JSON], output: String) -> JSON {
+        var key: [String: JSON] = [
+            "provider": .string(name), "kind": .string(provider.kind.rawValue), "base_url": provider.baseURL.map(JSON.string) ?? .null,
+            "messages": .array(messages), "output": .string(output),
+        ]
+        for option in ["model", "schema", "temperature", "max_tokens", "prompt", "size", "quality", "format", "aspect_ratio", "n"] {
+            key[option] = config[option] ?? .null
+        }
+        return .object(key)
+    }
+
+    /// A cached response, marked `cached: true`; canvas objects are announced again at once, so a
+    /// frontend draws a cached answer like a fresh one.
+    private func replay(_ stored: JSON, context: StageContext, output: String) async throws(StepError) -> JSON {
+        guard var answer = stored.objectValue else { throw StepError(.internal, "a cached model response is not an object") }
+        answer["cached"] = true
+        if output == "canvas_objects", let objects = Self.objects(in: stored), !objects.isEmpty {
+            let event = NewEvent(userID: context.userID, jobID: context.jobID, type: "canvas.objects", step: context.stepID,
+                                 data: ["objects": .array(objects), "cached": true])
+            try await inTransaction(store) { try $0.append(event) }
+        }
+        return .object(answer)
+    }
+
+    /// The canvas objects of a response: `json` as a list, or its `objects` member.
+    static func objects(in response: JSON) -> [JSON]? {
+        response["json"]?.arrayValue ?? response["json"]?["objects"]?.arrayValue
     }
 
     /// An OpenAI-compatible chat completion; streamed text becomes progress and `canvas.objects`
     /// events as it arrives.
     private func runOpenAI(_ context: StageContext, provider: ProviderConfig, messages: [JSON], output: String) async throws(StepError) -> JSON {
-        guard output != "image" else { throw StepError(.internal, "image generation is not in this build of genflow") }
         let config = context.config
         var format: JSON?
         switch output {
@@ -128,12 +177,66 @@ public struct CallModel: Stage {
         return .object(answer)
     }
 
+    /// Image generation on an OpenAI-compatible API; images sent as bytes are kept under the
+    /// state directory.
+    private func runOpenAIImages(_ context: StageContext, provider: ProviderConfig) async throws(StepError) -> JSON {
+        let request = imageRequest(context)
+        let provider = OpenAIProvider(client: http.client, baseURL: provider.baseURL ?? ProviderConfig.openAIBaseURL, apiKey: provider.apiKey)
+        let result = try await provider.images(request, timeout: context.timeout)
+        var images: [JSON] = []
+        for (index, image) in result.images.enumerated() {
+            var entry: [String: JSON] = ["format": .string(request.format ?? "png"), "resolution": request.size.map(JSON.string) ?? .null]
+            if let url = image.url { entry["url"] = .string(url) }
+            if let bytes = image.bytes {
+                entry["path"] = .string(try imageFiles.save(bytes, jobID: context.jobID, step: context.stepID, index: index, format: request.format ?? "png"))
+                entry["bytes"] = .int(bytes.count)
+            }
+            if let revised = image.revisedPrompt { entry["revised_prompt"] = .string(revised) }
+            images.append(.object(entry))
+        }
+        return ["text": "", "images": .array(images), "usage": result.usage, "model": .string(result.model), "finish_reason": "stop", "cached": false]
+    }
+
+    /// The offline model's pictures: real PNG files drawn from the prompt's words, no model.
+    private func runOfflineImages(_ context: StageContext, delay: Duration) async throws(StepError) -> JSON {
+        let request = imageRequest(context)
+        let model = OfflineModel()
+        var images: [JSON] = []
+        for index in 0..<request.count {
+            if delay > .zero {
+                do { try await Task.sleep(for: delay) } catch { throw StepError(.cancelled, "the model call was stopped") }
+            }
+            let scheme = context.input["color_scheme"]?.stringValue ?? context.input["style"]?.stringValue ?? "default"
+            let picture = model.image(for: request.prompt, aspectRatio: context.config["aspect_ratio"]?.stringValue ?? "1:1", colourScheme: scheme)
+            let path = try imageFiles.save(picture.png, jobID: context.jobID, step: context.stepID, index: index, format: "png")
+            images.append(["path": .string(path), "bytes": .int(picture.png.count), "format": "png", "resolution": .string("\(picture.width)x\(picture.height)")])
+        }
+        let usage = OfflineModel.usage(promptCharacters: request.prompt.count, completionCharacters: 400 * request.count)
+        return ["text": "", "images": .array(images), "usage": usage, "model": .string(OfflineModel.modelName), "finish_reason": "stop", "cached": false]
+    }
+
+    /// The image request a step's config (or the prompt step before it) describes. Without a
+    /// `size`, the aspect ratio picks one the gpt-image models accept.
+    private func imageRequest(_ context: StageContext) -> ImageRequest {
+        let config = context.config
+        let prompt = config["prompt"]?.stringValue ?? context.latestOutput(ofStage: "prepare_instructions")?["prompt"]?.stringValue
+            ?? context.input["prompt"]?.stringValue ?? ""
+        let size = config["size"]?.stringValue ?? config["aspect_ratio"]?.stringValue.map { ratio in
+            switch ratio {
+            case "16:9", "4:3": "1536x1024"
+            case "9:16", "3:4": "1024x1536"
+            default: "1024x1024"
+            }
+        }
+        return ImageRequest(
+            model: config["model"]?.stringValue ?? "", prompt: prompt, count: config["n"]?.intValue ?? 1,
+            size: size, quality: config["quality"]?.stringValue, format: config["format"]?.stringValue
+        )
+    }
+
     /// The offline model: a deterministic drawing streamed in chunks, with progress and
     /// `canvas.objects` events as objects complete.
     private func runOffline(_ context: StageContext, messages: [JSON], output: String, delay: Duration) async throws(StepError) -> JSON {
-        guard output == "canvas_objects" || output == "json" || output == "text" else {
-            throw StepError(.internal, "the offline provider does not make images")
-        }
         let model = OfflineModel()
         let prompt = messages.last(where: { $0["role"] == "user" })?["content"]?.stringValue ?? ""
         let scheme = Self.field("Colours", in: prompt) ?? Self.field("Colors", in: prompt) ?? context.input["color_scheme"]?.stringValue ?? "default"

@@ -16,6 +16,10 @@ public struct PersistCanvas: Stage {
         config: .object([
             .init("objects", .array("Objects to store; defaults to the latest parse_canvas_objects output.", of: .freeObject())),
             .init("canvas_id", .string("Existing canvas to add to; defaults to input.canvas_id, else a new canvas.")),
+            .init("status", .string(
+                "pending or processing: record only the prompt (early in a run, so history shows it); completed: save the canvas.",
+                enum: ["pending", "processing", "completed"], default: "completed"
+            )),
         ])
     )
 
@@ -31,6 +35,10 @@ public struct PersistCanvas: Stage {
             objects: objects,
             metadata: ["job_id": .string(context.jobID), "model": model?["model"] ?? .null, "usage": model?["usage"] ?? .null]
         )
+        if let status = context.config["status"]?.stringValue.flatMap(PromptStatus.init(rawValue:)), status != .completed {
+            let promptID = try await inTransaction(store) { try $0.recordPrompt(record, status: status) }
+            return ["prompt_id": .string(promptID), "status": .string(status.rawValue)]
+        }
         guard let saved = try await inTransaction(store, { try $0.persistCanvas(record) }) else {
             throw StepError(.invalidRequest, "canvas \(record.canvasID ?? "") does not exist or is not this user's")
         }

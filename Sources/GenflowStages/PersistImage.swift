@@ -38,17 +38,18 @@ public struct PersistImage: Stage {
         let records = images.map { image in
             ImageRecord(
                 prompt: text("prompt") ?? "", fullPrompt: text("full_prompt"),
-                imageURL: image["url"]?.stringValue ?? image["image_url"]?.stringValue ?? image["path"]?.stringValue,
+                imageURL: image["url"]?.stringValue ?? image["image_url"]?.stringValue,
                 datasetID: text("dataset_id"), style: text("style"), aspectRatio: text("aspect_ratio"),
-                quality: text("quality"), format: text("format"),
+                quality: text("quality"), format: image["format"]?.stringValue ?? text("format"),
                 resolution: image["resolution"]?.stringValue ?? text("resolution"),
-                referenceImagesCount: config["reference_images_count"]?.intValue ?? 0
+                referenceImagesCount: config["reference_images_count"]?.intValue ?? 0,
+                filePath: image["path"]?.stringValue, byteCount: image["bytes"]?.intValue
             )
         }
         let (user, job, step) = (context.userID, context.jobID, context.stepID)
         let ids = try await inTransaction(store) { try $0.recordImages(records, userID: user, jobID: job, step: step) }
         return ["images": .array(zip(ids, images).map { id, image in
-            ["id": .string(id), "url": image["url"] ?? image["image_url"] ?? image["path"] ?? .null]
+            ["id": .string(id), "image_url": image["url"] ?? image["image_url"] ?? (image["path"] != nil ? .string("/v1/images/\(id)/content") : .null)]
         })]
     }
 }

@@ -196,6 +196,7 @@ public final class StoreSession {
             """, [jobID]).rows
         guard let row = rows.first else { return try cancel(jobID: jobID, userID: userID) }
         let job = try Job(row: row)
+        try failPrompt(jobID: job.id, error: "cancelled")
         try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.cancelled", data: ["while": .string(current.status.rawValue), "error": job.error ?? .null]))
         return .cancelled(job)
     }
@@ -212,6 +213,7 @@ public final class StoreSession {
             """, [jobID]).rows
         guard let row = rows.first else { return (nil, current.status) }
         let job = try Job(row: row)
+        try reopenPrompt(jobID: job.id)
         try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.queued", data: ["retry": true, "generation": .int(job.generation)]))
         wokeWorkers = true
         return (job, nil)
@@ -244,7 +246,7 @@ public final class StoreSession {
     }
 
     /// Jobs newest first, filtered; `before` is the cursor of the last job of the previous page.
-    public func jobs(userID: String? = nil, status: JobStatus? = nil, pipeline: String? = nil, before cursor: JobCursor? = nil, limit: Int = 50) throws -> [Job] {
+    public func jobs(userID: String? = nil, status: JobStatus? = nil, pipeline: String? = nil, before cursor: PageCursor? = nil, limit: Int = 50) throws -> [Job] {
         try connection.query("""
             SELECT \(Job.columns()) FROM genflow.jobs
             WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR pipeline = $3)
@@ -421,6 +423,7 @@ public final class StoreSession {
                 lease_expires_at = NULL, updated_at = now()
             WHERE id = $1::uuid
             """, [job.id, isCancel ? "cancelled" : "failed", errorJSON])
+        try failPrompt(jobID: job.id, error: isCancel ? "cancelled" : "\(error.errorClass.rawValue): \(error.message)")
         try append(NewEvent(userID: job.userID, jobID: job.id, type: isCancel ? "job.cancelled" : "job.failed", step: step, data: ["error": errorJSON]))
     }
 
@@ -458,10 +461,12 @@ public final class StoreSession {
 
     /// Deletes finished jobs (with their step runs) and events older than `retention`, if no other
     /// daemon is doing it now. Returns (jobs, events) deleted, or nil when another daemon holds the lock.
+    /// Expired model-cache entries go too, whatever the retention.
     public func deleteExpired(retention: Duration) throws -> (jobs: Int, events: Int)? {
         let locked = try connection.query("SELECT pg_try_advisory_lock($1) AS locked", [Self.housekeepingLockKey]).rows.first?.decode("locked", as: Bool.self) ?? false
         guard locked else { return nil }
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Self.housekeepingLockKey]) }
+        try connection.query("DELETE FROM genflow.model_cache WHERE expires_at < now()")
         let milliseconds = Int(retention.milliseconds)
         return (try deleteInBatches(from: "genflow.jobs", olderThan: "finished_at", milliseconds),
                 try deleteInBatches(from: "genflow.events", olderThan: "created_at", milliseconds))
@@ -502,8 +507,8 @@ public struct EventCursor: Sendable, Hashable {
     }
 }
 
-/// A position in a job listing (newest first).
-public struct JobCursor: Sendable, Hashable {
+/// A position in a listing ordered newest first by (created_at, id): jobs, prompts, images.
+public struct PageCursor: Sendable, Hashable {
     public var createdAt: String
     public var id: String
 
@@ -514,5 +519,24 @@ public struct JobCursor: Sendable, Hashable {
 
     public init(after job: Job) {
         self.init(createdAt: job.createdAt, id: job.id)
+    }
+
+    /// Reads the text form (`<created_at>,<id>`) a previous page handed out; nil for anything else,
+    /// so a made-up cursor is a client error, never a database error.
+    public init?(text: String) {
+        let parts = text.split(separator: ",", maxSplits: 1).map(String.init)
+        let timestampCharacters = Set("0123456789-:T.Z+")
+        guard parts.count == 2, UUID(uuidString: parts[1]) != nil, (20...40).contains(parts[0].count),
+              parts[0].allSatisfy(timestampCharacters.contains) else { return nil }
+        self.init(createdAt: parts[0], id: parts[1])
+    }
+
+    public var text: String { "\(createdAt),\(id)" }
+
+    /// The cursor of the page after `items` when the page was full (items carry `created_at` and `id`).
+    public static func next(after items: [JSON], limit: Int) -> PageCursor? {
+        guard items.count == limit, let last = items.last, let createdAt = last["created_at"]?.stringValue,
+              let id = last["id"]?.stringValue else { return nil }
+        return PageCursor(createdAt: createdAt, id: id)
     }
 }

@@ -172,6 +172,20 @@ public enum Migrations {
             CREATE INDEX generated_images_user ON genflow.generated_images (user_id, created_at DESC, id DESC);
             CREATE INDEX generated_images_dataset ON genflow.generated_images (user_id, dataset_id, created_at DESC);
             """),
+        Migration(version: 5, name: "model_cache_and_image_files", sql: """
+            -- call_model's `cache: {ttl}`: a response by the SHA-256 of its request.
+            CREATE TABLE genflow.model_cache (
+                key text PRIMARY KEY,
+                response jsonb NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                expires_at timestamptz NOT NULL
+            );
+            CREATE INDEX model_cache_expiry ON genflow.model_cache (expires_at);
+            -- Images the provider sent as bytes live under the state directory; the API serves them.
+            ALTER TABLE genflow.generated_images ADD COLUMN file_path text, ADD COLUMN byte_count bigint;
+            -- A prompt's history finds the canvas its job drew on.
+            CREATE INDEX canvas_objects_job ON genflow.canvas_objects (job_id) WHERE job_id IS NOT NULL;
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

@@ -32,16 +32,15 @@ struct JobsCommand: AsyncParsableCommand {
                 }
                 return value
             }
-            let after = try cursor.map { text -> JobCursor in
-                let parts = text.split(separator: ",", maxSplits: 1).map(String.init)
-                guard parts.count == 2 else { throw ValidationError("--cursor is not a cursor from a previous page") }
-                return JobCursor(createdAt: parts[0], id: parts[1])
+            let after = try cursor.map { text -> PageCursor in
+                guard let cursor = PageCursor(text: text) else { throw ValidationError("--cursor is not a cursor from a previous page") }
+                return cursor
             }
             let (user, pipeline, limit) = (user, pipeline, limit)
             let jobs = try await options.withStore(config) { store in
                 try await store.read { try $0.jobs(userID: user, status: statusFilter, pipeline: pipeline, before: after, limit: limit) }
             }
-            let next = jobs.count == limit ? jobs.last.map { "\($0.createdAt),\($0.id)" } : nil
+            let next = jobs.count == limit ? jobs.last.map { PageCursor(after: $0).text } : nil
             if json {
                 let items = jobs.map { $0.json(steps: [], runs: []) }
                 print(JSON.object(["items": .array(items), "next_cursor": next.map(JSON.string) ?? .null]))

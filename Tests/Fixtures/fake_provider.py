@@ -2,6 +2,7 @@
 """A local HTTP server for the tests: plain replies, slow replies, chosen statuses, chunked
 streams and cut-off bodies. Standard library only. Prints its port on the first line of stdout
 and serves on 127.0.0.1 until killed."""
+import base64
 import json
 import os
 import sys
@@ -12,6 +13,9 @@ from urllib.parse import parse_qs, urlparse
 
 
 CALLS = {}
+LAST = {}
+# A 1x1 PNG, what the gpt-image models' base64 answers decode to here.
+TINY_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -54,6 +58,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         elif url.path == "/calls":
             self.reply(200, json.dumps(CALLS), [("Content-Type", "application/json")])
+        elif url.path == "/last":
+            self.reply(200, json.dumps(LAST.get(query.get("model", ""))), [("Content-Type", "application/json")])
         elif url.path == "/cut":
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -110,13 +116,40 @@ class Handler(BaseHTTPRequestHandler):
         send("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
 
+    def images(self, request):
+        """OpenAI image generations: gpt-image models answer base64, others a URL; the model name
+        can also ask for a failure."""
+        model = request.get("model", "")
+        CALLS[model] = CALLS.get(model, 0) + 1
+        LAST[model] = request
+        if model in ("server-error", "bad"):
+            status = {"server-error": 500, "bad": 400}[model]
+            return self.reply(status, json.dumps({"error": {"message": f"{model} happened"}}))
+        count = int(request.get("n", 1))
+        if model.startswith("gpt-image"):
+            data = [{"b64_json": base64.b64encode(TINY_PNG).decode()} for _ in range(count)]
+        else:
+            data = [{"url": f"https://images.example/{model}/{index}.png", "revised_prompt": "revised: " + request.get("prompt", "")}
+                    for index in range(count)]
+        usage = {"input_tokens": 20, "output_tokens": 272 * count, "total_tokens": 20 + 272 * count}
+        self.reply(200, json.dumps({"created": int(time.time()), "data": data, "usage": usage}), [("Content-Type", "application/json")])
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         if self.path.endswith("/chat/completions"):
             return self.chat(json.loads(body or b"{}"))
-        self.reply(200, json.dumps({"method": "POST", "length": length, "body": body.decode(errors="replace"),
-                                    "content_type": self.headers.get("Content-Type")}),
+        if self.path.endswith("/images/generations"):
+            return self.images(json.loads(body or b"{}"))
+        self.echo("POST", body)
+
+    def do_PUT(self):
+        self.echo("PUT", self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+    def echo(self, method, body):
+        self.reply(200, json.dumps({"method": method, "path": self.path, "length": len(body), "body": body.decode(errors="replace"),
+                                    "content_type": self.headers.get("Content-Type"), "headers": dict(self.headers.items()),
+                                    "data": {"items": [{"id": "first"}, {"id": "second"}]}}),
                    [("Content-Type", "application/json")])
 
 

@@ -61,7 +61,7 @@ struct EmbeddedDatabaseTests {
         let shown = try genflow("jobs", "show", failedID, "--config", config, "--json", environment: environment)
         let job = try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any]
         #expect((job?["error"] as? [String: Any])?["class"] as? String == "insufficient_tokens")
-        #expect((job?["steps"] as? [[String: Any]])?.map { $0["status"] as? String } == ["failed", "pending", "pending", "pending", "pending", "pending", "pending"])
+        #expect((job?["steps"] as? [[String: Any]])?.map { $0["status"] as? String } == ["failed"] + Array(repeating: "pending", count: 7))
         let refused = try genflow("jobs", "cancel", completedID, "--config", config, environment: environment)
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("is completed; only queued, waiting_retry or running jobs can be cancelled"))

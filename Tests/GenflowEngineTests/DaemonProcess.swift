@@ -23,7 +23,7 @@ final class DaemonProcess {
         if let runningPerUser { yaml += "\nlimits: {running_per_user: \(runningPerUser)}" }
         if !extraConfig.isEmpty { yaml += "\n" + extraConfig }
         try yaml.write(toFile: config, atomically: true, encoding: .utf8)
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = binary
         process.arguments = ["serve", "--config", config]
         var environment = ProcessInfo.processInfo.environment

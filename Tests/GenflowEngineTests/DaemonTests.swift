@@ -80,11 +80,8 @@ struct DaemonTests {
         let finished = try await harness.wait(for: job.id)
         second.terminate()
         #expect(finished.status == .completed)
-        let client = HTTPClient()
-        defer { client.close() }
-        let counted = try await client.perform(HTTPRequest(url: server.url("/calls")))
-        let calls = try JSONSerialization.jsonObject(with: Data(counted.body)) as? [String: Int]
-        #expect(calls?["ok"] == 1, "the model was called \(calls?["ok"] ?? 0) times")
+        let calls = try await server.calls("ok")
+        #expect(calls == 1, "the model was called \(calls) times")
         let ledger = try await harness.store.read { try $0.ledger(userID: "payer") }
         #expect(ledger.map(\.change) == [-42])
         #expect(try await harness.runs(job.id).filter { $0.stepID == "generate" }.map(\.status) == ["completed"])

@@ -162,12 +162,12 @@ struct EngineTests {
             return try (0..<7).map { _ in try session.submit(JobSubmission(pipeline: "three", pipelineVersion: pipeline.version, userID: "u", input: [:])).job.id }
         }
         var seen: [String] = []
-        var cursor: JobCursor?
+        var cursor: PageCursor?
         repeat {
             let after = cursor
             let page = try await harness.store.read { try $0.jobs(userID: "u", before: after, limit: 2) }
             seen += page.map(\.id)
-            cursor = page.count == 2 ? page.last.map(JobCursor.init(after:)) : nil
+            cursor = page.count == 2 ? page.last.map(PageCursor.init(after:)) : nil
         } while cursor != nil
         #expect(seen.count == 7)
         #expect(Set(seen) == Set(ids))

@@ -5,6 +5,8 @@ import GenflowEngine
 import GenflowPipeline
 import GenflowPostgres
 import GenflowStages
+import GenflowHTTPClient
+import GenflowTestSupport
 import GenflowStore
 import Logging
 import Testing
@@ -74,13 +76,13 @@ struct Harness {
     static func make(pipelines: [String: String], providers: [String: ProviderConfig] = [:]) async throws -> Harness {
         let url = try await TestDatabases.make()
         let store = JobStore(pool: DatabasePool(connectionString: url, size: 8))
-        let registry = BuiltinStages.makeRegistry(
-            providers: providers.merging(["default": ProviderConfig(kind: .offline, delay: .milliseconds(1))]) { mine, _ in mine },
-            store: store, testStages: true
-        )
-        let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-engine-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let registry = BuiltinStages.makeRegistry(
+            providers: providers.merging(["default": ProviderConfig(kind: .offline, delay: .milliseconds(1))]) { mine, _ in mine },
+            store: store, stateDirectory: directory, testStages: true
+        )
+        let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         for (name, yaml) in pipelines {
             try yaml.write(toFile: "\(directory)/\(name).yaml", atomically: true, encoding: .utf8)
         }
@@ -160,5 +162,19 @@ struct Harness {
     /// Runs SQL on the harness database and returns the rows.
     func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> [PostgresRow] {
         try await store.pool.withConnection { try $0.query(sql, parameters).rows }
+    }
+}
+
+extension FakeServer {
+    /// A JSON document the local server answers at `path` (its call counts, the last request).
+    func json(_ path: String) async throws -> JSON {
+        let client = HTTPClient()
+        defer { client.close() }
+        return try JSON(parsing: Data(try await client.perform(HTTPRequest(url: url(path))).body))
+    }
+
+    /// How many times each model name was called.
+    func calls(_ model: String) async throws -> Int {
+        try await json("/calls")[model]?.intValue ?? 0
     }
 }

@@ -43,7 +43,7 @@ struct PipelineValidationTests {
             #expect(pipeline.version.count == 64)
         }
         let canvas = try loader.load(file: "pipelines/canvas-generation.yaml")
-        #expect(canvas.steps.map(\.id) == ["balance", "prompt", "generate", "objects", "save", "done", "debit"])
+        #expect(canvas.steps.map(\.id) == ["balance", "prompt", "record", "generate", "objects", "save", "done", "debit"])
         #expect(canvas.step("generate")?.retry.maxAttempts == 5)
         #expect(canvas.step("generate")?.retry.timeout == .seconds(120))
         #expect(canvas.step("generate")?.retry.nonRetryable == [.invalidRequest, .auth])

@@ -1,0 +1,296 @@
+import Foundation
+import GenflowConfig
+import GenflowCore
+import GenflowEngine
+import GenflowStore
+import GenflowTestSupport
+import Testing
+
+/// Runs `pipeline` once for `user` (credited first) on a fresh engine and returns the finished job.
+private func runOnce(_ harness: Harness, _ pipeline: String, input: JSON, user: String = "ann") async throws -> Job {
+    try await credit(harness, user)
+    return try await harness.running(harness.engine()) {
+        try await harness.wait(for: try await harness.submit(pipeline, input: input, user: user).id)
+    }
+}
+
+private func credit(_ harness: Harness, _ user: String, _ amount: Int = 10_000) async throws {
+    _ = try await harness.store.write { try $0.recordTokens(userID: user, change: amount, reason: "credit", idempotencyKey: "credit-\(user)") }
+}
+
+private func shipped(_ name: String) throws -> String {
+    try String(contentsOfFile: "pipelines/\(name).yaml", encoding: .utf8)
+}
+
+@Suite("The shipped image pipeline", .serialized)
+struct ImagePipelineTests {
+    @Test("against an OpenAI-compatible server: base64 images kept under the state directory, every image field recorded")
+    func base64Images() async throws {
+        let server = try FakeServer()
+        let harness = try await Harness.make(pipelines: ["image-generation": try shipped("image-generation")], providers: [
+            "default": ProviderConfig(kind: .openai, baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
+        ])
+        let job = try await runOnce(harness, "image-generation", input: [
+            "prompt": "a lighthouse at dusk", "style": "watercolour", "aspect_ratio": "16:9", "quality": "hd", "format": "webp",
+            "dataset_id": "coast", "n": 2,
+        ])
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        let sent = try await server.json("/last?model=gpt-image-1")
+        #expect(sent["size"] == "1536x1024" && sent["n"] == 2 && sent["quality"] == "hd" && sent["output_format"] == "webp")
+        #expect(sent["prompt"] == "a lighthouse at dusk. Style: watercolour.")
+
+        let images = try await harness.store.read { try $0.images(userID: "ann") }
+        #expect(images.count == 2)
+        for image in images {
+            let id = try #require(image["id"]?.stringValue)
+            #expect(image["prompt"] == "a lighthouse at dusk")
+            #expect(image["full_prompt"] == "a lighthouse at dusk. Style: watercolour.")
+            #expect(image["image_url"] == .string("/v1/images/\(id)/content"))
+            #expect(image["dataset_id"] == "coast" && image["style"] == "watercolour" && image["aspect_ratio"] == "16:9")
+            #expect(image["quality"] == "hd" && image["format"] == "webp" && image["resolution"] == "1536x1024")
+            #expect(image["reference_images_count"] == 0 && image["created_at"]?.stringValue != nil)
+            let file = try #require(try await harness.store.read { try $0.imageFile(id: id, userID: "ann") })
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: harness.path(file.path)))
+            #expect(bytes.count == 69 && bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]), "the bytes the server sent")
+            #expect(image["bytes"] == 69)
+            #expect(try await harness.store.read { try $0.image(id: id, userID: "bob") } == nil, "another user's image is not found")
+        }
+        let ledger = try await harness.store.read { try $0.ledger(userID: "ann") }
+        #expect(ledger.first?.change == -(20 + 272 * 2), "the usage the server reported is debited")
+        #expect(try await harness.events(job.id).contains { $0.type == "ai_generation_completed" })
+    }
+
+    @Test("a provider that answers with URLs: the URL is the image's location, nothing is written")
+    func urlImages() async throws {
+        let server = try FakeServer()
+        let yaml = try shipped("image-generation").replacingOccurrences(of: "model: gpt-image-1", with: "model: dall-e-3")
+        let harness = try await Harness.make(pipelines: ["image-generation": yaml], providers: [
+            "default": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
+        ])
+        let job = try await runOnce(harness, "image-generation", input: ["prompt": "a fox", "aspect_ratio": "9:16"])
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        let sent = try await server.json("/last?model=dall-e-3")
+        #expect(sent["output_format"] == nil, "only gpt-image models take output_format")
+        let images = try await harness.store.read { try $0.images(userID: "ann") }
+        #expect(images.map { $0["image_url"] } == ["https://images.example/dall-e-3/0.png"])
+        #expect(images.first?["resolution"] == "1024x1536" && images.first?["format"] == "png")
+        #expect(!FileManager.default.fileExists(atPath: harness.path("images/\(job.id)")))
+    }
+
+    @Test("a server error is retried as the step's policy says, then the job fails with no image and no debit")
+    func serverError() async throws {
+        let server = try FakeServer()
+        let yaml = try shipped("image-generation")
+            .replacingOccurrences(of: "model: gpt-image-1", with: "model: server-error")
+            .replacingOccurrences(of: "retry: {max_attempts: 4, initial_interval: 2s", with: "retry: {max_attempts: 2, initial_interval: 10ms")
+        let harness = try await Harness.make(pipelines: ["image-generation": yaml], providers: [
+            "default": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
+        ])
+        let job = try await runOnce(harness, "image-generation", input: ["prompt": "a fox"])
+        #expect(job.status == .failed)
+        #expect(job.error?["class"] == "attempts_exhausted" || job.error?["class"] == "server_error")
+        #expect(try await harness.runs(job.id).filter { $0.stepID == "generate" }.count == 2)
+        #expect(try await server.calls("server-error") == 2)
+        #expect(try await harness.store.read { try $0.images(userID: "ann") }.isEmpty)
+        #expect(try await harness.store.read { try $0.ledger(userID: "ann") }.map(\.change) == [10_000])
+    }
+
+    @Test("the offline provider draws real PNG files from the prompt's words")
+    func offlineImages() async throws {
+        let harness = try await Harness.make(pipelines: ["image-generation": try shipped("image-generation")])
+        let job = try await runOnce(harness, "image-generation", input: ["prompt": "a house under the sun", "aspect_ratio": "4:3", "n": 2])
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        #expect(job.result?["generate"]?["model"]?.stringValue?.hasPrefix("offline") == true)
+        let images = try await harness.store.read { try $0.images(userID: "ann") }
+        #expect(images.count == 2 && images.allSatisfy { $0["resolution"] == "256x192" && $0["format"] == "png" })
+        let id = try #require(images.first?["id"]?.stringValue)
+        let file = try #require(try await harness.store.read { try $0.imageFile(id: id, userID: "ann") })
+        // Python's zlib and struct read it back: a valid PNG of the size recorded, with the sun's yellow in it.
+        let check = """
+            import struct, sys, zlib
+            data = open(sys.argv[1], 'rb').read()
+            assert data[:8] == b'\\x89PNG\\r\\n\\x1a\\n'
+            pos, raw, size = 8, b'', None
+            while pos < len(data):
+                length, kind = struct.unpack('>I4s', data[pos:pos + 8])
+                body = data[pos + 8:pos + 8 + length]
+                assert zlib.crc32(kind + body) == struct.unpack('>I', data[pos + 8 + length:pos + 12 + length])[0]
+                if kind == b'IHDR': size = struct.unpack('>II', body[:8])
+                if kind == b'IDAT': raw += body
+                pos += 12 + length
+            pixels = zlib.decompress(raw)
+            assert len(pixels) == size[1] * (size[0] * 3 + 1)
+            print(size[0], size[1], len(set(pixels[i:i + 3] for i in range(1, len(pixels) - 3, 3))) > 2)
+            """
+        #expect(try runPython(check, harness.path(file.path)) == "256 192 True\n")
+    }
+}
+
+/// Runs a Python script with one argument and returns what it printed.
+private func runPython(_ script: String, _ argument: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    process.arguments = ["-c", script, argument]
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+}
+
+@Suite("The model response cache")
+struct ModelCacheTests {
+    @Test("an identical request within the TTL reuses the stored reply, marked cached; a different one calls the model")
+    func cache() async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: cached
+            input:
+              properties:
+                instructions: {type: string}
+            steps:
+              - id: prompt
+                stage: prepare_instructions
+                with: {template: "Draw {{input.instructions}}"}
+              - id: generate
+                stage: call_model
+                with: {provider: remote, model: ok, output: canvas_objects, cache: {ttl: 1h}}
+            """
+        let harness = try await Harness.make(pipelines: ["cached": yaml], providers: [
+            "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1"), apiKey: Secret("sk-one")),
+        ])
+        let jobs = try await harness.running(harness.engine()) {
+            var jobs: [Job] = []
+            for instructions in ["a box", "a box", "a circle"] {
+                jobs.append(try await harness.wait(for: try await harness.submit("cached", input: ["instructions": .string(instructions)]).id))
+            }
+            return jobs
+        }
+        #expect(jobs.allSatisfy { $0.status == .completed })
+        #expect(jobs.map { $0.result?["generate"]?["cached"] } == [false, true, false])
+        #expect(jobs[1].result?["generate"]?["text"] == jobs[0].result?["generate"]?["text"])
+        #expect(try await server.calls("ok") == 2, "the repeated request did not reach the provider")
+        let replayed = try await harness.events(jobs[1].id).filter { $0.type == "canvas.objects" }
+        #expect(replayed.count == 1 && replayed.first?.data["cached"] == true, "a cached reply still draws its objects")
+        let stored = try await harness.query("SELECT count(*)::int AS n, bool_and(response::text NOT LIKE '%sk-one%') AS clean FROM genflow.model_cache")
+        #expect(stored.first?["n"] == "2" && stored.first?["clean"] == "t", "the API key is not part of what is stored")
+    }
+}
+
+@Suite("http.request")
+struct HTTPRequestStageTests {
+    static func pipeline(_ with: String, retry: String = "{max_attempts: 2, initial_interval: 10ms, jitter: 0}") -> String {
+        """
+        name: call
+        input:
+          properties:
+            name: {type: string, default: ada}
+        steps:
+          - id: call
+            stage: http.request
+            with: \(with)
+            retry: \(retry)
+        """
+    }
+
+    @Test("method, headers and a JSON body from templates go out; the response maps onto the output")
+    func roundTrip() async throws {
+        let server = try FakeServer()
+        let with = """
+            {method: PUT, url: "\(server.url("/things"))", headers: {X-User: "{{input.name}}"}, body: {name: "{{input.name}}", n: 3},
+                   response: {method: /method, second: /data/items/1/id, type: /content_type}}
+            """
+        let harness = try await Harness.make(pipelines: ["call": Self.pipeline(with)])
+        let job = try await runOnce(harness, "call", input: ["name": "grace"])
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        let output = try #require(job.result?["call"])
+        #expect(output["status"] == 200 && output["method"] == "PUT" && output["second"] == "second" && output["type"] == "application/json")
+        #expect(output["body"]?["headers"]?["X-User"] == "grace")
+        #expect(try JSON(parsing: output["body"]?["body"]?.stringValue ?? "") == ["name": "grace", "n": 3])
+    }
+
+    @Test("failures take their classes: 404 fails at once, 503 is retried, a missing field is output_invalid, file:// is refused")
+    func failures() async throws {
+        let server = try FakeServer()
+        let cases: [(with: String, errorClass: String, attempts: Int)] = [
+            ("{url: \"\(server.url("/status/404"))\"}", "invalid_request", 1),
+            ("{url: \"\(server.url("/status/503"))\"}", "server_error", 2),
+            ("{url: \"\(server.url("/hello"))\", response: {id: /id}}", "output_invalid", 1),
+            ("{method: POST, url: \"\(server.url("/x"))\", response: {id: /nothing/here}}", "output_invalid", 1),
+            ("{url: \"file:///etc/passwd\"}", "invalid_request", 1),
+        ]
+        for (with, errorClass, attempts) in cases {
+            let harness = try await Harness.make(pipelines: ["call": Self.pipeline(with, retry: "{max_attempts: 2, initial_interval: 10ms, jitter: 0, non_retryable: [invalid_request, output_invalid]}")])
+            let job = try await runOnce(harness, "call", input: [:])
+            #expect(job.status == .failed, "\(with)")
+            #expect(job.error?["class"] == .string(errorClass), "\(with): \(String(describing: job.error))")
+            #expect(try await harness.runs(job.id).count == attempts, "\(with)")
+        }
+    }
+}
+
+@Suite("Prompt history", .serialized)
+struct PromptHistoryTests {
+    @Test("a prompt is processing while its job runs, failed with the error when the job fails, processing again on retry")
+    func failedPrompt() async throws {
+        let server = try FakeServer()
+        let yaml = try shipped("canvas-generation")
+            .replacingOccurrences(of: "model: gpt-4o-mini", with: "model: bad")
+        let harness = try await Harness.make(pipelines: ["canvas-generation": yaml], providers: [
+            "default": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
+        ])
+        let job = try await runOnce(harness, "canvas-generation", input: ["instructions": "a red square"])
+        #expect(job.status == .failed)
+        let prompt = try #require(try await harness.store.read { try $0.prompts(userID: "ann") }.first)
+        #expect(prompt["status"] == "failed")
+        #expect(prompt["error"]?.stringValue?.hasPrefix("invalid_request: provider answered 400") == true, "\(prompt)")
+        #expect(prompt["canvases"] == [])
+        _ = try await harness.store.write { try $0.retry(jobID: job.id) }
+        #expect(try await harness.store.read { try $0.prompts(userID: "ann") }.first?["status"] == "processing")
+    }
+
+    @Test("history pages by cursor, a prompt comes with its canvas and objects, stats count, delete removes")
+    func history() async throws {
+        let harness = try await Harness.make(pipelines: ["canvas-generation": try shipped("canvas-generation")])
+        try await credit(harness, "ann")
+        let jobs = try await harness.running(harness.engine()) {
+            var jobs: [Job] = []
+            for instructions in ["a flowchart with 3 steps", "a sun and a tree", "a house", "two boxes"] {
+                jobs.append(try await harness.wait(for: try await harness.submit("canvas-generation", input: ["instructions": .string(instructions)], user: "ann").id))
+            }
+            return jobs
+        }
+        #expect(jobs.allSatisfy { $0.status == .completed })
+        var seen: [String] = []
+        var cursor: PageCursor?
+        repeat {
+            let page = try await harness.store.read { [cursor] in try $0.prompts(userID: "ann", before: cursor, limit: 3) }
+            seen += page.compactMap { $0["instructions"]?.stringValue }
+            cursor = PageCursor.next(after: page, limit: 3)
+            if let text = cursor?.text { #expect(PageCursor(text: text) == cursor) }
+        } while cursor != nil
+        #expect(seen == ["two boxes", "a house", "a sun and a tree", "a flowchart with 3 steps"], "newest first, each once")
+
+        let first = try #require(try await harness.store.read { try $0.prompts(userID: "ann", limit: 10) }.last)
+        let id = try #require(first["id"]?.stringValue)
+        let prompt = try #require(try await harness.store.read { try $0.prompt(id: id, userID: "ann") })
+        #expect(prompt["status"] == "completed" && prompt["style"] == "modern" && prompt["color_scheme"] == "default")
+        let objects = try #require(prompt["canvases"]?.arrayValue?.first?["objects"]?.arrayValue)
+        #expect(objects.filter { $0["type"] == "rectangle" }.count == 3)
+        #expect(try await harness.store.read { try $0.prompt(id: id, userID: "bob") } == nil)
+        #expect(try await harness.store.read { try $0.prompt(id: "not-a-uuid", userID: "ann") } == nil)
+
+        let stats = try await harness.store.read { try $0.promptStats(userID: "ann") }
+        #expect(stats["total"] == 4 && stats["by_status"]?["completed"] == 4 && stats["last_24h"] == 4)
+        #expect(stats["success_rate"]?.doubleValue == 1.0)
+
+        #expect(try await harness.store.write { try $0.deletePrompt(id: id, userID: "bob") } == false)
+        #expect(try await harness.store.write { try $0.deletePrompt(id: id, userID: "ann") } == true)
+        #expect(try await harness.store.read { try $0.prompts(userID: "ann") }.count == 3)
+        let canvases = try await harness.query("SELECT count(*)::int AS n FROM genflow.canvases WHERE prompt_id = $1::uuid", [id])
+        #expect(canvases.first?["n"] == "0", "the prompt's canvas and objects went with it")
+        #expect(PageCursor(text: "2026-01-01T00:00:00Z,not-a-uuid") == nil && PageCursor(text: "x'; DROP TABLE x;--,\(id)") == nil)
+    }
+}
