@@ -14,6 +14,32 @@ public enum CanvasSchema {
     public static let coordinateLimit = 100_000.0
     public static let sizeRange = 1.0...10_000.0
 
+    /// The `response_format` asking an OpenAI-compatible model for `{"objects": [...]}` in this
+    /// schema, in strict structured-output mode: every field listed, optional ones nullable.
+    public static var responseFormat: JSON {
+        func nullable(_ type: String, _ extra: [String: JSON] = [:]) -> JSON {
+            .object(extra.merging(["type": [.string(type), "null"]]) { $1 })
+        }
+        let properties: [String: JSON] = [
+            "id": ["type": "string"], "type": ["type": "string", "enum": .array(types.map(JSON.string))],
+            "x": ["type": "number"], "y": ["type": "number"],
+            "width": nullable("number"), "height": nullable("number"), "angle": nullable("number"), "text": nullable("string"),
+            "points": nullable("array", ["items": ["type": "array", "items": ["type": "number"]]]),
+            "strokeColor": nullable("string"), "backgroundColor": nullable("string"),
+            "fillStyle": nullable("string", ["enum": .array(fillStyles.map(JSON.string) + [.null])]),
+            "strokeWidth": nullable("number"),
+            "strokeStyle": nullable("string", ["enum": .array(strokeStyles.map(JSON.string) + [.null])]),
+            "opacity": nullable("number"), "fontSize": nullable("number"), "start": nullable("string"), "end": nullable("string"),
+        ]
+        let object: JSON = [
+            "type": "object", "additionalProperties": false, "required": .array(fields.map(JSON.string)), "properties": .object(properties),
+        ]
+        return ["type": "json_schema", "json_schema": [
+            "name": "canvas_objects", "strict": true,
+            "schema": ["type": "object", "additionalProperties": false, "required": ["objects"], "properties": ["objects": ["type": "array", "items": object]]],
+        ]]
+    }
+
     /// Checks one object. Returns it (with unknown fields removed) or why it is refused; `notes`
     /// gets a line for each field that was removed.
     public static func validate(_ value: JSON, notes: inout [String]) -> Result<JSON, CanvasProblem> {
@@ -29,6 +55,8 @@ public enum CanvasSchema {
             members[key] = nil
             notes.append("object '\(id)': unknown field '\(key)' removed")
         }
+        // Strict structured output sends every optional field, null when unused: null is absent.
+        members = members.filter { $0.value != .null }
         for name in ["x", "y"] {
             guard let number = finite(members[name]) else { return problem("'\(name)' must be a finite number, not \(describe(members[name]))") }
             guard abs(number) <= coordinateLimit else { return problem("'\(name)' \(format(number)) is beyond ±\(Int(coordinateLimit))") }

@@ -1,7 +1,7 @@
-public import GenflowConfig
+internal import GenflowConfig
 public import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
+internal import GenflowStore
 internal import GenflowCanvas
 internal import GenflowHTTPClient
 internal import GenflowProviders
@@ -132,10 +132,7 @@ public struct CallModel: Stage {
         var format: JSON?
         switch output {
         case "canvas_objects":
-            format = ["type": "json_schema", "json_schema": ["name": "canvas_objects", "schema": [
-                "type": "object", "required": ["objects"],
-                "properties": ["objects": ["type": "array", "items": ["type": "object"]]],
-            ]]]
+            format = CanvasSchema.responseFormat
         case "json":
             format = config["schema"].map { ["type": "json_schema", "json_schema": ["name": "output", "schema": $0]] } ?? ["type": "json_object"]
         default:

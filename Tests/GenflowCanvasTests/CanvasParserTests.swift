@@ -28,6 +28,22 @@ struct CanvasParserTests {
         #expect(ids(try parser.parse("```json\n[\(rect("a")), \(rect("b"))")) == ["a", "b"])
     }
 
+    @Test("strict structured output: nulls for unused optional fields are absent; the schema asked for lists every field")
+    func strictOutput() throws {
+        let unused = ["angle", "text", "points", "strokeColor", "strokeWidth", "strokeStyle", "opacity", "fontSize", "start", "end"]
+        let nulls = unused.map { "\"\($0)\": null" }.joined(separator: ", ")
+        let reply = ##"{"objects": [{"id": "a", "type": "ellipse", "x": 5, "y": 6, "width": 40, "height": 40, "backgroundColor": "#ffec99", "fillStyle": "solid", "##
+            + nulls + "}]}"
+        let outcome = try parser.parse(reply)
+        #expect(outcome.objects == [["id": "a", "type": "ellipse", "x": 5, "y": 6, "width": 40, "height": 40, "backgroundColor": "#ffec99", "fillStyle": "solid"]])
+        #expect(outcome.warnings.isEmpty)
+        let item = CanvasSchema.responseFormat["json_schema"]?["schema"]?["properties"]?["objects"]?["items"]
+        #expect(CanvasSchema.responseFormat["json_schema"]?["strict"] == true)
+        #expect(item?["required"]?.arrayValue?.compactMap(\.stringValue) == CanvasSchema.fields)
+        #expect(Set(item?["properties"]?.objectValue?.keys.map { $0 } ?? []) == Set(CanvasSchema.fields))
+        #expect(item?["additionalProperties"] == false)
+    }
+
     @Test("trailing commas, comments, single quotes and bare keys are read")
     func lenient() throws {
         let reply = "[ // the house\n {id: 'a', type: 'rectangle', x: 1, y: 2,}, /* roof */ \(rect("b")),\n]"

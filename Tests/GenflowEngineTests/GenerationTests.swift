@@ -294,3 +294,65 @@ struct PromptHistoryTests {
         #expect(PageCursor(text: "2026-01-01T00:00:00Z,not-a-uuid") == nil && PageCursor(text: "x'; DROP TABLE x;--,\(id)") == nil)
     }
 }
+
+@Suite("Provider faults through a pipeline")
+struct ProviderFaultTests {
+    /// One case per way an OpenAI-compatible server answers: the job's end state, the class of
+    /// each attempt's error, and the delay before each retry where the server chose it.
+    struct Case: Sendable, CustomStringConvertible {
+        var model: String
+        var stream: Bool
+        var status: JobStatus
+        var classes: [String?]
+        var delays: [Int?]? = nil
+        var description: String { "\(model)\(stream ? " (streamed)" : "")" }
+    }
+
+    static let cases: [Case] = [
+        Case(model: "ok", stream: false, status: .completed, classes: [nil]),
+        Case(model: "ok", stream: true, status: .completed, classes: [nil]),
+        Case(model: "rate-limit", stream: false, status: .failed, classes: ["rate_limited", "rate_limited"], delays: [150, nil]),
+        Case(model: "rate-limit-seconds", stream: false, status: .failed, classes: ["rate_limited", "rate_limited"], delays: [2_000, nil]),
+        Case(model: "server-error", stream: false, status: .failed, classes: ["server_error", "server_error"]),
+        Case(model: "garbage", stream: false, status: .failed, classes: ["server_error", "server_error"]),
+        Case(model: "cut", stream: true, status: .failed, classes: ["network", "network"]),
+        Case(model: "error-event", stream: true, status: .failed, classes: ["server_error", "server_error"]),
+        Case(model: "slow", stream: false, status: .failed, classes: ["timeout", "timeout"]),
+        Case(model: "length", stream: false, status: .failed, classes: ["output_invalid"]),
+        Case(model: "auth", stream: false, status: .failed, classes: ["auth"]),
+        Case(model: "bad", stream: false, status: .failed, classes: ["invalid_request"]),
+        Case(model: "missing", stream: true, status: .failed, classes: ["invalid_request"]),
+    ]
+
+    @Test("each failure ends as the retry policy says, with every attempt recorded", arguments: cases)
+    func fault(_ expected: Case) async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: faults
+            input:
+              properties:
+                model: {type: string}
+                stream: {type: boolean}
+            steps:
+              - id: generate
+                stage: call_model
+                with: {provider: remote, model: "{{input.model}}", output: canvas_objects, stream: "{{input.stream}}"}
+                retry: {max_attempts: 2, initial_interval: 10ms, jitter: 0, non_retryable: [output_invalid]}
+                timeout: 1s
+            """
+        let harness = try await Harness.make(pipelines: ["faults": yaml], providers: [
+            "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
+        ])
+        let job = try await runOnce(harness, "faults", input: ["model": .string(expected.model), "stream": .bool(expected.stream)])
+        #expect(job.status == expected.status, "\(String(describing: job.error))")
+        let runs = try await harness.runs(job.id)
+        #expect(runs.map(\.errorClass) == expected.classes)
+        if let delays = expected.delays { #expect(runs.map(\.retryDelayMilliseconds) == delays) }
+        #expect(try await server.calls(expected.model) == expected.classes.count, "one call per attempt")
+        if expected.status == .failed {
+            #expect(job.error?["class"] == .string(expected.classes.last!!))
+        } else {
+            #expect(job.result?["generate"]?["usage"]?["total_tokens"] == 42)
+        }
+    }
+}
