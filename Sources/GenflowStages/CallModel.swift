@@ -72,7 +72,11 @@ public struct CallModel: Stage {
             )])
         }
         let cache = config["cache"]?["ttl"]?.stringValue.flatMap(DurationText.parse).map { ttl in
-            (ttl: ttl, key: Self.cacheKey(provider: name, kind: provider, config: config, messages: output == "image" ? [] : messages, output: output))
+            (ttl: ttl, key: Self.cacheKey(
+                provider: name, kind: provider, config: config, output: output,
+                // An image request's text is its prompt, however it was given.
+                messages: output == "image" ? [["role": "user", "content": .string(imageRequest(context).prompt)]] : messages
+            ))
         }
         if let cache, let stored = try await inTransaction(store, { try $0.cachedResponse(key: cache.key) }) {
             return try await replay(stored, context: context, output: output)
@@ -96,7 +100,7 @@ public struct CallModel: Stage {
 
     /// What makes two requests identical for the cache: the provider (and where it is), the model,
     /// the messages and every option that shapes the answer. Never the API key.
-    static func cacheKey(provider name: String, kind provider: ProviderConfig, config: JSON, messages: [JSON], output: String) -> JSON {
+    static func cacheKey(provider name: String, kind provider: ProviderConfig, config: JSON, output: String, messages: [JSON]) -> JSON {
         var key: [String: JSON] = [
             "provider": .string(name), "kind": .string(provider.kind.rawValue), "base_url": provider.baseURL.map(JSON.string) ?? .null,
             "messages": .array(messages), "output": .string(output),
