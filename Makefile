@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate schemas bench bench-queue clean
+.PHONY: deps build run test validate schemas bench bench-queue bench-model clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -35,12 +35,18 @@ schemas: build
 	.build/debug/genflow schema config > etc/schema/config.schema.json
 
 ## Benchmarks of SPEC §11, printed as figures next to a baseline measured in the same run.
-bench: bench-queue
+bench: bench-queue bench-model
 
 ## Queue throughput: genflow (release build in .build-release) next to PgQueuer and a pgbench
 ## write ceiling, on one throwaway PostgreSQL cluster. See bench/README.md.
 bench-queue: deps
 	bench/queue
+
+## Model concurrency: 2,000 chat calls in flight against a local provider that answers after 1 s,
+## through genflow's HTTP client and through the daemon, next to a plain Python asyncio client.
+## See bench/README.md.
+bench-model: deps
+	bench/model-concurrency
 
 clean:
 	rm -rf .build

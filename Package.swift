@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "genflow", targets: ["genflow"]),
+        .executable(name: "genflow-bench", targets: ["genflow-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries, one system-library target each (Debian package in `providers`).
@@ -49,6 +52,8 @@ let package = Package(
         .target(name: "GenflowHTTPClient", dependencies: ["GenflowCore", "CCurl", "CGenflowShims"], swiftSettings: swiftSettings),
         // Model providers: the offline model (and, later, OpenAI-compatible APIs over libcurl).
         .target(name: "GenflowProviders", dependencies: ["GenflowCore", "GenflowHTTPClient"], swiftSettings: swiftSettings),
+        // The HTTP + WebSocket listener on libwebsockets (I/O only; routes live in GenflowAPI).
+        .target(name: "GenflowHTTPServer", dependencies: ["CWebSockets", "CGenflowShims"], swiftSettings: swiftSettings),
         // The built-in stages of SPEC §6.
         .target(
             name: "GenflowStages",
@@ -72,12 +77,26 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The REST API, auth and the WebSocket event fan-out, on GenflowHTTPServer.
+        .target(
+            name: "GenflowAPI",
+            dependencies: [
+                "GenflowCore", "GenflowPipeline", "GenflowStore", "GenflowPostgres", "GenflowEngine", "GenflowHTTPServer",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // `genflow serve`: the embedded database, migrations, the engine, notifications, reload.
         .target(
             name: "GenflowDaemon",
             dependencies: [
                 "GenflowCore", "GenflowConfig", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
-                "CGenflowShims",
+                "GenflowAPI", "CGenflowShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -89,11 +108,16 @@ let package = Package(
             name: "genflow",
             dependencies: [
                 "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres", "GenflowStore",
-                "GenflowEngine", "GenflowDaemon",
+                "GenflowEngine", "GenflowDaemon", "GenflowAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
+        ),
+
+        // bench/model-concurrency's client: N concurrent chat calls through one HTTPClient.
+        .executableTarget(
+            name: "genflow-bench", dependencies: ["GenflowCore", "GenflowHTTPClient", "GenflowProviders"], swiftSettings: swiftSettings
         ),
 
         .testTarget(name: "GenflowCoreTests", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
@@ -115,7 +139,7 @@ let package = Package(
             name: "GenflowEngineTests",
             dependencies: [
                 "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
-                "GenflowConfig", "GenflowTestSupport", "GenflowHTTPClient",
+                "GenflowConfig", "GenflowTestSupport", "GenflowHTTPClient", "GenflowAPI",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Genflow needs, when they are missing. Safe to run again.
-# (python3 runs the local HTTP test server, Tests/Fixtures/fake_provider.py.)
+# (python3 runs the local HTTP test server, Tests/Fixtures/fake_provider.py; python3-websockets is the
+# WebSocket client of the API tests, Tests/Fixtures/ws_client.py.)
 set -euo pipefail
 
-packages=(libyaml-dev libpq-dev libcurl4-openssl-dev libwebsockets-dev postgresql pkg-config python3)
+packages=(libyaml-dev libpq-dev libcurl4-openssl-dev libwebsockets-dev postgresql pkg-config python3 python3-websockets)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -34,7 +34,7 @@ start)
     as_server_user "$bindir/initdb" -D "$dir/data" -U genflow -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
     as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        -o "-k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=1000" \
         start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     as_server_user "$bindir/createdb" -h "$dir" -U genflow genflow
     echo "postgresql:///genflow?host=$dir&user=genflow"

@@ -13,6 +13,7 @@ extension DaemonConfig {
             "additionalProperties": false,
             "properties": [
                 "listen": text("host:port of the HTTP/WebSocket listener (env GENFLOW_LISTEN)."),
+                "cors_origins": ["type": "array", "items": ["type": "string"], "description": "Browser origins answered with CORS headers; * is any."],
                 "database": [
                     "type": "object", "additionalProperties": false,
                     "properties": [

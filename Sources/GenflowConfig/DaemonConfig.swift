@@ -28,6 +28,8 @@ public struct DaemonConfig: Sendable {
     public var submitPerMinute = 600
     /// Largest accepted HTTP request body.
     public var maxBodyBytes = 1 << 20
+    /// Browser origins the API answers with CORS headers; `*` is any.
+    public var corsOrigins = ["*"]
     /// How long finished jobs and their events are kept.
     public var retention: Duration = .seconds(7 * 86_400)
     /// `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
@@ -47,7 +49,7 @@ public struct DaemonConfig: Sendable {
 
     static let topKeys = [
         "listen", "database", "state_dir", "pipelines_dir", "plugins_dir", "workers", "auth", "providers", "limits",
-        "retention", "log", "queue",
+        "retention", "log", "queue", "cors_origins",
     ]
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -118,6 +120,9 @@ public struct DaemonConfig: Sendable {
         if let node = top["state_dir"]?.value { stateDir = reader.string(node, "state_dir") ?? stateDir }
         if let node = top["pipelines_dir"]?.value { pipelinesDir = reader.string(node, "pipelines_dir") ?? pipelinesDir }
         if let node = top["plugins_dir"]?.value { pluginsDir = reader.string(node, "plugins_dir") ?? pluginsDir }
+        if let node = top["cors_origins"]?.value, let origins = reader.stringList(node, "cors_origins") {
+            corsOrigins = origins.map(\.0)
+        }
         if let node = top["workers"]?.value { workers = reader.int(node, "workers", in: 1...100_000) ?? workers }
         if let node = top["auth"]?.value, let entries = reader.mapping(node, "auth", allowedKeys: ["jwt_secret", "admin_token"]) {
             if let secret = entries["jwt_secret"].flatMap({ reader.text($0.value, "auth.jwt_secret") }), !secret.isEmpty {
@@ -190,6 +195,13 @@ public struct DaemonConfig: Sendable {
         } else {
             providers["default"] = ProviderConfig(kind: .offline)
         }
+    }
+
+    /// `listen` as (host, port).
+    public var listenAddress: (host: String, port: Int) {
+        let colon = listen.lastIndex(of: ":") ?? listen.endIndex
+        let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return (host.isEmpty ? "127.0.0.1" : host, Int(listen[listen.index(after: colon)...]) ?? 8080)
     }
 
     static func isListenAddress(_ text: String) -> Bool {

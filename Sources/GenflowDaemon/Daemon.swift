@@ -1,7 +1,11 @@
 public import GenflowConfig
 public import Logging
+internal import GenflowAPI
 internal import GenflowCore
 internal import GenflowEngine
+internal import GenflowHTTPServer
+internal import Metrics
+internal import Prometheus
 internal import GenflowPipeline
 internal import GenflowPostgres
 internal import GenflowStages
@@ -40,11 +44,36 @@ public enum Daemon {
             ),
             logger: logger
         )
+        let metrics = Metrics()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
+        let secrets = try config.authSecrets()
+        if secrets.isNew, let file = secrets.file {
+            logger.notice("generated development credentials (auth.jwt_secret, auth.admin_token) in \(file); `genflow token --user ID` mints user tokens")
+        }
+        let authenticator = Authenticator(jwtSecret: secrets.jwtSecret, adminToken: secrets.adminToken)
+        let hub = EventHub(store: store, authenticator: authenticator, metrics: metrics, logger: logger)
+        let api = API(
+            store: store, catalog: catalog, registry: registry,
+            configuration: API.Configuration(
+                authenticator: authenticator, submitPerMinute: config.submitPerMinute, stateDirectory: config.stateDir, corsOrigins: config.corsOrigins
+            ),
+            metrics: metrics
+        )
+        var options = HTTPServer.Options()
+        options.maxBodyBytes = config.maxBodyBytes
+        let (host, port) = config.listenAddress
+        let server = HTTPServer(host: host, port: port, options: options, handler: api.handle, upgrader: hub.upgrade)
+        try server.start()
+
         let listener = NotificationListener(
             connectionString: database.url, channels: [JobStore.jobsChannel, JobStore.eventsChannel, JobStore.cancelChannel]
-        ) { channel in engine.notify(channel: channel) }
+        ) { channel in
+            engine.notify(channel: channel)
+            if channel == JobStore.eventsChannel { hub.notified() }
+        }
 
         let services: [any Service] = [
+            APIService(server: server, hub: hub),
             engine,
             Housekeeper(store: store, retention: config.retention, logger: logger),
             Reloader(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger),
@@ -56,7 +85,7 @@ public enum Daemon {
         ))
         let startup = ContinuousClock.now - started
         logger.notice("genflow ready", metadata: [
-            "genflow.owner": "\(engine.owner)", "genflow.pipelines": "\(catalog.pipelines.map(\.name))",
+            "genflow.listen": "\(host):\(server.port)", "genflow.owner": "\(engine.owner)", "genflow.pipelines": "\(catalog.pipelines.map(\.name))",
             "genflow.startup_ms": "\(startup.milliseconds)", "genflow.database": "\(database.isEmbedded ? "embedded" : "configured")",
         ])
         let outcome: Result<Void, any Error>

@@ -2,6 +2,7 @@ public import GenflowCore
 public import GenflowPipeline
 public import GenflowStore
 internal import Synchronization
+internal import Foundation
 
 /// The pipelines this daemon knows: the current version of each (what new jobs use) and every
 /// version jobs have run on (a job runs to the end on the version it was submitted with).
@@ -11,6 +12,8 @@ public final class PipelineCatalog: Sendable {
         var versions: [String: Pipeline] = [:]
         /// The last rejected edit per file, with its diagnostics.
         var failures: [String: DiagnosticsError] = [:]
+        /// When each pipeline's current version became current (ISO 8601).
+        var loadedAt: [String: String] = [:]
     }
 
     private let state = Mutex(State())
@@ -30,7 +33,10 @@ public final class PipelineCatalog: Sendable {
         return state.withLock { state in
             var added: [Pipeline] = []
             for pipeline in pipelines {
-                if state.current[pipeline.name]?.version != pipeline.version { added.append(pipeline) }
+                if state.current[pipeline.name]?.version != pipeline.version {
+                    added.append(pipeline)
+                    state.loadedAt[pipeline.name] = Self.now()
+                }
                 state.current[pipeline.name] = pipeline
                 state.versions[Self.key(pipeline.name, pipeline.version)] = pipeline
                 state.failures[pipeline.file] = nil
@@ -45,6 +51,7 @@ public final class PipelineCatalog: Sendable {
     /// Adds one pipeline (tests, `genflow submit` of a single file).
     public func add(_ pipeline: Pipeline) {
         state.withLock { state in
+            state.loadedAt[pipeline.name] = Self.now()
             state.current[pipeline.name] = pipeline
             state.versions[Self.key(pipeline.name, pipeline.version)] = pipeline
         }
@@ -58,6 +65,17 @@ public final class PipelineCatalog: Sendable {
     /// All current pipelines, by name.
     public var pipelines: [Pipeline] {
         state.withLock { $0.current.values.sorted { $0.name < $1.name } }
+    }
+
+    /// When the current version of `name` was loaded (ISO 8601).
+    public func loadedAt(_ name: String) -> String? {
+        state.withLock { $0.loadedAt[name] }
+    }
+
+    static func now() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
     }
 
     /// Rejected files and why.

@@ -14,6 +14,11 @@ public struct StageDescriptor: Sendable {
     /// Where the stage comes from: `built-in` or `plugin <name>`.
     public var origin: String
 
+    /// `{name, origin, summary, config}`: what `genflow stages --json` and `GET /v1/stages` list.
+    public var json: JSON {
+        ["name": .string(name), "origin": .string(origin), "summary": .string(summary), "config": config.json]
+    }
+
     public init(name: String, summary: String, config: JSONSchema, retryDefaults: RetrySettings = RetrySettings(), origin: String = "built-in") {
         self.name = name
         self.summary = summary

@@ -119,13 +119,25 @@ public final class StoreSession {
     /// Events after `cursor` (a `(tx, id)` pair) that every earlier transaction has made visible,
     /// in delivery order. A bigserial id alone is not commit order: this never returns an event
     /// while an older transaction that might still add one before it is open.
-    public func events(after cursor: EventCursor, userID: String? = nil, jobID: String? = nil, limit: Int = 500) throws -> [Event] {
+    /// With `through`, only events up to that position (a replay that joins a live stream there).
+    public func events(
+        after cursor: EventCursor, through end: EventCursor? = nil, userID: String? = nil, jobID: String? = nil, limit: Int = 500
+    ) throws -> [Event] {
         try connection.query("""
             SELECT \(Event.columns) FROM genflow.events
             WHERE (tx, id) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
               AND ($3::text IS NULL OR user_id = $3) AND ($4::uuid IS NULL OR job_id = $4::uuid)
-            ORDER BY tx, id LIMIT $5
-            """, [cursor.tx, cursor.id, userID, jobID, limit]).rows.map(Event.init(row:))
+              AND ($6::xid8 IS NULL OR (tx, id) <= ($6::xid8, $7::bigint))
+            ORDER BY events.tx, events.id LIMIT $5
+            """, [cursor.tx, cursor.id, userID, jobID, limit, end?.tx, end?.id]).rows.map(Event.init(row:))
+    }
+
+    /// The position of the last event every reader can see now: where a live stream starts.
+    public func latestEventCursor() throws -> EventCursor {
+        try connection.query("""
+            SELECT tx::text AS position, id FROM genflow.events WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY events.tx DESC, events.id DESC LIMIT 1
+            """).rows.first.map { EventCursor(tx: $0["position"] ?? "0", id: $0.decode("id") ?? 0) } ?? .start
     }
 
     /// The cursor just after event `id`, or nil when no such event is stored.
@@ -255,6 +267,65 @@ public final class StoreSession {
             """, [userID, status?.rawValue, pipeline, cursor?.createdAt, cursor?.id, limit]).rows.map(Job.init(row:))
     }
 
+    /// A job as the API shows it: with its pipeline's steps, each with attempts, errors and
+    /// timings (and every attempt under `runs`). Nil when not found (or not `userID`'s).
+    public func jobDocument(id: String, userID: String? = nil) throws -> JSON? {
+        guard let job = try job(id: id, userID: userID) else { return nil }
+        let steps = try pipelineSteps(name: job.pipeline, version: job.pipelineVersion)
+        return job.json(steps: steps, runs: try stepRuns(jobID: job.id), includeRuns: true)
+    }
+
+    /// Jobs by status and the queue depth (runnable now): two cheap counts for `/metrics`.
+    public func jobCounts() throws -> (byStatus: [String: Int], queueDepth: Int) {
+        var byStatus: [String: Int] = [:]
+        for row in try connection.query("SELECT status, count(*)::int AS n FROM genflow.jobs GROUP BY status").rows {
+            if let status = row["status"] { byStatus[status] = row.decode("n") ?? 0 }
+        }
+        let depth: Int = try connection.query("""
+            SELECT count(*)::int AS n FROM genflow.jobs WHERE status IN ('queued', 'waiting_retry') AND run_at <= now()
+            """).rows.first?.decode("n") ?? 0
+        return (byStatus, depth)
+    }
+
+    /// Operator figures: jobs by status, success rate and p50/p95 duration of finished jobs, and
+    /// queue depth (runnable now), overall and per pipeline.
+    public func jobStats() throws -> JSON {
+        let text = try connection.query("""
+            WITH per AS (
+                SELECT pipeline,
+                    jsonb_object_agg(status, n) AS by_status,
+                    sum(n) FILTER (WHERE status = 'completed') AS completed,
+                    sum(n) FILTER (WHERE status IN ('completed', 'failed')) AS finished
+                FROM (SELECT pipeline, status, count(*) AS n FROM genflow.jobs GROUP BY 1, 2) counts GROUP BY pipeline
+            ), durations AS (
+                SELECT pipeline,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000) AS p50,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000) AS p95
+                FROM genflow.jobs WHERE status = 'completed' AND started_at IS NOT NULL GROUP BY pipeline
+            ), depth AS (
+                SELECT pipeline, count(*) AS n FROM genflow.jobs
+                WHERE status IN ('queued', 'waiting_retry') AND run_at <= now() GROUP BY pipeline
+            ), overall AS (
+                SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000) AS p50,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000) AS p95
+                FROM genflow.jobs WHERE status = 'completed' AND started_at IS NOT NULL
+            )
+            SELECT json_build_object(
+                'by_status', (SELECT COALESCE(jsonb_object_agg(status, n), '{}') FROM (SELECT status, count(*) AS n FROM genflow.jobs GROUP BY 1) s),
+                'success_rate', (SELECT round(sum(completed)::numeric / nullif(sum(finished), 0), 4) FROM per),
+                'duration_ms', (SELECT json_build_object('p50', round(p50::numeric, 1), 'p95', round(p95::numeric, 1)) FROM overall),
+                'queue_depth', (SELECT COALESCE(sum(n), 0) FROM depth),
+                'pipelines', COALESCE((SELECT json_object_agg(per.pipeline, json_build_object(
+                    'by_status', per.by_status,
+                    'success_rate', round(per.completed::numeric / nullif(per.finished, 0), 4),
+                    'duration_ms', json_build_object('p50', round(d.p50::numeric, 1), 'p95', round(d.p95::numeric, 1)),
+                    'queue_depth', COALESCE(q.n, 0)))
+                    FROM per LEFT JOIN durations d USING (pipeline) LEFT JOIN depth q USING (pipeline)), '{}')
+            )::text AS stats
+            """).rows.first?["stats"] ?? "{}"
+        return try JSON(parsing: text)
+    }
+
     // MARK: Workers
 
     /// Claims up to `limit` runnable jobs for `owner` in one statement: queued or waiting jobs whose
@@ -360,7 +431,7 @@ public final class StoreSession {
         if job.attempts == 0 {
             try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.started", data: ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)]))
         }
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.started", step: step, data: ["attempt": .int(policyAttempt), "stage": .string(stage)]))
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.started", step: step, data: ["attempt": .int(policyAttempt), "stage": .string(stage), "daemon": .string(owner)]))
     }
 
     /// Checkpoints a completed attempt's output: the step is never run again.
@@ -490,9 +561,15 @@ public final class StoreSession {
 }
 
 /// A position in the event log: events are delivered in `(tx, id)` order.
-public struct EventCursor: Sendable, Hashable {
+public struct EventCursor: Sendable, Hashable, Comparable {
     public var tx: String
     public var id: Int64
+
+    /// Delivery order: by transaction, then id.
+    public static func < (lhs: EventCursor, rhs: EventCursor) -> Bool {
+        let (left, right) = (UInt64(lhs.tx) ?? 0, UInt64(rhs.tx) ?? 0)
+        return left != right ? left < right : lhs.id < rhs.id
+    }
 
     public init(tx: String, id: Int64) {
         self.tx = tx

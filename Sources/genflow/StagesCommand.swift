@@ -27,10 +27,7 @@ struct StagesCommand: ParsableCommand {
         }
         let descriptors = config.makeStageRegistry().descriptors
         if json {
-            print(JSON.array(descriptors.map { descriptor in
-                ["name": .string(descriptor.name), "origin": .string(descriptor.origin),
-                 "summary": .string(descriptor.summary), "config": descriptor.config.json]
-            }))
+            print(JSON.array(descriptors.map(\.json)))
             return
         }
         for (index, descriptor) in descriptors.enumerated() {

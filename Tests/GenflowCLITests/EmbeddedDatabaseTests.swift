@@ -13,7 +13,7 @@ struct EmbeddedDatabaseTests {
             queue: {poll_interval: 100ms}
             log: {level: notice}
             """)
-        let environment = ["DATABASE_URL": "", "GENFLOW_STATE_DIR": "", "GENFLOW_PIPELINES_DIR": "", "PGHOST": "", "PGDATABASE": ""]
+        let environment = ["GENFLOW_LISTEN": "127.0.0.1:0", "DATABASE_URL": "", "GENFLOW_STATE_DIR": "", "GENFLOW_PIPELINES_DIR": "", "PGHOST": "", "PGDATABASE": ""]
         let log = directory.path + "/serve.log"
         FileManager.default.createFile(atPath: log, contents: nil)
         let serve = Process()

@@ -15,6 +15,8 @@ final class DaemonProcess {
         log = harness.directory + "-daemon-\(name).log"
         config = harness.directory + "-daemon-\(name).yaml"
         var yaml = """
+            listen: 127.0.0.1:0
+            auth: {jwt_secret: \(DaemonProcess.jwtSecret), admin_token: \(DaemonProcess.adminToken)}
             workers: \(workers)
             database: {pool_size: 4}
             queue: {lease: \(lease), poll_interval: 100ms, shutdown_grace: \(grace)}
@@ -46,6 +48,23 @@ final class DaemonProcess {
     }
 
     var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    static let jwtSecret = "test-secret-0123456789-0123456789-abcdef"
+    static let adminToken = "test-admin-token"
+
+    /// The port the daemon's listener took (it asks the kernel for a free one), from its ready line.
+    var port: Int {
+        guard let range = output.range(of: "genflow.listen=127.0.0.1:") else { return 0 }
+        return Int(output[range.upperBound...].prefix(while: \.isNumber)) ?? 0
+    }
+
+    /// The daemon's owner id (`host:pid:random`), as its steps record it.
+    var owner: String {
+        guard let range = output.range(of: "genflow.owner=") else { return "" }
+        return String(output[range.upperBound...].prefix(while: { !$0.isWhitespace }))
+    }
+
+    func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
 
     /// SIGKILL: no chance to clean up, as when a machine dies.
     func kill() {

@@ -279,7 +279,7 @@ struct EventLogTests {
         func read(after cursor: EventCursor) throws -> [(String, EventCursor)] {
             let events = try reader.query("""
                 SELECT id, tx::text AS tx, type FROM genflow.events
-                WHERE (tx, id) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx, id
+                WHERE (tx, id) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY events.tx, events.id
                 """, [cursor.tx, cursor.id]).rows
             return events.map { ($0["type"] ?? "", EventCursor(tx: $0["tx"] ?? "0", id: $0.decode("id") ?? 0)) }
         }
@@ -316,6 +316,23 @@ struct EventLogTests {
         #expect(partial.map(\.0) == ["older-xid-later-id"])
         try late.execute("COMMIT")
         #expect(try await read(after: try #require(partial.last).1, count: 1).map(\.0) == ["newer-xid"])
+    }
+
+    @Test("delivery order is numeric in tx: transaction 9 comes before transaction 10 (not text order)")
+    func numericOrder() async throws {
+        let url = try await TestDatabases.make()
+        let connection = try PostgresConnection(url)
+        // Transaction ids given by hand, far below the horizon: as text, "10" would sort before "9".
+        try connection.execute("""
+            INSERT INTO genflow.events (user_id, type, tx) VALUES ('u', 'ten', '10'::xid8);
+            INSERT INTO genflow.events (user_id, type, tx) VALUES ('u', 'nine', '9'::xid8);
+            """)
+        let store = JobStore(pool: DatabasePool(connectionString: url, size: 1))
+        #expect(try await store.read { try $0.events(after: .start) }.map(\.type) == ["nine", "ten"])
+        #expect(try await store.read { try $0.latestEventCursor() }.tx == "10")
+        let nine = try #require(try await store.read { try $0.events(after: .start) }.first)
+        #expect(try await store.read { try $0.events(after: EventCursor(after: nine)) }.map(\.type) == ["ten"])
+        #expect(EventCursor(tx: "9", id: 5) < EventCursor(tx: "10", id: 1))
     }
 
     @Test("retention deletes finished jobs and old events, keeps the rest, one daemon at a time")

@@ -1,7 +1,9 @@
 internal import Synchronization
 
 /// Wakes one waiting loop: a signal sent while nobody waits is kept (once) for the next wait.
-final class WakeSignal: Sendable {
+public final class WakeSignal: Sendable {
+    public init() {}
+
     private struct State {
         var isPending = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -10,7 +12,7 @@ final class WakeSignal: Sendable {
     private let state = Mutex(State())
 
     /// Wakes the waiter, or the next one.
-    func signal() {
+    public func signal() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -23,7 +25,7 @@ final class WakeSignal: Sendable {
     }
 
     /// Returns at the next signal, after `timeout`, or when the task is cancelled.
-    func wait(timeout: Duration) async {
+    public func wait(timeout: Duration) async {
         await withTaskCancellationHandler {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.next() }
@@ -57,7 +59,7 @@ final class WakeSignal: Sendable {
 }
 
 /// A result set once, by whichever of several racers gets there first.
-final class FirstResult<Value: Sendable>: Sendable {
+public final class FirstResult<Value: Sendable>: Sendable {
     private struct State {
         var value: Value?
         var waiter: CheckedContinuation<Value, Never>?
@@ -65,8 +67,10 @@ final class FirstResult<Value: Sendable>: Sendable {
 
     private let state = Mutex(State())
 
+    public init() {}
+
     /// Sets the result if none is set yet.
-    func finish(_ value: Value) {
+    public func finish(_ value: Value) {
         let waiter = state.withLock { state -> CheckedContinuation<Value, Never>? in
             guard state.value == nil else { return nil }
             state.value = value
@@ -77,7 +81,7 @@ final class FirstResult<Value: Sendable>: Sendable {
     }
 
     /// The result, once set.
-    func value() async -> Value {
+    public func value() async -> Value {
         await withCheckedContinuation { continuation in
             let ready = state.withLock { state -> Value? in
                 if let value = state.value { return value }

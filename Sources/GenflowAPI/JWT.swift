@@ -1,0 +1,71 @@
+internal import Crypto
+public import GenflowCore
+public import Foundation
+
+/// HS256 JSON Web Tokens: what users present as `Authorization: Bearer <JWT>`.
+public enum JWT {
+    /// Why a token was refused; `code` is stable (`malformed`, `bad_signature`, `expired`, …).
+    public struct Failure: Error, Sendable, Hashable {
+        public var code: String
+        public var message: String
+    }
+
+    /// A token for `subject` valid from `now` for `lifetime`, signed with `secret`.
+    public static func sign(subject: String, lifetime: Duration, secret: Secret, now: Date = Date()) -> String {
+        let issued = Int(now.timeIntervalSince1970)
+        let claims: JSON = ["sub": .string(subject), "iat": .int(issued), "exp": .int(issued + Int(lifetime.components.seconds))]
+        let signingInput = base64URL(Data(#"{"alg":"HS256","typ":"JWT"}"#.utf8)) + "." + base64URL(claims.canonicalData)
+        return signingInput + "." + base64URL(signature(signingInput, secret: secret))
+    }
+
+    /// The token's subject (user id) when its signature, `exp` and `nbf` hold at `now`, allowing
+    /// `leeway` of clock skew.
+    public static func verify(_ token: String, secret: Secret, now: Date = Date(), leeway: TimeInterval = 30) throws(Failure) -> String {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let headerData = decodeBase64URL(parts[0]), let claimsData = decodeBase64URL(parts[1]),
+              let givenSignature = decodeBase64URL(parts[2]) else {
+            throw Failure(code: "malformed", message: "the token is not a JWT (three base64url parts)")
+        }
+        guard let header = try? JSON(parsing: headerData), header["alg"] == "HS256" else {
+            throw Failure(code: "unsupported_algorithm", message: "only HS256 tokens are accepted")
+        }
+        let expected = signature("\(parts[0]).\(parts[1])", secret: secret)
+        guard constantTimeEqual(Array(expected), Array(givenSignature)) else {
+            throw Failure(code: "bad_signature", message: "the token's signature does not match")
+        }
+        guard let claims = try? JSON(parsing: claimsData), case .object = claims else {
+            throw Failure(code: "malformed", message: "the token's claims are not a JSON object")
+        }
+        guard let subject = claims["sub"]?.stringValue, !subject.isEmpty, subject.count <= 200 else {
+            throw Failure(code: "no_subject", message: "the token has no 'sub' (user id)")
+        }
+        let time = now.timeIntervalSince1970
+        guard let expiry = claims["exp"]?.doubleValue else { throw Failure(code: "no_expiry", message: "the token has no 'exp'") }
+        guard time <= expiry + leeway else { throw Failure(code: "expired", message: "the token expired") }
+        if let notBefore = claims["nbf"]?.doubleValue, time + leeway < notBefore {
+            throw Failure(code: "not_yet_valid", message: "the token is not valid yet (nbf)")
+        }
+        return subject
+    }
+
+    static func signature(_ input: String, secret: Secret) -> Data {
+        Data(HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: SymmetricKey(data: Data(secret.value.utf8))))
+    }
+
+    /// Equal bytes, compared in time that does not depend on where they differ.
+    static func constantTimeEqual(_ left: [UInt8], _ right: [UInt8]) -> Bool {
+        guard left.count == right.count else { return false }
+        return zip(left, right).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    static func base64URL(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decodeBase64URL(_ text: Substring) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        return Data(base64Encoded: base64)
+    }
+}

@@ -1,0 +1,476 @@
+internal import CGenflowShims
+internal import CWebSockets
+internal import Foundation
+internal import Synchronization
+
+/// The HTTP + WebSocket listener on libwebsockets.
+///
+/// Only the service thread calls lws (STYLE.md). Handlers run as tasks; their responses, and
+/// messages queued on WebSocket connections, reach the service thread through `inbox` and
+/// `lws_cancel_service()`, whose `LWS_CALLBACK_EVENT_WAIT_CANCELLED` asks for writable callbacks.
+/// Each writable callback does exactly one `lws_write`, with `LWS_PRE` bytes of headroom.
+///
+/// `@unchecked Sendable`: `transactions`, `sockets`, `connectionSockets` and `pendingUpgrades` are
+/// touched only on the service thread (inside lws callbacks); `inbox` is behind its `Mutex`.
+public final class HTTPServer: @unchecked Sendable {
+    public typealias Handler = @Sendable (ServerRequest) async -> ServerResponse
+    public typealias Upgrader = @Sendable (UpgradeRequest) -> Result<any WebSocketHandler, UpgradeRefusal>
+
+    /// Limits and timings of the listener.
+    public struct Options: Sendable {
+        public var maxBodyBytes = 1 << 20
+        /// Messages a WebSocket may have queued before it is closed with 1008.
+        public var webSocketQueueLimit = 512
+        /// Longest incoming WebSocket message.
+        public var maxMessageBytes = 64 << 10
+        /// Seconds of silence before a ping, and before a connection that answered nothing is dropped.
+        public var pingAfter: UInt16 = 30
+        public var hangUpAfter: UInt16 = 70
+        /// HTTP transactions that may wait on handlers at once (each holds a header buffer).
+        public var concurrentRequests: UInt16 = 512
+
+        public init() {}
+    }
+
+    /// The port it listens on (the kernel's choice when asked for 0).
+    public private(set) var port = 0
+
+    private let host: String
+    private let requestedPort: Int
+    private let options: Options
+    private let handler: Handler
+    private let upgrader: Upgrader
+
+    private var context: OpaquePointer?
+    private let protocols: UnsafeMutablePointer<lws_protocols>
+    private let idlePolicy: UnsafeMutablePointer<lws_retry_bo_t>
+    private let hostName: UnsafeMutablePointer<CChar>
+    private let protocolName: UnsafeMutablePointer<CChar>
+    private let stopped = DispatchSemaphore(value: 0)
+
+    private struct Inbox {
+        var responses: [(socket: Int, transaction: UInt64, response: ServerResponse)] = []
+        var wake: Set<UInt64> = []
+        var closeAll: (code: UInt16, reason: String)?
+        var isStopping = false
+        /// False from just before `lws_context_destroy`: no thread may poke the context after that.
+        var isServing = false
+    }
+    private let inbox = Mutex(Inbox())
+    private let counters = Mutex((nextTransaction: UInt64(0), nextConnection: UInt64(0)))
+
+    /// One HTTP request on a connection, from its headers to the last byte of its response.
+    private struct Transaction {
+        var id: UInt64
+        var request: ServerRequest
+        var isTooLarge = false
+        var closesConnection = false
+        var response: ServerResponse?
+        var headersSent = false
+        var bodyOffset = 0
+    }
+    private var transactions: [Int: Transaction] = [:]
+
+    private struct Socket {
+        var connection: WebSocketConnection
+        /// Nil for a refused upgrade that is closing.
+        var handler: (any WebSocketHandler)?
+        var received: [UInt8] = []
+    }
+    private var sockets: [Int: Socket] = [:]
+    private var connectionSockets: [UInt64: Int] = [:]
+    private var pendingUpgrades: [Int: any WebSocketHandler] = [:]
+    private var refusals: [Int: UpgradeRefusal] = [:]
+
+    /// - Parameters:
+    ///   - host: the address to listen on, e.g. `127.0.0.1`.
+    ///   - port: the port; 0 lets the kernel choose (read `port` after `start`).
+    ///   - handler: answers every HTTP request that is not a WebSocket upgrade.
+    ///   - upgrader: accepts or refuses a WebSocket upgrade (on the service thread: no blocking).
+    public init(host: String, port: Int, options: Options = Options(), handler: @escaping Handler, upgrader: @escaping Upgrader) {
+        self.host = host
+        requestedPort = port
+        self.options = options
+        self.handler = handler
+        self.upgrader = upgrader
+        protocols = .allocate(capacity: 2)
+        protocols.initialize(repeating: lws_protocols(), count: 2)
+        idlePolicy = .allocate(capacity: 1)
+        idlePolicy.initialize(to: lws_retry_bo_t(
+            retry_ms_table: nil, retry_ms_table_count: 0, conceal_count: 0,
+            secs_since_valid_ping: options.pingAfter, secs_since_valid_hangup: options.hangUpAfter, jitter_percent: 0
+        ))
+        hostName = strdup(host)
+        protocolName = strdup("http")
+    }
+
+    deinit {
+        protocols.deallocate()
+        idlePolicy.deallocate()
+        free(hostName)
+        free(protocolName)
+    }
+
+    /// Binds the port and starts the service thread.
+    public func start() throws {
+        lws_set_log_level(Int32(LLL_ERR), nil)
+        protocols[0].name = UnsafePointer(protocolName)
+        protocols[0].callback = { wsi, reason, _, input, length in
+            guard let wsi, let context = lws_get_context(wsi), let user = lws_context_user(context) else { return 0 }
+            return Unmanaged<HTTPServer>.fromOpaque(user).takeUnretainedValue().handle(wsi, reason, input, length)
+        }
+        var info = lws_context_creation_info()
+        info.port = Int32(requestedPort)
+        info.iface = UnsafePointer(hostName)
+        info.protocols = UnsafePointer(protocols)
+        info.user = Unmanaged.passUnretained(self).toOpaque()
+        info.gid = -1
+        info.uid = -1
+        info.options = UInt64(LWS_SERVER_OPTION_VALIDATE_UTF8) | UInt64(LWS_SERVER_OPTION_DISABLE_IPV6)
+        info.max_http_header_pool = options.concurrentRequests
+        info.max_http_header_data = 8192
+        info.keepalive_timeout = 15
+        info.timeout_secs = 30
+        info.retry_and_idle_policy = UnsafePointer(idlePolicy)
+        guard let context = lws_create_context(&info) else {
+            throw ServerError("cannot listen on \(host):\(requestedPort) (address in use or not available)")
+        }
+        self.context = context
+        inbox.withLock { $0.isServing = true }
+        if let vhost = lws_get_vhost_by_name(context, "default") { port = Int(lws_get_vhost_listen_port(vhost)) }
+        let thread = Thread { [self] in serve() }
+        thread.name = "genflow-listener"
+        thread.start()
+    }
+
+    /// Closes every WebSocket with `code` (1001: going away) after what is queued on it.
+    public func closeWebSockets(code: UInt16 = 1001, reason: String = "server shutting down") {
+        poke { $0.closeAll = (code, reason) }
+    }
+
+    /// Stops the service thread and closes every connection; returns once lws is gone.
+    public func stop() {
+        guard poke({ $0.isStopping = true }) else { return }
+        stopped.wait()
+    }
+
+    /// Changes the inbox and wakes the service thread, both under the lock, so a context being
+    /// destroyed is never poked. False when the server is not serving.
+    @discardableResult
+    private func poke(_ change: (inout Inbox) -> Void) -> Bool {
+        inbox.withLock { inbox in
+            guard inbox.isServing, let context else { return false }
+            change(&inbox)
+            lws_cancel_service(context)
+            return true
+        }
+    }
+
+    private func serve() {
+        guard let context else { return }
+        while !inbox.withLock({ $0.isStopping }) {
+            if lws_service(context, 0) < 0 { break }
+        }
+        inbox.withLock { $0.isServing = false }
+        lws_context_destroy(context)
+        stopped.signal()
+    }
+
+    // MARK: Service thread
+
+    private func handle(_ wsi: OpaquePointer, _ reason: lws_callback_reasons, _ input: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
+        let key = Int(bitPattern: UnsafeRawPointer(wsi))
+        switch reason {
+        case LWS_CALLBACK_HTTP:
+            let path = input.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) } ?? "/"
+            return beginRequest(wsi, key, path: path)
+        case LWS_CALLBACK_HTTP_BODY:
+            guard var transaction = transactions[key], let input else { return 0 }
+            if transaction.request.body.count + length > options.maxBodyBytes {
+                transaction.isTooLarge = true
+                transaction.request.body = []
+            } else if !transaction.isTooLarge {
+                transaction.request.body.append(contentsOf: UnsafeRawBufferPointer(start: input, count: length))
+            }
+            transactions[key] = transaction
+            return 0
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+            guard let transaction = transactions[key] else { return 0 }
+            dispatch(wsi, key, transaction)
+            return 0
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+            return writeResponse(wsi, key)
+        case LWS_CALLBACK_CLOSED_HTTP:
+            transactions[key] = nil
+            pendingUpgrades[key] = nil
+            refusals[key] = nil
+            return 0
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+            let request = UpgradeRequest(path: header(wsi, WSI_TOKEN_GET_URI) ?? "/", query: query(wsi), headers: headers(wsi))
+            switch upgrader(request) {
+            case .success(let handler):
+                pendingUpgrades[key] = handler
+                return 0
+            case .failure(let refusal):
+                // An HTTP error here would be answered as HTTP/1.0, which WebSocket clients reject,
+                // and browsers hide its status anyway: upgrade, then close with 4000 + status.
+                refusals[key] = refusal
+                return 0
+            }
+        case LWS_CALLBACK_ESTABLISHED:
+            let handler = pendingUpgrades.removeValue(forKey: key)
+            let refusal = refusals.removeValue(forKey: key)
+            guard handler != nil || refusal != nil else { return -1 }
+            let id = counters.withLock { counters in
+                counters.nextConnection += 1
+                return counters.nextConnection
+            }
+            let connection = WebSocketConnection(id: id, limit: options.webSocketQueueLimit) { [weak self] id in self?.wake(id) }
+            sockets[key] = Socket(connection: connection, handler: handler)
+            connectionSockets[id] = key
+            if let refusal {
+                connection.close(code: UInt16(4_000 + refusal.status), reason: refusal.body)
+            } else {
+                handler?.opened(connection)
+            }
+            return 0
+        case LWS_CALLBACK_RECEIVE:
+            return receive(wsi, key, input, length)
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+            guard let socket = sockets[key] else { return 0 }
+            switch socket.connection.next() {
+            case .message(let text, let more):
+                var bytes = Array(text.utf8)
+                let written = Self.write(wsi, &bytes, LWS_WRITE_TEXT)
+                if written < 0 { return -1 }
+                if more { lws_callback_on_writable(wsi) }
+                return 0
+            case .close(let code, let reason):
+                var bytes = Array(reason.utf8.prefix(120))
+                lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code)), &bytes, bytes.count)
+                return -1
+            case .nothing:
+                return 0
+            }
+        case LWS_CALLBACK_CLOSED:
+            guard let socket = sockets.removeValue(forKey: key) else { return 0 }
+            connectionSockets[socket.connection.id] = nil
+            socket.connection.markClosed()
+            socket.handler?.closed(socket.connection)
+            return 0
+        case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+            drainInbox()
+            return 0
+        default:
+            return lws_callback_http_dummy(wsi, reason, nil, input, length)
+        }
+    }
+
+    private func beginRequest(_ wsi: OpaquePointer, _ key: Int, path: String) -> Int32 {
+        let methods: [(lws_token_indexes, String)] = [
+            (WSI_TOKEN_GET_URI, "GET"), (WSI_TOKEN_POST_URI, "POST"), (WSI_TOKEN_OPTIONS_URI, "OPTIONS"),
+            (WSI_TOKEN_PUT_URI, "PUT"), (WSI_TOKEN_PATCH_URI, "PATCH"), (WSI_TOKEN_DELETE_URI, "DELETE"), (WSI_TOKEN_HEAD_URI, "HEAD"),
+        ]
+        let method = methods.first(where: { lws_hdr_total_length(wsi, $0.0) > 0 }).map(\.1) ?? "GET"
+        let id = counters.withLock { counters in
+            counters.nextTransaction += 1
+            return counters.nextTransaction
+        }
+        let headers = headers(wsi)
+        var transaction = Transaction(id: id, request: ServerRequest(method: method, path: path, query: query(wsi), headers: headers))
+        let declared = headers["content-length"].flatMap(Int.init) ?? 0
+        if declared > options.maxBodyBytes {
+            // Answer at once and close: reading a body this size only to refuse it would waste both sides.
+            transaction.isTooLarge = true
+            transaction.closesConnection = true
+            transactions[key] = transaction
+            dispatch(wsi, key, transaction)
+            return 0
+        }
+        transactions[key] = transaction
+        if declared == 0 { dispatch(wsi, key, transaction) }
+        return 0
+    }
+
+    /// Runs the handler as a task (or answers 413 at once); its response comes back through the inbox.
+    private func dispatch(_ wsi: OpaquePointer, _ key: Int, _ transaction: Transaction) {
+        if transaction.isTooLarge {
+            var tooLarge = transaction
+            tooLarge.closesConnection = true
+            tooLarge.response = ServerResponse(status: 413, body: Array(#"{"error":{"code":"payload_too_large","message":"the request body is larger than \#(options.maxBodyBytes) bytes"}}"#.utf8))
+            transactions[key] = tooLarge
+            lws_callback_on_writable(wsi)
+            return
+        }
+        let (request, id, handler) = (transaction.request, transaction.id, handler)
+        Task { [weak self] in
+            let response = await handler(request)
+            self?.respond(key, id, response)
+        }
+    }
+
+    private func respond(_ key: Int, _ transaction: UInt64, _ response: ServerResponse) {
+        poke { $0.responses.append((key, transaction, response)) }
+    }
+
+    private func wake(_ connection: UInt64) {
+        poke { _ = $0.wake.insert(connection) }
+    }
+
+    private func drainInbox() {
+        let work = inbox.withLock { inbox in
+            defer { inbox.responses = []; inbox.wake = []; inbox.closeAll = nil }
+            return (inbox.responses, inbox.wake, inbox.closeAll)
+        }
+        for (key, id, response) in work.0 {
+            guard var transaction = transactions[key], transaction.id == id, let wsi = OpaquePointer(bitPattern: key) else { continue }
+            transaction.response = response
+            transactions[key] = transaction
+            lws_callback_on_writable(wsi)
+        }
+        if let (code, reason) = work.2 {
+            for socket in sockets.values { socket.connection.close(code: code, reason: reason) }
+        }
+        for id in work.1 {
+            guard let key = connectionSockets[id], let wsi = OpaquePointer(bitPattern: key) else { continue }
+            lws_callback_on_writable(wsi)
+        }
+    }
+
+    /// Headers first (one write), then the body in pieces of up to 16 KiB, one per callback.
+    private func writeResponse(_ wsi: OpaquePointer, _ key: Int) -> Int32 {
+        guard var transaction = transactions[key], let response = transaction.response else { return 0 }
+        if !transaction.headersSent {
+            guard writeHeaders(wsi, response) else { return -1 }
+            transaction.headersSent = true
+        } else {
+            let count = min(16 << 10, response.body.count - transaction.bodyOffset)
+            var piece = Array(response.body[transaction.bodyOffset..<(transaction.bodyOffset + count)])
+            let isLast = transaction.bodyOffset + count == response.body.count
+            guard Self.write(wsi, &piece, isLast ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) >= 0 else { return -1 }
+            transaction.bodyOffset += count
+        }
+        if transaction.bodyOffset < response.body.count {
+            transactions[key] = transaction
+            lws_callback_on_writable(wsi)
+            return 0
+        }
+        transactions[key] = nil
+        if transaction.closesConnection { return -1 }
+        return lws_http_transaction_completed(wsi) != 0 ? -1 : 0
+    }
+
+    private func writeHeaders(_ wsi: OpaquePointer, _ response: ServerResponse) -> Bool {
+        let pre = gf_lws_pre()
+        let size = pre + 1024 + response.headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 8 }
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
+        defer { buffer.deallocate() }
+        let start = buffer + pre
+        var position: UnsafeMutablePointer<UInt8>? = start
+        let end = buffer + size - 1
+        guard lws_add_http_common_headers(wsi, UInt32(response.status), response.contentType, lws_filepos_t(response.body.count), &position, end) == 0 else {
+            return false
+        }
+        for (name, value) in response.headers {
+            let added = (name.lowercased() + ":").withCString { name in
+                value.withCString { value in
+                    lws_add_http_header_by_name(
+                        wsi, UnsafeRawPointer(name).assumingMemoryBound(to: UInt8.self),
+                        UnsafeRawPointer(value).assumingMemoryBound(to: UInt8.self), Int32(strlen(value)), &position, end
+                    )
+                }
+            }
+            guard added == 0 else { return false }
+        }
+        return lws_finalize_write_http_header(wsi, start, &position, end) == 0
+    }
+
+    private func receive(_ wsi: OpaquePointer, _ key: Int, _ input: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
+        guard var socket = sockets[key] else { return -1 }
+        if lws_frame_is_binary(wsi) != 0 {
+            return Self.closeNow(wsi, code: 1003, "binary messages are not accepted; send JSON text")
+        }
+        if let input { socket.received.append(contentsOf: UnsafeRawBufferPointer(start: input, count: length)) }
+        if socket.received.count > options.maxMessageBytes {
+            return Self.closeNow(wsi, code: 1009, "message larger than \(options.maxMessageBytes) bytes")
+        }
+        guard lws_is_final_fragment(wsi) != 0, lws_remaining_packet_payload(wsi) == 0 else {
+            sockets[key] = socket
+            return 0
+        }
+        let text = String(decoding: socket.received, as: UTF8.self)
+        socket.received = []
+        sockets[key] = socket
+        socket.handler?.received(text, on: socket.connection)
+        return 0
+    }
+
+    private static func closeNow(_ wsi: OpaquePointer, code: UInt16, _ reason: String) -> Int32 {
+        var bytes = Array(reason.utf8.prefix(120))
+        lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code)), &bytes, bytes.count)
+        return -1
+    }
+
+    /// One `lws_write` of `bytes` with `LWS_PRE` headroom; the count written, or -1.
+    private static func write(_ wsi: OpaquePointer, _ bytes: inout [UInt8], _ kind: lws_write_protocol) -> Int {
+        let pre = gf_lws_pre()
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: pre + max(bytes.count, 1))
+        defer { buffer.deallocate() }
+        bytes.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { (buffer + pre).update(from: base, count: source.count) }
+        }
+        let written = Int(lws_write(wsi, buffer + pre, bytes.count, kind))
+        return written < bytes.count ? -1 : written
+    }
+
+    // MARK: Reading requests
+
+    private static let headerTokens: [(String, lws_token_indexes)] = [
+        ("authorization", WSI_TOKEN_HTTP_AUTHORIZATION), ("content-type", WSI_TOKEN_HTTP_CONTENT_TYPE),
+        ("content-length", WSI_TOKEN_HTTP_CONTENT_LENGTH), ("origin", WSI_TOKEN_ORIGIN), ("host", WSI_TOKEN_HOST),
+        ("accept", WSI_TOKEN_HTTP_ACCEPT), ("access-control-request-headers", WSI_TOKEN_HTTP_AC_REQUEST_HEADERS),
+        ("user-agent", WSI_TOKEN_HTTP_USER_AGENT),
+    ]
+
+    private func headers(_ wsi: OpaquePointer) -> [String: String] {
+        var headers: [String: String] = [:]
+        for (name, token) in Self.headerTokens {
+            if let value = header(wsi, token) { headers[name] = value }
+        }
+        return headers
+    }
+
+    private func header(_ wsi: OpaquePointer, _ token: lws_token_indexes) -> String? {
+        let length = Int(lws_hdr_total_length(wsi, token))
+        guard length > 0 else { return nil }
+        var buffer = [CChar](repeating: 0, count: length + 1)
+        guard lws_hdr_copy(wsi, &buffer, Int32(buffer.count), token) >= 0 else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// `a=1&b=2` from the URI arguments, which lws splits into fragments and percent-decodes.
+    private func query(_ wsi: OpaquePointer) -> [String: String] {
+        var query: [String: String] = [:]
+        var index: Int32 = 0
+        while true {
+            let length = Int(lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, index))
+            guard length > 0 else { break }
+            var buffer = [CChar](repeating: 0, count: length + 1)
+            guard lws_hdr_copy_fragment(wsi, &buffer, Int32(buffer.count), WSI_TOKEN_HTTP_URI_ARGS, index) >= 0 else { break }
+            let fragment = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let parts = fragment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            query[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            index += 1
+        }
+        return query
+    }
+}
+
+/// The listener could not start.
+public struct ServerError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
