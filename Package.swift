@@ -57,7 +57,10 @@ let package = Package(
         // The built-in stages of SPEC §6.
         .target(
             name: "GenflowStages",
-            dependencies: ["GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowStore", "GenflowConfig", "GenflowProviders"],
+            dependencies: [
+                "GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowStore", "GenflowConfig", "GenflowProviders",
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Daemon configuration (etc/genflow.yaml) with `${VAR}` expansion and env overrides.
@@ -72,6 +75,7 @@ let package = Package(
             dependencies: [
                 "GenflowCore", "GenflowPipeline", "GenflowStore", "GenflowPostgres",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

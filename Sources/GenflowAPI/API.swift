@@ -4,6 +4,7 @@ public import GenflowHTTPServer
 public import GenflowPipeline
 public import GenflowStore
 internal import Foundation
+public import Logging
 
 /// SPEC §9's REST API over the store: routes, auth, ownership, pagination and errors. Every
 /// handler is async and does its database work on the store's threads, never on the listener's.
@@ -30,9 +31,11 @@ public struct API: Sendable {
     let configuration: Configuration
     let limiter: RateLimiter
     let metrics: Metrics
+    let logger: Logger
     let routes: [Route]
 
-    public init(store: JobStore, catalog: PipelineCatalog, registry: StageRegistry, configuration: Configuration, metrics: Metrics) {
+    public init(store: JobStore, catalog: PipelineCatalog, registry: StageRegistry, configuration: Configuration, metrics: Metrics, logger: Logger) {
+        self.logger = logger
         self.store = store
         self.catalog = catalog
         self.registry = registry
@@ -71,14 +74,16 @@ public struct API: Sendable {
                 let details: JSON? = error.details.isEmpty ? JSON?.none : .array(error.details.map { ["path": .string($0.path.joined(separator: ".")), "message": .string($0.message)] })
                 response = Self.encode(Reply(status: status, body: APIError(status, error.code, error.message, details: details).body))
             } catch {
-                response = Self.encode(Reply(status: 500, body: APIError(500, "internal", "the request failed: \(error)").body))
+                // The cause stays in the log: database errors are not for clients.
+                logger.error("request failed", metadata: ["genflow.route": "\(routeName)", "genflow.error": "\(error)"])
+                response = Self.encode(Reply(status: 500, body: APIError(500, "internal", "the request failed; the daemon's log says why").body))
             }
         }
         if let origin = request.headers["origin"] {
             if configuration.corsOrigins.contains("*") {
-                response.headers.append(("Access-Control-Allow-Origin", "*"))
+                response.headers += [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", "Retry-After")]
             } else if configuration.corsOrigins.contains(origin) {
-                response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+                response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"), ("Access-Control-Expose-Headers", "Retry-After")]
             }
         }
         metrics.observeRequest(route: routeName, status: response.status, seconds: (ContinuousClock.now - started).seconds)
@@ -89,7 +94,7 @@ public struct API: Sendable {
         var allowed: [String] = []
         for route in routes {
             guard let parameters = route.match(request.path) else { continue }
-            if route.method == request.method || (request.method == "HEAD" && route.method == "GET") { return (route, parameters) }
+            if route.method == request.method { return (route, parameters) }
             allowed.append(route.method)
         }
         if !allowed.isEmpty {

@@ -159,7 +159,10 @@ public final class EventHub: Sendable {
         let replays = job != nil || user != nil
         var position = from
         while true {
-            guard let target = await readerPosition() else { return }
+            guard let target = await readerPosition() else {
+                connection.close(code: 1011, reason: "the event reader has no position yet (database unavailable?); reconnect with since")
+                return
+            }
             if replays, let start = position, start < target {
                 guard let reached = try await replay(connection, job: job, user: user, after: start, through: target) else { return }
                 position = reached
@@ -246,11 +249,14 @@ public final class EventHub: Sendable {
     }
 
     /// Adds a job to a connection: its owner (or an operator) only; another user's job is not found.
+    ///
+    /// When the connection already follows the job's user, live events come through that stream:
+    /// the subscription only replays what came before the stream went live, so nothing arrives twice.
     private func subscribe(_ connection: WebSocketConnection, job: String, since: Int64?) async {
         guard let subscriber = state.withLock({ $0.subscribers[connection.id] }) else { return }
         do {
             let owner: String? = subscriber.principal == .operator ? nil : subscriber.user
-            guard try await store.read({ try $0.job(id: job, userID: owner) }) != nil else {
+            guard let record = try await store.read({ try $0.job(id: job, userID: owner) }) else {
                 send(connection, ["op": "error", "code": "not_found", "job_id": .string(job), "message": "job not found"])
                 return
             }
@@ -261,16 +267,28 @@ public final class EventHub: Sendable {
                     send(connection, ["op": "error", "code": "unknown_since", "message": .string("event \(since) is not stored; subscribing from now")])
                 }
             }
-            // The user's own stream already carries this job's events from where it went live:
-            // replay only what came before that.
-            if let start = from, let joinedAt = state.withLock({ $0.subscribers[connection.id] }).flatMap({ $0.isLive && $0.user != nil ? $0.joinedAt : nil }) {
-                if start < joinedAt { _ = try await replay(connection, job: job, user: nil, after: start, through: joinedAt) }
-                from = nil
+            guard subscriber.user == record.userID else {
+                send(connection, ["op": "subscribed", "job_id": .string(job)])
+                try await join(connection, from: from, job: job)
+                return
             }
+            guard let joinedAt = await liveSince(connection) else { return }
+            state.withLock { _ = $0.subscribers[connection.id]?.jobs.insert(job) }
             send(connection, ["op": "subscribed", "job_id": .string(job)])
-            try await join(connection, from: from, job: job)
+            if let start = from, start < joinedAt {
+                _ = try await replay(connection, job: job, user: nil, after: start, through: joinedAt)
+            }
         } catch {
             send(connection, ["op": "error", "code": "internal", "message": "subscribing failed; try again"])
+        }
+    }
+
+    /// Where the connection's own stream went live, once it has (it may still be replaying `since`).
+    private func liveSince(_ connection: WebSocketConnection) async -> EventCursor? {
+        while true {
+            guard let subscriber = state.withLock({ $0.subscribers[connection.id] }) else { return nil }
+            if subscriber.isLive { return subscriber.joinedAt }
+            try? await Task.sleep(for: .milliseconds(10))
         }
     }
 

@@ -35,13 +35,13 @@ public final class Metrics: Sendable {
 
     func eventsSent(_ count: Int) {
         guard count > 0 else { return }
-        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "genflow", metricName: "events_sent", unitName: "total", helpText: "Events written to WebSocket clients.")).increment(by: Int64(count))
+        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "genflow", metricName: "events_sent", unitName: "total", helpText: "Events queued to WebSocket clients.")).increment(by: Int64(count))
     }
 
     func eventsDropped(_ count: Int, reason: String) {
         guard count > 0 else { return }
         registry.makeCounter(
-            descriptor: MetricNameDescriptor(namespace: "genflow", metricName: "events_dropped", unitName: "total", helpText: "Events not delivered: coalesced progress or a closed slow client."),
+            descriptor: MetricNameDescriptor(namespace: "genflow", metricName: "events_dropped", unitName: "total", helpText: "Events not delivered (coalesced progress, or queued for a slow client that was closed), counted when the connection closes."),
             labels: [("reason", reason)]
         ).increment(by: Int64(count))
     }

@@ -171,7 +171,8 @@ extension API {
                     throw APIError(422, "invalid_request", "'amount' must be an integer from 1 to 1000000000")
                 }
                 let reason = body["reason"]?.stringValue ?? "credit"
-                let key = body["idempotency_key"]?.stringValue ?? "credit:\(UUID().uuidString)"
+                // Namespaced by user: a client's key can never meet another user's credit or a debit's key.
+                let key = "credit:\(user):" + (body["idempotency_key"]?.stringValue ?? UUID().uuidString)
                 let (entry, created) = try await write { try $0.recordTokens(userID: user, change: amount, reason: reason, idempotencyKey: key) }
                 return .json(["entry": entry.json, "balance": .int(entry.balanceAfter), "created": .bool(created)], status: created ? 201 : 200)
             },

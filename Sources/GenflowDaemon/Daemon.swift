@@ -28,6 +28,22 @@ public enum Daemon {
         let started = ContinuousClock.now
         let database = try await DatabaseConnection.open(config: config, ownsEmbedded: true, logger: logger)
         let pool = DatabasePool(connectionString: database.url, size: config.databasePoolSize)
+        // One cleanup path, whether the daemon stops or fails to start: an embedded PostgreSQL this
+        // process started must not outlive it.
+        let outcome: Result<Void, any Error>
+        do {
+            try await serve(config: config, database: database, pool: pool, started: started, logger: logger)
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        pool.close()
+        await database.close(logger: logger)
+        try outcome.get()
+        logger.notice("genflow stopped")
+    }
+
+    private static func serve(config: DaemonConfig, database: DatabaseConnection, pool: DatabasePool, started: ContinuousClock.Instant, logger: Logger) async throws {
         let store = JobStore(pool: pool)
         let applied = try await pool.withConnection { try Migrations.migrate($0) }
         if !applied.isEmpty { logger.notice("applied database migrations", metadata: ["genflow.versions": "\(applied)"]) }
@@ -57,7 +73,7 @@ public enum Daemon {
             configuration: API.Configuration(
                 authenticator: authenticator, submitPerMinute: config.submitPerMinute, stateDirectory: config.stateDir, corsOrigins: config.corsOrigins
             ),
-            metrics: metrics
+            metrics: metrics, logger: logger
         )
         var options = HTTPServer.Options()
         options.maxBodyBytes = config.maxBodyBytes
@@ -88,18 +104,11 @@ public enum Daemon {
             "genflow.listen": "\(host):\(server.port)", "genflow.owner": "\(engine.owner)", "genflow.pipelines": "\(catalog.pipelines.map(\.name))",
             "genflow.startup_ms": "\(startup.milliseconds)", "genflow.database": "\(database.isEmbedded ? "embedded" : "configured")",
         ])
-        let outcome: Result<Void, any Error>
-        do {
-            try await group.run()
-            outcome = .success(())
-        } catch {
-            outcome = .failure(error)
+        defer {
+            listener.stop()
+            server.stop()
         }
-        listener.stop()
-        pool.close()
-        await database.close(logger: logger)
-        try outcome.get()
-        logger.notice("genflow stopped")
+        try await group.run()
     }
 
     /// Loads the pipelines directory and stores each loaded version; logs files that failed.

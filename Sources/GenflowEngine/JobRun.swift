@@ -105,6 +105,7 @@ struct JobRun {
                 }
             )
             let result = await Self.invoke(stage, context)
+            StepMetrics.attempt(stage: stage.name, duration: ContinuousClock.now - attemptStart, error: result.failure)
 
             switch result {
             case .success(let output):
@@ -142,6 +143,7 @@ struct JobRun {
                 let spent = elapsed + (ContinuousClock.now - attemptStart)
                 switch step.retry.decide(after: error, attempt: policyAttempt, elapsed: spent, random: Double.random(in: 0..<1)) {
                 case .retry(let delay):
+                    StepMetrics.retry(stage: stage.name, errorClass: error.errorClass)
                     let current = job
                     try await store.write { session in
                         try session.scheduleRetry(job: current, owner: owner, step: step.id, attempt: attempt, policyAttempt: policyAttempt, error: error, delay: delay)

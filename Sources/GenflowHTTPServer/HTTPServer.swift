@@ -100,7 +100,8 @@ public final class HTTPServer: @unchecked Sendable {
             retry_ms_table: nil, retry_ms_table_count: 0, conceal_count: 0,
             secs_since_valid_ping: options.pingAfter, secs_since_valid_hangup: options.hangUpAfter, jitter_percent: 0
         ))
-        hostName = strdup(host)
+        // lws takes an IPv4 address or an interface name, not a host name.
+        hostName = strdup(host == "localhost" ? "127.0.0.1" : host)
         protocolName = strdup("http")
     }
 
@@ -135,9 +136,15 @@ public final class HTTPServer: @unchecked Sendable {
         guard let context = lws_create_context(&info) else {
             throw ServerError("cannot listen on \(host):\(requestedPort) (address in use or not available)")
         }
+        // lws may create the context and still not listen (an address this machine lacks).
+        let bound = lws_get_vhost_by_name(context, "default").map { Int(lws_get_vhost_listen_port($0)) } ?? 0
+        guard bound > 0 else {
+            lws_context_destroy(context)
+            throw ServerError("cannot listen on \(host):\(requestedPort) (no such local address, or the port is taken)")
+        }
+        port = bound
         self.context = context
         inbox.withLock { $0.isServing = true }
-        if let vhost = lws_get_vhost_by_name(context, "default") { port = Int(lws_get_vhost_listen_port(vhost)) }
         let thread = Thread { [self] in serve() }
         thread.name = "genflow-listener"
         thread.start()
@@ -279,6 +286,14 @@ public final class HTTPServer: @unchecked Sendable {
         let headers = headers(wsi)
         var transaction = Transaction(id: id, request: ServerRequest(method: method, path: path, query: query(wsi), headers: headers))
         let declared = headers["content-length"].flatMap(Int.init) ?? 0
+        if header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) != nil {
+            // lws reads request bodies by Content-Length only; a chunked one would be lost.
+            transaction.closesConnection = true
+            transaction.response = ServerResponse(status: 411, body: Array(#"{"error":{"code":"length_required","message":"send the body with a Content-Length, not chunked"}}"#.utf8))
+            transactions[key] = transaction
+            lws_callback_on_writable(wsi)
+            return 0
+        }
         if declared > options.maxBodyBytes {
             // Answer at once and close: reading a body this size only to refuse it would waste both sides.
             transaction.isTooLarge = true

@@ -6,6 +6,7 @@ internal import GenflowCanvas
 internal import GenflowHTTPClient
 internal import GenflowProviders
 internal import Synchronization
+internal import Metrics
 
 /// Calls a configured model provider: chat (text, JSON, canvas objects) or image generation.
 /// Output: `{text, json?, images?, usage, model, finish_reason, cached}`.
@@ -81,21 +82,35 @@ public struct CallModel: Stage {
         if let cache, let stored = try await inTransaction(store, { try $0.cachedResponse(key: cache.key) }) {
             return try await replay(stored, context: context, output: output)
         }
+        let started = ContinuousClock.now
         let answer: JSON
-        switch (provider.kind, output) {
-        case (.offline, "image"):
-            answer = try await runOfflineImages(context, delay: provider.delay)
-        case (.offline, _):
-            answer = try await runOffline(context, messages: messages, output: output, delay: provider.delay)
-        case (.openai, "image"):
-            answer = try await runOpenAIImages(context, provider: provider)
-        case (.openai, _):
-            answer = try await runOpenAI(context, provider: provider, messages: messages, output: output)
+        do throws(StepError) {
+            switch (provider.kind, output) {
+            case (.offline, "image"):
+                answer = try await runOfflineImages(context, delay: provider.delay)
+            case (.offline, _):
+                answer = try await runOffline(context, messages: messages, output: output, delay: provider.delay)
+            case (.openai, "image"):
+                answer = try await runOpenAIImages(context, provider: provider)
+            case (.openai, _):
+                answer = try await runOpenAI(context, provider: provider, messages: messages, output: output)
+            }
+        } catch {
+            Self.record(provider: name, since: started, outcome: error.errorClass.rawValue)
+            throw error
         }
+        Self.record(provider: name, since: started, outcome: "ok")
         if let cache {
             try await inTransaction(store) { try $0.cacheResponse(key: cache.key, response: answer, ttl: cache.ttl) }
         }
         return answer
+    }
+
+    /// Model call latency by provider and outcome, through swift-metrics (`/metrics` in the daemon).
+    static func record(provider: String, since started: ContinuousClock.Instant, outcome: String) {
+        let elapsed = ContinuousClock.now - started
+        Timer(label: "genflow_model_call_duration_seconds", dimensions: [("provider", provider), ("outcome", outcome)])
+            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
     }
 
     /// What makes two requests identical for the cache: the provider (and where it is), the model,

@@ -18,7 +18,8 @@ struct CreditCommand: AsyncParsableCommand {
         guard !user.isEmpty else { throw ValidationError("--user must not be empty") }
         let config = try options.loadConfigOrExit()
         let (user, amount, reason) = (user, amount, reason)
-        let key = idempotencyKey ?? "credit:\(UUID().uuidString.lowercased())"
+        // The same namespace as POST /v1/tokens/credit: per user, apart from debits' keys.
+        let key = "credit:\(user):" + (idempotencyKey ?? UUID().uuidString.lowercased())
         let (entry, created) = try await options.withStore(config) { store in
             try await store.write { try $0.recordTokens(userID: user, change: amount, reason: reason, idempotencyKey: key) }
         }
