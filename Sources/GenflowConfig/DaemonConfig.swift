@@ -97,7 +97,7 @@ public struct DaemonConfig: Sendable {
         guard let top = reader.mapping(root, "the daemon config", allowedKeys: Self.topKeys) else { return }
         if let node = top["listen"]?.value, let text = reader.text(node, "listen") {
             if Self.isListenAddress(text) { listen = text } else {
-                reader.error(at: node.location, "'listen' must be host:port (e.g. 127.0.0.1:8080), not '\(text)'")
+                reader.error(at: node.location, "'listen' must be host:port with an IPv4 address or name (e.g. 127.0.0.1:8080), not '\(text)'")
             }
         }
         if let node = top["database"]?.value, let entries = reader.mapping(node, "database", allowedKeys: ["url", "pool_size"]) {
@@ -204,8 +204,10 @@ public struct DaemonConfig: Sendable {
         return (host.isEmpty ? "127.0.0.1" : host, Int(listen[listen.index(after: colon)...]) ?? 8080)
     }
 
+    /// `host:port` with an IPv4 address, a host name or an interface name (the listener has no IPv6).
     static func isListenAddress(_ text: String) -> Bool {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else { return false }
-        return (0...65_535).contains(port) && colon != text.startIndex
+        let host = text[..<colon]
+        return (0...65_535).contains(port) && !host.isEmpty && !host.contains(":") && !host.contains("[")
     }
 }

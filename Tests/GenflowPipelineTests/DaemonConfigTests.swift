@@ -76,7 +76,7 @@ struct DaemonConfigTests {
             Issue.record("expected errors")
         } catch {
             #expect(error.diagnostics.map(\.description) == [
-                "\(file):1:9: error: 'listen' must be host:port (e.g. 127.0.0.1:8080), not 'localhost'",
+                "\(file):1:9: error: 'listen' must be host:port with an IPv4 address or name (e.g. 127.0.0.1:8080), not 'localhost'",
                 "\(file):2:1: error: unknown key 'wokers' in the daemon config; did you mean 'workers'?",
                 "\(file):4:16: error: unknown provider kind 'ofline'; did you mean 'offline'? (kinds: openai, offline)",
                 "\(file):5:25: error: 'api_key' applies to openai providers, not to provider 'slow' (kind: offline)",
