@@ -88,14 +88,25 @@ struct SubmitCommand: AsyncParsableCommand {
     }
 
     /// Prints the job's events as they are committed until it ends; returns the exit code.
+    /// On a terminal, a step's progress is one line redrawn in place as a bar; otherwise every
+    /// event is a plain line.
     static func follow(jobID: String, store: JobStore) async throws -> Int32 {
         var cursor = EventCursor.start
+        let isTerminal = isatty(STDOUT_FILENO) == 1
+        var barShown = false
         while true {
             let current = cursor
             let events = try await store.read { try $0.events(after: current, jobID: jobID) }
             for event in events {
                 cursor = EventCursor(after: event)
-                print(describe(event))
+                if isTerminal, event.type == "step.progress" {
+                    print("\r\u{1B}[K" + progressBar(event), terminator: "")
+                    barShown = true
+                } else {
+                    if barShown { print("\r\u{1B}[K", terminator: "") }
+                    barShown = false
+                    print(describe(event))
+                }
                 fflush(nil)  // each line as it happens, also when stdout is a pipe
                 switch event.type {
                 case "job.completed": return 0
@@ -106,6 +117,17 @@ struct SubmitCommand: AsyncParsableCommand {
             }
             if events.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
         }
+    }
+
+    /// `step generate [##########··········]  50% received 812 characters`.
+    static func progressBar(_ event: Event) -> String {
+        let message = event.data["message"]?.stringValue ?? ""
+        guard let reported = event.data["fraction"]?.doubleValue else { return "step \(event.step ?? "") \(message)" }
+        let fraction = min(max(reported, 0), 1)
+        let filled = Int((fraction * 20).rounded())
+        let bar = String(repeating: "#", count: filled) + String(repeating: "·", count: 20 - filled)
+        let percent = String(Int(fraction * 100)).leftPadded(to: 3)
+        return "step \(event.step ?? "") [\(bar)] \(percent)% \(message)"
     }
 
     static func describe(_ event: Event) -> String {
@@ -125,5 +147,11 @@ struct SubmitCommand: AsyncParsableCommand {
         default:
             return "\(event.type)\(step)"
         }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
     }
 }
