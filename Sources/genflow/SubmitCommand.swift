@@ -94,16 +94,22 @@ struct SubmitCommand: AsyncParsableCommand {
         var cursor = EventCursor.start
         let isTerminal = isatty(STDOUT_FILENO) == 1
         var barShown = false
+        var progress: Event?
+        var drawn = 0
         while true {
             let current = cursor
             let events = try await store.read { try $0.events(after: current, jobID: jobID) }
             for event in events {
                 cursor = EventCursor(after: event)
-                if isTerminal, event.type == "step.progress" {
-                    print("\r\u{1B}[K" + progressBar(event), terminator: "")
+                if isTerminal, event.type == "step.progress" || event.type == "canvas.objects" {
+                    // Objects as they stream are counted on the step's bar, not a line each.
+                    if event.type == "canvas.objects" { drawn += event.data["objects"]?.arrayValue?.count ?? 0 } else { progress = event }
+                    guard let progress else { continue }
+                    print("\r\u{1B}[K" + progressBar(progress) + (drawn > 0 ? " · \(drawn) objects" : ""), terminator: "")
                     barShown = true
                 } else {
                     if barShown { print("\r\u{1B}[K", terminator: "") }
+                    if event.type == "step.completed" || event.type == "step.started" { (progress, drawn) = (nil, 0) }
                     barShown = false
                     print(describe(event))
                 }
