@@ -118,7 +118,8 @@ public final class EventHub: Sendable {
             guard let value = Int64(text), value >= 0 else { return .failure(UpgradeRefusal(status: 400, body: "since must be an event id")) }
             since = value
         }
-        let user = principal.owner(named: request.query["user_id"])
+        // An operator without ?user_id= follows the events of no user: reloads and other system news.
+        let user = principal == .operator ? request.query["user_id"] ?? "" : principal.owner(named: nil)
         return .success(Session(hub: self, principal: principal, user: user, since: since))
     }
 

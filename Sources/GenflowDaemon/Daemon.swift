@@ -117,17 +117,36 @@ public enum Daemon {
         if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
             logger.warning("pipelines directory \(directory) does not exist: no pipeline is loaded (pipelines_dir, GENFLOW_PIPELINES_DIR)")
         }
-        catalog.load(directory: directory)
-        for failure in catalog.failures {
+        let report = catalog.load(directory: directory)
+        for failure in report.newlyRejected {
             for diagnostic in failure.diagnostics { logger.error("pipeline rejected: \(diagnostic)") }
         }
-        let pipelines = catalog.pipelines
+        // Operators see reloads as events of no user (`user_id` ""): an operator's WebSocket
+        // without ?user_id= receives them.
+        var events = report.added.map { pipeline in
+            NewEvent(userID: "", jobID: nil, type: "pipeline.loaded", data: [
+                "name": .string(pipeline.name), "version": .string(pipeline.version), "file": .string(pipeline.file),
+            ])
+        }
+        events += report.removed.map { NewEvent(userID: "", jobID: nil, type: "pipeline.removed", data: ["name": .string($0)]) }
+        events += report.newlyRejected.map { failure in
+            NewEvent(userID: "", jobID: nil, type: "pipeline.rejected", data: [
+                "file": .string(failure.diagnostics.first?.location.file ?? ""), "error": .string(failure.description),
+            ])
+        }
+        let (added, pending) = (report.added, events)
+        guard !added.isEmpty || !pending.isEmpty else { return }
         try await store.write { session in
-            for pipeline in pipelines {
+            for pipeline in added {
                 try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
             }
+            try pending.forEach(session.append)
         }
-        logger.info("pipelines loaded", metadata: ["genflow.pipelines": "\(pipelines.map { "\($0.name)@\($0.shortVersion)" })"])
+        if !added.isEmpty || !report.removed.isEmpty {
+            logger.info("pipelines loaded", metadata: [
+                "genflow.pipelines": "\(catalog.pipelines.map { "\($0.name)@\($0.shortVersion)" })", "genflow.removed": "\(report.removed)",
+            ])
+        }
     }
 }
 
@@ -194,18 +213,40 @@ struct Reloader: Service {
     let directory: String
     let store: JobStore
     let logger: Logger
+    /// How long to wait after a change for the rest of an editor's writes.
+    var debounce: Duration = .milliseconds(20)
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
+        let watcher = DirectoryWatcher(directories: [directory])
+        if watcher == nil { logger.warning("cannot watch \(directory) (inotify); pipelines reload on SIGHUP only") }
+        defer { watcher?.stop() }
         await cancelWhenGracefulShutdown {
-            for await _ in signals {
-                logger.notice("SIGHUP: reloading pipelines")
-                do {
-                    try await Daemon.reload(catalog: catalog, directory: directory, store: store, logger: logger)
-                } catch {
-                    logger.error("reload failed", metadata: ["genflow.error": "\(error)"])
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await _ in signals {
+                        logger.notice("SIGHUP: reloading pipelines")
+                        await reload()
+                    }
                 }
+                if let watcher {
+                    group.addTask {
+                        for await _ in watcher.changes {
+                            try? await Task.sleep(for: debounce)
+                            await reload()
+                        }
+                    }
+                }
+                await group.waitForAll()
             }
+        }
+    }
+
+    private func reload() async {
+        do {
+            try await Daemon.reload(catalog: catalog, directory: directory, store: store, logger: logger)
+        } catch {
+            logger.error("reload failed", metadata: ["genflow.error": "\(error)"])
         }
     }
 }

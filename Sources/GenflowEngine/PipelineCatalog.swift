@@ -25,26 +25,51 @@ public final class PipelineCatalog: Sendable {
 
     private static func key(_ name: String, _ version: String) -> String { "\(name)@\(version)" }
 
+    /// What one load changed.
+    public struct LoadReport: Sendable {
+        /// Pipelines whose current version is new (a new file, or an edit that validated).
+        public var added: [Pipeline] = []
+        /// Names no longer defined by any file (their files were deleted or renamed).
+        public var removed: [String] = []
+        /// Files rejected now whose error differs from the one already reported for them.
+        public var newlyRejected: [DiagnosticsError] = []
+    }
+
     /// Loads every pipeline file in `directory`. A file that fails keeps its previous version
-    /// active; its error is kept for `failures`. Returns the pipelines that are new versions.
+    /// active; its error is kept for `failures`. A pipeline whose file is gone is no longer current
+    /// (jobs already on it finish: every version stays known).
     @discardableResult
-    public func load(directory: String) -> [Pipeline] {
+    public func load(directory: String) -> LoadReport {
         let (pipelines, failures) = loader.load(directory: directory)
+        let failedFiles = Set(failures.compactMap { $0.diagnostics.first?.location.file })
         return state.withLock { state in
-            var added: [Pipeline] = []
+            var report = LoadReport()
             for pipeline in pipelines {
                 if state.current[pipeline.name]?.version != pipeline.version {
-                    added.append(pipeline)
+                    report.added.append(pipeline)
                     state.loadedAt[pipeline.name] = Self.now()
                 }
                 state.current[pipeline.name] = pipeline
                 state.versions[Self.key(pipeline.name, pipeline.version)] = pipeline
-                state.failures[pipeline.file] = nil
             }
+            let defined = Set(pipelines.map(\.name))
+            for (name, pipeline) in state.current where !defined.contains(name) {
+                // A file that now fails keeps its last good version; a file that is gone, or now
+                // defines another name, does not.
+                if !failedFiles.contains(pipeline.file) {
+                    state.current[name] = nil
+                    state.loadedAt[name] = nil
+                    report.removed.append(name)
+                }
+            }
+            var current: [String: DiagnosticsError] = [:]
             for failure in failures {
-                if let file = failure.diagnostics.first?.location.file { state.failures[file] = failure }
+                guard let file = failure.diagnostics.first?.location.file else { continue }
+                if state.failures[file]?.description != failure.description { report.newlyRejected.append(failure) }
+                current[file] = failure
             }
-            return added
+            state.failures = current
+            return report
         }
     }
 
