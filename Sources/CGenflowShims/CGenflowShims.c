@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <unistd.h>
 #include "CGenflowShims.h"
@@ -51,6 +52,10 @@ CURLMcode gf_curl_multi_setopt_socket_function(CURLM *handle,
 }
 CURLMcode gf_curl_multi_setopt_timer_function(CURLM *handle, int (*callback)(CURLM *, long, void *)) {
     return curl_multi_setopt(handle, CURLMOPT_TIMERFUNCTION, callback);
+}
+
+int gf_set_current_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }
 
 size_t gf_lws_pre(void) {

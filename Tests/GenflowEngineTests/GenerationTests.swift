@@ -338,7 +338,7 @@ struct ProviderFaultTests {
                 stage: call_model
                 with: {provider: remote, model: "{{input.model}}", output: canvas_objects, stream: "{{input.stream}}"}
                 retry: {max_attempts: 2, initial_interval: 10ms, jitter: 0, non_retryable: [output_invalid]}
-                timeout: 1s
+                timeout: 2s
             """
         let harness = try await Harness.make(pipelines: ["faults": yaml], providers: [
             "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),

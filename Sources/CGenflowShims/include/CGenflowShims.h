@@ -2,13 +2,16 @@
  * Typed shims for the parts of libcurl and libwebsockets that Swift cannot import:
  * variadic functions (curl_easy_setopt, curl_multi_setopt, curl_easy_getinfo) and
  * function-like or computed macros (LWS_PRE). One function per argument type, as
- * swift-corelibs-foundation's CFURLSessionInterface does.
+ * swift-corelibs-foundation's CFURLSessionInterface does. Also the Linux headers that
+ * Swift's Glibc module leaves out (epoll, eventfd) and GNU extensions it hides.
  */
 #ifndef GENFLOW_SHIMS_H
 #define GENFLOW_SHIMS_H
 
 #include <curl/curl.h>
 #include <libwebsockets.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 /* curl_easy_setopt, one per argument type. */
 CURLcode gf_curl_easy_setopt_long(CURL *handle, CURLoption option, long value);
@@ -32,6 +35,10 @@ CURLMcode gf_curl_multi_setopt_ptr(CURLM *handle, CURLMoption option, void *valu
 CURLMcode gf_curl_multi_setopt_socket_function(CURLM *handle,
                                                int (*callback)(CURL *, curl_socket_t, int, void *, void *));
 CURLMcode gf_curl_multi_setopt_timer_function(CURLM *handle, int (*callback)(CURLM *, long, void *));
+
+/* Names the calling thread (pthread_setname_np, a GNU extension); Linux keeps at most 15 bytes
+ * of `name`. Returns 0 or an errno value. */
+int gf_set_current_thread_name(const char *name);
 
 /* libwebsockets: the headroom lws_write needs before the payload. */
 size_t gf_lws_pre(void);
