@@ -81,6 +81,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The plugin host: manifests, plugin processes speaking genflow-plugin/1, their stages.
+        .target(
+            name: "GenflowPlugins",
+            dependencies: [
+                "GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // The REST API, auth and the WebSocket event fan-out, on GenflowHTTPServer.
         .target(
             name: "GenflowAPI",
@@ -100,7 +110,7 @@ let package = Package(
             name: "GenflowDaemon",
             dependencies: [
                 "GenflowCore", "GenflowConfig", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
-                "GenflowAPI", "CGenflowShims",
+                "GenflowAPI", "GenflowPlugins", "CGenflowShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -112,7 +122,7 @@ let package = Package(
             name: "genflow",
             dependencies: [
                 "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres", "GenflowStore",
-                "GenflowEngine", "GenflowDaemon", "GenflowAPI",
+                "GenflowEngine", "GenflowDaemon", "GenflowAPI", "GenflowPlugins",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

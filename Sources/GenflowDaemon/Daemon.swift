@@ -7,6 +7,7 @@ internal import GenflowHTTPServer
 internal import Metrics
 internal import Prometheus
 internal import GenflowPipeline
+internal import GenflowPlugins
 internal import GenflowPostgres
 internal import GenflowStages
 internal import GenflowStore
@@ -48,7 +49,11 @@ public enum Daemon {
         let applied = try await pool.withConnection { try Migrations.migrate($0) }
         if !applied.isEmpty { logger.notice("applied database migrations", metadata: ["genflow.versions": "\(applied)"]) }
 
-        let registry = BuiltinStages.makeRegistry(providers: config.providers, store: store, stateDirectory: config.stateDir, testStages: testStagesEnabled)
+        let plugins = await PluginSet.load(directory: config.pluginsDir, store: store, start: true, reserved: BuiltinStages.names, logger: logger)
+        for failure in plugins.failures { logger.error("plugin not loaded: \(failure)") }
+        let registry = BuiltinStages.makeRegistry(
+            providers: config.providers, store: store, stateDirectory: config.stateDir, testStages: testStagesEnabled, plugins: plugins.stages
+        )
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         try await reload(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger)
 
@@ -108,7 +113,13 @@ public enum Daemon {
             listener.stop()
             server.stop()
         }
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await plugins.stop(grace: .seconds(2))
+            throw error
+        }
+        await plugins.stop(grace: .seconds(2))
     }
 
     /// Loads the pipelines directory and stores each loaded version; logs files that failed.

@@ -5,6 +5,9 @@ public import GenflowConfig
 
 /// The built-in stages of SPEC §6.
 public enum BuiltinStages {
+    /// The names of the built-in stages (plugins may not take them).
+    public static let names: Set<String> = Set(makeRegistry(providers: [:], testStages: true).names)
+
     /// A registry of every built-in stage.
     /// - Parameters:
     ///   - providers: the provider names configured in the daemon config, which `call_model`'s
@@ -12,8 +15,11 @@ public enum BuiltinStages {
     ///   - store: the database the stages that record things use; nil where nothing runs (`validate`).
     ///   - stateDirectory: where generated images are kept.
     ///   - testStages: also register `test.step` (tests and benchmarks only).
+    ///   - plugins: stages plugins provide (their names never collide with built-in ones: the plugin
+    ///     loader refuses those).
     public static func makeRegistry(
-        providers: [String: ProviderConfig], store: JobStore? = nil, stateDirectory: String? = nil, testStages: Bool = false
+        providers: [String: ProviderConfig], store: JobStore? = nil, stateDirectory: String? = nil, testStages: Bool = false,
+        plugins: [any Stage] = []
     ) -> StageRegistry {
         let http = SharedHTTPClient()
         // Names are distinct by construction; a duplicate is a programming error caught by the tests.
@@ -27,7 +33,7 @@ public enum BuiltinStages {
             TokensRequire(store: store),
             TokensDebit(store: store),
             HTTPRequestStage(http: http),
-        ])
+        ] + plugins)
     }
 }
 

@@ -55,8 +55,8 @@ extension GlobalOptions {
     }
 
     /// The pipelines in the config's pipelines_dir, as the daemon would load them.
-    func makeCatalog(_ config: DaemonConfig) -> PipelineCatalog {
-        let registry = config.makeStageRegistry()
+    func makeCatalog(_ config: DaemonConfig) async -> PipelineCatalog {
+        let registry = config.makeStageRegistry(plugins: await config.loadPlugins(start: false))
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         catalog.load(directory: config.pipelinesDir)
         return catalog

@@ -5,6 +5,8 @@ import GenflowCore
 import GenflowPipeline
 import GenflowDaemon
 import GenflowStages
+import GenflowPlugins
+import Logging
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
@@ -23,9 +25,17 @@ struct GlobalOptions: ParsableArguments {
 }
 
 extension DaemonConfig {
-    /// The stage registry this config gives: every built-in stage, `call_model` knowing the providers.
-    func makeStageRegistry() -> StageRegistry {
-        BuiltinStages.makeRegistry(providers: providers, testStages: Daemon.testStagesEnabled)
+    /// The stage registry this config gives: every built-in stage, `call_model` knowing the
+    /// providers, and the stages of `plugins`.
+    func makeStageRegistry(plugins: PluginSet = PluginSet()) -> StageRegistry {
+        BuiltinStages.makeRegistry(providers: providers, testStages: Daemon.testStagesEnabled, plugins: plugins.stages)
+    }
+
+    /// The plugins of plugins_dir: manifests only, or (`start`) running, to check their hello.
+    func loadPlugins(start: Bool) async -> PluginSet {
+        var logger = Logger(label: "genflow")
+        logger.logLevel = .warning
+        return await PluginSet.load(directory: pluginsDir, store: nil, start: start, reserved: BuiltinStages.names, logger: logger)
     }
 }
 

@@ -5,7 +5,7 @@ import GenflowCore
 import GenflowPipeline
 
 /// `genflow stages`: every registered stage with its config fields.
-struct StagesCommand: ParsableCommand {
+struct StagesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stages",
         abstract: "List every registered stage (built-in and plugin) with its config fields."
@@ -16,7 +16,7 @@ struct StagesCommand: ParsableCommand {
     @Flag(help: "Print one JSON document: [{name, origin, summary, config}].")
     var json = false
 
-    func run() throws {
+    func run() async throws {
         let config: DaemonConfig
         do {
             config = try options.loadConfig()
@@ -25,7 +25,9 @@ struct StagesCommand: ParsableCommand {
             error.diagnostics.forEach { printer.print($0) }
             throw ExitCode(1)
         }
-        let descriptors = config.makeStageRegistry().descriptors
+        let plugins = await config.loadPlugins(start: false)
+        for failure in plugins.failures { FileHandle.standardError.write(Data("genflow: \(failure)\n".utf8)) }
+        let descriptors = config.makeStageRegistry(plugins: plugins).descriptors
         if json {
             print(JSON.array(descriptors.map(\.json)))
             return

@@ -41,7 +41,7 @@ struct SubmitCommand: AsyncParsableCommand {
     func run() async throws {
         let config = try options.loadConfigOrExit()
         let value = try Self.parseInput(input)
-        let catalog = options.makeCatalog(config)
+        let catalog = await options.makeCatalog(config)
         let outcome: Int32 = try await options.withStore(config) { store in
             let submitter = JobSubmitter(catalog: catalog, store: store)
             let submitted: (job: Job, created: Bool)

@@ -3,14 +3,16 @@ import Foundation
 import GenflowConfig
 import GenflowCore
 import GenflowPipeline
+import GenflowPlugins
 
 /// `genflow validate [PATH…]`: check the daemon config and pipeline files like a compiler.
-struct ValidateCommand: ParsableCommand {
+struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Check pipelines and the daemon config; print errors as file:line:col: error: message.",
         discussion: """
-            With no PATH, checks the daemon config and every pipeline in its pipelines_dir. A PATH may be \
+            With no PATH, checks the daemon config, every plugin in its plugins_dir (each is started to \
+            compare its hello with its manifest) and every pipeline in its pipelines_dir. A PATH may be \
             a pipeline file or a directory of them. Exits 1 when anything is wrong.
             """
     )
@@ -23,7 +25,7 @@ struct ValidateCommand: ParsableCommand {
     @Argument(help: "Pipeline files or directories.")
     var paths: [String] = []
 
-    func run() throws {
+    func run() async throws {
         var printer = DiagnosticPrinter(brief: brief)
         var errorCount = 0
         func report(_ diagnostics: [Diagnostic]) {
@@ -42,7 +44,10 @@ struct ValidateCommand: ParsableCommand {
             note("the config has errors; pipelines are checked with the default settings")
             config = DaemonConfig()
         }
-        let loader = PipelineLoader(registry: config.makeStageRegistry())
+        let plugins = await config.loadPlugins(start: true)
+        report(plugins.failures)
+        await plugins.stop(grace: .milliseconds(500))
+        let loader = PipelineLoader(registry: config.makeStageRegistry(plugins: plugins))
 
         var files: [String] = []
         for path in paths.isEmpty ? [config.pipelinesDir] : paths {
@@ -62,7 +67,9 @@ struct ValidateCommand: ParsableCommand {
         let (pipelines, failures) = loader.load(files: files)
         for failure in failures { report(failure.diagnostics) }
 
-        let checked = "checked \(Self.count(files.count, "pipeline file"))" + (config.file.map { " and \($0)" } ?? "")
+        let manifests = plugins.supervisors.count
+        let checked = "checked \(Self.count(files.count, "pipeline file"))" + (manifests > 0 ? ", \(Self.count(manifests, "plugin"))" : "")
+            + (config.file.map { " and \($0)" } ?? "")
         if errorCount > 0 {
             print("\(Self.count(errorCount, "error")) (\(checked))")
             throw ExitCode(1)

@@ -32,7 +32,7 @@ struct ValidateCommandTests {
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  image-generation  version ") })
         let defaults = try genflow("validate")
         #expect(defaults.status == 0, "\(defaults.stderr)")
-        #expect(defaults.stdoutLines.last == "checked 2 pipeline files and etc/genflow.yaml: no errors")
+        #expect(defaults.stdoutLines.last == "checked 2 pipeline files, 1 plugin and etc/genflow.yaml: no errors")
     }
 
     /// Each broken variant and the exact first line `genflow validate` must print for it.
@@ -68,7 +68,7 @@ struct ValidateCommandTests {
         #expect(result.stderrLines.first == "\(file):\(testCase.line)", "\(testCase.name)")
         // The snippet under the error shows the offending line with a caret.
         #expect(result.stderrLines.dropFirst().contains { $0.contains("^") }, "\(testCase.name)")
-        #expect(result.stdoutLines.last == "1 error (checked 1 pipeline file and etc/genflow.yaml)", "\(testCase.name): \(result.stdout)")
+        #expect(result.stdoutLines.last == "1 error (checked 1 pipeline file, 1 plugin and etc/genflow.yaml)", "\(testCase.name): \(result.stdout)")
     }
 
     @Test("--brief prints exactly one line per error; every error in a file is reported")
@@ -142,12 +142,16 @@ struct StagesCommandTests {
         "tokens.require", "tokens.debit", "http.request",
     ]
 
-    @Test("lists every built-in stage of SPEC §6 with its config fields")
+    /// What `genflow stages` lists from the repository: the built-ins and the shipped plugins' stages.
+    static let listed = builtins + ["moderation.check"]
+
+    @Test("lists every built-in stage of SPEC §6 and the shipped plugins' stages with their config fields")
     func listing() throws {
         let result = try genflow("stages")
         #expect(result.status == 0, "\(result.stderr)")
         let headers = result.stdoutLines.filter { !$0.hasPrefix(" ") }.map { $0.components(separatedBy: "  ").first ?? "" }
-        #expect(Set(headers) == Set(Self.builtins))
+        #expect(Set(headers) == Set(Self.listed))
+        #expect(result.stdout.contains("moderation.check  (plugin moderation)"))
         #expect(result.stdout.contains("    minimum  integer ≥ 0, required — Smallest balance that lets the job go on."))
         #expect(result.stdout.contains("    amount  integer ≥ 0, required"))
         #expect(result.stdout.contains("    template  string, required"))
@@ -158,7 +162,7 @@ struct StagesCommandTests {
         let result = try genflow("stages", "--json")
         #expect(result.status == 0)
         let stages = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
-        #expect(Set(stages.compactMap { $0["name"] as? String }) == Set(Self.builtins))
+        #expect(Set(stages.compactMap { $0["name"] as? String }) == Set(Self.listed))
         let debit = try #require(stages.first { $0["name"] as? String == "tokens.debit" })
         let config = try #require(debit["config"] as? [String: Any])
         #expect(config["required"] as? [String] == ["amount", "reason"])

@@ -8,7 +8,9 @@ final class DaemonProcess {
     let config: String
 
     /// Starts the daemon and waits until it says it is ready.
-    init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "") async throws {
+    /// - Parameter plugins: the plugins directory (none by default: a test names the plugins it runs).
+    init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "",
+         plugins: String? = nil) async throws {
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
         let name = UUID().uuidString.prefix(8)
         // Beside the pipelines directory, not in it: the daemon loads every YAML file there.
@@ -32,6 +34,7 @@ final class DaemonProcess {
         environment["DATABASE_URL"] = harness.url
         environment["GENFLOW_PIPELINES_DIR"] = harness.directory
         environment["GENFLOW_TEST_STAGES"] = "1"
+        environment["GENFLOW_PLUGINS_DIR"] = plugins ?? harness.directory + "-no-plugins"
         process.environment = environment
         let handle = FileHandle(forWritingAtPath: log)
         process.standardError = handle

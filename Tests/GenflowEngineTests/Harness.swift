@@ -73,7 +73,9 @@ struct Harness {
     let directory: String
 
     /// A harness with the given pipelines (`name: yaml`), written to a directory of their own.
-    static func make(pipelines: [String: String], providers: [String: ProviderConfig] = [:]) async throws -> Harness {
+    /// With `inProcess: false` the pipelines are for a daemon process (they may use plugin stages
+    /// this process does not have), so the harness's own catalog is not required to load them.
+    static func make(pipelines: [String: String], providers: [String: ProviderConfig] = [:], inProcess: Bool = true) async throws -> Harness {
         let url = try await TestDatabases.make()
         let store = JobStore(pool: DatabasePool(connectionString: url, size: 8))
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-engine-\(UUID().uuidString)").path
@@ -87,7 +89,7 @@ struct Harness {
             try yaml.write(toFile: "\(directory)/\(name).yaml", atomically: true, encoding: .utf8)
         }
         catalog.load(directory: directory)
-        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+        if inProcess { #expect(catalog.failures.isEmpty, "\(catalog.failures)") }
         return Harness(url: url, store: store, catalog: catalog, registry: registry, directory: directory)
     }
 

@@ -1,0 +1,127 @@
+import Foundation
+import GenflowCore
+import GenflowStore
+import Testing
+
+private let repository = FileManager.default.currentDirectoryPath
+
+private func chaosPipeline(_ mode: String, retry: String = "{max_attempts: 1}", timeout: String = "30s", marker: String = "/dev/null") -> String {
+    """
+    name: chaos
+    input:
+      properties:
+        word: {type: string, default: hello}
+    steps:
+      - id: call
+        stage: chaos.call
+        with: {mode: \(mode), marker: "\(marker)"}
+        retry: \(retry)
+        timeout: \(timeout)
+    """
+}
+
+@Suite("Plugins through the daemon", .serialized)
+struct PluginTests {
+    @Test("the shipped Python moderation plugin: a clean text passes, a blocked word fails the step when asked to reject")
+    func moderation() async throws {
+        let yaml = """
+            name: moderated
+            input:
+              required: [text]
+              properties:
+                text: {type: string}
+                reject: {type: boolean, default: false}
+            steps:
+              - id: check
+                stage: moderation.check
+                with: {text: "{{input.text}}", reject: "{{input.reject}}"}
+            """
+        let harness = try await Harness.make(pipelines: ["moderated": yaml], inProcess: false)
+        let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/plugins")
+        defer { daemon.terminate() }
+        let token = userToken("ann")
+        let clean = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "moderated", "input": ["text": "a calm lake at dawn"]]).json["job"]?["id"]?.stringValue)
+        let job = try await daemon.finished(clean, token: token)
+        #expect(job["status"] == "completed", "\(job)")
+        #expect(job["result"]?["check"] == ["flagged": false, "matches": [], "words": 5])
+        let events = try await harness.events(clean).map(\.type)
+        #expect(events.contains("moderation.checked") && events.contains("step.progress"))
+
+        let blocked = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "moderated", "input": ["text": "a weapon", "reject": true]]).json["job"]?["id"]?.stringValue)
+        let refused = try await daemon.finished(blocked, token: token)
+        #expect(refused["status"] == "failed" && refused["error"]?["class"] == "invalid_request")
+        #expect(refused["error"]?["message"]?.stringValue?.contains("weapon") == true)
+        #expect(try await harness.runs(blocked).count == 1, "invalid_request is not retried")
+        let stages = try await daemon.call("GET", "/v1/stages", token: token).json["items"]?.arrayValue ?? []
+        #expect(stages.first { $0["name"] == "moderation.check" }?["origin"] == "plugin moderation")
+    }
+
+    @Test("a plugin killed mid-call: the step fails plugin_crashed, retries and succeeds on the restarted plugin")
+    func crashAndRestart() async throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-\(UUID().uuidString)").path
+        let harness = try await Harness.make(pipelines: ["chaos": chaosPipeline("crash_once", retry: "{max_attempts: 3, initial_interval: 300ms, jitter: 0}", marker: marker)], inProcess: false)
+        let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/Tests/Fixtures/plugins")
+        defer { daemon.terminate() }
+        let token = userToken("ann")
+        let id = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos"]).json["job"]?["id"]?.stringValue)
+        let job = try await daemon.finished(id, token: token)
+        #expect(job["status"] == "completed", "\(job)")
+        let runs = try await harness.runs(id)
+        #expect(runs.map(\.errorClass) == ["plugin_crashed", nil])
+        let crashed = try String(contentsOfFile: marker, encoding: .utf8)
+        #expect(job["result"]?["call"]?["survived"] == true && job["result"]?["call"]?["pid"] != .string(crashed))
+        #expect(daemon.output.contains("plugin process exited; restarting"))
+    }
+
+    @Test("garbage on stdout, no answer, or an answer to an unknown id: the step times out at its deadline with a clear error")
+    func misbehaviour() async throws {
+        for mode in ["garbage", "silent", "unknown_id"] {
+            let harness = try await Harness.make(pipelines: ["chaos": chaosPipeline(mode, timeout: "1s")], inProcess: false)
+            let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/Tests/Fixtures/plugins")
+            let token = userToken("ann")
+            let started = ContinuousClock.now
+            let id = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos"]).json["job"]?["id"]?.stringValue)
+            let job = try await daemon.finished(id, token: token)
+            #expect(job["status"] == "failed" && job["error"]?["class"] == "timeout", "\(mode): \(job)")
+            #expect(ContinuousClock.now - started < .seconds(20), "\(mode): never hangs a job")
+            if mode != "silent" { #expect(daemon.output.contains("plugin sent"), "\(mode): logged") }
+            daemon.terminate()
+        }
+    }
+
+    @Test("a call's context, progress, events and usage come through; a manifest whose stages differ from the hello is rejected")
+    func protocolAndManifest() async throws {
+        let harness = try await Harness.make(pipelines: ["chaos": chaosPipeline("ok")], inProcess: false)
+        let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/Tests/Fixtures/plugins")
+        defer { daemon.terminate() }
+        let token = userToken("ann")
+        let id = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos", "input": ["word": "hi"]]).json["job"]?["id"]?.stringValue)
+        let job = try await daemon.finished(id, token: token)
+        let output = try #require(job["result"]?["call"])
+        #expect(output["input"] == ["word": "hi"] && output["usage"] == ["total_tokens": 7])
+        #expect(output["context"]?["job_id"] == .string(id) && output["context"]?["user_id"] == "ann" && output["context"]?["step"] == "call")
+        #expect(output["context"]?["attempt"] == 1 && output["context"]?["deadline_ms"] == 30_000 && output["context"]?["idempotency_key"] == .string("\(id):call"))
+        let events = try await harness.events(id)
+        #expect(events.contains { $0.type == "chaos.note" && $0.step == "call" })
+        #expect(events.contains { $0.type == "step.progress" && $0.data["fraction"] == 0.5 })
+        #expect(daemon.output.contains("liar.yaml") || daemon.output.contains("plugins/liar/plugin.yaml"))
+        #expect(daemon.output.contains("differ from its manifest"))
+
+        // `genflow validate` starts each plugin and reports the liar at its manifest.
+        let validate = Process()
+        validate.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
+        validate.arguments = ["validate", "--brief"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["GENFLOW_PLUGINS_DIR"] = "\(repository)/Tests/Fixtures/plugins"
+        validate.environment = environment
+        let errors = Pipe()
+        validate.standardError = errors
+        validate.standardOutput = FileHandle.nullDevice
+        try validate.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        validate.waitUntilExit()
+        #expect(validate.terminationStatus == 1)
+        #expect(text.contains("Tests/Fixtures/plugins/liar/plugin.yaml:1:1: error: plugin liar:"), "\(text)")
+        #expect(text.contains("its hello lacks liar.two") && text.contains("its hello has liar.three"), "\(text)")
+    }
+}
