@@ -12,6 +12,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "genflow", targets: ["genflow"]),
+        // For writing plugins in Swift: declare stages, receive invokes, report progress, answer.
+        .library(name: "GenflowPluginKit", targets: ["GenflowPluginKit"]),
         .executable(name: "genflow-bench", targets: ["genflow-bench"]),
     ],
     dependencies: [
@@ -88,6 +90,15 @@ let package = Package(
                 "GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStore",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+
+        // The Swift side of genflow-plugin/1, for plugin authors.
+        .target(name: "GenflowPluginKit", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
+        // The shipped Swift example plugin: Anthropic's Messages API as a stage (plugins/anthropic).
+        .executableTarget(
+            name: "genflow-plugin-anthropic",
+            dependencies: ["GenflowCore", "GenflowPluginKit", "GenflowHTTPClient", "GenflowProviders"],
             swiftSettings: swiftSettings
         ),
 

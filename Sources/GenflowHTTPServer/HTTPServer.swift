@@ -295,11 +295,12 @@ public final class HTTPServer: @unchecked Sendable {
             return 0
         }
         if declared > options.maxBodyBytes {
-            // Answer at once and close: reading a body this size only to refuse it would waste both sides.
             transaction.isTooLarge = true
             transaction.closesConnection = true
             transactions[key] = transaction
-            dispatch(wsi, key, transaction)
+            // A body up to 16 times the limit is read and dropped first, so the client, still
+            // sending, sees the 413 rather than a reset; anything larger is refused at once.
+            if declared > options.maxBodyBytes * 16 { dispatch(wsi, key, transaction) }
             return 0
         }
         transactions[key] = transaction

@@ -134,6 +134,20 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"input_tokens": 20, "output_tokens": 272 * count, "total_tokens": 20 + 272 * count}
         self.reply(200, json.dumps({"created": int(time.time()), "data": data, "usage": usage}), [("Content-Type", "application/json")])
 
+    def messages(self, request):
+        """Anthropic's Messages API; the model name picks the behaviour."""
+        model = request.get("model", "")
+        CALLS[model] = CALLS.get(model, 0) + 1
+        LAST[model] = {"request": request, "version": self.headers.get("anthropic-version")}
+        if model == "overloaded":
+            return self.reply(529, json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+        if model == "rate-limit":
+            return self.reply(429, json.dumps({"type": "error", "error": {"message": "slow down"}}), [("retry-after-ms", "120")])
+        text = "echo: " + " ".join(m.get("content", "") for m in request.get("messages", []) if isinstance(m.get("content"), str))
+        self.reply(200, json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                                    "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                                    "usage": {"input_tokens": 11, "output_tokens": 5}}), [("Content-Type", "application/json")])
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
@@ -141,6 +155,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.chat(json.loads(body or b"{}"))
         if self.path.endswith("/images/generations"):
             return self.images(json.loads(body or b"{}"))
+        if self.path.endswith("/v1/messages"):
+            return self.messages(json.loads(body or b"{}"))
         self.echo("POST", body)
 
     def do_PUT(self):

@@ -32,7 +32,7 @@ struct ValidateCommandTests {
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  image-generation  version ") })
         let defaults = try genflow("validate")
         #expect(defaults.status == 0, "\(defaults.stderr)")
-        #expect(defaults.stdoutLines.last == "checked 2 pipeline files, 1 plugin and etc/genflow.yaml: no errors")
+        #expect(defaults.stdoutLines.last == "checked 2 pipeline files, 2 plugins and etc/genflow.yaml: no errors")
     }
 
     /// Each broken variant and the exact first line `genflow validate` must print for it.
@@ -68,7 +68,7 @@ struct ValidateCommandTests {
         #expect(result.stderrLines.first == "\(file):\(testCase.line)", "\(testCase.name)")
         // The snippet under the error shows the offending line with a caret.
         #expect(result.stderrLines.dropFirst().contains { $0.contains("^") }, "\(testCase.name)")
-        #expect(result.stdoutLines.last == "1 error (checked 1 pipeline file, 1 plugin and etc/genflow.yaml)", "\(testCase.name): \(result.stdout)")
+        #expect(result.stdoutLines.last == "1 error (checked 1 pipeline file, 2 plugins and etc/genflow.yaml)", "\(testCase.name): \(result.stdout)")
     }
 
     @Test("--brief prints exactly one line per error; every error in a file is reported")
@@ -143,7 +143,7 @@ struct StagesCommandTests {
     ]
 
     /// What `genflow stages` lists from the repository: the built-ins and the shipped plugins' stages.
-    static let listed = builtins + ["moderation.check"]
+    static let listed = builtins + ["anthropic.messages", "moderation.check"]
 
     @Test("lists every built-in stage of SPEC §6 and the shipped plugins' stages with their config fields")
     func listing() throws {

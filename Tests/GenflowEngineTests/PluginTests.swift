@@ -1,6 +1,7 @@
 import Foundation
 import GenflowCore
 import GenflowStore
+import GenflowTestSupport
 import Testing
 
 private let repository = FileManager.default.currentDirectoryPath
@@ -54,6 +55,38 @@ struct PluginTests {
         #expect(try await harness.runs(blocked).count == 1, "invalid_request is not retried")
         let stages = try await daemon.call("GET", "/v1/stages", token: token).json["items"]?.arrayValue ?? []
         #expect(stages.first { $0["name"] == "moderation.check" }?["origin"] == "plugin moderation")
+    }
+
+    @Test("the shipped Swift plugin (GenflowPluginKit): Anthropic's Messages API on a local server; 529 is retried")
+    func anthropic() async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: claude
+            input:
+              properties:
+                model: {type: string, default: claude-test}
+            steps:
+              - id: ask
+                stage: anthropic.messages
+                with: {base_url: "\(server.url(""))", model: "{{input.model}}", prompt: "draw a cat", system: "be brief"}
+                retry: {max_attempts: 2, initial_interval: 10ms, jitter: 0}
+            """
+        let harness = try await Harness.make(pipelines: ["claude": yaml], inProcess: false)
+        let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/plugins")
+        defer { daemon.terminate() }
+        let token = userToken("ann")
+        let id = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "claude"]).json["job"]?["id"]?.stringValue)
+        let job = try await daemon.finished(id, token: token)
+        #expect(job["status"] == "completed", "\(job)")
+        #expect(job["result"]?["ask"]?["text"] == "echo: draw a cat" && job["result"]?["ask"]?["usage"]?["total_tokens"] == 16)
+        let sent = try await server.json("/last?model=claude-test")
+        #expect(sent["version"] == "2023-06-01" && sent["request"]?["system"] == "be brief" && sent["request"]?["max_tokens"] == 1_024)
+
+        let overloaded = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "claude", "input": ["model": "overloaded"]]).json["job"]?["id"]?.stringValue)
+        let failed = try await daemon.finished(overloaded, token: token)
+        #expect(failed["status"] == "failed" && failed["error"]?["class"] == "server_error")
+        #expect(try await harness.runs(overloaded).map(\.errorClass) == ["server_error", "server_error"])
+        #expect(try await server.calls("overloaded") == 2)
     }
 
     @Test("a plugin killed mid-call: the step fails plugin_crashed, retries and succeeds on the restarted plugin")
