@@ -33,6 +33,7 @@ validate: build
 schemas: build
 	.build/debug/genflow schema pipeline > etc/schema/pipeline.schema.json
 	.build/debug/genflow schema config > etc/schema/config.schema.json
+	.build/debug/genflow schema plugin > etc/schema/plugin.schema.json
 
 ## Benchmarks of SPEC §11, printed as figures next to a baseline measured in the same run.
 bench: bench-queue bench-model

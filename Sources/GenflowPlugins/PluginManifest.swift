@@ -110,3 +110,37 @@ public struct PluginManifest: Sendable {
         return "\(directory)/\(first)"
     }
 }
+
+extension PluginManifest {
+    /// The JSON Schema of `plugin.yaml`, for editors (`genflow schema plugin`).
+    public static var editorSchema: JSON {
+        let name: JSON = ["type": "string", "pattern": "^[a-z][a-z0-9_-]*$"]
+        return [
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "title": "Genflow plugin manifest (plugin.yaml)",
+            "type": "object", "additionalProperties": false,
+            "required": ["name", "version", "protocol", "command", "stages"],
+            "properties": [
+                "name": name,
+                "version": ["type": "string", "description": "The plugin's own version."],
+                "protocol": ["const": .string(protocolName)],
+                "command": [
+                    "type": "array", "minItems": 1, "items": ["type": "string"],
+                    "description": "Executable and arguments, started without a shell in the plugin's folder; a relative executable is relative to that folder, a bare name is looked up on PATH.",
+                ],
+                "instances": ["type": "integer", "minimum": 1, "maximum": 64, "default": 1],
+                "stages": [
+                    "type": "array", "minItems": 1,
+                    "items": [
+                        "type": "object", "additionalProperties": false, "required": ["name"],
+                        "properties": [
+                            "name": ["type": "string", "pattern": "^[a-z][a-z0-9_-]*(\\.[a-z][a-z0-9_-]*)+$"],
+                            "description": ["type": "string"],
+                            "config": ["type": "object", "description": "JSON Schema (subset) of the step's with: block."],
+                        ],
+                    ],
+                ],
+            ],
+        ]
+    }
+}

@@ -2,23 +2,24 @@ import ArgumentParser
 import GenflowConfig
 import GenflowCore
 import GenflowPipeline
+import GenflowPlugins
 import GenflowStages
 
 /// `genflow schema pipeline|config`: the JSON Schemas editors use, generated from the validation tables.
 struct SchemaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schema",
-        abstract: "Print the JSON Schema of pipeline files or of the daemon config (for editors).",
+        abstract: "Print the JSON Schema of pipeline files, the daemon config or plugin manifests (for editors).",
         discussion: "The shipped copies live in etc/schema/; regenerate them with `make schemas`."
     )
 
     enum Document: String, ExpressibleByArgument, CaseIterable {
-        case pipeline, config
+        case pipeline, config, plugin
     }
 
     @OptionGroup var options: GlobalOptions
 
-    @Argument(help: "pipeline or config")
+    @Argument(help: "pipeline, config or plugin")
     var document: Document
 
     func run() {
@@ -28,6 +29,8 @@ struct SchemaCommand: ParsableCommand {
             print(EditorSchema.pipeline(registry: BuiltinStages.makeRegistry(providers: [:])).prettyPrinted, terminator: "")
         case .config:
             print(DaemonConfig.editorSchema.prettyPrinted, terminator: "")
+        case .plugin:
+            print(PluginManifest.editorSchema.prettyPrinted, terminator: "")
         }
     }
 }

@@ -4,7 +4,7 @@ import Testing
 @Suite("Editor schemas")
 struct SchemaCommandTests {
     @Test("etc/schema/*.json are what `genflow schema` generates (run `make schemas` after changing stages or config keys)",
-          arguments: ["pipeline", "config"])
+          arguments: ["pipeline", "config", "plugin"])
     func upToDate(document: String) throws {
         let result = try genflow("schema", document)
         #expect(result.status == 0)

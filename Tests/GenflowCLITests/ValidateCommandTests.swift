@@ -30,9 +30,10 @@ struct ValidateCommandTests {
         #expect(result.stderr == "")
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  canvas-generation  version ") })
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  image-generation  version ") })
+        #expect(result.stdoutLines.contains { $0.hasPrefix("ok  claude-canvas-generation  version ") }, "its plugin stages are known")
         let defaults = try genflow("validate")
         #expect(defaults.status == 0, "\(defaults.stderr)")
-        #expect(defaults.stdoutLines.last == "checked 2 pipeline files, 2 plugins and etc/genflow.yaml: no errors")
+        #expect(defaults.stdoutLines.last == "checked 3 pipeline files, 2 plugins and etc/genflow.yaml: no errors")
     }
 
     /// Each broken variant and the exact first line `genflow validate` must print for it.
