@@ -97,7 +97,7 @@ public enum Daemon {
             APIService(server: server, hub: hub),
             engine,
             Housekeeper(store: store, retention: config.retention, logger: logger),
-            Reloader(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger),
+            Reloader(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger, plugins: plugins, pluginsDirectory: config.pluginsDir),
         ]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
@@ -224,19 +224,22 @@ struct Reloader: Service {
     let directory: String
     let store: JobStore
     let logger: Logger
+    var plugins = PluginSet()
+    var pluginsDirectory: String?
     /// How long to wait after a change for the rest of an editor's writes.
     var debounce: Duration = .milliseconds(20)
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
-        let watcher = DirectoryWatcher(directories: [directory])
+        let pluginFolders = pluginsDirectory.map { [$0] + PluginManifest.pluginDirectories(in: $0) } ?? []
+        let watcher = DirectoryWatcher(directories: [directory] + pluginFolders)
         if watcher == nil { logger.warning("cannot watch \(directory) (inotify); pipelines reload on SIGHUP only") }
         defer { watcher?.stop() }
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await _ in signals {
-                        logger.notice("SIGHUP: reloading pipelines")
+                        logger.notice("SIGHUP: reloading pipelines and plugins")
                         await reload()
                     }
                 }
@@ -254,6 +257,7 @@ struct Reloader: Service {
     }
 
     private func reload() async {
+        if let pluginsDirectory { await plugins.reload(directory: pluginsDirectory, logger: logger) }
         do {
             try await Daemon.reload(catalog: catalog, directory: directory, store: store, logger: logger)
         } catch {

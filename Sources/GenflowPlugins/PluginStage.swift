@@ -3,17 +3,18 @@ public import Logging
 public import GenflowPipeline
 public import GenflowStore
 internal import Foundation
+internal import Synchronization
 
 /// A stage a plugin provides: its schema comes from the manifest; `run` is one invoke, with the
 /// plugin's progress and events written to the job's event stream in the order they came.
 public struct PluginStage: Stage {
     public let descriptor: StageDescriptor
-    let supervisor: PluginSupervisor
+    let slot: PluginSlot
     let store: JobStore?
 
-    public init(spec: PluginManifest.StageSpec, supervisor: PluginSupervisor, store: JobStore?) {
-        descriptor = StageDescriptor(name: spec.name, summary: spec.description, config: spec.config, origin: "plugin \(supervisor.manifest.name)")
-        self.supervisor = supervisor
+    init(spec: PluginManifest.StageSpec, slot: PluginSlot, store: JobStore?) {
+        descriptor = StageDescriptor(name: spec.name, summary: spec.description, config: spec.config, origin: "plugin \(slot.current.manifest.name)")
+        self.slot = slot
         self.store = store
     }
 
@@ -41,7 +42,7 @@ public struct PluginStage: Stage {
             "deadline_ms": .int(Int(deadline.components.seconds) * 1_000 + Int(deadline.components.attoseconds / 1_000_000_000_000_000)),
             "idempotency_key": .string("\(job):\(step)"),
         ]
-        let outcome = await supervisor.invoke(stage: name, config: context.config, input: context.input, context: invocation, deadline: deadline, observer: observer)
+        let outcome = await slot.current.invoke(stage: name, config: context.config, input: context.input, context: invocation, deadline: deadline, observer: observer)
         feed.finish()
         await writer.value
         return try outcome.get()
@@ -50,7 +51,11 @@ public struct PluginStage: Stage {
 
 /// The plugins of a directory: manifests checked, processes started, their stages ready to register.
 public struct PluginSet: Sendable {
-    public var supervisors: [PluginSupervisor] = []
+    /// One slot per plugin: the supervisor new calls go to, swapped when the plugin changes.
+    var slots: [String: PluginSlot] = [:]
+
+    /// The current supervisor of each plugin.
+    public var supervisors: [PluginSupervisor] { slots.keys.sorted().compactMap { slots[$0]?.current } }
     public var stages: [any Stage] = []
     /// Manifests that did not load and plugins that did not start, with why (`file:line:col`).
     public var failures: [Diagnostic] = []
@@ -86,8 +91,9 @@ public struct PluginSet: Sendable {
                 }
             }
             claimed.formUnion(manifest.stages.map(\.name))
-            set.supervisors.append(supervisor)
-            set.stages += manifest.stages.map { PluginStage(spec: $0, supervisor: supervisor, store: store) }
+            let slot = PluginSlot(supervisor, fingerprint: PluginSlot.fingerprint(manifest))
+            set.slots[manifest.name] = slot
+            set.stages += manifest.stages.map { PluginStage(spec: $0, slot: slot, store: store) }
         }
         return set
     }
@@ -97,5 +103,72 @@ public struct PluginSet: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for supervisor in supervisors { group.addTask { await supervisor.stop(grace: grace) } }
         }
+    }
+
+    /// Picks up changed plugins (manifest, a file of the folder or the executable): the new version
+    /// is started first; once it said hello, new calls go to it and the old one is stopped when
+    /// its calls in flight are done. A plugin whose stages changed, a new plugin or a removed one
+    /// needs a restart (the stage registry is fixed at start); that is logged.
+    public func reload(directory: String, logger: Logging.Logger) async {
+        for folder in PluginManifest.pluginDirectories(in: directory) {
+            let manifest: PluginManifest
+            do {
+                manifest = try PluginManifest.load(directory: folder)
+            } catch {
+                logger.error("plugin manifest rejected; the running version stays: \(error)")
+                continue
+            }
+            guard let slot = slots[manifest.name] else {
+                logger.warning("new plugin \(manifest.name): restart the daemon to load it")
+                continue
+            }
+            let fingerprint = PluginSlot.fingerprint(manifest)
+            guard fingerprint != slot.fingerprint else { continue }
+            guard Set(manifest.stages.map(\.name)) == Set(slot.current.manifest.stages.map(\.name)) else {
+                logger.warning("plugin \(manifest.name) changed its stages: restart the daemon to use them; the running version stays")
+                continue
+            }
+            let replacement = PluginSupervisor(manifest: manifest, logger: logger)
+            do {
+                try await replacement.start()
+            } catch {
+                logger.error("changed plugin did not start; the running version stays: \(error)")
+                continue
+            }
+            let old = slot.swap(replacement, fingerprint: fingerprint)
+            logger.notice("plugin reloaded", metadata: ["genflow.plugin": "\(manifest.name)", "genflow.version": "\(manifest.version)"])
+            Task { await old.drain(grace: .seconds(300)) }
+        }
+    }
+}
+
+/// Where a plugin's stages send their calls: its current supervisor, replaced on reload.
+final class PluginSlot: Sendable {
+    private let state: Mutex<(supervisor: PluginSupervisor, fingerprint: String)>
+
+    init(_ supervisor: PluginSupervisor, fingerprint: String) {
+        state = Mutex((supervisor, fingerprint))
+    }
+
+    var current: PluginSupervisor { state.withLock { $0.supervisor } }
+    var fingerprint: String { state.withLock { $0.fingerprint } }
+
+    /// Installs `supervisor`; returns the one it replaces.
+    func swap(_ supervisor: PluginSupervisor, fingerprint: String) -> PluginSupervisor {
+        state.withLock { state in
+            defer { state = (supervisor, fingerprint) }
+            return state.supervisor
+        }
+    }
+
+    /// Sizes and modification times of the manifest folder's files and of the executable.
+    static func fingerprint(_ manifest: PluginManifest) -> String {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: manifest.directory)) ?? []).sorted()
+        let paths = names.map { "\(manifest.directory)/\($0)" } + [manifest.executable]
+        return paths.map { path in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            return "\(path):\(attributes?[.size] ?? 0):\(modified)"
+        }.joined(separator: "|")
     }
 }

@@ -98,6 +98,16 @@ public final class PluginSupervisor: Sendable {
         }
     }
 
+    /// Once no call is in flight (or after `grace`), stops the processes: a replaced version
+    /// finishes what it started.
+    func drain(grace: Duration) async {
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, state.withLock({ $0.slots.compactMap(\.process).contains { $0.load > 0 } }) {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        await stop(grace: .seconds(5))
+    }
+
     /// Sends `shutdown` to every process and kills those still running after `grace`.
     public func stop(grace: Duration) async {
         let processes = state.withLock { state -> [PluginProcess] in

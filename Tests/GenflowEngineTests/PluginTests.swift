@@ -106,6 +106,47 @@ struct PluginTests {
         #expect(daemon.output.contains("plugin process exited; restarting"))
     }
 
+    @Test("a changed plugin: the new process starts first, new calls go to it, a call in flight finishes on the old one")
+    func pluginReload() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("plugins-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder + "/chaos", withIntermediateDirectories: true)
+        for file in ["chaos.py", "plugin.yaml"] {
+            var text = try String(contentsOfFile: "\(repository)/Tests/Fixtures/plugins/chaos/\(file)", encoding: .utf8)
+            text = text.replacingOccurrences(of: "instances: 2", with: "instances: 1")
+            try text.write(toFile: "\(folder)/chaos/\(file)", atomically: true, encoding: .utf8)
+        }
+        let yaml = """
+            name: chaos
+            input:
+              properties:
+                mode: {type: string, default: ok}
+                ms: {type: integer, default: 0}
+            steps:
+              - id: call
+                stage: chaos.call
+                with: {mode: "{{input.mode}}", ms: "{{input.ms}}"}
+            """
+        let harness = try await Harness.make(pipelines: ["chaos": yaml], inProcess: false)
+        let daemon = try await DaemonProcess(harness: harness, plugins: folder)
+        defer { daemon.terminate() }
+        let token = userToken("ann")
+        func submit(_ input: JSON) async throws -> String {
+            try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos", "input": input]).json["job"]?["id"]?.stringValue)
+        }
+        let old = try await daemon.finished(try await submit(["mode": "ok"]), token: token)["result"]?["call"]?["pid"]
+        let slow = try await submit(["mode": "slow", "ms": 1_500])
+        while try await harness.runs(slow).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(100))
+        let script = try String(contentsOfFile: "\(folder)/chaos/chaos.py", encoding: .utf8)
+        try (script + "\n# changed\n").write(toFile: "\(folder)/chaos/chaos.py", atomically: true, encoding: .utf8)
+        for _ in 0..<500 where !daemon.output.contains("plugin reloaded") { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(daemon.output.contains("plugin reloaded"))
+        let new = try await daemon.finished(try await submit(["mode": "ok"]), token: token)["result"]?["call"]?["pid"]
+        let finished = try await daemon.finished(slow, token: token)
+        #expect(finished["status"] == "completed" && finished["result"]?["call"]?["pid"] == old, "the call in flight finished on the old process")
+        #expect(new != nil && new != old, "new calls go to the new process")
+    }
+
     @Test("garbage on stdout, no answer, or an answer to an unknown id: the step times out at its deadline with a clear error")
     func misbehaviour() async throws {
         for mode in ["garbage", "silent", "unknown_id"] {

@@ -43,7 +43,7 @@ def invoke(message):
         send({"type": "result", "id": "no-such-call", "output": {}})
     elif mode == "slow":
         time.sleep(config.get("ms", 0) / 1000)
-        send({"type": "result", "id": call_id, "output": {"slept_ms": config.get("ms", 0)}})
+        send({"type": "result", "id": call_id, "output": {"slept_ms": config.get("ms", 0), "pid": os.getpid()}})
 
 
 send({"type": "hello", "protocol": "genflow-plugin/1", "stages": ["chaos.call"]})
