@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate schemas bench bench-queue bench-model clean
+.PHONY: deps build run test validate schemas bench bench-queue bench-model bench-reload bench-websocket bench-submit clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -36,7 +36,7 @@ schemas: build
 	.build/debug/genflow schema plugin > etc/schema/plugin.schema.json
 
 ## Benchmarks of SPEC §11, printed as figures next to a baseline measured in the same run.
-bench: bench-queue bench-model
+bench: bench-queue bench-model bench-reload bench-websocket bench-submit
 
 ## Queue throughput: genflow (release build in .build-release) next to PgQueuer and a pgbench
 ## write ceiling, on one throwaway PostgreSQL cluster. See bench/README.md.
@@ -48,6 +48,22 @@ bench-queue: deps
 ## See bench/README.md.
 bench-model: deps
 	bench/model-concurrency
+
+## Pipeline reload and start-up: how long a changed pipeline file (and SIGHUP) takes to show in
+## GET /v1/pipelines/NAME, and daemon start to ready, next to the client's round trip and
+## `genflow validate` of the same file. See bench/README.md.
+bench-reload: deps
+	bench/reload
+
+## WebSocket fan-out: 10,000 connections to genflow serve, memory per idle connection and
+## event-to-client latency while jobs run, next to a minimal Python websockets server. See bench/README.md.
+bench-websocket: deps
+	bench/websocket
+
+## Submit latency: POST /v1/jobs at 1,000 requests/s (open loop), next to the client on a trivial
+## server, GET /healthz and the same transaction through pgbench. See bench/README.md.
+bench-submit: deps
+	bench/submit
 
 clean:
 	rm -rf .build

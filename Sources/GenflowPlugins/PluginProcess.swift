@@ -54,6 +54,9 @@ final class PluginProcess: Sendable {
         process.standardOutput = stdout
         process.standardError = stderr
         var environment = ProcessInfo.processInfo.environment
+        // The daemon's own secrets and database stay with the daemon; provider keys a plugin
+        // needs (ANTHROPIC_API_KEY…) pass through.
+        for name in ["GENFLOW_JWT_SECRET", "GENFLOW_ADMIN_TOKEN", "DATABASE_URL", "PGPASSWORD"] { environment[name] = nil }
         environment["GENFLOW_PLUGIN"] = manifest.name
         process.environment = environment
         let plugin = PluginProcess(name: manifest.name, instance: instance, process: process, input: stdin.fileHandleForWriting, logger: logger, exited: exited)
@@ -81,7 +84,7 @@ final class PluginProcess: Sendable {
             var problems: [String] = []
             if !missing.isEmpty { problems.append("its hello lacks \(missing.joined(separator: ", "))") }
             if !extra.isEmpty { problems.append("its hello has \(extra.joined(separator: ", ")), which the manifest does not declare") }
-            throw PluginStartError("plugin \(manifest.name): \(manifest.file): the stages the plugin reports differ from its manifest: \(problems.joined(separator: "; "))")
+            throw PluginStartError("plugin \(manifest.name): the stages the plugin reports differ from its manifest: \(problems.joined(separator: "; "))")
         }
         return plugin
     }
@@ -229,11 +232,15 @@ final class PluginProcess: Sendable {
         case "event":
             guard let observer = state.withLock({ $0.calls[id]?.observer }) else { return stray("an event for unknown call \(id.prefix(40))") }
             guard let name = message["event"]?.stringValue, !name.isEmpty, name.count <= 100 else { return stray("an event without a name") }
+            // The lifecycle's own events are the engine's to write, never a plugin's.
+            guard !Self.reservedEventPrefixes.contains(where: name.hasPrefix) else { return stray("a reserved event name '\(name)'") }
             observer.event(name, message["data"] ?? [:])
         default:
             stray("an unknown message type '\(type.prefix(40))'")
         }
     }
+
+    static let reservedEventPrefixes = ["job.", "step.", "canvas.", "pipeline.", "token_balance_updated"]
 
     /// Logs what the plugin sent that the protocol has no place for (the first 20, then every 1000th).
     private func stray(_ what: String) {

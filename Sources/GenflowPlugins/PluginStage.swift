@@ -41,6 +41,8 @@ public struct PluginStage: Stage {
             "job_id": .string(job), "user_id": .string(user), "step": .string(step), "attempt": .int(context.attempt),
             "deadline_ms": .int(Int(deadline.components.seconds) * 1_000 + Int(deadline.components.attoseconds / 1_000_000_000_000_000)),
             "idempotency_key": .string("\(job):\(step)"),
+            // on_invalid: why the previous answer was refused, so the plugin can ask differently.
+            "feedback": context.feedback ?? .null,
         ]
         let outcome = await slot.current.invoke(stage: name, config: context.config, input: context.input, context: invocation, deadline: deadline, observer: observer)
         feed.finish()
@@ -75,6 +77,11 @@ public struct PluginSet: Sendable {
                 manifest = try PluginManifest.load(directory: folder)
             } catch {
                 set.failures += error.diagnostics
+                continue
+            }
+            if let other = set.slots[manifest.name] {
+                set.failures.append(Diagnostic(at: SourceLocation(file: manifest.file, line: 1, column: 1),
+                                               "plugin name '\(manifest.name)' is already used by \(other.current.manifest.file)"))
                 continue
             }
             if let taken = manifest.stages.first(where: { claimed.contains($0.name) }) {

@@ -58,7 +58,7 @@ struct ValidateCommand: AsyncParsableCommand {
             } else if !exists && paths.isEmpty {
                 report([Diagnostic(at: SourceLocation(file: options.configFile, line: 1, column: 1), "pipelines directory '\(path)' (pipelines_dir) does not exist")])
             } else if exists && !PipelineLoader.isPipelineFileName((path as NSString).lastPathComponent) {
-                note("\(path): not a pipeline file (plugin manifests and pipeline tests are checked by later releases); skipped")
+                note("\(path): not a pipeline file (plugin manifests are checked from plugins_dir); skipped")
             } else {
                 files.append(path)
             }
