@@ -114,7 +114,3 @@ public struct API: Sendable {
     /// The routes, in matching order (a literal segment before a `{parameter}` at the same place).
     var openAPIRoutes: [Route] { routes }
 }
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -84,8 +84,10 @@ public final class EventHub: Sendable {
             for event in events {
                 var targets = state.byUser[event.userID] ?? []
                 if let job = event.jobID, let watchers = state.byJob[job] { targets.formUnion(watchers) }
+                guard !targets.isEmpty else { continue }
+                let message = Message(event)
                 for id in targets {
-                    if let subscriber = state.subscribers[id], Self.deliver(event, to: subscriber.connection) { sent += 1 }
+                    if let subscriber = state.subscribers[id], message.send(to: subscriber.connection) { sent += 1 }
                 }
             }
             state.cursor = EventCursor(after: last)
@@ -94,11 +96,20 @@ public final class EventHub: Sendable {
         return events.count == limit
     }
 
-    /// Queues one event on a connection; step progress coalesces to the latest per step.
-    @discardableResult
-    static func deliver(_ event: Event, to connection: WebSocketConnection) -> Bool {
-        let key = event.type == "step.progress" ? "progress:\(event.jobID ?? ""):\(event.step ?? "")" : nil
-        return connection.send(event.json.description, coalescingKey: key)
+    /// An event as sent on the wire, serialised once however many connections it goes to. Step
+    /// progress coalesces to the latest per step.
+    struct Message {
+        let text: String
+        let coalescingKey: String?
+
+        init(_ event: Event) {
+            text = event.json.description
+            coalescingKey = event.type == "step.progress" ? "progress:\(event.jobID ?? ""):\(event.step ?? "")" : nil
+        }
+
+        func send(to connection: WebSocketConnection) -> Bool {
+            connection.send(text, coalescingKey: coalescingKey)
+        }
     }
 
     // MARK: Subscribers
@@ -195,7 +206,7 @@ public final class EventHub: Sendable {
             let from = position
             let page = try await store.read { try $0.events(after: from, through: through, userID: user, jobID: job, limit: 200) }
             for event in page {
-                guard Self.deliver(event, to: connection) else { return nil }
+                guard Message(event).send(to: connection) else { return nil }
             }
             metrics.eventsSent(page.count)
             guard let last = page.last, page.count == 200 else { return through }

@@ -21,7 +21,7 @@ final class RateLimiter: Sendable {
         return buckets.withLock { buckets in
             var bucket = buckets[user] ?? Bucket(tokens: Double(perMinute), updated: now)
             let elapsed = now - bucket.updated
-            bucket.tokens = min(Double(perMinute), bucket.tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+            bucket.tokens = min(Double(perMinute), bucket.tokens + rate * elapsed.seconds)
             bucket.updated = now
             defer {
                 buckets[user] = bucket

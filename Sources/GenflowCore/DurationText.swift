@@ -50,6 +50,12 @@ extension Duration {
         return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
     }
 
+    /// Whole nanoseconds, rounded toward zero (what swift-metrics timers record).
+    public var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
     /// Seconds as a floating-point number.
     public var seconds: Double {
         let (seconds, attoseconds) = components

@@ -6,9 +6,7 @@ internal import Metrics
 enum StepMetrics {
     static func attempt(stage: String, duration: Duration, error: StepError?) {
         let outcome = error.map(\.errorClass.rawValue) ?? "ok"
-        Timer(label: "genflow_step_duration_seconds", dimensions: [("stage", stage), ("outcome", outcome)]).recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
-        )
+        Timer(label: "genflow_step_duration_seconds", dimensions: [("stage", stage), ("outcome", outcome)]).recordNanoseconds(duration.nanoseconds)
         Counter(label: "genflow_step_attempts_total", dimensions: [("stage", stage), ("outcome", outcome)]).increment()
     }
 

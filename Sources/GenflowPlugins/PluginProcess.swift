@@ -299,7 +299,7 @@ final class PluginProcess: Sendable {
 
     /// Asks the plugin to finish (`shutdown`), then kills it after `grace` if it is still there.
     func shutdown(grace: Duration) async {
-        _ = send(["type": "shutdown", "grace_ms": .int(Int(grace.components.seconds * 1_000 + grace.components.attoseconds / 1_000_000_000_000_000))])
+        _ = send(["type": "shutdown", "grace_ms": .int(Int(grace.milliseconds))])
         try? input.close()
         let deadline = ContinuousClock.now + grace
         // Its stdout closing is the first sign it is gone (Process.isRunning lags behind).

@@ -39,7 +39,7 @@ public struct PluginStage: Stage {
         let deadline = context.timeout
         let invocation: JSON = [
             "job_id": .string(job), "user_id": .string(user), "step": .string(step), "attempt": .int(context.attempt),
-            "deadline_ms": .int(Int(deadline.components.seconds) * 1_000 + Int(deadline.components.attoseconds / 1_000_000_000_000_000)),
+            "deadline_ms": .int(Int(deadline.milliseconds)),
             "idempotency_key": .string("\(job):\(step)"),
             // on_invalid: why the previous answer was refused, so the plugin can ask differently.
             "feedback": context.feedback ?? .null,

@@ -71,7 +71,7 @@ public final class PluginSupervisor: Sendable {
         }
         guard let delay else { return }
         logger.warning("plugin process exited; restarting", metadata: [
-            "genflow.plugin": "\(manifest.name)", "genflow.instance": "\(process.instance)", "genflow.delay_ms": "\(delay.components.seconds * 1_000 + delay.components.attoseconds / 1_000_000_000_000_000)",
+            "genflow.plugin": "\(manifest.name)", "genflow.instance": "\(process.instance)", "genflow.delay_ms": "\(delay.milliseconds)",
         ])
         Task { await restart(process.instance, after: delay) }
     }

@@ -110,7 +110,7 @@ public struct CallModel: Stage {
     static func record(provider: String, since started: ContinuousClock.Instant, outcome: String) {
         let elapsed = ContinuousClock.now - started
         Timer(label: "genflow_model_call_duration_seconds", dimensions: [("provider", provider), ("outcome", outcome)])
-            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            .recordNanoseconds(elapsed.nanoseconds)
     }
 
     /// What makes two requests identical for the cache: the provider (and where it is), the model,

@@ -38,9 +38,7 @@ let client = HTTPClient()
     guard response.status == 200 else {
         // The same mapping as the built-in providers: 429 with retry-after, 5xx/529, 401/403, other 4xx.
         let failure = OpenAIProvider.failure(response)
-        throw PluginFailure(failure.errorClass.rawValue, failure.message, retryAfterMilliseconds: failure.retryAfter.map {
-            Int($0.components.seconds * 1_000 + $0.components.attoseconds / 1_000_000_000_000_000)
-        })
+        throw PluginFailure(failure.errorClass.rawValue, failure.message, retryAfterMilliseconds: failure.retryAfter.map { Int($0.milliseconds) })
     }
     guard let reply = try? JSON(parsing: Data(response.body)), let content = reply["content"]?.arrayValue else {
         throw PluginFailure("server_error", "the reply is not a Messages API response")
