@@ -113,6 +113,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            // The dashboard page (SPEC §10): plain HTML, CSS and JavaScript, copied beside the binary.
+            resources: [.copy("Dashboard")],
             swiftSettings: swiftSettings
         ),
 

@@ -1,4 +1,4 @@
-internal import GenflowCore
+public import GenflowCore
 public import GenflowEngine
 public import GenflowHTTPServer
 public import GenflowPipeline
@@ -16,12 +16,18 @@ public struct API: Sendable {
         public var stateDirectory: String
         /// `Access-Control-Allow-Origin` values allowed; `*` allows any.
         public var corsOrigins: [String]
+        /// The plugins' status documents (`GET /v1/plugins`), read when asked.
+        public var plugins: @Sendable () -> [JSON]
 
-        public init(authenticator: Authenticator, submitPerMinute: Int, stateDirectory: String, corsOrigins: [String] = ["*"]) {
+        public init(
+            authenticator: Authenticator, submitPerMinute: Int, stateDirectory: String, corsOrigins: [String] = ["*"],
+            plugins: @escaping @Sendable () -> [JSON] = { [] }
+        ) {
             self.authenticator = authenticator
             self.submitPerMinute = submitPerMinute
             self.stateDirectory = stateDirectory
             self.corsOrigins = corsOrigins
+            self.plugins = plugins
         }
     }
 

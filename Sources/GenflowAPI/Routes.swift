@@ -193,8 +193,17 @@ extension API {
                 document["definition"] = pipeline.canonical
                 return .json(.object(document))
             },
+            Route(method: "GET", pattern: "/v1/plugins", access: .operator, summary: "Plugins with their state, processes, restarts; manifests that did not load.") { _ in
+                .json(["items": .array(configuration.plugins())])
+            },
             Route(method: "GET", pattern: "/v1/stages", access: .user, summary: "Every registered stage with its config schema.") { _ in
                 .json(["items": .array(registry.descriptors.map(\.json))])
+            },
+            Route(method: "GET", pattern: "/", access: .anyone, summary: "The dashboard page (SPEC §10); it asks for a token or takes ?token=.") { _ in
+                try Dashboard.reply("index.html")
+            },
+            Route(method: "GET", pattern: "/dashboard/{file}", access: .anyone, summary: "The dashboard's script and style sheet.") { call in
+                try Dashboard.reply(call.parameter("file"))
             },
             Route(method: "GET", pattern: "/healthz", access: .anyone, summary: "Liveness: the process answers.") { _ in
                 .json(["status": "ok"])

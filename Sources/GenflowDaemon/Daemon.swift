@@ -76,7 +76,8 @@ public enum Daemon {
         let api = API(
             store: store, catalog: catalog, registry: registry,
             configuration: API.Configuration(
-                authenticator: authenticator, submitPerMinute: config.submitPerMinute, stateDirectory: config.stateDir, corsOrigins: config.corsOrigins
+                authenticator: authenticator, submitPerMinute: config.submitPerMinute, stateDirectory: config.stateDir, corsOrigins: config.corsOrigins,
+                plugins: { plugins.statusDocuments }
             ),
             metrics: metrics, logger: logger
         )

@@ -105,6 +105,11 @@ public struct PluginSet: Sendable {
         return set
     }
 
+    /// Every plugin's status, then each manifest that did not load as `{name: null, file, error}`.
+    public var statusDocuments: [JSON] {
+        supervisors.map(\.status) + failures.map { ["name": .null, "file": .string($0.location.file), "error": .string($0.description)] }
+    }
+
     /// Stops every plugin.
     public func stop(grace: Duration) async {
         await withTaskGroup(of: Void.self) { group in

@@ -19,6 +19,8 @@ public final class PluginSupervisor: Sendable {
     private struct State {
         var slots: [Slot]
         var isStopped = false
+        /// Processes that died and were (or are being) restarted, since start.
+        var restarts = 0
     }
 
     private let state: Mutex<State>
@@ -58,6 +60,21 @@ public final class PluginSupervisor: Sendable {
         state.withLock { $0.slots.compactMap { $0.process?.isAlive == true ? $0.process?.processIdentifier : nil } }
     }
 
+    /// What operators see (`GET /v1/plugins`): `running` when every instance is up, `degraded`
+    /// when some are, `restarting` when none is, `stopped` after shutdown or replacement.
+    public var status: JSON {
+        state.withLock { state in
+            let live = state.slots.compactMap(\.process).filter(\.isAlive)
+            let condition = state.isStopped ? "stopped" : live.count == state.slots.count ? "running" : live.isEmpty ? "restarting" : "degraded"
+            return [
+                "name": .string(manifest.name), "version": .string(manifest.version), "file": .string(manifest.file),
+                "stages": .array(manifest.stages.map { .string($0.name) }), "state": .string(condition),
+                "instances": .int(state.slots.count), "running": .int(live.count), "pids": .array(live.map { .int(Int($0.processIdentifier)) }),
+                "calls_in_flight": .int(live.reduce(0) { $0 + $1.load }), "restarts": .int(state.restarts),
+            ]
+        }
+    }
+
     private func exited(_ process: PluginProcess) {
         let delay = state.withLock { state -> Duration? in
             guard !state.isStopped, state.slots.indices.contains(process.instance), state.slots[process.instance].process === process else { return nil }
@@ -67,6 +84,7 @@ public final class PluginSupervisor: Sendable {
             slot.failures += 1
             slot.process = nil
             state.slots[process.instance] = slot
+            state.restarts += 1
             return delay
         }
         guard let delay else { return }

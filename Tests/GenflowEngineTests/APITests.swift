@@ -255,7 +255,7 @@ struct APITests {
             ("get", "/v1/prompts/stats"), ("get", "/v1/images"), ("get", "/v1/images/{id}"), ("get", "/v1/tokens/balance"),
             ("get", "/v1/tokens/ledger"), ("post", "/v1/tokens/credit"), ("get", "/v1/stats"), ("get", "/v1/pipelines"),
             ("get", "/v1/pipelines/{name}"), ("get", "/v1/stages"), ("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics"),
-            ("get", "/openapi.json"), ("get", "/v1/events"),
+            ("get", "/openapi.json"), ("get", "/v1/events"), ("get", "/"), ("get", "/v1/plugins"),
         ]
         for (method, path) in spec { #expect(paths[path]?[method] != nil, "\(method) \(path) is documented") }
         for (path, operations) in paths where path != "/v1/events" {

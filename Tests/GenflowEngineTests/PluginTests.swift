@@ -104,6 +104,13 @@ struct PluginTests {
         let crashed = try String(contentsOfFile: marker, encoding: .utf8)
         #expect(job["result"]?["call"]?["survived"] == true && job["result"]?["call"]?["pid"] != .string(crashed))
         #expect(daemon.output.contains("plugin process exited; restarting"))
+        // Operators see the restart and the plugin that did not load (the liar's wrong hello).
+        #expect(try await daemon.call("GET", "/v1/plugins", token: token).status == 403)
+        let plugins = try await daemon.operatorCall("GET", "/v1/plugins").json["items"]?.arrayValue ?? []
+        let chaos = plugins.first { $0["name"] == "chaos" }
+        #expect(chaos?["restarts"] == 1 && chaos?["instances"] == 2 && chaos?["stages"] == ["chaos.call"], "\(plugins)")
+        #expect(["running", "degraded"].contains(chaos?["state"]?.stringValue ?? ""))
+        #expect(plugins.contains { $0["name"] == .null && ($0["error"]?.stringValue ?? "").contains("liar") }, "\(plugins)")
     }
 
     @Test("a changed plugin: the new process starts first, new calls go to it, a call in flight finishes on the old one")

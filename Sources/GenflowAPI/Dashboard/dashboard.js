@@ -1,0 +1,891 @@
+// Genflow's dashboard: the reference frontend. It uses only the public API (docs/api.md) and the
+// event socket (docs/frontend.md walks through this file). Plain JavaScript, no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const STATUSES = ["queued", "running", "waiting_retry", "completed", "failed", "cancelled"];
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+
+const state = {
+  token: null,
+  operator: false,
+  user: null,               // whose jobs, balance and events are shown (an operator's watched user, or null: all, polled)
+  jobs: new Map(),          // job id → view: {id, pipeline, status, progress, objects, events, doc, images}
+  selected: null,
+  seen: new Set(),          // event ids already applied: replays after a reconnect may repeat some
+  lastEventId: 0,           // the last event received: a reconnect asks for what came after it
+  socket: null,
+  retries: 0,
+  reconnectTimer: null,
+  pipelines: new Map(),     // name → GET /v1/pipelines/{name}
+  balance: null,
+  timers: [],
+};
+
+// MARK: API
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${state.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new Error(data?.error?.message ?? `${response.status} ${response.statusText}`);
+    Object.assign(error, { status: response.status, code: data?.error?.code, details: data?.error?.details });
+    throw error;
+  }
+  return data;
+}
+
+/** `path` with the watched user for an operator (users are always themselves). */
+function scoped(path) {
+  if (!state.operator || !state.user) return path;
+  return path + (path.includes("?") ? "&" : "?") + "user_id=" + encodeURIComponent(state.user);
+}
+
+function decodeJWT(token) {
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    return JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    return null;
+  }
+}
+
+// MARK: Sign-in
+
+function showGate(message) {
+  $("gate").hidden = false;
+  $("app").hidden = true;
+  $("gate-error").textContent = message ?? "";
+  setConnection("offline", "offline");
+}
+
+async function signIn(token) {
+  state.token = token.trim();
+  const claims = decodeJWT(state.token);
+  const params = new URLSearchParams(location.search);
+  try {
+    if (claims) {
+      state.operator = false;
+      state.user = claims.sub;
+      await api("GET", "/v1/tokens/balance");
+    } else {
+      // Not a JWT: perhaps the admin token. Only operators may read the stats.
+      await api("GET", "/v1/stats");
+      state.operator = true;
+      state.user = params.get("user") || null;
+    }
+  } catch (error) {
+    sessionStorage.removeItem("genflow.token");
+    showGate(error.status === 401 || error.status === 403 ? `This token is not accepted: ${error.message}` : error.message);
+    return;
+  }
+  sessionStorage.setItem("genflow.token", state.token);
+  $("gate").hidden = true;
+  $("app").hidden = false;
+  $("sign-out").hidden = false;
+  await start();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem("genflow.token");
+  const socket = state.socket;
+  state.socket = null;
+  socket?.close();
+  clearTimeout(state.reconnectTimer);
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+  state.jobs.clear();
+  state.selected = null;
+  $("jobs").replaceChildren();
+  showGate(message);
+}
+
+async function start() {
+  state.jobs.clear();
+  state.seen.clear();
+  state.selected = null;
+  state.lastEventId = 0;
+  $("jobs").replaceChildren();
+  $("who").textContent = state.operator ? `operator${state.user ? ` · watching ${state.user}` : " · all users"}` : `user ${state.user}`;
+  $("operator").hidden = !state.operator;
+  $("watch-user").value = state.user ?? "";
+  $("balance-box").hidden = !state.user;
+  renderDetail();
+  connect();
+  await Promise.all([loadPipelines(), loadJobs(), loadBalance(), loadGallery(), state.operator ? loadOperator() : null]);
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+  if (state.operator) state.timers.push(setInterval(loadOperator, 5000));
+  // Without a watched user an operator's socket carries no job events: the list is polled.
+  if (state.operator && !state.user) state.timers.push(setInterval(loadJobs, 3000));
+}
+
+// MARK: The event socket
+
+function setConnection(kind, text) {
+  $("connection").dataset.state = kind;
+  $("connection").textContent = text;
+}
+
+function connect() {
+  clearTimeout(state.reconnectTimer);
+  const params = new URLSearchParams({ token: state.token });
+  if (state.lastEventId > 0) params.set("since", String(state.lastEventId));
+  if (state.operator && state.user) params.set("user_id", state.user);
+  setConnection("connecting", state.lastEventId > 0 ? `reconnecting since event ${state.lastEventId}…` : "connecting…");
+  const socket = new WebSocket(`${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/v1/events?${params}`);
+  state.socket = socket;
+  socket.onopen = () => {
+    state.retries = 0;
+    setConnection("live", "live");
+    // After a drop, the REST views may have missed what the replay does not cover (an unknown since).
+    if (state.lastEventId > 0) refreshAll();
+  };
+  socket.onmessage = (message) => {
+    let data;
+    try {
+      data = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    received(data);
+  };
+  socket.onclose = (event) => {
+    if (state.socket !== socket) return; // closed on purpose
+    if (event.code === 4401) {
+      signOut(`The server refused the token: ${event.reason}`);
+      setConnection("signed-out", "signed out");
+      return;
+    }
+    // 1008: this client fell behind and its queue overflowed; anything else: a drop. Either way
+    // reconnect with since, backing off from 0.5 s to 10 s.
+    const delay = event.code === 1008 ? 0 : Math.min(10000, 500 * 2 ** state.retries++);
+    setConnection("reconnecting", `reconnecting in ${Math.ceil(delay / 1000)} s (closed: ${event.code})`);
+    state.reconnectTimer = setTimeout(connect, delay);
+  };
+}
+
+function received(message) {
+  switch (message.op) {
+    case "event":
+      if (state.seen.has(message.id)) return;
+      state.seen.add(message.id);
+      state.lastEventId = message.id;
+      applyEvent(message);
+      break;
+    case "error":
+      console.warn("genflow:", message.code, message.message);
+      if (message.code === "unknown_since") refreshAll();
+      break;
+    default:
+      break; // pong, subscribed, unsubscribed
+  }
+}
+
+function refreshAll() {
+  loadJobs();
+  loadBalance();
+  if (state.selected) refreshJob(state.selected);
+}
+
+/** Applies one event to the views: the job list, the selected job, the balance. */
+function applyEvent(event) {
+  if (event.type === "token_balance_updated") setBalance(event.data.balance, event.data.change);
+  if (event.type.startsWith("pipeline.")) {
+    loadPipelines();
+    if (state.operator) loadOperator();
+  }
+  if (!event.job_id) return;
+  let job = state.jobs.get(event.job_id);
+  if (!job) {
+    job = addJob({ id: event.job_id, pipeline: event.data?.pipeline ?? "", status: "queued", created_at: event.at });
+    refreshJob(job.id);
+  }
+  // A job's events are written one transaction after another: ids rise within a job. A replay of
+  // older events (subscribing to a job already followed live) adds to the log and the canvas but
+  // does not take the status back.
+  const newer = event.id > job.lastId;
+  if (newer) job.lastId = event.id;
+  job.events.push(event);
+  job.events.sort((a, b) => a.id - b.id);
+  if (job.events.length > 300) job.events.shift();
+  const data = event.data ?? {};
+  if (event.type === "canvas.objects") {
+    for (const object of data.objects ?? []) job.objects.set(object.id, object);
+  } else if (Array.isArray(data.images)) {
+    job.images = data.images;
+  }
+  if (newer) applyStatus(job, event);
+  renderJob(job);
+  if (state.selected === job.id) {
+    if (newer && (event.type.startsWith("step.") || event.type.startsWith("job."))) refreshJobSoon(job.id);
+    renderDetail();
+  }
+}
+
+/** What an event says of its job's status and progress. */
+function applyStatus(job, event) {
+  const data = event.data ?? {};
+  switch (event.type) {
+    case "job.queued":
+      job.status = "queued";
+      job.error = null;
+      break;
+    case "job.started":
+      job.status = "running";
+      break;
+    case "step.started":
+      job.status = "running";
+      job.progress = { step: event.step, fraction: 0, message: `attempt ${data.attempt}` };
+      break;
+    case "step.progress":
+      job.progress = { step: event.step, fraction: data.fraction ?? job.progress?.fraction ?? 0, message: data.message ?? "" };
+      break;
+    case "step.retrying":
+      if (data.reason !== "on_invalid") job.status = "waiting_retry";
+      job.progress = { step: event.step, fraction: 0, message: `retry${data.delay_ms ? ` in ${seconds(data.delay_ms)}` : ""}: ${data.error?.class ?? ""} ${data.error?.message ?? ""}` };
+      break;
+    case "step.completed":
+      job.progress = { step: event.step, fraction: 1, message: "done" };
+      break;
+    case "job.completed":
+    case "job.failed":
+    case "job.cancelled":
+      job.status = event.type.slice(4);
+      job.progress = null;
+      job.error = data.error ?? null;
+      refreshJob(job.id);
+      if (job.images.length || job.pipeline.startsWith("image")) loadGallery();
+      break;
+  }
+}
+
+// MARK: Jobs
+
+function addJob(doc) {
+  let job = state.jobs.get(doc.id);
+  if (!job) {
+    job = { id: doc.id, pipeline: doc.pipeline, status: doc.status, progress: null, objects: new Map(), events: [], lastId: 0, doc: null, images: [] };
+    state.jobs.set(job.id, job);
+  }
+  return job;
+}
+
+async function loadJobs() {
+  try {
+    const page = await api("GET", scoped("/v1/jobs?limit=30"));
+    for (const doc of page.items.slice().reverse()) {
+      renderJob(merge(doc));
+    }
+    if (!state.selected && page.items.length) select(page.items[0].id);
+  } catch (error) {
+    console.warn("loading jobs failed:", error.message);
+  }
+}
+
+async function refreshJob(id) {
+  try {
+    const job = merge(await api("GET", `/v1/jobs/${id}`));
+    job.doc = job.latest;
+    if (job.objects.size === 0) for (const object of objectsOf(job.doc.result)) job.objects.set(object.id, object);
+    renderJob(job);
+    if (state.selected === id) renderDetail();
+  } catch (error) {
+    console.warn("loading job failed:", error.message);
+  }
+}
+
+/** A job document from the API merged into its view. */
+function merge(doc) {
+  const job = addJob(doc);
+  job.latest = doc;
+  job.pipeline = doc.pipeline;
+  job.created_at = doc.created_at;
+  job.user_id = doc.user_id;
+  // A terminal state seen on the socket is newer than a document read before it.
+  if (!TERMINAL.has(job.status) || TERMINAL.has(doc.status)) job.status = doc.status;
+  job.error = doc.error ?? (TERMINAL.has(job.status) ? job.error : null);
+  return job;
+}
+
+const pendingRefresh = new Map();
+function refreshJobSoon(id) {
+  if (pendingRefresh.has(id)) return;
+  pendingRefresh.set(id, setTimeout(() => {
+    pendingRefresh.delete(id);
+    refreshJob(id);
+  }, 250));
+}
+
+/** The canvas objects of a job's result: the last step output with an `objects` array. */
+function objectsOf(result) {
+  let found = [];
+  for (const output of Object.values(result ?? {})) {
+    if (Array.isArray(output?.objects) && output.objects.every((o) => o && typeof o.type === "string")) found = output.objects;
+  }
+  return found;
+}
+
+function select(id) {
+  const previous = state.selected;
+  state.selected = id;
+  for (const item of $("jobs").children) item.classList.toggle("selected", item.dataset.jobId === id);
+  renderDetail();
+  refreshJob(id);
+  // Replays the job's events from the start (its canvas objects, retries), then it stays live.
+  if (previous && previous !== id) send({ op: "unsubscribe", job_id: previous });
+  send({ op: "subscribe", job_id: id, since: 0 });
+}
+
+function send(message) {
+  if (state.socket?.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
+}
+
+function renderJob(job) {
+  let item = $("jobs").querySelector(`li[data-job-id="${job.id}"]`);
+  if (!item) {
+    item = document.createElement("li");
+    item.dataset.jobId = job.id;
+    item.addEventListener("click", () => select(job.id));
+    $("jobs").prepend(item);
+  }
+  item.dataset.status = job.status;
+  item.classList.toggle("selected", state.selected === job.id);
+  const progress = job.progress && !TERMINAL.has(job.status) ? overallProgress(job) : null;
+  item.replaceChildren(
+    el("div", { class: "row" }, badge(job.status), el("span", { class: "name" }, job.pipeline || "job"), el("span", { class: "sub" }, time(job.created_at))),
+    el("div", { class: "sub" }, `${job.id.slice(0, 8)}${state.operator && job.user_id ? ` · ${job.user_id}` : ""}${progress ? ` · ${job.progress.step}: ${job.progress.message}` : ""}`),
+    progress === null ? "" : bar(progress),
+  );
+}
+
+/** A progress bar (the width set through CSSOM: the page's CSP refuses inline style attributes). */
+function bar(fraction) {
+  const fill = el("div", {});
+  fill.style.width = `${Math.round(fraction * 100)}%`;
+  return el("div", { class: "progress" }, fill);
+}
+
+/** Steps done plus the running step's fraction, over the pipeline's steps. */
+function overallProgress(job) {
+  const steps = state.pipelines.get(job.pipeline)?.steps?.map((s) => s.id);
+  const fraction = Math.max(0, Math.min(1, job.progress.fraction ?? 0));
+  if (!steps?.length) return fraction;
+  const index = Math.max(0, steps.indexOf(job.progress.step));
+  return (index + fraction) / steps.length;
+}
+
+// MARK: The selected job
+
+function renderDetail() {
+  const job = state.jobs.get(state.selected);
+  if (!job) {
+    $("detail-title").textContent = "No job selected";
+    $("detail-meta").replaceChildren();
+    $("steps").replaceChildren();
+    $("events").replaceChildren();
+    $("images").replaceChildren();
+    drawCanvas([]);
+    return;
+  }
+  const doc = job.doc ?? {};
+  $("detail-title").replaceChildren(`${job.pipeline} `, el("small", { class: "sub" }, job.id));
+  const cancel = el("button", { class: "quiet", type: "button" }, "Cancel");
+  cancel.disabled = TERMINAL.has(job.status);
+  cancel.addEventListener("click", () => control(job.id, "cancel"));
+  const retry = el("button", { class: "quiet", type: "button" }, "Retry");
+  retry.disabled = !(job.status === "failed" || job.status === "cancelled");
+  retry.addEventListener("click", () => control(job.id, "retry"));
+  const error = job.error ?? doc.error;
+  $("detail-meta").replaceChildren(
+    badge(job.status),
+    el("span", {}, `created ${time(doc.created_at ?? job.created_at)}`),
+    doc.started_at ? el("span", {}, `started ${time(doc.started_at)}`) : "",
+    doc.finished_at ? el("span", {}, `took ${seconds(Date.parse(doc.finished_at) - Date.parse(doc.started_at ?? doc.created_at))}`) : "",
+    doc.user_id ? el("span", {}, `user ${doc.user_id}`) : "",
+    cancel, retry,
+    error ? el("span", { class: "error" }, `${error.step ? `${error.step}: ` : ""}${error.class}: ${error.message}`) : "",
+  );
+  drawCanvas([...job.objects.values()]);
+  renderImages(job);
+  renderSteps(doc);
+  $("events").replaceChildren(...job.events.slice(-100).map((event) => el("li", {},
+    `${event.id} `, el("span", { class: "type" }, event.type), `${event.step ? ` ${event.step}` : ""} ${summary(event.data)}`)));
+  $("events").scrollTop = $("events").scrollHeight;
+}
+
+function renderSteps(doc) {
+  const rows = [el("tr", {}, ...["step", "stage", "status", "attempts", "time", "error"].map((h) => el("th", {}, h)))];
+  for (const step of doc.steps ?? []) {
+    const took = step.started_at && step.finished_at ? seconds(Date.parse(step.finished_at) - Date.parse(step.started_at)) : "";
+    rows.push(el("tr", {},
+      el("td", {}, step.id), el("td", {}, step.stage), el("td", {}, badge(step.status)), el("td", {}, String(step.attempts)), el("td", {}, took),
+      el("td", {}, step.error ? el("span", { class: "error" }, `${step.error.class}: ${step.error.message}`) : "")));
+    for (const run of (doc.runs ?? []).filter((r) => r.step === step.id && (r.attempt > 1 || r.error))) {
+      const ran = run.finished_at ? seconds(Date.parse(run.finished_at) - Date.parse(run.started_at)) : "running";
+      rows.push(el("tr", {},
+        el("td", { class: "attempt", colspan: "3" }, `attempt ${run.attempt} · ${run.status}`), el("td", {}, ""), el("td", {}, ran),
+        el("td", {}, run.error ? el("span", { class: "error" }, `${run.error.class}: ${run.error.message}${run.retry_delay_ms ? ` (retried after ${seconds(run.retry_delay_ms)})` : ""}`) : "")));
+    }
+  }
+  $("steps").replaceChildren(...(doc.steps ? rows : []));
+}
+
+async function control(id, action) {
+  try {
+    await api("POST", `/v1/jobs/${id}/${action}`);
+  } catch (error) {
+    alert(`${action} failed: ${error.message}`);
+  }
+  refreshJob(id);
+}
+
+// MARK: Drawing canvas objects (schema v1: Excalidraw-like shapes)
+
+function drawCanvas(objects) {
+  const canvas = $("canvas");
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 640;
+  const height = canvas.clientHeight || 400;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  canvas.dataset.objects = String(objects.length);
+  const context = canvas.getContext("2d");
+  context.setTransform(ratio, 0, 0, ratio, 0, 0);
+  context.fillStyle = "#ffffff";
+  context.fillRect(0, 0, width, height);
+  if (!objects.length) {
+    context.fillStyle = "#adb5bd";
+    context.font = "14px system-ui, sans-serif";
+    context.textAlign = "center";
+    context.fillText("canvas objects appear here as they arrive", width / 2, height / 2);
+    return;
+  }
+  const byID = new Map(objects.map((o) => [o.id, o]));
+  const box = bounds(objects, context);
+  const scale = Math.min((width - 40) / Math.max(box.w, 1), (height - 40) / Math.max(box.h, 1), 1.25);
+  context.save();
+  context.translate(20 + ((width - 40) - box.w * scale) / 2, 20 + ((height - 40) - box.h * scale) / 2);
+  context.scale(scale, scale);
+  context.translate(-box.x, -box.y);
+  for (const object of objects) {
+    if (object.type === "frame") drawObject(context, object, byID);
+  }
+  for (const object of objects) {
+    if (object.type !== "frame") drawObject(context, object, byID);
+  }
+  context.restore();
+}
+
+function textSize(context, object) {
+  context.font = `${object.fontSize ?? 20}px system-ui, sans-serif`;
+  const lines = String(object.text ?? "").split("\n");
+  return { w: Math.max(...lines.map((line) => context.measureText(line).width)), h: lines.length * (object.fontSize ?? 20) * 1.25 };
+}
+
+function extent(object, context) {
+  if (object.type === "text") {
+    const size = textSize(context, object);
+    return { x: object.x, y: object.y, w: object.width ?? size.w, h: object.height ?? size.h };
+  }
+  if ((object.type === "line" || object.type === "arrow") && Array.isArray(object.points)) {
+    const xs = object.points.map((p) => object.x + p[0]);
+    const ys = object.points.map((p) => object.y + p[1]);
+    return { x: Math.min(...xs), y: Math.min(...ys), w: Math.max(...xs) - Math.min(...xs), h: Math.max(...ys) - Math.min(...ys) };
+  }
+  return { x: object.x, y: object.y, w: object.width ?? 100, h: object.height ?? 60 };
+}
+
+function bounds(objects, context) {
+  let left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
+  for (const object of objects) {
+    const e = extent(object, context);
+    left = Math.min(left, e.x);
+    top = Math.min(top, e.y - (object.type === "frame" ? 18 : 0));
+    right = Math.max(right, e.x + e.w);
+    bottom = Math.max(bottom, e.y + e.h);
+  }
+  return { x: left, y: top, w: right - left, h: bottom - top };
+}
+
+function drawObject(context, object, byID) {
+  const e = extent(object, context);
+  context.save();
+  context.globalAlpha = (object.opacity ?? 100) / 100;
+  context.lineWidth = object.strokeWidth ?? 1.5;
+  context.strokeStyle = object.strokeColor ?? "#1e1e1e";
+  context.setLineDash({ dashed: [8, 6], dotted: [2, 4] }[object.strokeStyle] ?? []);
+  if (object.angle) {
+    context.translate(e.x + e.w / 2, e.y + e.h / 2);
+    context.rotate(object.angle);
+    context.translate(-(e.x + e.w / 2), -(e.y + e.h / 2));
+  }
+  const outline = () => {
+    context.beginPath();
+    switch (object.type) {
+      case "ellipse":
+        context.ellipse(e.x + e.w / 2, e.y + e.h / 2, e.w / 2, e.h / 2, 0, 0, Math.PI * 2);
+        break;
+      case "diamond":
+        context.moveTo(e.x + e.w / 2, e.y);
+        context.lineTo(e.x + e.w, e.y + e.h / 2);
+        context.lineTo(e.x + e.w / 2, e.y + e.h);
+        context.lineTo(e.x, e.y + e.h / 2);
+        context.closePath();
+        break;
+      default:
+        context.roundRect ? context.roundRect(e.x, e.y, e.w, e.h, object.type === "note" ? 4 : 6) : context.rect(e.x, e.y, e.w, e.h);
+    }
+  };
+  switch (object.type) {
+    case "rectangle":
+    case "ellipse":
+    case "diamond":
+    case "note": {
+      const fill = object.backgroundColor ?? (object.type === "note" ? "#fff3bf" : "transparent");
+      outline();
+      fillShape(context, object, fill, e, outline);
+      outline();
+      context.stroke();
+      if (object.text) drawText(context, { ...object, x: e.x + 8, y: e.y + 8 }, e.w - 16);
+      break;
+    }
+    case "frame":
+      context.setLineDash([6, 4]);
+      context.strokeStyle = object.strokeColor ?? "#868e96";
+      context.strokeRect(e.x, e.y, e.w, e.h);
+      if (object.text) drawText(context, { ...object, fontSize: 13, strokeColor: "#868e96", x: e.x, y: e.y - 17 });
+      break;
+    case "text":
+      drawText(context, object);
+      break;
+    case "line":
+    case "arrow":
+      drawLine(context, object, byID);
+      break;
+  }
+  context.restore();
+}
+
+function fillShape(context, object, colour, e, outline) {
+  if (!colour || colour === "transparent") return;
+  const style = object.fillStyle ?? "hachure";
+  context.save();
+  context.setLineDash([]);
+  if (style === "solid") {
+    context.fillStyle = colour;
+    context.fill();
+  } else {
+    // Hachure: diagonal strokes clipped to the shape (cross-hatch adds the other diagonal).
+    context.clip();
+    context.globalAlpha *= 0.25;
+    context.fillStyle = colour;
+    context.fill();
+    context.globalAlpha /= 0.25;
+    context.strokeStyle = colour;
+    context.lineWidth = 1.5;
+    context.beginPath();
+    for (let d = -e.h; d < e.w; d += 8) {
+      context.moveTo(e.x + d, e.y + e.h);
+      context.lineTo(e.x + d + e.h, e.y);
+      if (style === "cross-hatch") {
+        context.moveTo(e.x + d, e.y);
+        context.lineTo(e.x + d + e.h, e.y + e.h);
+      }
+    }
+    context.stroke();
+  }
+  context.restore();
+}
+
+function drawText(context, object, maxWidth) {
+  const size = object.fontSize ?? 20;
+  context.font = `${size}px system-ui, sans-serif`;
+  context.fillStyle = object.strokeColor ?? "#1e1e1e";
+  context.textBaseline = "top";
+  context.setLineDash([]);
+  String(object.text ?? "").split("\n").forEach((line, index) => context.fillText(line, object.x, object.y + index * size * 1.25, maxWidth));
+}
+
+function drawLine(context, object, byID) {
+  let points = (object.points ?? [[0, 0], [object.width ?? 100, object.height ?? 0]]).map((p) => [object.x + p[0], object.y + p[1]]);
+  const centre = (id) => {
+    const target = byID.get(id);
+    if (!target) return null;
+    const e = extent(target, context);
+    return [e.x + e.w / 2, e.y + e.h / 2];
+  };
+  // Bound to objects and without points of its own: centre to centre.
+  if (!object.points && object.start && object.end && centre(object.start) && centre(object.end)) points = [centre(object.start), centre(object.end)];
+  context.beginPath();
+  points.forEach(([x, y], index) => (index ? context.lineTo(x, y) : context.moveTo(x, y)));
+  context.stroke();
+  if (object.type === "arrow" && points.length >= 2) {
+    const [[x1, y1], [x2, y2]] = points.slice(-2);
+    const angle = Math.atan2(y2 - y1, x2 - x1);
+    context.setLineDash([]);
+    context.beginPath();
+    for (const side of [-1, 1]) {
+      context.moveTo(x2, y2);
+      context.lineTo(x2 - 12 * Math.cos(angle + side * 0.45), y2 - 12 * Math.sin(angle + side * 0.45));
+    }
+    context.stroke();
+  }
+}
+
+// MARK: Images
+
+function imageSource(image) {
+  if (!image.image_url) return null;
+  // Kept by the daemon (a relative API path): the token goes in the query, as <img> sends no header.
+  return image.image_url.startsWith("/") ? `${image.image_url}?token=${encodeURIComponent(state.token)}` : image.image_url;
+}
+
+function renderImages(job) {
+  const images = job.images.length ? job.images : (job.doc?.result?.save?.images ?? []);
+  $("images").replaceChildren(...images.filter((i) => i && i.image_url).map((image) => el("img", { src: imageSource(image), alt: image.prompt ?? "generated image" })));
+}
+
+async function loadGallery() {
+  try {
+    const page = await api("GET", scoped("/v1/images?limit=12"));
+    $("gallery").replaceChildren(...page.items.map((image) => el("figure", {},
+      el("img", { src: imageSource(image), alt: image.prompt, title: image.full_prompt ?? image.prompt }),
+      el("figcaption", {}, image.prompt))));
+  } catch (error) {
+    console.warn("loading images failed:", error.message);
+  }
+}
+
+// MARK: Balance
+
+async function loadBalance() {
+  if (!state.user) return;
+  try {
+    const balance = await api("GET", scoped("/v1/tokens/balance"));
+    setBalance(balance.balance, null);
+  } catch (error) {
+    console.warn("loading the balance failed:", error.message);
+  }
+}
+
+function setBalance(balance, change) {
+  state.balance = balance;
+  $("balance").textContent = String(balance);
+  const note = $("balance-change");
+  if (change) {
+    note.textContent = `${change > 0 ? "+" : "−"}${Math.abs(change)}`;
+    note.className = change > 0 ? "credit" : "debit";
+  }
+}
+
+// MARK: Pipelines and the submit form
+
+async function loadPipelines() {
+  try {
+    const list = await api("GET", "/v1/pipelines");
+    const loaded = list.items.filter((p) => p.name);
+    const details = await Promise.all(loaded.map((p) => api("GET", `/v1/pipelines/${encodeURIComponent(p.name)}`)));
+    state.pipelines = new Map(details.map((d) => [d.name, d]));
+    state.pipelineList = list.items;
+    const select = $("pipeline");
+    const current = select.value;
+    select.replaceChildren(...details.map((d) => el("option", { value: d.name }, d.name)));
+    if (state.pipelines.has(current)) select.value = current;
+    renderFields();
+    if (state.operator) renderPipelines();
+  } catch (error) {
+    console.warn("loading pipelines failed:", error.message);
+  }
+}
+
+/** One field per property of the pipeline's input schema (SPEC §5's subset). */
+function renderFields() {
+  const pipeline = state.pipelines.get($("pipeline").value);
+  const input = pipeline?.input ?? {};
+  const required = new Set(input.required ?? []);
+  const fields = Object.entries(input.properties ?? {}).map(([name, schema]) => {
+    const label = `${name}${required.has(name) ? " *" : ""}`;
+    let control;
+    if (Array.isArray(schema.enum)) {
+      control = el("select", {}, ...schema.enum.map((v) => el("option", { value: JSON.stringify(v) }, String(v))));
+      if (schema.default !== undefined) control.value = JSON.stringify(schema.default);
+    } else if (schema.type === "boolean") {
+      control = el("input", { type: "checkbox" });
+      control.checked = schema.default === true;
+      return el("label", { class: "check" }, control, label);
+    } else if (schema.type === "integer" || schema.type === "number") {
+      control = el("input", { type: "number", step: schema.type === "integer" ? "1" : "any" });
+      if (schema.minimum !== undefined) control.min = schema.minimum;
+      if (schema.maximum !== undefined) control.max = schema.maximum;
+      if (schema.default !== undefined) control.value = schema.default;
+    } else if (schema.type === "string" && (schema.maxLength ?? 0) > 200) {
+      control = el("textarea", { rows: "3" });
+      control.value = schema.default ?? "";
+    } else if (schema.type === "string") {
+      control = el("input", {});
+      control.value = schema.default ?? "";
+    } else {
+      control = el("textarea", { rows: "2", placeholder: "JSON" });
+      if (schema.default !== undefined) control.value = JSON.stringify(schema.default);
+    }
+    control.name = name;
+    control.dataset.kind = Array.isArray(schema.enum) ? "enum" : schema.type ?? "json";
+    control.required = required.has(name);
+    return el("label", {}, label, control);
+  });
+  $("fields").replaceChildren(...fields);
+}
+
+function formInput() {
+  const input = {};
+  for (const control of $("fields").querySelectorAll("[name]")) {
+    const kind = control.dataset.kind;
+    if (kind === "boolean") input[control.name] = control.checked;
+    else if (control.value === "") continue;
+    else if (kind === "enum") input[control.name] = JSON.parse(control.value);
+    else if (kind === "integer" || kind === "number") input[control.name] = Number(control.value);
+    else if (kind === "string") input[control.name] = control.value;
+    else input[control.name] = JSON.parse(control.value);
+  }
+  return input;
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  $("submit-error").textContent = "";
+  const body = { pipeline: $("pipeline").value };
+  try {
+    body.input = formInput();
+  } catch (error) {
+    $("submit-error").textContent = `A JSON field is not valid JSON: ${error.message}`;
+    return;
+  }
+  if (state.operator) {
+    if (!state.user) {
+      $("submit-error").textContent = "Watch a user first: operators submit jobs for a user.";
+      return;
+    }
+    body.user_id = state.user;
+  }
+  $("submit").disabled = true;
+  try {
+    const answer = await api("POST", "/v1/jobs", body);
+    const job = addJob(answer.job);
+    job.created_at = answer.job.created_at;
+    renderJob(job);
+    select(job.id);
+  } catch (error) {
+    const details = (error.details ?? []).map((d) => `\n• ${d.path}: ${d.message}`).join("");
+    $("submit-error").textContent = `${error.message}${details}`;
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+// MARK: Operator panels
+
+async function loadOperator() {
+  try {
+    const [stats, plugins] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/plugins")]);
+    renderStats(stats);
+    renderPlugins(plugins.items);
+    renderPipelines();
+  } catch (error) {
+    console.warn("loading operator panels failed:", error.message);
+  }
+}
+
+function renderStats(stats) {
+  const rows = [
+    ["queue depth", stats.queue_depth],
+    ["success rate", stats.success_rate === null || stats.success_rate === undefined ? "–" : `${(stats.success_rate * 100).toFixed(1)} %`],
+    ["p50 / p95", stats.duration_ms ? `${seconds(stats.duration_ms.p50)} / ${seconds(stats.duration_ms.p95)}` : "–"],
+    ...STATUSES.map((s) => [s.replace("_", " "), stats.by_status?.[s] ?? 0]),
+  ];
+  $("stats").replaceChildren(el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-stat": k }, String(v))])));
+}
+
+function renderPipelines() {
+  const items = state.pipelineList ?? [];
+  $("pipelines").replaceChildren(
+    el("tr", {}, el("th", {}, "name"), el("th", {}, "version"), el("th", {}, "loaded")),
+    ...items.flatMap((p) => [
+      el("tr", {}, el("td", {}, p.name ?? p.file), el("td", {}, el("code", {}, (p.version ?? "–").slice(0, 12))), el("td", {}, p.loaded_at ? time(p.loaded_at) : "–")),
+      p.error ? el("tr", {}, el("td", { colspan: "3", class: "load-error" }, p.error)) : "",
+    ]),
+  );
+}
+
+function renderPlugins(items) {
+  $("plugins").replaceChildren(
+    el("tr", {}, el("th", {}, "plugin"), el("th", {}, "state"), el("th", {}, "processes"), el("th", {}, "restarts")),
+    ...items.map((p) => p.name
+      ? el("tr", {}, el("td", {}, `${p.name} ${p.version}`), el("td", {}, badge(p.state)), el("td", {}, `${p.running}/${p.instances} ${p.pids.length ? `(pid ${p.pids.join(", ")})` : ""}`), el("td", {}, String(p.restarts)))
+      : el("tr", {}, el("td", { colspan: "4", class: "load-error" }, p.error))),
+  );
+}
+
+// MARK: Small helpers
+
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes ?? {})) node.setAttribute(name, value);
+  for (const child of children) if (child !== "" && child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+function badge(status) {
+  return el("span", { class: `badge ${status}` }, String(status).replace("_", " "));
+}
+
+function seconds(milliseconds) {
+  if (milliseconds === null || milliseconds === undefined || Number.isNaN(milliseconds)) return "–";
+  return milliseconds < 1000 ? `${Math.round(milliseconds)} ms` : `${(milliseconds / 1000).toFixed(1)} s`;
+}
+
+function time(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString();
+}
+
+function summary(data) {
+  if (!data) return "";
+  const text = JSON.stringify(data);
+  return text.length > 160 ? `${text.slice(0, 160)}…` : text;
+}
+
+// MARK: Start
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("gate-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    signIn($("gate-token").value);
+  });
+  $("sign-out").addEventListener("click", () => signOut());
+  $("submit-form").addEventListener("submit", submitJob);
+  $("pipeline").addEventListener("change", renderFields);
+  $("watch-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.user = $("watch-user").value.trim() || null;
+    const socket = state.socket;
+    state.socket = null;
+    socket?.close();
+    start();
+  });
+  window.addEventListener("resize", () => renderDetail());
+  // ?token= signs in and is then removed from the address bar (and from the history).
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token") ?? sessionStorage.getItem("genflow.token");
+  if (params.has("token")) {
+    params.delete("token");
+    history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
+  }
+  if (token) signIn(token);
+  else showGate();
+});

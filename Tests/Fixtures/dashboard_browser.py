@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""Drives the dashboard in headless Chromium through the DevTools protocol (CDP).
+
+usage: dashboard_browser.py PAGE_URL TOKEN OUT_DIR INSTRUCTIONS
+
+Opens PAGE_URL with ?token=TOKEN added (an operator's page may name the user to watch: /?user=ID), waits for the event socket to be live, types INSTRUCTIONS into the
+canvas-generation form and clicks Submit like a user, then watches the page: a screenshot while the
+job runs (with objects drawn), another once it completed. Prints one JSON document of what the page
+showed (the Swift test asserts on it); exits 1 with the reason on stderr when the page never got there.
+"""
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import websockets
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+class Page:
+    """One page target: send a CDP command, get its result."""
+
+    def __init__(self, socket):
+        self.socket = socket
+        self.next_id = 0
+
+    async def call(self, method, **params):
+        self.next_id += 1
+        ident = self.next_id
+        await self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
+        while True:
+            message = json.loads(await self.socket.recv())
+            if message.get("id") == ident:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    async def evaluate(self, expression):
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            # The page may still be loading: an error in the check counts as not yet.
+            value = await self.evaluate(f"(() => {{ try {{ return ({expression}); }} catch (e) {{ return false; }} }})()")
+            if value:
+                return value
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+    async def screenshot(self, path):
+        shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        with open(path, "wb") as file:
+            file.write(base64.b64decode(shot["data"]))
+        return path
+
+    async def click(self, selector):
+        box = await self.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+
+# Pixels an object put on the canvas: dark strokes and text, or coloured fills. The empty canvas is
+# white with a light grey hint, which counts as neither.
+DRAWN_PIXELS = """(() => {
+  const c = document.getElementById('canvas');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+    if (Math.max(r, g, b) < 90 || Math.max(r, g, b) - Math.min(r, g, b) > 40) n++;
+  }
+  return n;
+})()"""
+
+SELECTED_JOB = "document.querySelector('#jobs li.selected')"
+
+
+async def check_reconnect(page):
+    """Drops the socket, submits a job while the page is offline, and checks that the page came back
+    by itself with `since`: the job's events from before the reconnect (job.queued first) arrive."""
+    job_id = await page.evaluate(
+        "(async () => { state.socket.close(4000, 'test: drop');"
+        " const r = await api('POST', '/v1/jobs', {pipeline: 'canvas-generation', input: {instructions: 'a boat'}});"
+        " return r.job.id; })()")
+    states = [await page.evaluate("document.getElementById('connection').dataset.state")]
+    await page.wait_for("document.getElementById('connection').dataset.state === 'live'", "the page to reconnect", timeout=20)
+    states.append("live")
+    types = await page.wait_for(
+        f"(j => j && j.events.some(e => e.type === 'job.completed') && j.events.map(e => e.type))(state.jobs.get({json.dumps(job_id)}))",
+        "the job submitted while offline to complete on the page", timeout=60)
+    return {"job_id": job_id, "states": states, "event_types": types,
+            "url": await page.evaluate("state.socket.url.replace(/token=[^&]*/, 'token=…')")}
+
+
+async def drive(base, token, out, instructions):
+    profile = tempfile.mkdtemp(prefix="genflow-chromium-")
+    browser = subprocess.Popen([
+        CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1440,1100", "about:blank",
+    ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = os.path.join(profile, "DevToolsActivePort")
+        deadline = time.monotonic() + 30
+        while not (os.path.exists(port_file) and open(port_file).read().strip()):
+            if time.monotonic() > deadline or browser.poll() is not None:
+                raise RuntimeError(f"chromium did not start ({CHROMIUM})")
+            await asyncio.sleep(0.05)
+        port = open(port_file).read().split()[0]
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+        target = next(t for t in targets if t["type"] == "page")
+        async with websockets.connect(target["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024) as socket:
+            page = Page(socket)
+            await page.call("Page.enable")
+            await page.call("Runtime.enable")
+            await page.call("Page.navigate", url=f"{base}{'&' if '?' in base else '?'}token={token}")
+            await page.wait_for(
+                "document.getElementById('connection').dataset.state === 'live'"
+                " && document.querySelectorAll('#pipeline option').length > 0"
+                " && /^-?\\d+$/.test(document.getElementById('balance').textContent)",
+                "the page to sign in, load the pipelines and the balance, and go live")
+            before = int(await page.evaluate("document.getElementById('balance').textContent"))
+            url_after_sign_in = await page.evaluate("location.href")
+
+            # Choose the pipeline, then type the instructions and click Submit as a user would.
+            await page.evaluate(
+                "(() => { const s = document.getElementById('pipeline'); s.value = 'canvas-generation';"
+                " s.dispatchEvent(new Event('change')); })()")
+            await page.evaluate("document.querySelector('#fields [name=instructions]').focus()")
+            await page.call("Input.insertText", text=instructions)
+            earlier = await page.evaluate(f"{SELECTED_JOB}?.dataset.jobId ?? ''")
+            await page.click("#submit")
+
+            job_id = await page.wait_for(
+                f"(id => id && id !== {json.dumps(earlier)} && id)({SELECTED_JOB}?.dataset.jobId)", "the submitted job, selected in the list", timeout=20)
+            shots = []
+            try:
+                await page.wait_for(
+                    f"['running', 'waiting_retry'].includes({SELECTED_JOB}?.dataset.status)"
+                    f" && document.querySelector('#jobs li.selected .progress') && Number(document.getElementById('canvas').dataset.objects) >= 3",
+                    "the job running with objects drawn", timeout=30)
+                shots.append(await page.screenshot(os.path.join(out, "dashboard-running.png")))
+            except TimeoutError as error:
+                print(f"no mid-job screenshot: {error}", file=sys.stderr)
+            status = await page.wait_for(
+                f"(s => ['completed', 'failed', 'cancelled'].includes(s) && s)({SELECTED_JOB}?.dataset.status)",
+                "the job to end", timeout=90)
+            # The balance changes with token_balance_updated, which comes before job.completed.
+            await page.wait_for(f"document.getElementById('balance').textContent !== '{before}'", "the balance to change", timeout=10)
+            await page.wait_for("document.querySelectorAll('#steps tr').length > 1", "the steps table", timeout=10)
+            await asyncio.sleep(0.3)
+            shots.append(await page.screenshot(os.path.join(out, "dashboard-completed.png")))
+            report = {
+                "job_id": job_id,
+                "status": status,
+                "balance_before": before,
+                "balance_after": int(await page.evaluate("document.getElementById('balance').textContent")),
+                "balance_change_shown": await page.evaluate("document.getElementById('balance-change').textContent"),
+                "drawn_pixels": await page.evaluate(DRAWN_PIXELS),
+                "steps_shown": await page.evaluate("[...document.querySelectorAll('#steps tr')].slice(1).filter(r => r.children.length === 6).map(r => r.children[0].textContent)"),
+                "connection": await page.evaluate("document.getElementById('connection').dataset.state"),
+                "token_in_address_bar": "token=" in await page.evaluate("location.href") or "token=" in url_after_sign_in,
+                "screenshots": shots,
+            }
+            report["reconnect"] = await check_reconnect(page)
+            print(json.dumps(report))
+    finally:
+        browser.kill()
+        browser.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def main():
+    if len(sys.argv) != 5:
+        sys.exit(__doc__)
+    base, token, out, instructions = sys.argv[1:]
+    os.makedirs(out, exist_ok=True)
+    try:
+        asyncio.run(drive(base, token, out, instructions))
+    except Exception as error:  # noqa: BLE001 - the reason goes to the test's failure message
+        print(f"dashboard_browser: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

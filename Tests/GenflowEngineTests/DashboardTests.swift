@@ -1,0 +1,88 @@
+import Foundation
+import GenflowCore
+import Testing
+
+private let repository = FileManager.default.currentDirectoryPath
+
+/// Where tests leave files for people to look at (screenshots): `.build/test-artifacts`, or
+/// `GENFLOW_TEST_ARTIFACTS`.
+let testArtifacts = ProcessInfo.processInfo.environment["GENFLOW_TEST_ARTIFACTS"] ?? "\(repository)/.build/test-artifacts"
+
+@Suite("The dashboard", .serialized)
+struct DashboardTests {
+    @Test("GET / serves the page, its script and style sheet from the daemon, with a content security policy; nothing else is served")
+    func files() async throws {
+        let harness = try await Harness.make(pipelines: [:], inProcess: false)
+        let daemon = try await DaemonProcess(harness: harness)
+        defer { daemon.terminate() }
+        let page = try await daemon.call("GET", "/")
+        let html = String(decoding: page.body, as: UTF8.self)
+        #expect(page.status == 200 && page.headers["content-type"] == "text/html; charset=utf-8")
+        #expect(html.contains("/dashboard/dashboard.js") && html.contains("<canvas id=\"canvas\""))
+        #expect(!html.contains("src=\"http") && !html.contains("href=\"http"), "no CDN: every file comes from the daemon")
+        #expect(page.headers["content-security-policy"]?.contains("default-src 'self'") == true)
+        let script = try await daemon.call("GET", "/dashboard/dashboard.js")
+        #expect(script.status == 200 && script.headers["content-type"]?.hasPrefix("text/javascript") == true && script.body.count > 10_000)
+        #expect(try await daemon.call("GET", "/dashboard/dashboard.css").headers["content-type"]?.hasPrefix("text/css") == true)
+        for path in ["/dashboard/missing.js", "/dashboard/..%2FDashboard.swift", "/dashboard/"] {
+            #expect(try await daemon.call("GET", path).status == 404, "\(path)")
+        }
+        #expect(try await daemon.call("POST", "/").status == 405)
+    }
+
+    /// Headless Chromium (Debian's `chromium`) driven over the DevTools protocol by
+    /// Tests/Fixtures/dashboard_browser.py: it types and clicks like a user and reports what the page shows.
+    @Test("in a real browser: submit a canvas job from the page; it completes, the canvas is drawn, the balance drops by the debit")
+    func browser() async throws {
+        let chromium = "/usr/bin/chromium"
+        try #require(FileManager.default.isExecutableFile(atPath: chromium), "chromium is not installed: run scripts/install-deps.sh")
+        let harness = try await Harness.make(pipelines: ["canvas-generation": try String(contentsOfFile: "pipelines/canvas-generation.yaml", encoding: .utf8)], inProcess: false)
+        // Slow enough chunks that the page is seen mid-job, with some objects drawn.
+        let daemon = try await DaemonProcess(harness: harness, extraConfig: "providers: {default: {kind: offline, delay: 150ms}}")
+        defer { daemon.terminate() }
+        let credit = try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "browser", "amount": 1_000])
+        #expect(credit.status == 201)
+
+        let output = testArtifacts + "/dashboard"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["Tests/Fixtures/dashboard_browser.py", daemon.url("/"), userToken("browser"), output, "a house with a sun and two trees"]
+        let stdout = Pipe(), stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        let report = stdout.fileHandleForReading.readDataToEndOfFile()
+        let problems = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "the browser run failed: \(problems)")
+        let seen = try JSON(parsing: report)
+
+        let job = try #require(seen["job_id"]?.stringValue)
+        #expect(seen["status"] == "completed", "\(seen)")
+        let document = try await daemon.call("GET", "/v1/jobs/\(job)", token: userToken("browser")).json
+        #expect(document["status"] == "completed" && document["pipeline"] == "canvas-generation")
+        #expect((seen["drawn_pixels"]?.intValue ?? 0) > 2_000, "the canvas has drawn objects: \(seen)")
+        #expect(seen["steps_shown"] == ["balance", "prompt", "record", "generate", "objects", "save", "done", "debit"])
+
+        // The balance shown moved by exactly the debit the ledger recorded for this job.
+        let ledger = try await daemon.call("GET", "/v1/tokens/ledger", token: userToken("browser")).json["items"]?.arrayValue ?? []
+        let debit = try #require(ledger.first { $0["job_id"]?.stringValue == job }?["change"]?.intValue)
+        #expect(debit < 0)
+        #expect(seen["balance_before"] == 1_000 && seen["balance_after"]?.intValue == 1_000 + debit, "\(seen)")
+        #expect(seen["balance_change_shown"]?.stringValue == "−\(-debit)")
+
+        #expect(seen["connection"] == "live" && seen["token_in_address_bar"] == false)
+        // Dropped, it showed so, came back by itself with `since`, and missed nothing of a job that
+        // was queued while it was away.
+        let reconnect = try #require(seen["reconnect"])
+        #expect(reconnect["states"] == ["reconnecting", "live"], "\(reconnect)")
+        #expect(reconnect["url"]?.stringValue?.contains("since=") == true)
+        #expect(reconnect["event_types"]?.arrayValue?.first == "job.queued" && reconnect["event_types"]?.arrayValue?.last == "job.completed", "\(reconnect)")
+        let shots = seen["screenshots"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(shots.contains { $0.hasSuffix("dashboard-completed.png") })
+        for shot in shots {
+            let bytes = try #require(FileManager.default.contents(atPath: shot))
+            #expect(bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) && bytes.count > 20_000, "\(shot) is a PNG screenshot")
+        }
+    }
+}
