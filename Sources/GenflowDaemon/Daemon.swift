@@ -44,6 +44,26 @@ public enum Daemon {
         logger.notice("genflow stopped")
     }
 
+    /// Development only (the secrets come from `<state_dir>/auth.json`, not the configuration): the
+    /// user `dev` gets 10,000 tokens once, and the dashboard's address with a day's token for `dev`
+    /// goes to standard output, so a new user can open it and draw. Never logged.
+    private static func welcomeDeveloper(store: JobStore, secrets: AuthSecrets, file: String, address: String, logger: Logger) async throws {
+        let (_, created) = try await store.write {
+            try $0.recordTokens(userID: "dev", change: 10_000, reason: "development welcome", idempotencyKey: "credit:dev:welcome")
+        }
+        let balance = try await store.read { try $0.balance(userID: "dev") }
+        if created { logger.notice("development: credited user dev with 10000 tokens (once per database)") }
+        let token = JWT.sign(subject: "dev", lifetime: .seconds(86_400), secret: secrets.jwtSecret, now: Date())
+        FileHandle.standardOutput.write(Data("""
+
+            Dashboard (user dev, balance \(balance); the token is valid for 24 h):
+              http://\(address)/?token=\(token)
+            Operator view: the admin token in \(file).
+
+
+            """.utf8))
+    }
+
     private static func serve(config: DaemonConfig, database: DatabaseConnection, pool: DatabasePool, started: ContinuousClock.Instant, logger: Logger) async throws {
         let store = JobStore(pool: pool)
         let applied = try await pool.withConnection { try Migrations.migrate($0) }
@@ -110,6 +130,9 @@ public enum Daemon {
             "genflow.listen": "\(host):\(server.port)", "genflow.owner": "\(engine.owner)", "genflow.pipelines": "\(catalog.pipelines.map(\.name))",
             "genflow.startup_ms": "\(startup.milliseconds)", "genflow.database": "\(database.isEmbedded ? "embedded" : "configured")",
         ])
+        if let file = secrets.file {
+            try await welcomeDeveloper(store: store, secrets: secrets, file: file, address: "\(host == "0.0.0.0" ? "127.0.0.1" : host):\(server.port)", logger: logger)
+        }
         defer {
             listener.stop()
             server.stop()

@@ -93,7 +93,7 @@ async def check_reconnect(page):
     by itself with `since`: the job's events from before the reconnect (job.queued first) arrive."""
     job_id = await page.evaluate(
         "(async () => { state.socket.close(4000, 'test: drop');"
-        " const r = await api('POST', '/v1/jobs', {pipeline: 'canvas-generation', input: {instructions: 'a boat'}});"
+        " const r = await api('POST', '/v1/jobs', {pipeline: 'canvas-generation', input: {instructions: 'a boat'}, user_id: state.operator ? state.user : undefined});"
         " return r.job.id; })()")
     states = [await page.evaluate("document.getElementById('connection').dataset.state")]
     await page.wait_for("document.getElementById('connection').dataset.state === 'live'", "the page to reconnect", timeout=20)

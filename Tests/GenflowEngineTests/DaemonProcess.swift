@@ -9,8 +9,10 @@ final class DaemonProcess {
 
     /// Starts the daemon and waits until it says it is ready.
     /// - Parameter plugins: the plugins directory (none by default: a test names the plugins it runs).
+    /// - Parameter developmentAuth: no secrets in the config: the daemon makes (or reads) them in
+    ///   its own state directory, as `make run` does.
     init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "",
-         plugins: String? = nil) async throws {
+         plugins: String? = nil, developmentAuth: Bool = false) async throws {
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
         let name = UUID().uuidString.prefix(8)
         // Beside the pipelines directory, not in it: the daemon loads every YAML file there.
@@ -18,7 +20,7 @@ final class DaemonProcess {
         config = harness.directory + "-daemon-\(name).yaml"
         var yaml = """
             listen: 127.0.0.1:0
-            auth: {jwt_secret: \(DaemonProcess.jwtSecret), admin_token: \(DaemonProcess.adminToken)}
+            \(developmentAuth ? "state_dir: \(harness.directory)-state" : "auth: {jwt_secret: \(DaemonProcess.jwtSecret), admin_token: \(DaemonProcess.adminToken)}")
             workers: \(workers)
             database: {pool_size: 4}
             queue: {lease: \(lease), poll_interval: 100ms, shutdown_grace: \(grace)}

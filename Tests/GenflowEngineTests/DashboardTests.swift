@@ -30,6 +30,27 @@ struct DashboardTests {
         #expect(try await daemon.call("POST", "/").status == 405)
     }
 
+    @Test("make run's welcome: with development secrets the daemon prints the dashboard's address with a token for dev, credited once")
+    func developmentWelcome() async throws {
+        let harness = try await Harness.make(pipelines: [:], inProcess: false)
+        for start in 1...2 {
+            let daemon = try await DaemonProcess(harness: harness, developmentAuth: true)
+            defer { daemon.terminate() }
+            // Printed just after the ready line.
+            var line: Substring?
+            for _ in 0..<500 where line == nil {
+                line = daemon.output.split(separator: "\n").first { $0.contains("/?token=") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let address = try #require(line, "\(daemon.output)").trimmingCharacters(in: .whitespaces)
+            #expect(address.hasPrefix("http://127.0.0.1:\(daemon.port)/?token="))
+            let token = String(address.split(separator: "=", maxSplits: 1)[1])
+            let balance = try await daemon.call("GET", "/v1/tokens/balance", token: token).json
+            #expect(balance == ["user_id": "dev", "balance": 10_000], "start \(start): \(balance)")
+            #expect(try await daemon.call("GET", "/", token: nil).status == 200)
+        }
+    }
+
     /// Headless Chromium (Debian's `chromium`) driven over the DevTools protocol by
     /// Tests/Fixtures/dashboard_browser.py: it types and clicks like a user and reports what the page shows.
     @Test("in a real browser: submit a canvas job from the page; it completes, the canvas is drawn, the balance drops by the debit")

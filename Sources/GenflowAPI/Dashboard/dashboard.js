@@ -200,6 +200,7 @@ function applyEvent(event) {
     if (state.operator) loadOperator();
   }
   if (!event.job_id) return;
+  if (state.operator && event.type.startsWith("job.")) loadOperatorSoon();
   let job = state.jobs.get(event.job_id);
   if (!job) {
     job = addJob({ id: event.job_id, pipeline: event.data?.pipeline ?? "", status: "queued", created_at: event.at });
@@ -642,7 +643,9 @@ function drawLine(context, object, byID) {
 function imageSource(image) {
   if (!image.image_url) return null;
   // Kept by the daemon (a relative API path): the token goes in the query, as <img> sends no header.
-  return image.image_url.startsWith("/") ? `${image.image_url}?token=${encodeURIComponent(state.token)}` : image.image_url;
+  if (!image.image_url.startsWith("/")) return image.image_url;
+  const path = scoped(image.image_url);
+  return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(state.token)}`;
 }
 
 function renderImages(job) {
@@ -798,6 +801,15 @@ async function loadOperator() {
   } catch (error) {
     console.warn("loading operator panels failed:", error.message);
   }
+}
+
+let operatorTimer = null;
+function loadOperatorSoon() {
+  if (operatorTimer) return;
+  operatorTimer = setTimeout(() => {
+    operatorTimer = null;
+    loadOperator();
+  }, 500);
 }
 
 function renderStats(stats) {
