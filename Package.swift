@@ -118,6 +118,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // `genflow test` and `genflow run --dry-run`: pipeline test files, scripted replies, the
+        // production engine on a throwaway database, expectations checked with their file:line:col.
+        .target(
+            name: "GenflowTesting",
+            dependencies: [
+                "GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowEngine", "GenflowConfig",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // `genflow serve`: the embedded database, migrations, the engine, notifications, reload.
         .target(
             name: "GenflowDaemon",
@@ -135,7 +146,7 @@ let package = Package(
             name: "genflow",
             dependencies: [
                 "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres", "GenflowStore",
-                "GenflowEngine", "GenflowDaemon", "GenflowAPI", "GenflowPlugins",
+                "GenflowEngine", "GenflowDaemon", "GenflowAPI", "GenflowPlugins", "GenflowTesting", "GenflowPostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -38,6 +38,16 @@ extension JSON {
         return current
     }
 
+    /// RFC 6901: `/data/0/id`, with `~1` for `/` and `~0` for `~`; `""` is the whole document.
+    public func value(atPointer pointer: String) -> JSON? {
+        guard !pointer.isEmpty else { return self }
+        guard pointer.hasPrefix("/") else { return nil }
+        let components = pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
+            Substring($0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~"))
+        }
+        return value(atPath: components)
+    }
+
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil

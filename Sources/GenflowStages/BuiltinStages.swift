@@ -17,23 +17,27 @@ public enum BuiltinStages {
     ///   - testStages: also register `test.step` (tests and benchmarks only).
     ///   - plugins: stages plugins provide (their names never collide with built-in ones: the plugin
     ///     loader refuses those).
+    ///   - replies: scripted replies (`genflow test`): any step of a scripted job can be given its
+    ///     output or error; `call_model` also takes a model's text; `http.request` and plugin
+    ///     stages fail rather than call out unscripted.
     public static func makeRegistry(
         providers: [String: ProviderConfig], store: JobStore? = nil, stateDirectory: String? = nil, testStages: Bool = false,
-        plugins: [any Stage] = []
+        plugins: [any Stage] = [], replies: ReplyBook? = nil
     ) -> StageRegistry {
         let http = SharedHTTPClient()
+        let model = CallModel(providers: providers, store: store, stateDirectory: stateDirectory, http: http, replies: replies)
+        let local: [any Stage] = (testStages ? [TestStage()] : []) + [
+            PrepareInstructions(), ParseCanvasObjects(), PersistCanvas(store: store), PersistImage(store: store),
+            Notify(store: store), TokensRequire(store: store), TokensDebit(store: store),
+        ]
+        let outside: [any Stage] = [HTTPRequestStage(http: http)] + plugins
+        var stages: [any Stage] = [model] + local + outside
+        if let replies {
+            stages = [model] + local.map { ScriptedStage(inner: $0, replies: replies, callsOut: false) }
+                + outside.map { ScriptedStage(inner: $0, replies: replies, callsOut: true) }
+        }
         // Names are distinct by construction; a duplicate is a programming error caught by the tests.
-        return try! StageRegistry((testStages ? [TestStage()] : []) + [
-            PrepareInstructions(),
-            CallModel(providers: providers, store: store, stateDirectory: stateDirectory, http: http),
-            ParseCanvasObjects(),
-            PersistCanvas(store: store),
-            PersistImage(store: store),
-            Notify(store: store),
-            TokensRequire(store: store),
-            TokensDebit(store: store),
-            HTTPRequestStage(http: http),
-        ] + plugins)
+        return try! StageRegistry(stages)
     }
 }
 

@@ -18,13 +18,16 @@ public struct CallModel: Stage {
     /// Shared by every call to an `openai` provider and `http.request`; its curl thread starts at
     /// the first call, so commands that never run a stage (`validate`, `stages`) start none.
     let http: SharedHTTPClient
+    /// Scripted replies (`genflow test`, recorded dry runs); nil in the daemon.
+    let replies: ReplyBook?
 
     /// - Parameters:
     ///   - providers: the daemon config's providers; `provider:` must name one of them.
     ///   - store: where streaming progress and `canvas.objects` events are written.
     ///   - stateDirectory: where images sent as bytes are kept (under `images/`).
-    init(providers: [String: ProviderConfig], store: JobStore?, stateDirectory: String?, http: SharedHTTPClient) {
+    init(providers: [String: ProviderConfig], store: JobStore?, stateDirectory: String?, http: SharedHTTPClient, replies: ReplyBook? = nil) {
         self.providers = providers
+        self.replies = replies
         self.http = http
         self.store = store
         imageFiles = ImageFiles(stateDirectory: stateDirectory)
@@ -65,6 +68,13 @@ public struct CallModel: Stage {
             throw StepError(.invalidRequest, "provider '\(name)' is not configured (providers: \(providers.keys.sorted().joined(separator: ", ")))")
         }
         let output = config["output"]?.stringValue ?? "text"
+        switch replies?.reply(for: context) {
+        case .output(let answer)?: return answer
+        case .failure(let error)?: throw error
+        case .text(let text, let usage, let finishReason)?:
+            return try await runScripted(context, text: text, usage: usage, finishReason: finishReason, output: output)
+        case nil: break
+        }
         var messages = config["messages"]?.arrayValue ?? context.latestOutput(ofStage: "prepare_instructions")?["messages"]?.arrayValue
             ?? [["role": "user", "content": config["prompt"] ?? .string("")]]
         if let feedback = context.feedback {
@@ -258,7 +268,19 @@ public struct CallModel: Stage {
         let scheme = Self.field("Colours", in: prompt) ?? Self.field("Colors", in: prompt) ?? context.input["color_scheme"]?.stringValue ?? "default"
         let instructions = context.input["instructions"]?.stringValue ?? prompt
         let objects = model.drawing(for: instructions, colourScheme: scheme)
-        let chunks = model.replyChunks(for: objects)
+        let text = try await stream(model.replyChunks(for: objects), context: context, output: output, delay: delay)
+        let promptCharacters = messages.compactMap { $0["content"]?.stringValue?.count }.reduce(0, +)
+        var result: [String: JSON] = [
+            "text": .string(text), "usage": OfflineModel.usage(promptCharacters: promptCharacters, completionCharacters: text.count),
+            "model": .string(OfflineModel.modelName), "finish_reason": "stop", "cached": false,
+        ]
+        if output != "text" { result["json"] = .array(objects) }
+        return .object(result)
+    }
+
+    /// A reply as a provider would stream it (with `stream: true`: progress and `canvas.objects`
+    /// events per chunk); returns the whole text.
+    private func stream(_ chunks: [String], context: StageContext, output: String, delay: Duration) async throws(StepError) -> String {
         let streams = context.config["stream"]?.boolValue ?? false
         var reporter = StreamReporter(stage: self, context: context, output: output)
         for (index, chunk) in chunks.enumerated() {
@@ -271,14 +293,24 @@ public struct CallModel: Stage {
                 reporter.text += chunk
             }
         }
-        let text = reporter.text
-        let promptCharacters = messages.compactMap { $0["content"]?.stringValue?.count }.reduce(0, +)
-        var result: [String: JSON] = [
-            "text": .string(text), "usage": OfflineModel.usage(promptCharacters: promptCharacters, completionCharacters: text.count),
-            "model": .string(OfflineModel.modelName), "finish_reason": "stop", "cached": false,
+        return reporter.text
+    }
+
+    /// A scripted model reply, streamed in eight chunks and answered as `runOpenAI` answers; a
+    /// reply cut by the length limit is `output_invalid`, as from the provider.
+    private func runScripted(_ context: StageContext, text: String, usage: JSON?, finishReason: String?, output: String) async throws(StepError) -> JSON {
+        let size = max(1, (text.count + 7) / 8)
+        let chunks = stride(from: 0, to: text.count, by: size).map { start in
+            String(text.dropFirst(start).prefix(size))
+        }
+        let streamed = try await stream(chunks, context: context, output: output, delay: .zero)
+        if finishReason == "length" { throw StepError(.outputInvalid, "the model's reply was cut at its length limit (finish_reason length)") }
+        var answer: [String: JSON] = [
+            "text": .string(streamed), "usage": usage ?? OfflineModel.usage(promptCharacters: 0, completionCharacters: text.count),
+            "model": "scripted reply", "finish_reason": .string(finishReason ?? "stop"), "cached": false,
         ]
-        if output != "text" { result["json"] = .array(objects) }
-        return .object(result)
+        if output != "text", let value = try? JSON(parsing: streamed) { answer["json"] = value }
+        return .object(answer)
     }
 
     /// `Colours: warm.` → `warm`: a labelled value in a rendered prompt.

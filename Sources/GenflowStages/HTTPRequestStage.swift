@@ -64,7 +64,7 @@ public struct HTTPRequestStage: Stage {
             "status": .int(response.status), "body": parsed ?? .string(String(decoding: response.body, as: UTF8.self)),
         ]
         for (field, pointer) in (config["response"]?.objectValue ?? [:]) {
-            guard let pointer = pointer.stringValue, let value = parsed.flatMap({ Self.resolve(pointer, in: $0) }) else {
+            guard let pointer = pointer.stringValue, let value = parsed.flatMap({ $0.value(atPointer: pointer) }) else {
                 throw StepError(.outputInvalid, "the response has nothing at \(pointer.stringValue ?? "\(pointer)") for '\(field)'")
             }
             output[field] = value
@@ -72,13 +72,4 @@ public struct HTTPRequestStage: Stage {
         return .object(output)
     }
 
-    /// RFC 6901: `/data/0/id`, with `~1` for `/` and `~0` for `~`; `""` is the whole document.
-    static func resolve(_ pointer: String, in document: JSON) -> JSON? {
-        guard !pointer.isEmpty else { return document }
-        guard pointer.hasPrefix("/") else { return nil }
-        let components = pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
-            Substring($0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~"))
-        }
-        return document.value(atPath: components)
-    }
 }

@@ -147,6 +147,12 @@ extension StoreSession {
             """, parameters).rows.compactMap { $0["prompt"] }.map { try JSON(parsing: $0) }
     }
 
+    /// The canvas objects a job saved, in order (`genflow test`).
+    public func canvasObjects(jobID: String) throws -> [JSON] {
+        try connection.query("SELECT data::text FROM genflow.canvas_objects WHERE job_id = $1::uuid ORDER BY canvas_id, position", [jobID])
+            .rows.compactMap { $0["data"] }.map { try JSON(parsing: $0) }
+    }
+
     /// A canvas's objects in order.
     public func canvasObjects(canvasID: String) throws -> [JSON] {
         try connection.query("SELECT data::text FROM genflow.canvas_objects WHERE canvas_id = $1::uuid ORDER BY position", [canvasID])

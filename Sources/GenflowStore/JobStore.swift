@@ -470,6 +470,16 @@ public final class StoreSession {
         wokeWorkers = true
     }
 
+    /// Makes a queued or retry-waiting job due now: `genflow test` shows the retry delays the
+    /// policy computed without waiting them out. Returns whether the job was waiting.
+    @discardableResult
+    public func runNow(jobID: String) throws -> Bool {
+        try connection.query("""
+            UPDATE genflow.jobs SET run_at = now(), updated_at = now() WHERE id = $1::uuid AND status IN ('queued', 'waiting_retry') AND run_at > now()
+            RETURNING id
+            """, [jobID]).rows.count == 1
+    }
+
     /// Finishes the job: completed with `result`.
     public func completeJob(job: Job, owner: String, result: JSON) throws {
         try touch(jobID: job.id, owner: owner, step: nil)

@@ -8,7 +8,7 @@ struct Genflow: AsyncParsableCommand {
         abstract: "Run AI generation pipelines defined in YAML.",
         subcommands: [
             ServeCommand.self, ValidateCommand.self, MigrateCommand.self, SubmitCommand.self, JobsCommand.self,
-            CreditCommand.self, TokenCommand.self, StagesCommand.self, SchemaCommand.self,
+            CreditCommand.self, TokenCommand.self, StagesCommand.self, SchemaCommand.self, TestCommand.self, RunCommand.self,
         ]
     )
 }

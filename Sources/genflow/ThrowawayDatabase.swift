@@ -1,0 +1,46 @@
+import Foundation
+import GenflowConfig
+import GenflowDaemon
+import GenflowPostgres
+import GenflowStore
+import Logging
+
+/// A database that lives for one command (`genflow test`, `genflow run --dry-run`): a new
+/// database on the server `url` names, dropped afterwards; or, without a URL, a PostgreSQL cluster
+/// of its own in a temporary folder, stopped and deleted afterwards. The configured database is
+/// never touched.
+enum ThrowawayDatabase {
+    static func with<T>(url: String?, logger: Logger, _ body: (JobStore, _ stateDirectory: String) async throws -> T) async throws -> T {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-throwaway-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        if let url {
+            let name = "genflow_throwaway_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+            let admin = try PostgresConnection(url)
+            try admin.execute("CREATE DATABASE \(name)")
+            defer { try? admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+            return try await run(url: try renamed(url, database: name), folder: folder, body)
+        }
+        let embedded = try await Task.detached { try EmbeddedPostgres.start(stateDirectory: folder, owns: true, logger: logger) }.value
+        defer { embedded.stop(logger: logger) }
+        return try await run(url: embedded.url, folder: folder, body)
+    }
+
+    private static func run<T>(url: String, folder: String, _ body: (JobStore, String) async throws -> T) async throws -> T {
+        let pool = DatabasePool(connectionString: url, size: 4)
+        defer { pool.close() }
+        _ = try await pool.withConnection { try Migrations.migrate($0) }
+        return try await body(JobStore(pool: pool), folder)
+    }
+
+    /// `url` naming `database` instead (URL form `postgresql://…/name?…` or key/value `dbname=…`).
+    static func renamed(_ url: String, database: String) throws -> String {
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://"), var components = URLComponents(string: url) {
+            components.path = "/" + database
+            if let string = components.string { return string }
+        }
+        guard !url.contains("://") else { throw CommandFailure("cannot read the database URL to make a throwaway database on its server") }
+        let pairs = url.split(separator: " ").filter { !$0.hasPrefix("dbname=") }
+        return (pairs + ["dbname=\(database)"]).joined(separator: " ")
+    }
+}
