@@ -142,8 +142,10 @@ function connect() {
   socket.onopen = () => {
     state.retries = 0;
     setConnection("live", "live");
-    // After a drop, the REST views may have missed what the replay does not cover (an unknown since).
+    // After a drop, the REST views may have missed what the replay does not cover (an unknown since),
+    // and the selected job's subscription went with the old socket.
     if (state.lastEventId > 0) refreshAll();
+    if (state.selected) send({ op: "subscribe", job_id: state.selected, since: 0 });
   };
   socket.onmessage = (message) => {
     let data;
@@ -292,7 +294,9 @@ async function refreshJob(id) {
   try {
     const job = merge(await api("GET", `/v1/jobs/${id}`));
     job.doc = job.latest;
-    if (job.objects.size === 0) for (const object of objectsOf(job.doc.result)) job.objects.set(object.id, object);
+    // The saved objects are the final word: a streamed preview can miss one (an arrow sent before its target).
+    const saved = objectsOf(job.doc.result);
+    if (saved.length && (TERMINAL.has(job.status) || job.objects.size === 0)) job.objects = new Map(saved.map((o) => [o.id, o]));
     renderJob(job);
     if (state.selected === id) renderDetail();
   } catch (error) {
