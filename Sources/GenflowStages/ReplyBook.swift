@@ -68,16 +68,22 @@ public enum ScriptedReply: Sendable, Equatable {
     }
 }
 
-/// The scripted replies of the jobs a test run submitted: job → step → one reply per attempt.
-/// Jobs it does not know run their stages as configured.
+/// The scripted replies of the jobs a test run submitted: job → step → the replies its calls get,
+/// in order (a retry, or a re-ask by a later step's `on_invalid`, takes the next one). Jobs it does
+/// not know run their stages as configured.
 public final class ReplyBook: Sendable {
-    private let jobs = Mutex<[String: [String: [ScriptedReply]]]>([:])
+    private struct Script {
+        var replies: [String: [ScriptedReply]]
+        var calls: [String: Int] = [:]
+    }
+
+    private let jobs = Mutex<[String: Script]>([:])
 
     public init() {}
 
     /// Scripts `jobID`'s steps (a job with no replies at all is still scripted: its outside calls fail).
     public func script(jobID: String, replies: [String: [ScriptedReply]]) {
-        jobs.withLock { $0[jobID] = replies }
+        jobs.withLock { $0[jobID] = Script(replies: replies) }
     }
 
     public func forget(jobID: String) {
@@ -87,14 +93,18 @@ public final class ReplyBook: Sendable {
     /// Whether `jobID` is scripted.
     func knows(_ jobID: String) -> Bool { jobs.withLock { $0[jobID] != nil } }
 
-    /// The reply to this attempt of the step, nil when the step has none scripted. An attempt past
-    /// the list fails without retry, saying so.
+    /// The reply to the step's next call, nil when the step has none scripted. A call past the
+    /// list fails without retry, saying so.
     func reply(for context: StageContext) -> ScriptedReply? {
-        guard let replies = jobs.withLock({ $0[context.jobID]?[context.stepID] }) else { return nil }
-        guard context.attempt <= replies.count else {
-            return .failure(StepError(.invalidRequest, "step '\(context.stepID)' has \(replies.count) scripted \(replies.count == 1 ? "reply" : "replies"); attempt \(context.attempt) has none"))
+        jobs.withLock { jobs -> ScriptedReply? in
+            guard let replies = jobs[context.jobID]?.replies[context.stepID] else { return nil }
+            let call = jobs[context.jobID]!.calls[context.stepID, default: 0]
+            jobs[context.jobID]!.calls[context.stepID] = call + 1
+            guard call < replies.count else {
+                return .failure(StepError(.invalidRequest, "step '\(context.stepID)' has \(replies.count) scripted \(replies.count == 1 ? "reply" : "replies"); call \(call + 1) has none"))
+            }
+            return replies[call]
         }
-        return replies[context.attempt - 1]
     }
 }
 

@@ -7,7 +7,7 @@ public struct CaseOutcome: Sendable {
     public var error: JSON?
     /// Each completed step's output, by step id (the job's result).
     public var result: JSON
-    /// Each step's status and counted attempts, in pipeline order.
+    /// Each step's status and how many times it ran (retries and on_invalid re-asks included), in pipeline order.
     public var steps: [(id: String, status: String, attempts: Int)]
     /// Every failed attempt that was retried: the step, attempt, error and the delay the policy computed.
     public var retries: [Retry]

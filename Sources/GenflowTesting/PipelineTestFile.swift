@@ -29,10 +29,11 @@ public struct PipelineTestFile: Sendable {
         paths.flatMap { path -> [String] in
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return [path] }
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-            let here = names.filter(isTestFileName).map { "\(path)/\($0)" }
+            let folder = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            let here = names.filter(isTestFileName).map { "\(folder)/\($0)" }
             // `genflow test pipelines/` finds pipelines/tests/*.test.yaml.
-            let nested = names.contains("tests") ? files(in: ["\(path)/tests"]).filter { isTestFileName(($0 as NSString).lastPathComponent) } : []
+            let nested = names.contains("tests") ? files(in: ["\(folder)/tests"]).filter { isTestFileName(($0 as NSString).lastPathComponent) } : []
             return (here + nested).sorted()
         }
     }

@@ -141,8 +141,10 @@ public struct PipelineTestRunner: Sendable {
         }
         let objects = try await store.read { try $0.canvasObjects(jobID: id) }
         let ledger = try await store.read { try $0.ledger(userID: user, limit: 1_000) }
+        // Attempts: every time the step ran, a re-ask by a later step's on_invalid included.
         let steps = (document["steps"]?.arrayValue ?? []).map { step in
-            (id: step["id"]?.stringValue ?? "", status: step["status"]?.stringValue ?? "", attempts: step["attempts"]?.intValue ?? 0)
+            let id = step["id"]?.stringValue ?? ""
+            return (id: id, status: step["status"]?.stringValue ?? "", attempts: events.filter { $0.type == "step.started" && $0.step == id }.count)
         }
         let retries: [CaseOutcome.Retry] = events.filter { $0.type == "step.retrying" }.map { event in
             let error = event.data["error"]
