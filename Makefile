@@ -20,10 +20,11 @@ run: build
 	.build/debug/genflow validate --config $(CONFIG)
 	.build/debug/genflow serve --config $(CONFIG)
 
-## Run the test suite against a throwaway PostgreSQL cluster of its own.
+## Run the test suite against a throwaway PostgreSQL cluster of its own, then the shipped pipeline
+## tests (genflow test pipelines/) on the same cluster.
 test: deps
 	$(SWIFT) build --build-tests
-	scripts/with-test-db.sh $(SWIFT) test --skip-build
+	scripts/with-test-db.sh bash -c "$(SWIFT) test --skip-build && .build/debug/genflow test pipelines/"
 
 ## Check pipelines and config only.
 validate: build
@@ -34,6 +35,7 @@ schemas: build
 	.build/debug/genflow schema pipeline > etc/schema/pipeline.schema.json
 	.build/debug/genflow schema config > etc/schema/config.schema.json
 	.build/debug/genflow schema plugin > etc/schema/plugin.schema.json
+	.build/debug/genflow schema test > etc/schema/pipeline-test.schema.json
 
 ## Benchmarks of SPEC §11, printed as figures next to a baseline measured in the same run.
 bench: bench-queue bench-model bench-reload bench-websocket bench-submit

@@ -4,22 +4,23 @@ import GenflowCore
 import GenflowPipeline
 import GenflowPlugins
 import GenflowStages
+import GenflowTesting
 
 /// `genflow schema pipeline|config`: the JSON Schemas editors use, generated from the validation tables.
 struct SchemaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schema",
-        abstract: "Print the JSON Schema of pipeline files, the daemon config or plugin manifests (for editors).",
+        abstract: "Print the JSON Schema of pipeline files, the daemon config, plugin manifests or pipeline test files (for editors).",
         discussion: "The shipped copies live in etc/schema/; regenerate them with `make schemas`."
     )
 
     enum Document: String, ExpressibleByArgument, CaseIterable {
-        case pipeline, config, plugin
+        case pipeline, config, plugin, test
     }
 
     @OptionGroup var options: GlobalOptions
 
-    @Argument(help: "pipeline, config or plugin")
+    @Argument(help: "pipeline, config, plugin or test")
     var document: Document
 
     func run() {
@@ -31,6 +32,8 @@ struct SchemaCommand: ParsableCommand {
             print(DaemonConfig.editorSchema.prettyPrinted, terminator: "")
         case .plugin:
             print(PluginManifest.editorSchema.prettyPrinted, terminator: "")
+        case .test:
+            print(PipelineTestFile.editorSchema.prettyPrinted, terminator: "")
         }
     }
 }

@@ -3,7 +3,9 @@ import Foundation
 import GenflowConfig
 import GenflowCore
 import GenflowEngine
+import GenflowStages
 import GenflowStore
+import GenflowTesting
 
 /// `genflow submit PIPELINE --input JSON`: enqueue a job, optionally following it to the end.
 struct SubmitCommand: AsyncParsableCommand {
@@ -35,6 +37,9 @@ struct SubmitCommand: AsyncParsableCommand {
     @Flag(help: "Follow the job's events until it ends.")
     var follow = false
 
+    @Option(help: "Wait for the job to end and write the replies its model, HTTP and plugin steps received to FILE (JSON), for a test case's replies_from or genflow run --replies.")
+    var record: String?
+
     @Flag(help: "Print one JSON document: {job, created}.")
     var json = false
 
@@ -64,8 +69,14 @@ struct SubmitCommand: AsyncParsableCommand {
             }
             print(submitted.created ? "queued job \(job.id) (\(job.pipeline) \(job.pipelineVersion.prefix(12)))"
                                     : "job \(job.id) already exists for this idempotency key (status \(job.status.rawValue))")
-            guard follow else { return 0 }
-            return try await Self.follow(jobID: job.id, store: store)
+            guard follow || record != nil else { return 0 }
+            let outcome = follow ? try await Self.follow(jobID: job.id, store: store) : try await Self.wait(jobID: job.id, store: store)
+            if let record {
+                let document = try await Self.recording(jobID: job.id, pipeline: job.pipeline, store: store)
+                try Data((document.description + "\n").utf8).write(to: URL(fileURLWithPath: record))
+                print("recorded the replies of \(document["replies"]?.objectValue?.count ?? 0) steps to \(record)")
+            }
+            return outcome
         }
         if outcome != 0 { throw ExitCode(outcome) }
     }
@@ -123,6 +134,43 @@ struct SubmitCommand: AsyncParsableCommand {
             }
             if events.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
         }
+    }
+
+    /// Waits quietly for the job to end; returns the exit code `follow` would.
+    static func wait(jobID: String, store: JobStore) async throws -> Int32 {
+        while true {
+            let status = try await store.read { try $0.job(id: jobID) }?.status
+            switch status {
+            case .completed?: return 0
+            case .failed?, nil: return 1
+            case .cancelled?: return 2
+            default: try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// The replies the job's outside calls received, call by call (`call_model`, `http.request`,
+    /// plugin stages): a model's text with its usage, another output as is, a failure as its class
+    /// and message. An attempt cut short by a daemon's death had no answer and is left out.
+    static func recording(jobID: String, pipeline: String, store: JobStore) async throws -> JSON {
+        let runs = try await store.read { try $0.stepRuns(jobID: jobID) }.sorted { ($0.stepID, $0.attempt) < ($1.stepID, $1.attempt) }
+        var replies: [String: [ScriptedReply]] = [:]
+        for run in runs where run.stage == "call_model" || run.stage == "http.request" || !BuiltinStages.names.contains(run.stage) {
+            let reply: ScriptedReply
+            if let output = run.output {
+                if run.stage == "call_model", output["images"] == nil, let text = output["text"]?.stringValue {
+                    reply = .text(text, usage: output["usage"], finishReason: output["finish_reason"]?.stringValue)
+                } else {
+                    reply = .output(output)
+                }
+            } else if let errorClass = run.errorClass, run.status == "failed" {
+                reply = .failure(StepError(ErrorClass(rawValue: errorClass), run.errorMessage ?? ""))
+            } else {
+                continue
+            }
+            replies[run.stepID, default: []].append(reply)
+        }
+        return RecordedReplies.document(pipeline: pipeline, jobID: jobID, replies: replies)
     }
 
     /// `step generate [##########··········]  50% received 812 characters`.

@@ -4,11 +4,11 @@ import Testing
 @Suite("Editor schemas")
 struct SchemaCommandTests {
     @Test("etc/schema/*.json are what `genflow schema` generates (run `make schemas` after changing stages or config keys)",
-          arguments: ["pipeline", "config", "plugin"])
-    func upToDate(document: String) throws {
+          arguments: [("pipeline", "pipeline"), ("config", "config"), ("plugin", "plugin"), ("test", "pipeline-test")])
+    func upToDate(document: String, file: String) throws {
         let result = try genflow("schema", document)
         #expect(result.status == 0)
-        let shipped = try String(contentsOfFile: "etc/schema/\(document).schema.json", encoding: .utf8)
+        let shipped = try String(contentsOfFile: "etc/schema/\(file).schema.json", encoding: .utf8)
         #expect(result.stdout == shipped)
     }
 
