@@ -54,7 +54,7 @@ extension PipelineTestFile {
             ],
         ]
         return [
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$schema": "http://json-schema.org/draft-07/schema#",
             "title": "Genflow pipeline test file",
             "type": "object", "additionalProperties": false, "required": ["pipeline", "cases"],
             "properties": [
