@@ -84,7 +84,7 @@ class Handler(BaseHTTPRequestHandler):
             status = {"server-error": 500, "auth": 401, "bad": 400, "missing": 404}[model]
             return self.reply(status, json.dumps({"error": {"message": f"{model} happened"}}))
         if model == "slow":
-            time.sleep(3)
+            time.sleep(8)  # past every test timeout (the longest is 5 s)
         if model == "garbage":
             return self.reply(200, "<html>not json</html>")
         finish = "length" if model == "length" else "stop"

@@ -338,7 +338,7 @@ struct ProviderFaultTests {
                 stage: call_model
                 with: {provider: remote, model: "{{input.model}}", output: canvas_objects, stream: "{{input.stream}}"}
                 retry: {max_attempts: 2, initial_interval: 10ms, jitter: 0, non_retryable: [output_invalid]}
-                timeout: 2s
+                timeout: 5s   # the slow model answers after 8 s; 5 s leaves a loaded machine room for the others
             """
         let harness = try await Harness.make(pipelines: ["faults": yaml], providers: [
             "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
