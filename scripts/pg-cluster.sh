@@ -2,14 +2,15 @@
 # A throwaway PostgreSQL cluster on a private Unix socket.
 #
 #   scripts/pg-cluster.sh start DIR   # initdb + start; prints the connection URL
+#   scripts/pg-cluster.sh restart DIR # stop (fast: sessions are cut) and start again, same options
 #   scripts/pg-cluster.sh stop DIR    # stop and delete DIR
 #
 # PostgreSQL refuses to run as root: as root, the server runs as the `postgres` system user, which
 # owns DIR. The socket lives in DIR, and no TCP port is opened.
 set -euo pipefail
 
-command=${1:?usage: pg-cluster.sh start|stop DIR}
-dir=$(realpath -m "${2:?usage: pg-cluster.sh start|stop DIR}")
+command=${1:?usage: pg-cluster.sh start|restart|stop DIR}
+dir=$(realpath -m "${2:?usage: pg-cluster.sh start|restart|stop DIR}")
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$bindir" ]; then
     echo "pg-cluster: PostgreSQL server binaries not found (install the 'postgresql' package)" >&2
@@ -39,6 +40,10 @@ start)
     as_server_user "$bindir/createdb" -h "$dir" -U genflow genflow
     echo "postgresql:///genflow?host=$dir&user=genflow"
     ;;
+restart)
+    as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null ||
+        { cat "$dir/server.log" >&2; exit 1; }
+    ;;
 stop)
     if [ -f "$dir/data/postmaster.pid" ]; then
         as_server_user "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
@@ -46,7 +51,7 @@ stop)
     rm -rf "$dir"
     ;;
 *)
-    echo "usage: pg-cluster.sh start|stop DIR" >&2
+    echo "usage: pg-cluster.sh start|restart|stop DIR" >&2
     exit 2
     ;;
 esac

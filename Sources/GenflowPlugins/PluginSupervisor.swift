@@ -46,13 +46,28 @@ public final class PluginSupervisor: Sendable {
         logger.info("plugin started", metadata: ["genflow.plugin": "\(manifest.name)", "genflow.instances": "\(manifest.instances)"])
     }
 
-    /// Calls `stage` on the least busy live process.
+    /// Calls `stage` on the least busy live process. While every process is restarting, the call
+    /// waits for one to come back (within `deadline`) instead of failing at once: a crash costs
+    /// the calls it cut, not every call made during the restart.
     func invoke(stage: String, config: JSON, input: JSON, context: JSON, deadline: Duration, observer: PluginProcess.Observer) async -> Result<JSON, StepError> {
-        let process = state.withLock { state in
-            state.slots.compactMap(\.process).filter(\.isAlive).min { $0.load < $1.load }
+        let end = ContinuousClock.now + deadline
+        while true {
+            let (process, isStopped) = state.withLock { state in
+                (state.slots.compactMap(\.process).filter(\.isAlive).min { $0.load < $1.load }, state.isStopped)
+            }
+            if let process {
+                return await process.invoke(stage: stage, config: config, input: input, context: context, deadline: end - .now, observer: observer)
+            }
+            if isStopped { return .failure(StepError(.pluginCrashed, "plugin \(manifest.name) is stopped")) }
+            guard ContinuousClock.now < end else {
+                return .failure(StepError(.pluginCrashed, "plugin \(manifest.name) is restarting; no process came back within the step's timeout"))
+            }
+            do {
+                try await Task.sleep(for: .milliseconds(10))
+            } catch {
+                return .failure(StepError(.cancelled, "the call was stopped while plugin \(manifest.name) restarted"))
+            }
         }
-        guard let process else { return .failure(StepError(.pluginCrashed, "plugin \(manifest.name) is restarting")) }
-        return await process.invoke(stage: stage, config: config, input: input, context: context, deadline: deadline, observer: observer)
     }
 
     /// The process ids of the running instances (for tests and operators).

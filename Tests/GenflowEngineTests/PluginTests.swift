@@ -113,6 +113,30 @@ struct PluginTests {
         #expect(plugins.contains { $0["name"] == .null && ($0["error"]?.stringValue ?? "").contains("liar") }, "\(plugins)")
     }
 
+    @Test("a call made while every plugin process is restarting waits for one to come back instead of failing (make faults found it)")
+    func callDuringRestart() async throws {
+        let harness = try await Harness.make(pipelines: ["chaos": chaosPipeline("ok")], inProcess: false)
+        let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/Tests/Fixtures/plugins")
+        defer { daemon.terminate() }
+        let token = userToken("ann")
+        let pids = try await daemon.operatorCall("GET", "/v1/plugins").json["items"]?.arrayValue?
+            .first { $0["name"] == "chaos" }?["pids"]?.arrayValue?.compactMap(\.intValue) ?? []
+        #expect(pids.count == 2)
+        for pid in pids { kill(pid_t(pid), SIGKILL) }
+        // The supervisor has seen both die (its restart waits 100 ms first).
+        for _ in 0..<200 {
+            let state = try await daemon.operatorCall("GET", "/v1/plugins").json["items"]?.arrayValue?.first { $0["name"] == "chaos" }?["state"]
+            if state != "running" { break }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        // One attempt only: before the fix it failed at once with plugin_crashed "is restarting".
+        let id = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos"]).json["job"]?["id"]?.stringValue)
+        let job = try await daemon.finished(id, token: token)
+        #expect(job["status"] == "completed", "\(job)")
+        let plugins = try await daemon.operatorCall("GET", "/v1/plugins").json["items"]?.arrayValue ?? []
+        #expect(plugins.first { $0["name"] == "chaos" }?["restarts"] == 2)
+    }
+
     @Test("a changed plugin: the new process starts first, new calls go to it, a call in flight finishes on the old one")
     func pluginReload() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("plugins-\(UUID().uuidString)").path
