@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate schemas bench bench-queue bench-model bench-reload bench-websocket bench-submit clean
+.PHONY: deps build run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -36,6 +36,12 @@ schemas: build
 	.build/debug/genflow schema config > etc/schema/config.schema.json
 	.build/debug/genflow schema plugin > etc/schema/plugin.schema.json
 	.build/debug/genflow schema test > etc/schema/pipeline-test.schema.json
+
+## The fault-injection suite of SPEC §12 (kill -9 cycles, PostgreSQL restarts, provider faults,
+## plugin kills, a slow WebSocket client, fuzzing, schemathesis); writes docs/reliability.md and
+## exits 1 on any loss, duplicate, crash or 5xx. See scripts/faults/run.
+faults: deps
+	scripts/faults/run
 
 ## Benchmarks of SPEC §11, printed as figures next to a baseline measured in the same run.
 bench: bench-queue bench-model bench-reload bench-websocket bench-submit

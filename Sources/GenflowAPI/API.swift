@@ -3,6 +3,7 @@ public import GenflowEngine
 public import GenflowHTTPServer
 public import GenflowPipeline
 public import GenflowStore
+internal import GenflowPostgres
 internal import Foundation
 public import Logging
 
@@ -79,6 +80,11 @@ public struct API: Sendable {
                 let status = error.code == "unknown_pipeline" ? 404 : 422
                 let details: JSON? = error.details.isEmpty ? JSON?.none : .array(error.details.map { ["path": .string($0.path.joined(separator: ".")), "message": .string($0.message)] })
                 response = Self.encode(Reply(status: status, body: APIError(status, error.code, error.message, details: details).body))
+            } catch let error as PostgresError where error.isConnectionFailure {
+                // The database is restarting or unreachable: a client may try again shortly.
+                logger.warning("request failed: database unavailable", metadata: ["genflow.route": "\(routeName)", "genflow.error": "\(error)"])
+                response = Self.encode(Reply(status: 503, body: APIError(503, "unavailable", "the database is unavailable; try again shortly").body,
+                                             headers: [("Retry-After", "1")]))
             } catch {
                 // The cause stays in the log: database errors are not for clients.
                 logger.error("request failed", metadata: ["genflow.route": "\(routeName)", "genflow.error": "\(error)"])

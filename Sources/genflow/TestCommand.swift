@@ -68,8 +68,11 @@ struct TestCommand: AsyncParsableCommand {
                 Swift.print("        \(retry.step): attempt \(retry.attempt) failed, \(retry.error) → retry after \(retry.delay.map(DurationText.format) ?? "?") (computed, not waited)")
             }
         }
+        // Each failure as a compiler prints an error: the expectation's line with a caret under it.
         for failure in result.failures {
-            Swift.print("      \(failure)")
+            let source = try? String(contentsOfFile: failure.location.file, encoding: .utf8)
+            let rendered = Diagnostic(at: failure.location, failure.message).rendered(source: source)
+            Swift.print(rendered.split(separator: "\n", omittingEmptySubsequences: false).map { "      \($0)" }.joined(separator: "\n"))
         }
     }
 }

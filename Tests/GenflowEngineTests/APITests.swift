@@ -270,4 +270,26 @@ struct APITests {
         #expect(metrics.contains(#"genflow_jobs_current{status="completed"} 1"#))
         #expect(metrics.contains("genflow_http_requests_total"))
     }
+
+    @Test("a request whose database connection was cut answers 503 with Retry-After, never 500; the next one succeeds (make faults found it)")
+    func databaseUnavailable() async throws {
+        let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
+        let daemon = try await DaemonProcess(harness: harness)
+        defer { daemon.terminate() }
+        let ann = userToken("ann")
+        let database = String(harness.url.split(separator: "?")[0].split(separator: "/").last ?? "")
+        var unavailable = 0
+        for _ in 0..<30 where unavailable == 0 {
+            // As a PostgreSQL restart does: every session of the daemon's database is cut.
+            _ = try await harness.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [database])
+            let reply = try await daemon.call("GET", "/v1/jobs", token: ann)
+            #expect(reply.status == 200 || reply.status == 503, "\(reply.status) \(reply.json)")
+            if reply.status == 503 {
+                unavailable += 1
+                #expect(reply.json["error"]?["code"] == "unavailable" && reply.headers["retry-after"] == "1")
+            }
+        }
+        #expect(unavailable > 0, "one request met a cut connection")
+        #expect(try await daemon.call("GET", "/v1/jobs", token: ann).status == 200)
+    }
 }
