@@ -215,7 +215,9 @@ private struct Parser {
         }
     }
 
-    /// An object cut off by the end of the text is incomplete: the caller drops it.
+    /// An object cut off by the end of the text is incomplete: the caller drops it. One cut inside
+    /// a list member keeps that member's complete elements (`{"objects": [{…}, {…` streamed by a
+    /// structured-output model); inside a list, the whole object is still dropped by `array()`.
     mutating func object() throws(ParseError) -> JSON {
         index += 1
         var members: [String: JSON] = [:]
@@ -248,7 +250,11 @@ private struct Parser {
             guard colon == ":" else { throw .invalid(index, "expected ':' after key '\(key)'") }
             index += 1
             let member = try value()
-            if hitEnd { throw .truncated }
+            if hitEnd {
+                guard case .array = member else { throw .truncated }
+                members[key] = member
+                return .object(members)
+            }
             members[key] = member
         }
     }

@@ -328,7 +328,9 @@ private struct StreamReporter {
     let context: StageContext
     let output: String
     var text = ""
-    private var announced = 0
+    /// The ids of the objects already sent: an arrow dropped from a partial list until its target
+    /// arrives is sent when it comes back, and nothing is sent twice.
+    private var announced: Set<String> = []
 
     init(stage: CallModel, context: StageContext, output: String) {
         self.stage = stage
@@ -342,11 +344,11 @@ private struct StreamReporter {
             "fraction": fraction.map(JSON.double) ?? .null, "message": .string("received \(text.count) characters"),
         ])]
         if output == "canvas_objects" {
-            let complete = CanvasParser().completeObjects(inPartial: text)
-            if complete.count > announced {
+            let fresh = CanvasParser().completeObjects(inPartial: text).filter { !announced.contains($0["id"]?.stringValue ?? "") }
+            if !fresh.isEmpty {
                 events.append(NewEvent(userID: context.userID, jobID: context.jobID, type: "canvas.objects", step: context.stepID,
-                                       data: ["objects": .array(Array(complete[announced...]))]))
-                announced = complete.count
+                                       data: ["objects": .array(fresh)]))
+                announced.formUnion(fresh.compactMap { $0["id"]?.stringValue })
             }
         }
         let batch = events

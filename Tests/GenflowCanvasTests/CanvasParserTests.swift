@@ -60,6 +60,17 @@ struct CanvasParserTests {
         #expect(parser.completeObjects(inPartial: "[{\"id\": \"a\"").isEmpty)
     }
 
+    @Test("a structured-output reply ({\"objects\": […]}) streams its complete objects too, cut anywhere (the pipeline tests found it)")
+    func truncatedWrapper() throws {
+        let reply = "{\"objects\": [\(rect("a")), \(rect("b")), {\"id\": \"c\", \"type\": \"ellip"
+        #expect(ids(try parser.parse(reply)) == ["a", "b"])
+        #expect(parser.completeObjects(inPartial: "{\"objects\": [\(rect("a")), {\"id\": \"b\"").map { $0["id"] } == ["a"])
+        #expect(parser.completeObjects(inPartial: "{\"objects\": [").isEmpty)
+        #expect(parser.completeObjects(inPartial: "{\"objects\"").isEmpty)
+        // A cut-off object inside the list is still dropped, with everything it held.
+        #expect(parser.completeObjects(inPartial: "{\"objects\": [{\"id\": \"a\", \"type\": \"line\", \"x\": 0, \"y\": 0, \"points\": [[0, 0], [1").isEmpty)
+    }
+
     @Test("NaN, Infinity and numbers as strings are refused, each object alone")
     func badNumbers() throws {
         let objects = (1...10).map { rect("ok\($0)") } + [rect("nan", x: "NaN"), rect("inf", y: "-Infinity")]
