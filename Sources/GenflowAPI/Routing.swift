@@ -162,6 +162,9 @@ struct Call: Sendable {
         guard case .object(let members) = value else {
             throw APIError(400, "invalid_body", "the request body must be a JSON object, not \(value.typeName)")
         }
+        if let pointer = value.pointerToNUL {
+            throw APIError(400, "invalid_body", "the request body holds a NUL character (\\u0000) at '\(pointer.prefix(200))'; text may not contain one")
+        }
         let unknown = members.keys.filter { !allowed.contains($0) }.sorted()
         guard unknown.isEmpty else {
             let name = unknown[0]

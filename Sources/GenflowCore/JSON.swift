@@ -38,6 +38,30 @@ extension JSON {
         return current
     }
 
+    /// Where the first NUL character (U+0000) is, as a JSON pointer (`""` for the value itself), in a
+    /// string or a key; nil when there is none. PostgreSQL's text and jsonb cannot store one, so
+    /// input holding it is refused at the door.
+    public var pointerToNUL: String? {
+        switch self {
+        case .string(let text):
+            return text.unicodeScalars.contains("\u{0}") ? "" : nil
+        case .array(let elements):
+            for (index, element) in elements.enumerated() {
+                if let inner = element.pointerToNUL { return "/\(index)\(inner)" }
+            }
+            return nil
+        case .object(let members):
+            for key in members.keys.sorted() {
+                let escaped = key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+                if key.unicodeScalars.contains("\u{0}") { return "/\(escaped.replacingOccurrences(of: "\u{0}", with: "\\u0000"))" }
+                if let inner = members[key]!.pointerToNUL { return "/\(escaped)\(inner)" }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
     /// RFC 6901: `/data/0/id`, with `~1` for `/` and `~0` for `~`; `""` is the whole document.
     public func value(atPointer pointer: String) -> JSON? {
         guard !pointer.isEmpty else { return self }

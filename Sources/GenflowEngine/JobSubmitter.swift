@@ -27,6 +27,14 @@ public struct JobSubmitter: Sendable {
         return formatter.date(from: text)
     }
 
+    /// `date` as ISO 8601 in UTC, with milliseconds.
+    static func utc(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
+
     public let catalog: PipelineCatalog
     public let store: JobStore
 
@@ -49,8 +57,20 @@ public struct JobSubmitter: Sendable {
                 details: []
             )
         }
-        if let runAt, Self.parseTime(runAt) == nil {
-            throw SubmissionError(code: "invalid_run_at", message: "run_at '\(runAt)' is not an ISO 8601 time such as 2026-01-31T12:00:00Z", details: [])
+        // Passed on in UTC: PostgreSQL reads no offset beyond ±15:59, and a time it cannot read is not
+        // the database's error to report.
+        var due: String?
+        if let runAt {
+            guard let date = Self.parseTime(runAt) else {
+                throw SubmissionError(code: "invalid_run_at", message: "run_at '\(runAt.prefix(60))' is not an ISO 8601 time such as 2026-01-31T12:00:00Z", details: [])
+            }
+            due = Self.utc(date)
+        }
+        for (what, text) in [("idempotency_key", idempotencyKey ?? ""), ("user", userID)] where text.unicodeScalars.contains("\u{0}") {
+            throw SubmissionError(code: "invalid_request", message: "\(what) holds a NUL character (\\u0000); text may not contain one", details: [])
+        }
+        if let pointer = input.pointerToNUL {
+            throw SubmissionError(code: "invalid_input", message: "input holds a NUL character (\\u0000) at '\(pointer.prefix(200))'; text may not contain one", details: [])
         }
         let violations = pipeline.input.violations(of: input)
         guard violations.isEmpty else {
@@ -58,7 +78,7 @@ public struct JobSubmitter: Sendable {
         }
         let submission = JobSubmission(
             pipeline: pipeline.name, pipelineVersion: pipeline.version, userID: userID,
-            input: pipeline.input.applyingDefaults(to: input), priority: priority, idempotencyKey: idempotencyKey, runAt: runAt
+            input: pipeline.input.applyingDefaults(to: input), priority: priority, idempotencyKey: idempotencyKey, runAt: due
         )
         return try await store.write { session in
             try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)

@@ -23,6 +23,10 @@ public struct Notify: Stage {
     )
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
+        let name = context.config["event"]?.stringValue ?? ""
+        guard !EventNames.isReserved(name) else {
+            throw StepError(.invalidRequest, "event name '\(name)' is the daemon's own (reserved: \(EventNames.reservedPrefixes.joined(separator: ", "))); name it for your application, e.g. ai_generation_completed")
+        }
         let event = NewEvent(
             userID: context.userID, jobID: context.jobID, type: context.config["event"]?.stringValue ?? "",
             step: context.stepID, data: context.config["data"] ?? [:]

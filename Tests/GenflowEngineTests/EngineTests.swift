@@ -494,6 +494,21 @@ struct TokenStageTests {
         #expect(try await harness.runs(poor.id).count == 1, "insufficient_tokens is never retried")
     }
 
+    @Test("notify refuses the daemon's own event names: a pipeline cannot forge job.completed")
+    func reservedEventName() async throws {
+        let harness = try await Harness.make(pipelines: ["forger": """
+            name: forger
+            steps:
+              - id: lie
+                stage: notify
+                with: {event: job.completed, data: {}}
+            """])
+        let job = try await harness.running(harness.engine()) { try await harness.wait(for: try await harness.submit("forger").id) }
+        #expect(job.status == .failed && job.error?["class"] == "invalid_request")
+        #expect(job.error?["message"]?.stringValue?.contains("event name 'job.completed' is the daemon's own") == true)
+        #expect(try await harness.events(job.id).filter { $0.type == "job.completed" }.isEmpty)
+    }
+
     @Test("a debit step run again (crash between debit and checkpoint) debits nothing more")
     func debitOnce() async throws {
         let harness = try await Harness.make(pipelines: ["paid": Self.paid])
