@@ -45,6 +45,9 @@ extension StoreSession {
     public func recordTokens(
         userID: String, change: Int, reason: String, idempotencyKey: String, jobID: String? = nil, step: String? = nil
     ) throws -> (entry: LedgerEntry, created: Bool) {
+        // Two transactions with one key (two daemons crediting at start, a client's retry racing its
+        // first try) take turns here: the second sees the first's entry instead of a unique violation.
+        try connection.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [idempotencyKey])
         if let existing = try connection.query(
             "SELECT \(LedgerEntry.columns) FROM genflow.token_ledger WHERE idempotency_key = $1", [idempotencyKey]
         ).rows.first {
