@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit clean
+.PHONY: deps build run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit bench-scaling clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -43,8 +43,11 @@ schemas: build
 faults: deps
 	scripts/faults/run
 
-## Benchmarks of SPEC §11, printed as figures next to a baseline measured in the same run.
-bench: bench-queue bench-model bench-reload bench-websocket bench-submit
+## Benchmarks of SPEC §11, printed as figures next to a baseline measured in the same run: runs
+## every bench/ command in turn (bench/report) and writes docs/performance.md; logs and JSON in
+## .build-release/bench-logs. BENCH_ONLY=queue,scaling runs a subset, BENCH_QUICK=1 small sizes.
+bench: deps
+	bench/report
 
 ## Queue throughput: genflow (release build in .build-release) next to PgQueuer and a pgbench
 ## write ceiling, on one throwaway PostgreSQL cluster. See bench/README.md.
@@ -72,6 +75,12 @@ bench-websocket: deps
 ## server, GET /healthz and the same transaction through pgbench. See bench/README.md.
 bench-submit: deps
 	bench/submit
+
+## Queue scaling and the hot path: throughput by worker count and with 1, 2 and 3 daemons on one
+## database, the canvas pipeline on the offline provider at zero delay, and commits and round trips
+## per job from pg_stat_statements, next to a pgbench write ceiling. See bench/README.md.
+bench-scaling: deps
+	bench/scaling
 
 clean:
 	rm -rf .build
