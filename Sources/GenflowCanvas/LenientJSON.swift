@@ -43,6 +43,15 @@ private struct Parser {
     var index = 0
     /// Set once the text ran out inside a value.
     var hitEnd = false
+    /// Lists and objects open around the current position; past `maxDepth` the text is refused
+    /// (a reply of a million `[` must not overflow the stack).
+    var depth = 0
+    static let maxDepth = 256
+
+    mutating func enter() throws(ParseError) {
+        depth += 1
+        guard depth <= Self.maxDepth else { throw .invalid(index, "lists and objects nested deeper than \(Self.maxDepth) levels") }
+    }
 
     init(_ scalars: [Unicode.Scalar]) {
         self.scalars = scalars
@@ -163,11 +172,18 @@ private struct Parser {
             case "b": result.append("\u{8}")
             case "f": result.append("\u{c}")
             case "u":
-                var code = try hex4()
+                let code = try hex4()
+                // A high surrogate joins the low one after it; anything else after it (another high
+                // surrogate, a plain escape) is read on its own, and a lone surrogate becomes U+FFFD.
                 if (0xD800...0xDBFF).contains(code), current == "\\", index + 1 < scalars.count, scalars[index + 1] == "u" {
+                    let mark = index
                     index += 2
                     let low = try hex4()
-                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    if (0xDC00...0xDFFF).contains(low) {
+                        result.append(Unicode.Scalar(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)) ?? "\u{FFFD}")
+                        continue
+                    }
+                    index = mark
                 }
                 result.append(Unicode.Scalar(code) ?? "\u{FFFD}")
             default: result.append(escaped)
@@ -188,6 +204,8 @@ private struct Parser {
 
     /// A list keeps its complete elements when the text ends inside it.
     mutating func array() throws(ParseError) -> JSON {
+        try enter()
+        defer { depth -= 1 }
         index += 1
         var elements: [JSON] = []
         while true {
@@ -219,6 +237,8 @@ private struct Parser {
     /// a list member keeps that member's complete elements (`{"objects": [{…}, {…` streamed by a
     /// structured-output model); inside a list, the whole object is still dropped by `array()`.
     mutating func object() throws(ParseError) -> JSON {
+        try enter()
+        defer { depth -= 1 }
         index += 1
         var members: [String: JSON] = [:]
         while true {

@@ -233,6 +233,8 @@ public struct PipelineLoader: Sendable {
 
     // MARK: References
 
+    static let problemsShownPerValue = 10
+
     /// Checks every `{{…}}` tag in the scalars under `node`.
     private func checkReferences(in node: YAMLNode, stepIndex: Int, ids: [String?], input: JSONSchema, reader: inout NodeReader) {
         switch node.content {
@@ -249,10 +251,18 @@ public struct PipelineLoader: Sendable {
                 reader.error(at: node.location(ofOffset: error.offset), error.message)
                 return
             }
-            for tag in tags where tag.kind != .sectionEnd {
-                if let message = problem(with: tag, stepIndex: stepIndex, ids: ids, input: input) {
-                    reader.error(at: node.location(ofOffset: tag.offset), message)
+            // The first few problems of one value, then a count: a value of ten thousand bad tags
+            // is one mistake repeated, and placing each costs a scan of the text.
+            let problems = tags.lazy.filter { $0.kind != .sectionEnd }.compactMap { tag in
+                problem(with: tag, stepIndex: stepIndex, ids: ids, input: input).map { (tag, $0) }
+            }
+            for (index, (tag, message)) in problems.enumerated() {
+                guard index < Self.problemsShownPerValue else {
+                    let more = problems.count - Self.problemsShownPerValue
+                    reader.error(at: node.location(ofOffset: tag.offset), "… and \(more) more \(more == 1 ? "problem" : "problems") with references in this value, from here")
+                    break
                 }
+                reader.error(at: node.location(ofOffset: tag.offset), message)
             }
         }
     }

@@ -1,6 +1,12 @@
 /// Finds the `{{…}}` tags of a mustache template without rendering it, so references can be checked
 /// at load time (a misspelt `{{steps.genrate.output}}` is a validation error, not an empty string).
 public enum TemplateScanner {
+    /// The deepest nesting of `{{#section}}`s a template may have.
+    public static let maxSectionDepth = 32
+    /// The most tags one template may have, and its longest length in characters.
+    public static let maxTags = 1_000
+    public static let maxTemplateLength = 100_000
+
     /// A tag in a template.
     public struct Tag: Sendable, Hashable {
         public enum Kind: Sendable, Hashable {
@@ -51,6 +57,11 @@ public enum TemplateScanner {
     /// plain `{{ }}` tags and have no partials.
     public static func tags(in text: String) throws(SyntaxError) -> [Tag] {
         let characters = Array(text)
+        // The template engine's parser slows down with the product of a template's length and its
+        // tags: a template past these bounds is refused at load time, not minutes into a reload.
+        guard characters.count <= maxTemplateLength else {
+            throw SyntaxError(offset: 0, message: "a template of \(characters.count) characters; templates may have at most \(maxTemplateLength)")
+        }
         var tags: [Tag] = []
         var openSections: [(name: String, offset: Int)] = []
         var index = 0
@@ -106,8 +117,13 @@ public enum TemplateScanner {
                     throw SyntaxError(offset: start, message: "'{{/\(name)}}' closes section '\(open.name)', which was opened as '{{#\(open.name)}}'")
                 }
             }
+            guard tags.count < maxTags else { throw SyntaxError(offset: start, message: "more than \(maxTags) tags in one template") }
             tags.append(Tag(kind: kind, name: name, offset: start, depth: openSections.count, hasTransform: name != body))
             if kind == .section || kind == .invertedSection {
+                // The template engine parses sections by recursion: a deep pile would overflow its stack.
+                guard openSections.count < Self.maxSectionDepth else {
+                    throw SyntaxError(offset: start, message: "sections nested deeper than \(Self.maxSectionDepth) levels")
+                }
                 openSections.append((name, start))
             }
         }

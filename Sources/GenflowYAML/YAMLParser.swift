@@ -8,6 +8,8 @@ public import GenflowCore
 public enum YAMLParser {
     /// Most nodes a document may expand to once aliases are resolved.
     public static let maxNodes = 200_000
+    /// The deepest nesting of lists and mappings a file may have.
+    public static let maxDepth = 128
 
     /// Parses the single document in `text`; an empty document is a null scalar.
     /// - Parameter file: the path reported in diagnostics.
@@ -134,6 +136,9 @@ private struct TreeBuilder {
     let file: String
     private var anchors: [String: (node: YAMLNode, size: Int)] = [:]
     private var nodeCount = 0
+    /// Lists and mappings open around the current node: the tree is built (and later read) by
+    /// recursion, so a file nested deeper than `YAMLParser.maxDepth` is refused, not a stack overflow.
+    private var depth = 0
 
     init(reader: EventReader, file: String) {
         self.reader = reader
@@ -158,6 +163,13 @@ private struct TreeBuilder {
     private mutating func node(from event: Event) throws(Diagnostic) -> YAMLNode {
         let before = nodeCount
         nodeCount += 1
+        if event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT {
+            depth += 1
+            guard depth <= YAMLParser.maxDepth else {
+                throw Diagnostic(at: event.location, "lists and mappings nested deeper than \(YAMLParser.maxDepth) levels")
+            }
+        }
+        defer { if event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT { depth -= 1 } }
         let node: YAMLNode
         switch event.type {
         case YAML_SCALAR_EVENT:

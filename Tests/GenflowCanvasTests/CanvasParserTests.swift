@@ -166,4 +166,13 @@ struct CanvasParserTests {
             _ = parser.completeObjects(inPartial: text)
         }
     }
+
+    @Test("hostile replies genflow-fuzz found: lone surrogates become U+FFFD, a million brackets are an error (both crashed the daemon)")
+    func hostile() throws {
+        let surrogates = #"[{"id":"s","type":"text","x":1,"y":2,"text":"\uD800\uD800 \uDC00 \uD83D\uDE00"}]"#
+        #expect(try parser.parse(surrogates).objects.first?["text"] == "\u{FFFD}\u{FFFD} \u{FFFD} 😀")
+        let deep = String(repeating: "[", count: 1_000_000)
+        #expect(throws: StepError.self) { try parser.parse(deep) }
+        #expect(parser.completeObjects(inPartial: deep).isEmpty)
+    }
 }
