@@ -146,10 +146,18 @@ let package = Package(
             name: "genflow",
             dependencies: [
                 "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres", "GenflowStore",
-                "GenflowEngine", "GenflowDaemon", "GenflowAPI", "GenflowPlugins", "GenflowTesting", "GenflowPostgres",
+                "GenflowEngine", "GenflowDaemon", "GenflowAPI", "GenflowPlugins", "GenflowTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+
+        // `make faults`: property-based fuzzing of the YAML loader, pipeline validation and the
+        // canvas-object parser (no crash; every rejection a located, clear error).
+        .executableTarget(
+            name: "genflow-fuzz",
+            dependencies: ["GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowCanvas", "GenflowConfig"],
             swiftSettings: swiftSettings
         ),
 
