@@ -25,7 +25,8 @@ def render(results, machine):
         f"{kill.get('accepted', '?')} jobs accepted; lost {kill.get('lost', '?')}; steps completed twice {kill.get('steps_completed_twice', '?')}; "
         f"debits doubled {kill.get('debits_doubled', '?')}; jobs ended twice {kill.get('jobs_ended_twice', '?')}; events missing from a replay from 0: "
         f"{kill.get('events_missing_from_replay', '?')}, repeated {kill.get('events_repeated_in_replay', '?')}; jobs taken over after a kill {kill.get('jobs_rescued', '?')}; "
-        f"restart to ready (median) {kill.get('restart_to_ready_ms_median', '?')} ms | {verdict(kill)} |",
+        f"restart to ready (median) {kill.get('restart_to_ready_ms_median', '?')} ms; most takeovers of one job {kill.get('most_takeovers_of_one_job', '?')} "
+        f"(`queue.max_rescues` raised to 1000 here: with the default 5 a job interrupted six times is failed as poisoned, by design) | {verdict(kill)} |",
         f"| A PostgreSQL restart while jobs run: the daemon reconnects, every job ends correctly | 2 restarts (`pg_ctl restart -m fast`) 3 s apart under a job stream | "
         f"{pg.get('accepted', '?')} jobs; end states {json.dumps(pg.get('statuses', {}))}; same daemon process {pg.get('same_daemon_process', '?')}; "
         f"/readyz 200 again after {pg.get('ready_again_after_restart_ms', '?')} ms; lost {pg.get('lost', '?')}; debits doubled {pg.get('debits_doubled', '?')}; "
