@@ -4,8 +4,10 @@ public enum Suggestions {
     public static func closest(to name: String, in candidates: some Sequence<String>) -> String? {
         // Names of one or two characters are too short for a guess to mean anything.
         let limit = name.count < 3 ? 0 : max(1, name.count / 3)
+        // A long text is not a misspelt name (and comparing it costs its length times each name's).
+        guard name.count <= 100 else { return nil }
         var best: (candidate: String, distance: Int)?
-        for candidate in candidates {
+        for candidate in candidates where abs(candidate.count - name.count) <= limit {
             let distance = editDistance(name.lowercased(), candidate.lowercased())
             if distance <= limit, distance < (best?.distance ?? .max) {
                 best = (candidate, distance)
