@@ -97,9 +97,10 @@ public final class ReplyBook: Sendable {
     /// list fails without retry, saying so.
     func reply(for context: StageContext) -> ScriptedReply? {
         jobs.withLock { jobs -> ScriptedReply? in
-            guard let replies = jobs[context.jobID]?.replies[context.stepID] else { return nil }
-            let call = jobs[context.jobID]!.calls[context.stepID, default: 0]
-            jobs[context.jobID]!.calls[context.stepID] = call + 1
+            guard var script = jobs[context.jobID], let replies = script.replies[context.stepID] else { return nil }
+            let call = script.calls[context.stepID, default: 0]
+            script.calls[context.stepID] = call + 1
+            jobs[context.jobID] = script
             guard call < replies.count else {
                 return .failure(StepError(.invalidRequest, "step '\(context.stepID)' has \(replies.count) scripted \(replies.count == 1 ? "reply" : "replies"); call \(call + 1) has none"))
             }

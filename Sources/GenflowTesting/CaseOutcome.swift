@@ -44,7 +44,7 @@ public struct CaseOutcome: Sendable {
 }
 
 /// An expectation that did not hold: where it is written and what differed.
-public struct CaseFailure: Sendable, CustomStringConvertible {
+public struct CaseFailure: Error, Sendable, CustomStringConvertible {
     public var location: SourceLocation
     public var message: String
     public var description: String { "\(location): error: \(message)" }

@@ -33,7 +33,7 @@ public struct PipelineTestFile: Sendable {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
             let here = names.filter(isTestFileName).map { "\(folder)/\($0)" }
             // `genflow test pipelines/` finds pipelines/tests/*.test.yaml.
-            let nested = names.contains("tests") ? files(in: ["\(folder)/tests"]).filter { isTestFileName(($0 as NSString).lastPathComponent) } : []
+            let nested = names.contains("tests") ? files(in: ["\(folder)/tests"]) : []
             return (here + nested).sorted()
         }
     }

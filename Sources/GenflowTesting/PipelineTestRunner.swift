@@ -163,4 +163,3 @@ public struct PipelineTestRunner: Sendable {
     }
 }
 
-extension CaseFailure: Error {}

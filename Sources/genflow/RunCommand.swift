@@ -62,12 +62,7 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
-        let logger = Log.make(level: "warning")
-        let plugins = await config.loadPlugins(start: false)
-        let results = try await ThrowawayDatabase.with(url: databaseURL, logger: logger) { store, folder in
-            let runner = PipelineTestRunner(store: store, providerNames: Array(config.providers.keys), stateDirectory: folder, plugins: plugins.stages, logger: logger)
-            return try await runner.run([PipelineTestFile(file: file, pipelineFile: file, cases: [testCase])]) { _ in }
-        }
+        let results = try await config.runPipelineTests([PipelineTestFile(file: file, pipelineFile: file, cases: [testCase])], url: databaseURL) { _ in }
         guard let result = results.first, let outcome = result.outcome else {
             results.first?.failures.forEach { printError($0.description) }
             throw ExitCode(1)

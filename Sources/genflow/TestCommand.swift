@@ -43,14 +43,9 @@ struct TestCommand: AsyncParsableCommand {
                 broken += 1
             }
         }
-        let logger = Log.make(level: "warning")
-        let plugins = await config.loadPlugins(start: false)
         let started = ContinuousClock.now
         let url = databaseURL ?? ProcessInfo.processInfo.environment["GENFLOW_TEST_DATABASE_URL"]
-        let results = try await ThrowawayDatabase.with(url: url, logger: logger) { store, folder in
-            let runner = PipelineTestRunner(store: store, providerNames: Array(config.providers.keys), stateDirectory: folder, plugins: plugins.stages, logger: logger)
-            return try await runner.run(tests) { Self.print($0) }
-        }
+        let results = try await config.runPipelineTests(tests, url: url) { Self.print($0) }
         let failed = results.filter { !$0.passed }.count
         let elapsed = ContinuousClock.now - started
         Swift.print("\n\(results.count - failed) passed, \(failed) failed\(broken > 0 ? ", \(broken) test \(broken == 1 ? "file" : "files") unreadable" : "") in \(DurationText.format(elapsed))")

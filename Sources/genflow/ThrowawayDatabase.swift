@@ -3,6 +3,7 @@ import GenflowConfig
 import GenflowDaemon
 import GenflowPostgres
 import GenflowStore
+import GenflowTesting
 import Logging
 
 /// A database that lives for one command (`genflow test`, `genflow run --dry-run`): a new
@@ -44,3 +45,17 @@ enum ThrowawayDatabase {
         return (pairs + ["dbname=\(database)"]).joined(separator: " ")
     }
 }
+
+extension DaemonConfig {
+    /// Runs `files` through `PipelineTestRunner` on a throwaway database (`url`'s server, else a
+    /// temporary cluster), with this config's provider names and its plugins' stages (no process started).
+    func runPipelineTests(_ files: [PipelineTestFile], url: String?, report: (PipelineTestRunner.CaseResult) -> Void) async throws -> [PipelineTestRunner.CaseResult] {
+        let logger = Log.make(level: "warning")
+        let plugins = await loadPlugins(start: false)
+        return try await ThrowawayDatabase.with(url: url, logger: logger) { store, folder in
+            let runner = PipelineTestRunner(store: store, providerNames: Array(providers.keys), stateDirectory: folder, plugins: plugins.stages, logger: logger)
+            return try await runner.run(files, report: report)
+        }
+    }
+}
+
