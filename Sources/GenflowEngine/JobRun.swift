@@ -6,6 +6,10 @@ internal import Logging
 /// One daemon's run of one claimed job: its steps in order from the first without a checkpoint,
 /// each attempt recorded, each completion checkpointed in the transaction that records it.
 /// A retryable failure reschedules the job in the database and ends the run; nothing sleeps here.
+///
+/// A step's checkpoint is written with whatever this run writes next (the next step's start, the
+/// job's end, a failure, a release): one transaction per step instead of two. A daemon killed in
+/// between runs that step again on resume, as it would had the kill come just before its commit.
 struct JobRun {
     let engine: Engine
     var job: Job
@@ -28,7 +32,7 @@ struct JobRun {
                 let error = StepError(.internal, "poisoned: the job was taken over \(job.rescues) times after its daemon stopped responding")
                 try await store.write { session in
                     try session.interruptStaleRuns(jobID: current.id)
-                    try session.failJob(job: current, owner: owner, step: current.currentStep, attempt: nil, error: error, reason: "poisoned")
+                    try session.leased(current, owner: owner).failJob(step: current.currentStep, attempt: nil, error: error, reason: "poisoned")
                 }
                 logger.error("job failed as poisoned", metadata: ["genflow.rescues": "\(job.rescues)"])
                 return
@@ -41,8 +45,7 @@ struct JobRun {
         do {
             pipeline = try await engine.catalog.pipeline(named: job.pipeline, version: job.pipelineVersion, store: store)
         } catch let error as StepError {
-            let current = job
-            try await store.write { try $0.failJob(job: current, owner: owner, step: nil, attempt: nil, error: error, reason: "pipeline") }
+            try await fail(job, step: nil, attempt: nil, error, reason: "pipeline")
             return
         }
 
@@ -52,6 +55,8 @@ struct JobRun {
         for run in runs where run.status == "completed" { outputs[run.stepID] = run.output ?? .null }
         var feedback: [String: JSON] = [:]
         var index = 0
+        // The step completed last, checkpointed with the next write.
+        var completed: Completion?
 
         while index < pipeline.steps.count {
             let step = pipeline.steps[index]
@@ -60,11 +65,11 @@ struct JobRun {
                 continue
             }
             if let reason = engine.stopReason(job.id) {
-                try await stop(job, reason: reason, step: nil, attempt: nil)
+                try await stop(job, reason: reason, step: nil, attempt: nil, completing: completed)
                 return
             }
             guard let stage = engine.registry.stage(named: step.stage) else {
-                try await fail(job, step: step.id, attempt: nil, StepError(.internal, "stage '\(step.stage)' is not registered in this daemon"), reason: "stage")
+                try await fail(job, step: step.id, attempt: nil, StepError(.internal, "stage '\(step.stage)' is not registered in this daemon"), reason: "stage", completing: completed)
                 return
             }
 
@@ -87,14 +92,14 @@ struct JobRun {
             let violations = stage.descriptor.config.violations(of: config)
             guard violations.isEmpty else {
                 let message = "'with' of step '\(step.id)' after rendering: " + violations.map(\.description).joined(separator: "; ")
-                try await fail(job, step: step.id, attempt: nil, StepError(.invalidRequest, message), reason: "config")
+                try await fail(job, step: step.id, attempt: nil, StepError(.invalidRequest, message), reason: "config", completing: completed)
                 return
             }
 
-            let started = job
-            try await store.write { session in
-                try session.startStep(job: started, owner: owner, step: step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt)
+            try await record(job, step: step.id, addAttempt: true, completing: completed) { leased in
+                try leased.startStep(step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt)
             }
+            completed = nil
             job.attempts += 1
             let attemptStart = ContinuousClock.now
             let context = StageContext(
@@ -110,12 +115,7 @@ struct JobRun {
             switch result {
             case .success(let output):
                 outputs[step.id] = output
-                let isLast = index == pipeline.steps.count - 1
-                let finished = job, results = JSON.object(outputs)
-                try await store.write { session in
-                    try session.completeStep(job: finished, owner: owner, step: step.id, attempt: attempt, output: output)
-                    if isLast { try session.completeJob(job: finished, owner: owner, result: results) }
-                }
+                completed = Completion(step: step.id, attempt: attempt, output: output)
                 index += 1
 
             case .failure(let error):
@@ -128,9 +128,8 @@ struct JobRun {
                     let reasks = runs.filter { $0.stepID == step.id && $0.generation == job.generation && $0.errorClass == ErrorClass.outputInvalid.rawValue }.count
                     if reasks < onInvalid.max {
                         let discard = pipeline.steps[target..<index].map(\.id)
-                        let current = job
-                        try await store.write { session in
-                            try session.reask(job: current, owner: owner, step: step.id, attempt: attempt, error: error, retryStep: onInvalid.retryStep, discard: discard)
+                        try await record(job) { leased in
+                            try leased.reask(step.id, attempt: attempt, error: error, retryStep: onInvalid.retryStep, discard: discard)
                         }
                         discard.forEach { outputs[$0] = nil }
                         feedback[onInvalid.retryStep] = ["from_step": .string(step.id), "error": .string(error.message)]
@@ -144,9 +143,8 @@ struct JobRun {
                 switch step.retry.decide(after: error, attempt: policyAttempt, elapsed: spent, random: Double.random(in: 0..<1)) {
                 case .retry(let delay):
                     StepMetrics.retry(stage: stage.name, errorClass: error.errorClass)
-                    let current = job
-                    try await store.write { session in
-                        try session.scheduleRetry(job: current, owner: owner, step: step.id, attempt: attempt, policyAttempt: policyAttempt, error: error, delay: delay)
+                    try await record(job) { leased in
+                        try leased.scheduleRetry(step.id, attempt: attempt, policyAttempt: policyAttempt, error: error, delay: delay)
                     }
                     logger.info("step failed; retry scheduled", metadata: [
                         "genflow.step": "\(step.id)", "genflow.error_class": "\(error.errorClass)", "genflow.delay_ms": "\(delay.milliseconds)",
@@ -157,24 +155,44 @@ struct JobRun {
                 return
             }
         }
+        let results = JSON.object(outputs)
+        try await record(job, completing: completed) { try $0.completeJob(result: results) }
     }
 
-    private func fail(_ job: Job, step: String?, attempt: Int?, _ error: StepError, reason: String) async throws {
+    /// A completed attempt whose checkpoint is still to be written.
+    struct Completion {
+        var step: String
+        var attempt: Int
+        var output: JSON
+    }
+
+    /// One transaction for the job: its lease checked (noting `step`, and one more attempt), the
+    /// checkpoint of `completing` written, then `body`.
+    private func record(
+        _ job: Job, step: String? = nil, addAttempt: Bool = false, completing: Completion? = nil, _ body: @escaping @Sendable (LeasedJob) throws -> Void
+    ) async throws {
         let owner = engine.owner
-        try await engine.store.write { try $0.failJob(job: job, owner: owner, step: step, attempt: attempt, error: error, reason: reason) }
+        try await engine.store.write { session in
+            let leased = try session.leased(job, owner: owner, step: step, addAttempt: addAttempt)
+            if let completing { try leased.completeStep(completing.step, attempt: completing.attempt, output: completing.output) }
+            try body(leased)
+        }
+    }
+
+    private func fail(_ job: Job, step: String?, attempt: Int?, _ error: StepError, reason: String, completing: Completion? = nil) async throws {
+        try await record(job, completing: completing) { try $0.failJob(step: step, attempt: attempt, error: error, reason: reason) }
         logger.info("job failed", metadata: ["genflow.step": "\(step ?? "-")", "genflow.error_class": "\(error.errorClass)", "genflow.reason": "\(reason)"])
     }
 
-    private func stop(_ job: Job, reason: Engine.StopReason, step: String?, attempt: Int?) async throws {
-        let owner = engine.owner
+    private func stop(_ job: Job, reason: Engine.StopReason, step: String?, attempt: Int?, completing: Completion? = nil) async throws {
         switch reason {
         case .cancelRequested:
-            try await engine.store.write { session in
-                try session.failJob(job: job, owner: owner, step: step, attempt: attempt, error: StepError(.cancelled, "cancelled while running"), reason: "cancel")
+            try await record(job, completing: completing) { leased in
+                try leased.failJob(step: step, attempt: attempt, error: StepError(.cancelled, "cancelled while running"), reason: "cancel")
             }
             logger.info("job cancelled while running")
         case .shutdown:
-            try await engine.store.write { try $0.release(job: job, owner: owner, step: step, attempt: attempt) }
+            try await record(job, completing: completing) { try $0.release(step: step, attempt: attempt) }
             logger.info("job released at shutdown", metadata: ["genflow.step": "\(step ?? "-")"])
         case .leaseLost:
             throw LeaseLost(jobID: job.id)

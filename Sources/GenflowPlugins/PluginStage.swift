@@ -19,21 +19,22 @@ public struct PluginStage: Stage {
     }
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        let (events, feed) = AsyncStream<NewEvent>.makeStream()
+        // Events that arrive while the last ones are being written go out together, in order.
+        let events = BatchQueue<NewEvent>()
         let (user, job, step) = (context.userID, context.jobID, context.stepID)
         let observer = PluginProcess.Observer(
             progress: { fraction, message in
-                feed.yield(NewEvent(userID: user, jobID: job, type: "step.progress", step: step, data: [
+                events.add(NewEvent(userID: user, jobID: job, type: "step.progress", step: step, data: [
                     "fraction": fraction.map(JSON.double) ?? .null, "message": message.map(JSON.string) ?? .null,
                 ]))
             },
-            event: { name, data in feed.yield(NewEvent(userID: user, jobID: job, type: name, step: step, data: data)) }
+            event: { name, data in events.add(NewEvent(userID: user, jobID: job, type: name, step: step, data: data)) }
         )
         let store = store
         let writer = Task {
-            for await event in events {
+            while let batch = await events.next() {
                 // Progress is best effort: a failed write must not fail the call.
-                _ = try? await store?.write { try $0.append(event) }
+                _ = try? await store?.append(batch)
             }
         }
         let deadline = context.timeout
@@ -45,7 +46,7 @@ public struct PluginStage: Stage {
             "feedback": context.feedback ?? .null,
         ]
         let outcome = await slot.current.invoke(stage: name, config: context.config, input: context.input, context: invocation, deadline: deadline, observer: observer)
-        feed.finish()
+        events.finish()
         await writer.value
         return try outcome.get()
     }

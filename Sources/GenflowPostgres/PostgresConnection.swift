@@ -84,11 +84,12 @@ public final class PostgresConnection {
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
-    public func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+    /// `beforeCommit` is SQL without parameters (`NOTIFY channel;`) sent in the COMMIT's round trip.
+    public func transaction<T>(_ body: (PostgresConnection) throws -> T, beforeCommit: () -> String = { "" }) throws -> T {
         try execute("BEGIN")
         do {
             let value = try body(self)
-            try execute("COMMIT")
+            try execute(beforeCommit() + "COMMIT")
             return value
         } catch {
             if isHealthy { try? execute("ROLLBACK") }

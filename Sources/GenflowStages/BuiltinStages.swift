@@ -51,8 +51,18 @@ extension Stage {
     /// Runs one store write for a stage; database failures are `server_error` (retried).
     func inTransaction<T: Sendable>(_ store: JobStore?, _ body: @escaping @Sendable (StoreSession) throws -> T) async throws(StepError) -> T {
         let store = try required(store)
+        return try await Self.databaseErrors { try await store.write(body) }
+    }
+
+    /// Records a stage's events in one statement; database failures are `server_error` (retried).
+    func record(_ events: [NewEvent], in store: JobStore?) async throws(StepError) {
+        let store = try required(store)
+        try await Self.databaseErrors { try await store.append(events) }
+    }
+
+    private static func databaseErrors<T>(_ work: () async throws -> T) async throws(StepError) -> T {
         do {
-            return try await store.write(body)
+            return try await work()
         } catch let error as StepError {
             throw error
         } catch {

@@ -144,7 +144,7 @@ public struct CallModel: Stage {
         if output == "canvas_objects", let objects = Self.objects(in: stored), !objects.isEmpty {
             let event = NewEvent(userID: context.userID, jobID: context.jobID, type: "canvas.objects", step: context.stepID,
                                  data: ["objects": .array(objects), "cached": true])
-            try await inTransaction(store) { try $0.append(event) }
+            try await record([event], in: store)
         }
         return .object(answer)
     }
@@ -173,12 +173,13 @@ public struct CallModel: Stage {
             temperature: config["temperature"]?.doubleValue, maxTokens: config["max_tokens"]?.intValue, expectsJSON: output != "text"
         )
         let provider = OpenAIProvider(client: http.client, baseURL: provider.baseURL ?? ProviderConfig.openAIBaseURL, apiKey: provider.apiKey)
-        let (pieces, feed) = AsyncStream<String>.makeStream()
+        // Pieces that arrive while the last ones are being written go out together, in one write.
+        let pieces = BatchQueue<String>()
         let reporter = Task { () -> StepError? in
             var reporter = StreamReporter(stage: self, context: context, output: output)
-            for await piece in pieces {
+            while let batch = await pieces.next() {
                 do throws(StepError) {
-                    try await reporter.received(piece, fraction: nil)
+                    try await reporter.received(batch.joined(), fraction: nil)
                 } catch {
                     return error
                 }
@@ -187,13 +188,13 @@ public struct CallModel: Stage {
         }
         let result: ChatResult
         do throws(StepError) {
-            result = try await provider.chat(request, timeout: context.timeout) { feed.yield($0) }
+            result = try await provider.chat(request, timeout: context.timeout) { pieces.add($0) }
         } catch {
-            feed.finish()
+            pieces.finish()
             _ = await reporter.value
             throw error
         }
-        feed.finish()
+        pieces.finish()
         if let failure = await reporter.value { throw failure }
         var answer: [String: JSON] = [
             "text": .string(result.text), "usage": result.usage, "model": .string(result.model),
@@ -351,8 +352,7 @@ private struct StreamReporter {
                 announced.formUnion(fresh.compactMap { $0["id"]?.stringValue })
             }
         }
-        let batch = events
-        try await stage.inTransaction(stage.store) { session in try batch.forEach(session.append) }
+        try await stage.record(events, in: stage.store)
     }
 }
 

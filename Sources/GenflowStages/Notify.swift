@@ -31,7 +31,7 @@ public struct Notify: Stage {
             userID: context.userID, jobID: context.jobID, type: context.config["event"]?.stringValue ?? "",
             step: context.stepID, data: context.config["data"] ?? [:]
         )
-        try await inTransaction(store) { try $0.append(event) }
+        try await record([event], in: store)
         return ["event": .string(event.type)]
     }
 }

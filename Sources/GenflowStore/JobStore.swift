@@ -19,13 +19,26 @@ public struct JobStore: Sendable {
         self.pool = pool
     }
 
-    /// Runs `body` in one transaction; notifications it asked for are sent just before commit.
+    /// Runs `body` in one transaction; notifications it asked for go with the COMMIT.
     public func write<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T {
-        try await pool.transaction { connection in
+        try await pool.withConnection { connection in
             let session = StoreSession(connection)
-            let value = try body(session)
-            try session.sendNotifications()
-            return value
+            return try connection.transaction({ _ in
+                let value = try body(session)
+                try session.flushEvents()
+                return value
+            }, beforeCommit: { session.notifications })
+        }
+    }
+
+    /// Records events in one statement (its own transaction, one round trip) and wakes listeners.
+    public func append(_ events: [NewEvent]) async throws {
+        guard !events.isEmpty else { return }
+        try await pool.withConnection { connection in
+            try connection.query("""
+                WITH inserted AS (\(StoreSession.insertEvents) RETURNING 1)
+                SELECT pg_notify('\(Self.eventsChannel)', '') FROM (SELECT FROM inserted LIMIT 1) AS any_row
+                """, [NewEvent.batch(events)])
         }
     }
 
@@ -91,28 +104,48 @@ public final class StoreSession {
     private var wroteEvents = false
     private var wokeWorkers = false
     private var askedCancel = false
+    private var pendingEvents: [NewEvent] = []
 
     init(_ connection: PostgresConnection) {
         self.connection = connection
     }
 
-    func sendNotifications() throws {
-        guard wroteEvents || wokeWorkers || askedCancel else { return }
-        var channels: [String] = []
-        if wroteEvents { channels.append(JobStore.eventsChannel) }
-        if wokeWorkers { channels.append(JobStore.jobsChannel) }
-        if askedCancel { channels.append(JobStore.cancelChannel) }
-        try connection.query("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c", ["{\(channels.joined(separator: ","))}"])
+    /// Asks for `NOTIFY genflow_jobs` at commit: jobs became runnable.
+    func wakeWorkers() {
+        wokeWorkers = true
+    }
+
+    /// The NOTIFY statements this transaction asked for, sent with its COMMIT.
+    var notifications: String {
+        [(wroteEvents, JobStore.eventsChannel), (wokeWorkers, JobStore.jobsChannel), (askedCancel, JobStore.cancelChannel)]
+            .filter(\.0).map { "NOTIFY \($0.1);" }.joined()
     }
 
     // MARK: Events
 
+    /// Inserts the events of a JSON array parameter `$1` (`NewEvent.batch`), ids in array order.
+    static let insertEvents = """
+        INSERT INTO genflow.events (user_id, job_id, type, step, data)
+        SELECT e->>'user_id', (e->>'job_id')::uuid, e->>'type', e->>'step', e->'data'
+        FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n
+        """
+
+    /// Records events in this transaction. They are inserted together, in order, by one
+    /// statement when the transaction's work is done (`JobStore.write`), or by `flushEvents`.
+    public func append(_ events: [NewEvent]) throws {
+        pendingEvents += events
+    }
+
     /// Records an event in this transaction.
     public func append(_ event: NewEvent) throws {
-        try connection.query(
-            "INSERT INTO genflow.events (user_id, job_id, type, step, data) VALUES ($1, $2::uuid, $3, $4, $5::jsonb)",
-            [event.userID, event.jobID, event.type, event.step, event.data]
-        )
+        pendingEvents.append(event)
+    }
+
+    /// Inserts the events appended so far.
+    public func flushEvents() throws {
+        guard !pendingEvents.isEmpty else { return }
+        try connection.query(Self.insertEvents, [NewEvent.batch(pendingEvents)])
+        pendingEvents = []
         wroteEvents = true
     }
 
@@ -406,68 +439,21 @@ public final class StoreSession {
             """, [owner, Int(lease.milliseconds)]).rows.map { ($0["id"] ?? "", $0.decode("cancel_requested") ?? false) }
     }
 
-    /// Checks that `owner` still holds the job's lease and notes the step it is on (and, when a step
-    /// starts, one more attempt).
-    func touch(jobID: String, owner: String, step: String?, addAttempt: Bool = false) throws {
+    /// Checks that `owner` still holds the job's lease and notes the step it is on (and, when a
+    /// step starts, one more attempt): the first statement of every write for a running job. The
+    /// returned handle records that job's progress in this transaction.
+    public func leased(_ job: Job, owner: String, step: String? = nil, addAttempt: Bool = false) throws -> LeasedJob {
         let updated = try connection.query("""
             UPDATE genflow.jobs SET current_step = coalesce($3, current_step), attempts = attempts + $4, updated_at = now()
             WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'
-            """, [jobID, owner, step, addAttempt ? 1 : 0]).affectedRows
-        guard updated == 1 else { throw LeaseLost(jobID: jobID) }
+            """, [job.id, owner, step, addAttempt ? 1 : 0]).affectedRows
+        guard updated == 1 else { throw LeaseLost(jobID: job.id) }
+        return LeasedJob(session: self, job: job, owner: owner)
     }
 
     /// Marks attempts left `running` by a daemon that died as `interrupted`.
     public func interruptStaleRuns(jobID: String) throws {
         try connection.query("UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = $1::uuid AND status = 'running'", [jobID])
-    }
-
-    /// Records the start of an attempt: its row, the job's current step, and `step.started`
-    /// (preceded by `job.started` for the job's very first attempt).
-    public func startStep(job: Job, owner: String, step: String, stage: String, attempt: Int, policyAttempt: Int) throws {
-        try touch(jobID: job.id, owner: owner, step: step, addAttempt: true)
-        try connection.query("""
-            INSERT INTO genflow.step_runs (job_id, step_id, attempt, generation, stage, status) VALUES ($1::uuid, $2, $3, $4, $5, 'running');
-            """, [job.id, step, attempt, job.generation, stage])
-        if job.attempts == 0 {
-            try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.started", data: ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)]))
-        }
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.started", step: step, data: ["attempt": .int(policyAttempt), "stage": .string(stage), "daemon": .string(owner)]))
-    }
-
-    /// Checkpoints a completed attempt's output: the step is never run again.
-    public func completeStep(job: Job, owner: String, step: String, attempt: Int, output: JSON) throws {
-        try touch(jobID: job.id, owner: owner, step: nil)
-        let updated = try connection.query("""
-            UPDATE genflow.step_runs SET status = 'completed', output = $4::jsonb, finished_at = now()
-            WHERE job_id = $1::uuid AND step_id = $2 AND attempt = $3 AND status = 'running'
-            RETURNING (extract(epoch FROM finished_at - started_at) * 1000)::bigint AS ms
-            """, [job.id, step, attempt, output])
-        guard let row = updated.rows.first else { throw LeaseLost(jobID: job.id) }
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.completed", step: step, data: ["duration_ms": .int(row.decode("ms") ?? 0)]))
-    }
-
-    /// Ends an attempt with a failure (`status`: failed or cancelled).
-    func endAttempt(job: Job, step: String, attempt: Int, status: String, error: StepError, retryDelay: Duration? = nil) throws {
-        try connection.query("""
-            UPDATE genflow.step_runs SET status = $4, error_class = $5, error_message = $6, retry_delay_ms = $7, finished_at = now()
-            WHERE job_id = $1::uuid AND step_id = $2 AND attempt = $3
-            """, [job.id, step, attempt, status, error.errorClass.rawValue, error.message, retryDelay.map { Int($0.milliseconds) }])
-    }
-
-    /// A retryable failure: the attempt is recorded and the job waits in the database until `run_at`.
-    public func scheduleRetry(job: Job, owner: String, step: String, attempt: Int, policyAttempt: Int, error: StepError, delay: Duration) throws {
-        try touch(jobID: job.id, owner: owner, step: nil)
-        try endAttempt(job: job, step: step, attempt: attempt, status: "failed", error: error, retryDelay: delay)
-        try connection.query("""
-            UPDATE genflow.jobs SET status = 'waiting_retry', run_at = now() + $2 * interval '1 millisecond',
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-            WHERE id = $1::uuid
-            """, [job.id, Int(delay.milliseconds)])
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.retrying", step: step, data: [
-            "attempt": .int(policyAttempt), "delay_ms": .int(Int(delay.milliseconds)),
-            "error": ["class": .string(error.errorClass.rawValue), "message": .string(error.message)],
-        ]))
-        wokeWorkers = true
     }
 
     /// Makes a queued or retry-waiting job due now: `genflow test` shows the retry delays the
@@ -478,64 +464,6 @@ public final class StoreSession {
             UPDATE genflow.jobs SET run_at = now(), updated_at = now() WHERE id = $1::uuid AND status IN ('queued', 'waiting_retry') AND run_at > now()
             RETURNING id
             """, [jobID]).rows.count == 1
-    }
-
-    /// Finishes the job: completed with `result`.
-    public func completeJob(job: Job, owner: String, result: JSON) throws {
-        try touch(jobID: job.id, owner: owner, step: nil)
-        try connection.query("""
-            UPDATE genflow.jobs SET status = 'completed', result = $2::jsonb, finished_at = now(), current_step = NULL,
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-            WHERE id = $1::uuid
-            """, [job.id, result])
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.completed", data: ["pipeline": .string(job.pipeline)]))
-    }
-
-    /// Finishes the job as failed (or cancelled, for `.cancelled` errors), recording the failed attempt.
-    public func failJob(job: Job, owner: String, step: String?, attempt: Int?, error: StepError, reason: String) throws {
-        try touch(jobID: job.id, owner: owner, step: nil)
-        let isCancel = error.errorClass == .cancelled
-        if let step, let attempt {
-            try endAttempt(job: job, step: step, attempt: attempt, status: isCancel ? "cancelled" : "failed", error: error)
-        }
-        let errorJSON: JSON = ["class": .string(error.errorClass.rawValue), "message": .string(error.message), "step": step.map(JSON.string) ?? .null, "reason": .string(reason)]
-        try connection.query("""
-            UPDATE genflow.jobs SET status = $2, error = $3::jsonb, finished_at = now(), lease_owner = NULL,
-                lease_expires_at = NULL, updated_at = now()
-            WHERE id = $1::uuid
-            """, [job.id, isCancel ? "cancelled" : "failed", errorJSON])
-        try failPrompt(jobID: job.id, error: isCancel ? "cancelled" : "\(error.errorClass.rawValue): \(error.message)")
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: isCancel ? "job.cancelled" : "job.failed", step: step, data: ["error": errorJSON]))
-    }
-
-    /// Gives a running job back to the queue (shutdown past its grace period): the attempt is
-    /// marked interrupted and the job is runnable again at once, by any daemon.
-    public func release(job: Job, owner: String, step: String?, attempt: Int?) throws {
-        try touch(jobID: job.id, owner: owner, step: nil)
-        if let step, let attempt {
-            try connection.query("UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = $1::uuid AND step_id = $2 AND attempt = $3", [job.id, step, attempt])
-        }
-        try connection.query("""
-            UPDATE genflow.jobs SET status = 'queued', run_at = least(run_at, now()), lease_owner = NULL, lease_expires_at = NULL,
-                updated_at = now()
-            WHERE id = $1::uuid
-            """, [job.id])
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.queued", step: step, data: ["released": true]))
-        wokeWorkers = true
-    }
-
-    /// `on_invalid: retry_step`: records the failed attempt and discards the checkpoints of
-    /// `discard` (the retried step and those after it), so they run again.
-    public func reask(job: Job, owner: String, step: String, attempt: Int, error: StepError, retryStep: String, discard: [String]) throws {
-        try touch(jobID: job.id, owner: owner, step: nil)
-        try endAttempt(job: job, step: step, attempt: attempt, status: "failed", error: error)
-        try connection.query("""
-            UPDATE genflow.step_runs SET status = 'superseded' WHERE job_id = $1::uuid AND step_id = ANY($2::text[]) AND status = 'completed'
-            """, [job.id, "{\(discard.joined(separator: ","))}"])
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "step.retrying", step: step, data: [
-            "reason": "on_invalid", "retry_step": .string(retryStep),
-            "error": ["class": .string(error.errorClass.rawValue), "message": .string(error.message)],
-        ]))
     }
 
     // MARK: Housekeeping

@@ -190,6 +190,14 @@ public struct NewEvent: Sendable {
         self.step = step
         self.data = data
     }
+
+    /// Events as the JSON array `StoreSession.insertEvents` reads.
+    static func batch(_ events: [NewEvent]) -> JSON {
+        .array(events.map { event in
+            ["user_id": .string(event.userID), "job_id": event.jobID.map(JSON.string) ?? .null, "type": .string(event.type),
+             "step": event.step.map(JSON.string) ?? .null, "data": event.data]
+        })
+    }
 }
 
 extension JSON: PostgresEncodable {
