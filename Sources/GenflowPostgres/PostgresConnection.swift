@@ -34,6 +34,12 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
 /// (`$1`, `$2`…, values sent apart from the SQL text).
 public final class PostgresConnection {
     private let connection: OpaquePointer
+    /// Statements prepared on this connection, by SQL text: each is parsed once, and PostgreSQL
+    /// may reuse its plan (it keeps planning per call while that is cheaper than a generic plan).
+    private var prepared: [String: String] = [:]
+    private var preparedCount = 0
+    /// Most statements prepared on one connection; SQL past that runs unprepared.
+    static let preparedLimit = 256
 
     /// Connects with a libpq connection string or URL (`postgresql://…`, `host=/run/pg dbname=x`);
     /// unset fields come from libpq's `PG*` environment variables.
@@ -72,10 +78,39 @@ public final class PostgresConnection {
             }
             texts.append(text)
         }
-        let result = Self.withCStrings(texts) { pointers in
-            PQexecParams(connection, sql, Int32(pointers.count), nil, pointers, nil, nil, 0)
+        guard let name = try prepare(sql, parameterCount: texts.count) else {
+            let result = Self.withCStrings(texts) { pointers in
+                PQexecParams(connection, sql, Int32(pointers.count), nil, pointers, nil, nil, 0)
+            }
+            return try PostgresResult(consuming: result, connection: connection)
         }
-        return try PostgresResult(consuming: result, connection: connection)
+        let result = Self.withCStrings(texts) { pointers in
+            PQexecPrepared(connection, name, Int32(pointers.count), pointers, nil, nil, 0)
+        }
+        do {
+            return try PostgresResult(consuming: result, connection: connection)
+        } catch where error.sqlState == "0A000" || error.sqlState == "26000" {
+            // The table under a prepared statement changed shape (another daemon migrated), or
+            // the statement is gone: forget it and run the SQL as it is now.
+            forget(sql)
+            return try query(sql, parameters)
+        }
+    }
+
+    /// The name of `sql` prepared on this connection, preparing it on first use; nil past the limit.
+    private func prepare(_ sql: String, parameterCount: Int) throws(PostgresError) -> String? {
+        if let name = prepared[sql] { return name }
+        guard prepared.count < Self.preparedLimit else { return nil }
+        preparedCount += 1
+        let name = "genflow_\(preparedCount)"
+        _ = try PostgresResult(consuming: PQprepare(connection, name, sql, Int32(parameterCount), nil), connection: connection)
+        prepared[sql] = name
+        return name
+    }
+
+    private func forget(_ sql: String) {
+        guard let name = prepared.removeValue(forKey: sql) else { return }
+        _ = try? execute("DEALLOCATE \(name)")
     }
 
     /// Runs SQL that may hold several statements and takes no parameters (migrations, `BEGIN`).

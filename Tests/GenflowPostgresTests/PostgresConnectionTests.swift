@@ -37,6 +37,25 @@ struct PostgresConnectionTests {
         #expect(try connection.query("SELECT $1::text AS t", [unicode]).rows[0]["t"] == unicode)
     }
 
+    @Test("statements are prepared once per connection; one whose table changed shape runs again as it is now")
+    func preparedStatements() throws {
+        let connection = try PostgresConnection(try testDatabaseURL())
+        try connection.execute("CREATE TEMP TABLE shapes (id int PRIMARY KEY)")
+        try connection.query("INSERT INTO shapes (id) VALUES ($1)", [1])
+        let select = "SELECT * FROM shapes WHERE id = $1"
+        #expect(try connection.query(select, [1]).columns == ["id"])
+        let statements = try connection.query("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement = $1", [select])
+        #expect(statements.rows.first?.decode("n", as: Int.self) == 1)
+        // Another daemon migrates: the prepared SELECT * would now return a different row type.
+        try connection.execute("ALTER TABLE shapes ADD COLUMN label text DEFAULT 'new'")
+        let after = try connection.query(select, [1])
+        #expect(after.columns == ["id", "label"])
+        #expect(after.rows.first?["label"] == "new")
+        // A statement that does not parse is an error, and is not kept.
+        #expect(throws: PostgresError.self) { try connection.query("SELEC nothing WHERE $1", [1]) }
+        #expect(try connection.query("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement LIKE 'SELEC %'").rows.first?.decode("n", as: Int.self) == 0)
+    }
+
     @Test("server errors carry SQLSTATE; a NUL byte is refused before it is sent")
     func errors() throws {
         let connection = try PostgresConnection(try testDatabaseURL())
