@@ -50,7 +50,8 @@ struct JobRun {
         }
 
         let jobID = job.id
-        var runs = try await store.read { try $0.stepRuns(jobID: jobID) }
+        // A job never attempted has no step runs to read.
+        var runs = job.attempts == 0 ? [] : try await store.read { try $0.stepRuns(jobID: jobID) }
         var outputs: [String: JSON] = [:]
         for run in runs where run.status == "completed" { outputs[run.stepID] = run.output ?? .null }
         var feedback: [String: JSON] = [:]

@@ -6,6 +6,16 @@ def verdict(result):
     return "**met**" if result.get("ok") else "**NOT met**"
 
 
+def commits(results):
+    """Which commit each scenario ran on (scenarios can be run again one by one)."""
+    by_commit = {}
+    for name, result in results.items():
+        by_commit.setdefault(result.get("commit", "unrecorded"), []).append(name)
+    if len(by_commit) == 1:
+        return f"commit {next(iter(by_commit))} for every scenario"
+    return "commits: " + "; ".join(f"{commit} for {', '.join(names)}" for commit, names in by_commit.items())
+
+
 def render(results, machine):
     kill, pg, provider, plugin, slow, fuzz, api = (results.get(k, {}) for k in ("kill", "pg", "provider", "plugin", "slow_ws", "fuzz", "api"))
     lines = [
@@ -15,8 +25,8 @@ def render(results, machine):
         "is a scenario run on real parts: a throwaway PostgreSQL 15 cluster, the `genflow serve` binary,",
         "clients over HTTP and WebSocket, a local provider that fails at set rates.",
         "",
-        f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB, Linux {machine['kernel']}; commit {machine['commit']};",
-        f"seed {machine['seed']}; run {machine['date']}. The cluster runs with `fsync=off` (the daemon is killed, not",
+        f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB, Linux {machine['kernel']}; {commits(results)};",
+        f"seed {machine['seed']}; report written {machine['date']}. The cluster runs with `fsync=off` (the daemon is killed, not",
         "the machine).",
         "",
         "| SPEC §12 | scenario | figures | verdict |",
