@@ -2,6 +2,7 @@ public import GenflowCore
 public import GenflowPipeline
 public import GenflowStore
 internal import Foundation
+internal import Synchronization
 
 /// Why a submission was refused, with a stable code for the API (`unknown_pipeline`, `invalid_input`).
 public struct SubmissionError: Error, Sendable, CustomStringConvertible {
@@ -17,7 +18,7 @@ public struct SubmissionError: Error, Sendable, CustomStringConvertible {
 
 /// Checks a job request against its pipeline and enqueues it: the one way jobs enter the queue
 /// (CLI and HTTP alike).
-public struct JobSubmitter: Sendable {
+public final class JobSubmitter: Sendable {
     /// An ISO 8601 time with a zone (`2026-01-31T12:00:00Z`, fractions and offsets allowed).
     static func parseTime(_ text: String) -> Date? {
         let formatter = ISO8601DateFormatter()
@@ -37,6 +38,8 @@ public struct JobSubmitter: Sendable {
 
     public let catalog: PipelineCatalog
     public let store: JobStore
+    /// Pipeline versions this submitter has stored (`name@version`): stored once, not per job.
+    private let recorded = Mutex<Set<String>>([])
 
     public init(catalog: PipelineCatalog, store: JobStore) {
         self.catalog = catalog
@@ -80,9 +83,15 @@ public struct JobSubmitter: Sendable {
             pipeline: pipeline.name, pipelineVersion: pipeline.version, userID: userID,
             input: pipeline.input.applyingDefaults(to: input), priority: priority, idempotencyKey: idempotencyKey, runAt: due
         )
-        return try await store.write { session in
-            try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
+        let key = "\(pipeline.name)@\(pipeline.version)"
+        let isRecorded = recorded.withLock { $0.contains(key) }
+        let result = try await store.write { session in
+            if !isRecorded {
+                try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
+            }
             return try session.submit(submission)
         }
+        if !isRecorded { recorded.withLock { _ = $0.insert(key) } }
+        return result
     }
 }

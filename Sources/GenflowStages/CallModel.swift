@@ -173,29 +173,9 @@ public struct CallModel: Stage {
             temperature: config["temperature"]?.doubleValue, maxTokens: config["max_tokens"]?.intValue, expectsJSON: output != "text"
         )
         let provider = OpenAIProvider(client: http.client, baseURL: provider.baseURL ?? ProviderConfig.openAIBaseURL, apiKey: provider.apiKey)
-        // Pieces that arrive while the last ones are being written go out together, in one write.
-        let pieces = BatchQueue<String>()
-        let reporter = Task { () -> StepError? in
-            var reporter = StreamReporter(stage: self, context: context, output: output)
-            while let batch = await pieces.next() {
-                do throws(StepError) {
-                    try await reporter.received(batch.joined(), fraction: nil)
-                } catch {
-                    return error
-                }
-            }
-            return nil
+        let result = try await reporting(context, output: output) { emit throws(StepError) in
+            try await provider.chat(request, timeout: context.timeout) { emit($0, nil) }
         }
-        let result: ChatResult
-        do throws(StepError) {
-            result = try await provider.chat(request, timeout: context.timeout) { pieces.add($0) }
-        } catch {
-            pieces.finish()
-            _ = await reporter.value
-            throw error
-        }
-        pieces.finish()
-        if let failure = await reporter.value { throw failure }
         var answer: [String: JSON] = [
             "text": .string(result.text), "usage": result.usage, "model": .string(result.model),
             "finish_reason": .string(result.finishReason), "cached": false,
@@ -279,22 +259,50 @@ public struct CallModel: Stage {
         return .object(result)
     }
 
-    /// A reply as a provider would stream it (with `stream: true`: progress and `canvas.objects`
-    /// events per chunk); returns the whole text.
+    /// A reply as a provider would stream it, `delay` before each chunk (with `stream: true`:
+    /// reported as `runOpenAI` reports a streamed reply); returns the whole text.
     private func stream(_ chunks: [String], context: StageContext, output: String, delay: Duration) async throws(StepError) -> String {
         let streams = context.config["stream"]?.boolValue ?? false
-        var reporter = StreamReporter(stage: self, context: context, output: output)
-        for (index, chunk) in chunks.enumerated() {
-            if delay > .zero {
-                do { try await Task.sleep(for: delay) } catch { throw StepError(.cancelled, "the model call was stopped") }
+        return try await reporting(context, output: output) { emit throws(StepError) in
+            for (index, chunk) in chunks.enumerated() {
+                if delay > .zero {
+                    do { try await Task.sleep(for: delay) } catch { throw StepError(.cancelled, "the model call was stopped") }
+                }
+                if streams { emit(chunk, Double(index + 1) / Double(chunks.count)) }
             }
-            if streams {
-                try await reporter.received(chunk, fraction: Double(index + 1) / Double(chunks.count))
-            } else {
-                reporter.text += chunk
-            }
+            return chunks.joined()
         }
-        return reporter.text
+    }
+
+    /// Runs `produce`, which hands each piece of a streamed reply (with the fraction done, when
+    /// known) to `emit`; the pieces become `step.progress` and `canvas.objects` events, written by
+    /// one task: pieces that arrive while the last ones are being written go out together.
+    private func reporting<T>(
+        _ context: StageContext, output: String, _ produce: (_ emit: @escaping @Sendable (String, Double?) -> Void) async throws(StepError) -> T
+    ) async throws(StepError) -> T {
+        let pieces = BatchQueue<StreamPiece>()
+        let reporter = Task { () -> StepError? in
+            var reporter = StreamReporter(stage: self, context: context, output: output)
+            while let batch = await pieces.next() {
+                do throws(StepError) {
+                    try await reporter.received(batch.map(\.text).joined(), fraction: batch.last?.fraction)
+                } catch {
+                    return error
+                }
+            }
+            return nil
+        }
+        let result: T
+        do throws(StepError) {
+            result = try await produce { pieces.add(StreamPiece(text: $0, fraction: $1)) }
+        } catch {
+            pieces.finish()
+            _ = await reporter.value
+            throw error
+        }
+        pieces.finish()
+        if let failure = await reporter.value { throw failure }
+        return result
     }
 
     /// A scripted model reply, streamed in eight chunks and answered as `runOpenAI` answers; a
@@ -320,6 +328,12 @@ public struct CallModel: Stage {
         let value = text[range.upperBound...].prefix(while: { $0 != "." && $0 != "\n" && $0 != "," })
         return value.isEmpty ? nil : String(value)
     }
+}
+
+/// A piece of a streamed reply and how much of the reply has come, when known.
+private struct StreamPiece: Sendable {
+    var text: String
+    var fraction: Double?
 }
 
 /// Turns a streamed reply into `step.progress` events and, for canvas objects, `canvas.objects`

@@ -1,5 +1,13 @@
 import Foundation
+import Synchronization
 import Testing
+
+/// The daemons tests started and have not stopped: SIGKILLed when the test process exits, so a
+/// test that loses track of one (a thrown error before its `defer`) leaves no daemon behind.
+private let runningDaemons: Mutex<Set<Int32>> = {
+    atexit { runningDaemons.withLock { $0.forEach { _ = Foundation.kill($0, SIGKILL) } } }
+    return Mutex([])
+}()
 
 /// A `genflow serve` process of its own, on a harness's database, with test stages enabled.
 final class DaemonProcess {
@@ -42,6 +50,8 @@ final class DaemonProcess {
         process.standardError = handle
         process.standardOutput = handle
         try process.run()
+        let pid = process.processIdentifier
+        runningDaemons.withLock { _ = $0.insert(pid) }
         let deadline = ContinuousClock.now + .seconds(30)
         while !output.contains("genflow ready") {
             guard process.isRunning, ContinuousClock.now < deadline else {
@@ -75,6 +85,12 @@ final class DaemonProcess {
     func kill() {
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+        forget()
+    }
+
+    private func forget() {
+        let pid = process.processIdentifier
+        runningDaemons.withLock { _ = $0.remove(pid) }
     }
 
     /// SIGTERM, then waits for the process to exit; returns its status.
@@ -82,6 +98,7 @@ final class DaemonProcess {
     func terminate() -> Int32 {
         process.terminate()
         process.waitUntilExit()
+        forget()
         return process.terminationStatus
     }
 
