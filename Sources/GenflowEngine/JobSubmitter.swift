@@ -84,14 +84,12 @@ public final class JobSubmitter: Sendable {
             input: pipeline.input.applyingDefaults(to: input), priority: priority, idempotencyKey: idempotencyKey, runAt: due
         )
         let key = "\(pipeline.name)@\(pipeline.version)"
-        let isRecorded = recorded.withLock { $0.contains(key) }
-        let result = try await store.write { session in
-            if !isRecorded {
+        if !recorded.withLock({ $0.contains(key) }) {
+            try await store.write { session in
                 try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
             }
-            return try session.submit(submission)
+            recorded.withLock { _ = $0.insert(key) }
         }
-        if !isRecorded { recorded.withLock { _ = $0.insert(key) } }
-        return result
+        return try await store.submit(submission)
     }
 }

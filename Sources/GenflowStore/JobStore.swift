@@ -31,6 +31,11 @@ public struct JobStore: Sendable {
         }
     }
 
+    /// Enqueues a job in one statement, outside any transaction (`StoreSession.submit`).
+    public func submit(_ submission: JobSubmission) async throws -> (job: Job, created: Bool) {
+        try await pool.withConnection { try StoreSession($0).submit(submission) }
+    }
+
     /// Records events in one statement (its own transaction, one round trip) and wakes listeners.
     public func append(_ events: [NewEvent]) async throws {
         guard !events.isEmpty else { return }
@@ -199,19 +204,24 @@ public final class StoreSession {
     // MARK: Submitting and controlling jobs
 
     /// Enqueues a job; with an idempotency key already used by this user, returns that job instead.
+    /// One statement: the job, its `job.queued` event and the NOTIFYs, so outside a transaction
+    /// (`JobStore.submit`) a submission is one round trip and one commit.
     public func submit(_ submission: JobSubmission) throws -> (job: Job, created: Bool) {
         let inserted = try connection.query("""
-            INSERT INTO genflow.jobs (id, pipeline, pipeline_version, user_id, input, status, priority, run_at, idempotency_key)
-            VALUES ($1::uuid, $2, $3, $4, $5::jsonb, 'queued', $6, coalesce($7::timestamptz, now()), $8)
-            ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-            RETURNING \(Job.columns())
+            WITH job AS (
+                INSERT INTO genflow.jobs (id, pipeline, pipeline_version, user_id, input, status, priority, run_at, idempotency_key)
+                VALUES ($1::uuid, $2, $3, $4, $5::jsonb, 'queued', $6, coalesce($7::timestamptz, now()), $8)
+                ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING \(Job.columns())
+            ), queued AS (
+                INSERT INTO genflow.events (user_id, job_id, type, data)
+                SELECT user_id, id::uuid, 'job.queued', jsonb_build_object('pipeline', pipeline, 'priority', priority) FROM job
+            )
+            SELECT job.*, pg_notify('\(JobStore.jobsChannel)', ''), pg_notify('\(JobStore.eventsChannel)', '') FROM job
             """, [UUID().uuidString.lowercased(), submission.pipeline, submission.pipelineVersion, submission.userID,
                   submission.input, submission.priority, submission.runAt, submission.idempotencyKey])
         if let row = inserted.rows.first {
-            let job = try Job(row: row)
-            try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.queued", data: ["pipeline": .string(job.pipeline), "priority": .int(job.priority)]))
-            wokeWorkers = true
-            return (job, true)
+            return (try Job(row: row), true)
         }
         let existing = try connection.query(
             "SELECT \(Job.columns()) FROM genflow.jobs WHERE user_id = $1 AND idempotency_key = $2",
