@@ -194,23 +194,17 @@ public struct JSONParseError: Error, CustomStringConvertible {
 }
 
 extension JSON {
-    /// Parses JSON text. Whole numbers become `.int`, others `.double`.
+    /// Parses JSON text (`JSONParser`). Whole numbers become `.int`, others `.double`.
     public init(parsing data: Data) throws {
-        do {
-            self = try JSONDecoder().decode(JSON.self, from: data)
-        } catch let error as DecodingError {
-            switch error {
-            case .dataCorrupted(let context):
-                throw JSONParseError(message: "invalid JSON: \(context.underlyingError.map { "\($0)" } ?? context.debugDescription)")
-            default:
-                throw JSONParseError(message: "invalid JSON: \(error)")
-            }
+        self = try data.withUnsafeBytes { raw throws(JSONParseError) in
+            try JSONParser.parse(raw.bindMemory(to: UInt8.self))
         }
     }
 
     /// Parses JSON text.
     public init(parsing text: String) throws {
-        try self.init(parsing: Data(text.utf8))
+        var text = text
+        self = try text.withUTF8 { bytes throws(JSONParseError) in try JSONParser.parse(bytes) }
     }
 }
 

@@ -50,6 +50,54 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSON(parsing: text) }
     }
 
+    @Test("strict RFC 8259: what is refused, with the byte where it went wrong", arguments: [
+        ("[1,2,]", "at byte 5"), ("{\"a\":1,}", "at byte 7"), ("01", "leading zero"), ("1.", "after '.'"), ("-", "needs a digit"),
+        ("1e400", "out of range"), ("\"\\ud800\"", "without its low half"), ("\"\\udc00x\"", "without its high half"),
+        ("\"tab\there\"", "control character"), ("tru", "expected true"), ("[1] 2", "after the value"), ("{'a': 1}", "key in quotes"),
+        ("\"\\x\"", "unknown escape"), ("\"\\u12\"", "four hex digits"),
+    ])
+    func strict(text: String, expected: String) {
+        #expect {
+            try JSON(parsing: text)
+        } throws: { error in
+            "\(error)".hasPrefix("invalid JSON: ") && "\(error)".contains(expected)
+        }
+    }
+
+    @Test("escapes, surrogate pairs, a byte order mark, repeated keys and numbers as the old decoder read them")
+    func accepted() throws {
+        #expect(try JSON(parsing: #""a\"b\\c\/d\b\f\n\r\t\u00e9\ud83d\ude00""#) == .string("a\"b\\c/d\u{8}\u{C}\n\r\té😀"))
+        #expect(try JSON(parsing: "\u{FEFF} {\"a\": 1, \"a\": 2} ") == ["a": 2])
+        #expect(try JSON(parsing: "[2.0, 1e2, -0, 1.5, 9223372036854775807, 9223372036854775808, -1E-2]")
+            == [.int(2), .int(100), .int(0), .double(1.5), .int(Int.max), .double(9_223_372_036_854_775_808), .double(-0.01)])
+        #expect(try JSON(parsing: "\"Zeichnung ✏️ 描く\"") == "Zeichnung ✏️ 描く")
+        let deep = String(repeating: "[", count: 512) + String(repeating: "]", count: 512)
+        #expect(throws: Never.self) { try JSON(parsing: deep) }
+        #expect(throws: JSONParseError.self) { try JSON(parsing: "[" + deep + "]") }
+        #expect(throws: JSONParseError.self) { try JSON(parsing: Data([0x22, 0xC3, 0x28, 0x22])) }
+    }
+
+    @Test("any value's text parses back to the same value (2,000 generated values)")
+    func roundTrip() throws {
+        var random = SplitMix64(state: 11)
+        func generate(_ depth: Int) -> JSON {
+            switch Int.random(in: 0..<(depth > 3 ? 5 : 7), using: &random) {
+            case 0: return .null
+            case 1: return .bool(Bool.random(using: &random))
+            case 2: return .int(Int.random(in: Int.min...Int.max, using: &random))
+            case 3: return .double(Double.random(in: -1e6...1e6, using: &random) + 0.5)
+            case 4: return .string(String((0..<Int.random(in: 0..<12, using: &random)).map { _ in
+                ["a", "é", "\"", "\\", "\n", "\u{1}", "😀", "/", " "].randomElement(using: &random)! }))
+            case 5: return .array((0..<Int.random(in: 0..<5, using: &random)).map { _ in generate(depth + 1) })
+            default: return .object(Dictionary((0..<Int.random(in: 0..<5, using: &random)).map { ("k\($0)", generate(depth + 1)) }, uniquingKeysWith: { a, _ in a }))
+            }
+        }
+        for _ in 0..<2_000 {
+            let value = generate(0)
+            #expect(try JSON(parsing: value.description) == value, "\(value.description)")
+        }
+    }
+
     @Test("control characters are escaped")
     func escaping() throws {
         let value = JSON.string("line\nbreak\u{1}")
