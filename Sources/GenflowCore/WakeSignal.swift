@@ -26,21 +26,13 @@ public final class WakeSignal: Sendable {
 
     /// Returns at the next signal, after `timeout`, or when the task is cancelled.
     public func wait(timeout: Duration) async {
+        let alarm = Alarm(after: timeout) { self.signal() }
         await withTaskCancellationHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.next() }
-                group.addTask {
-                    do {
-                        try await Task.sleep(for: timeout)
-                        self.signal()
-                    } catch {}
-                }
-                await group.next()
-                group.cancelAll()
-            }
+            await next()
         } onCancel: {
             self.signal()
         }
+        alarm.cancel()
     }
 
     private func next() async {

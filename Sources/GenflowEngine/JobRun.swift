@@ -211,11 +211,8 @@ struct JobRun {
                 outcome.finish(.failure(error))
             }
         }
-        let timer = Task {
-            try? await Task.sleep(for: context.timeout)
-            if !Task.isCancelled {
-                outcome.finish(.failure(StepError(.timeout, "the attempt ran past its timeout of \(DurationText.format(context.timeout))")))
-            }
+        let timer = Alarm(after: context.timeout) {
+            outcome.finish(.failure(StepError(.timeout, "the attempt ran past its timeout of \(DurationText.format(context.timeout))")))
         }
         let result = await withTaskCancellationHandler {
             await outcome.value()

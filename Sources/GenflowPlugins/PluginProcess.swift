@@ -114,9 +114,8 @@ final class PluginProcess: Sendable {
             return "\(state.nextID)"
         }
         let message: JSON = ["type": "invoke", "id": .string(id), "stage": .string(stage), "config": config, "input": input, "context": context]
-        let timer = Task {
-            try await Task.sleep(for: deadline)
-            self.cancel(id, outcome: .failure(StepError(.timeout, "plugin \(name) did not answer within \(DurationText.format(deadline))")))
+        let timer = Alarm(after: deadline) {
+            self.cancel(id, outcome: .failure(StepError(.timeout, "plugin \(self.name) did not answer within \(DurationText.format(deadline))")))
         }
         defer { timer.cancel() }
         return await withTaskCancellationHandler {

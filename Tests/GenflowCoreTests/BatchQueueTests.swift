@@ -1,4 +1,5 @@
 import GenflowCore
+import Synchronization
 import Testing
 
 @Suite("BatchQueue: what piles up while the consumer works is taken as one batch")
@@ -31,5 +32,38 @@ struct BatchQueueTests {
         let batches = await consumer.value
         #expect(batches.flatMap { $0 } == Array(0..<1_000))
         #expect(batches.allSatisfy { !$0.isEmpty })
+    }
+}
+
+@Suite("Alarm and WakeSignal: timers that leave nothing behind")
+struct AlarmTests {
+    @Test("an alarm fires once after its delay; a cancelled one never fires")
+    func firesOrNot() async throws {
+        let fired = FirstResult<Int>()
+        let alarm = Alarm(after: .milliseconds(10)) { fired.finish(1) }
+        #expect(await fired.value() == 1)
+        alarm.cancel()
+
+        let count = Mutex(0)
+        let cancelled = Alarm(after: .milliseconds(20)) { count.withLock { $0 += 1 } }
+        cancelled.cancel()
+        // A later alarm fires on the same queue after the cancelled one's deadline.
+        let later = FirstResult<Bool>()
+        let probe = Alarm(after: .milliseconds(60)) { later.finish(true) }
+        _ = await later.value()
+        probe.cancel()
+        #expect(count.withLock { $0 } == 0)
+    }
+
+    @Test("a wait ends at a signal, at its timeout, or when its task is cancelled")
+    func waits() async {
+        let signal = WakeSignal()
+        let woken = Task { await signal.wait(timeout: .seconds(3_600)) }
+        signal.signal()
+        await woken.value
+        await signal.wait(timeout: .milliseconds(5))
+        let cancelled = Task { await signal.wait(timeout: .seconds(3_600)) }
+        cancelled.cancel()
+        await cancelled.value
     }
 }
