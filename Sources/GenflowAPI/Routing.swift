@@ -156,8 +156,12 @@ struct Call: Sendable {
     /// The body as a JSON object whose keys are all in `allowed`.
     func body(allowed: Set<String>) throws -> [String: JSON] {
         guard !request.body.isEmpty else { return [:] }
-        guard let value = try? JSON(parsing: Data(request.body)) else {
-            throw APIError(400, "invalid_json", "the request body is not valid JSON")
+        let value: JSON
+        do {
+            value = try JSON(parsing: Data(request.body))
+        } catch {
+            // "the request body is invalid JSON: expected ',' or '}' in an object at byte 12"
+            throw APIError(400, "invalid_json", "the request body is \(error)")
         }
         guard case .object(let members) = value else {
             throw APIError(400, "invalid_body", "the request body must be a JSON object, not \(value.typeName)")

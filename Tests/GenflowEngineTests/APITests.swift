@@ -139,6 +139,9 @@ struct APITests {
             let reply = try await daemon.call("POST", "/v1/jobs", token: ann, raw: body)
             #expect(reply.status == status && reply.json["error"]?["code"] == .string(code), "\(String(decoding: body.prefix(60), as: UTF8.self)): \(reply.json)")
         }
+        // The parser says what is wrong and where (a trailing comma was accepted by JSONDecoder).
+        let trailing = try await daemon.call("POST", "/v1/jobs", token: ann, raw: Array(#"{"pipeline": "sleepy",}"#.utf8))
+        #expect(trailing.status == 400 && trailing.json["error"]?["message"] == "the request body is invalid JSON: expected a key in quotes at byte 22", "\(trailing.json)")
         // An offset PostgreSQL would not read (beyond ±15:59) is fine: the time goes on in UTC.
         let late = try await daemon.call("POST", "/v1/jobs", token: ann, body: ["pipeline": "sleepy", "input": ["ms": "1ms"], "run_at": "2030-01-01T00:00:00+16:00"])
         #expect(late.status == 202 && late.json["job"]?["run_at"]?.stringValue?.hasPrefix("2029-12-31T08:00:00") == true, "\(late.json)")
