@@ -19,23 +19,6 @@ public struct SubmissionError: Error, Sendable, CustomStringConvertible {
 /// Checks a job request against its pipeline and enqueues it: the one way jobs enter the queue
 /// (CLI and HTTP alike).
 public final class JobSubmitter: Sendable {
-    /// An ISO 8601 time with a zone (`2026-01-31T12:00:00Z`, fractions and offsets allowed).
-    static func parseTime(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
-    }
-
-    /// `date` as ISO 8601 in UTC, with milliseconds.
-    static func utc(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
-    }
-
     public let catalog: PipelineCatalog
     public let store: JobStore
     /// Pipeline versions this submitter has stored (`name@version`): stored once, not per job.
@@ -64,10 +47,10 @@ public final class JobSubmitter: Sendable {
         // the database's error to report.
         var due: String?
         if let runAt {
-            guard let date = Self.parseTime(runAt) else {
+            guard let milliseconds = Timestamp.parse(runAt) else {
                 throw SubmissionError(code: "invalid_run_at", message: "run_at '\(runAt.prefix(60))' is not an ISO 8601 time such as 2026-01-31T12:00:00Z", details: [])
             }
-            due = Self.utc(date)
+            due = Timestamp.utc(milliseconds: milliseconds)
         }
         for (what, text) in [("idempotency_key", idempotencyKey ?? ""), ("user", userID)] where text.unicodeScalars.contains("\u{0}") {
             throw SubmissionError(code: "invalid_request", message: "\(what) holds a NUL character (\\u0000); text may not contain one", details: [])

@@ -55,6 +55,9 @@ public final class HTTPServer: @unchecked Sendable {
         var isStopping = false
         /// False from just before `lws_context_destroy`: no thread may poke the context after that.
         var isServing = false
+        /// A wake-up is on its way (`lws_cancel_service` called, `drainInbox` not run yet): one
+        /// wake-up serves every change made before the drain, so a burst of sends costs one.
+        var isWakePending = false
     }
     private let inbox = Mutex(Inbox())
     private let counters = Mutex((nextTransaction: UInt64(0), nextConnection: UInt64(0)))
@@ -168,7 +171,10 @@ public final class HTTPServer: @unchecked Sendable {
         inbox.withLock { inbox in
             guard inbox.isServing, let context else { return false }
             change(&inbox)
-            lws_cancel_service(context)
+            if !inbox.isWakePending {
+                inbox.isWakePending = true
+                lws_cancel_service(context)
+            }
             return true
         }
     }
@@ -335,7 +341,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func drainInbox() {
         let work = inbox.withLock { inbox in
-            defer { inbox.responses = []; inbox.wake = []; inbox.closeAll = nil }
+            defer { inbox.responses = []; inbox.wake = []; inbox.closeAll = nil; inbox.isWakePending = false }
             return (inbox.responses, inbox.wake, inbox.closeAll)
         }
         for (key, id, response) in work.0 {
