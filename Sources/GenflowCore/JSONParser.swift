@@ -44,8 +44,8 @@ struct JSONParser {
     private mutating func value() throws(JSONParseError) -> JSON {
         guard let byte = current else { throw failure("unexpected end of input") }
         switch byte {
-        case UInt8(ascii: "{"): return try object()
-        case UInt8(ascii: "["): return try array()
+        case UInt8(ascii: "{"): return try container(isObject: true)
+        case UInt8(ascii: "["): return try container(isObject: false)
         case UInt8(ascii: "\""): return .string(try string())
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
@@ -63,62 +63,37 @@ struct JSONParser {
         index += text.count
     }
 
-    private mutating func nest() throws(JSONParseError) {
+    /// An object (`isObject`) or an array, from its opening bracket to its closing one.
+    private mutating func container(isObject: Bool) throws(JSONParseError) -> JSON {
         depth += 1
         guard depth <= Self.maxDepth else { throw failure("nested deeper than \(Self.maxDepth) levels") }
-    }
-
-    private mutating func object() throws(JSONParseError) -> JSON {
-        try nest()
+        let close = UInt8(ascii: isObject ? "}" : "]"), what = isObject ? "',' or '}' in an object" : "',' or ']' in an array"
+        var members: [String: JSON] = [:], elements: [JSON] = []
         index += 1
-        var members: [String: JSON] = [:]
         skipWhitespace()
-        if current == UInt8(ascii: "}") {
+        if current == close {
             index += 1
-            depth -= 1
-            return .object(members)
-        }
-        while true {
-            guard current == UInt8(ascii: "\"") else { throw failure(current == nil ? "unexpected end of input in an object" : "expected a key in quotes") }
-            let key = try string()
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"), "':' after a key")
-            skipWhitespace()
-            members[key] = try value()
-            skipWhitespace()
-            if current == UInt8(ascii: ",") {
+        } else {
+            while true {
+                if isObject {
+                    guard current == UInt8(ascii: "\"") else { throw failure(current == nil ? "unexpected end of input in an object" : "expected a key in quotes") }
+                    let key = try string()
+                    skipWhitespace()
+                    try expect(UInt8(ascii: ":"), "':' after a key")
+                    skipWhitespace()
+                    members[key] = try value()
+                } else {
+                    elements.append(try value())
+                }
+                skipWhitespace()
+                guard current == UInt8(ascii: ",") else { break }
                 index += 1
                 skipWhitespace()
-                continue
             }
-            try expect(UInt8(ascii: "}"), "',' or '}' in an object")
-            depth -= 1
-            return .object(members)
+            try expect(close, what)
         }
-    }
-
-    private mutating func array() throws(JSONParseError) -> JSON {
-        try nest()
-        index += 1
-        var elements: [JSON] = []
-        skipWhitespace()
-        if current == UInt8(ascii: "]") {
-            index += 1
-            depth -= 1
-            return .array(elements)
-        }
-        while true {
-            elements.append(try value())
-            skipWhitespace()
-            if current == UInt8(ascii: ",") {
-                index += 1
-                skipWhitespace()
-                continue
-            }
-            try expect(UInt8(ascii: "]"), "',' or ']' in an array")
-            depth -= 1
-            return .array(elements)
-        }
+        depth -= 1
+        return isObject ? .object(members) : .array(elements)
     }
 
     private mutating func string() throws(JSONParseError) -> String {
