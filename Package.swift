@@ -32,7 +32,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CWebSockets", pkgConfig: "libwebsockets", providers: [.apt(["libwebsockets-dev"])]),
         // Typed shims for what Swift cannot import: variadic functions and function-like macros.
-        .target(name: "CGenflowShims", dependencies: ["CCurl", "CWebSockets"]),
+        .target(name: "CGenflowShims", dependencies: ["CCurl", "CWebSockets"], linkerSettings: [.linkedLibrary("ev")]),
 
         // Pure logic: values, errors, durations, retry policy, diagnostics.
         .target(name: "GenflowCore", swiftSettings: swiftSettings),

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <unistd.h>
+#include <ev.h>
 #include "CGenflowShims.h"
 
 CURLcode gf_curl_easy_setopt_long(CURL *handle, CURLoption option, long value) {
@@ -77,3 +78,8 @@ int gf_spawn(char *const argv[], const char *output_path) {
     posix_spawn_file_actions_destroy(&actions);
     return result == 0 ? (int)pid : -result;
 }
+
+void *gf_ev_loop_new(void) { return ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK); }
+void gf_ev_run(void *loop) { ev_run((struct ev_loop *)loop, 0); }
+void gf_ev_break(void *loop) { ev_break((struct ev_loop *)loop, EVBREAK_ALL); }
+void gf_ev_loop_destroy(void *loop) { ev_loop_destroy((struct ev_loop *)loop); }

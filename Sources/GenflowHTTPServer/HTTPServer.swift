@@ -42,6 +42,9 @@ public final class HTTPServer: @unchecked Sendable {
     private let upgrader: Upgrader
 
     private var context: OpaquePointer?
+    /// The libev loop (epoll) lws runs in, ours so lws installs no signal watchers: lws's own
+    /// loop polls every descriptor on each wake-up (see docs/architecture.md).
+    private var loop: UnsafeMutableRawPointer?
     private let protocols: UnsafeMutablePointer<lws_protocols>
     private let idlePolicy: UnsafeMutablePointer<lws_retry_bo_t>
     private let hostName: UnsafeMutablePointer<CChar>
@@ -136,17 +139,27 @@ public final class HTTPServer: @unchecked Sendable {
         info.keepalive_timeout = 15
         info.timeout_secs = 30
         info.retry_and_idle_policy = UnsafePointer(idlePolicy)
-        guard let context = lws_create_context(&info) else {
+        guard let loop = gf_ev_loop_new() else { throw ServerError("cannot create an event loop") }
+        info.options |= UInt64(LWS_SERVER_OPTION_LIBEV)
+        var foreignLoops: [UnsafeMutableRawPointer?] = [loop]
+        let created = foreignLoops.withUnsafeMutableBufferPointer { loops in
+            info.foreign_loops = loops.baseAddress
+            return lws_create_context(&info)
+        }
+        guard let context = created else {
+            gf_ev_loop_destroy(loop)
             throw ServerError("cannot listen on \(host):\(requestedPort) (address in use or not available)")
         }
         // lws may create the context and still not listen (an address this machine lacks).
         let bound = lws_get_vhost_by_name(context, "default").map { Int(lws_get_vhost_listen_port($0)) } ?? 0
         guard bound > 0 else {
             lws_context_destroy(context)
+            gf_ev_loop_destroy(loop)
             throw ServerError("cannot listen on \(host):\(requestedPort) (no such local address, or the port is taken)")
         }
         port = bound
         self.context = context
+        self.loop = loop
         inbox.withLock { $0.isServing = true }
         let thread = Thread { [self] in serve() }
         thread.name = "genflow-listener"
@@ -179,13 +192,13 @@ public final class HTTPServer: @unchecked Sendable {
         }
     }
 
+    /// Runs the loop until `drainInbox` sees `isStopping` and breaks it; then lws is destroyed.
     private func serve() {
-        guard let context else { return }
-        while !inbox.withLock({ $0.isStopping }) {
-            if lws_service(context, 0) < 0 { break }
-        }
+        guard let context, let loop else { return }
+        gf_ev_run(loop)
         inbox.withLock { $0.isServing = false }
         lws_context_destroy(context)
+        gf_ev_loop_destroy(loop)
         stopped.signal()
     }
 
@@ -342,7 +355,11 @@ public final class HTTPServer: @unchecked Sendable {
     private func drainInbox() {
         let work = inbox.withLock { inbox in
             defer { inbox.responses = []; inbox.wake = []; inbox.closeAll = nil; inbox.isWakePending = false }
-            return (inbox.responses, inbox.wake, inbox.closeAll)
+            return (inbox.responses, inbox.wake, inbox.closeAll, inbox.isStopping)
+        }
+        if work.3, let loop {
+            gf_ev_break(loop)
+            return
         }
         for (key, id, response) in work.0 {
             guard var transaction = transactions[key], transaction.id == id, let wsi = OpaquePointer(bitPattern: key) else { continue }

@@ -43,6 +43,13 @@ int gf_set_current_thread_name(const char *name);
 /* libwebsockets: the headroom lws_write needs before the payload. */
 size_t gf_lws_pre(void);
 
+/* A libev loop (epoll on Linux) for lws to join as a foreign loop, so lws adds no signal watchers
+ * of its own. gf_ev_run runs it until gf_ev_break is called from inside it. */
+void *gf_ev_loop_new(void);
+void gf_ev_run(void *loop);
+void gf_ev_break(void *loop);
+void gf_ev_loop_destroy(void *loop);
+
 /* Starts `argv[0]` (an absolute path) without a shell: stdin from /dev/null, stdout and stderr to
  * `output_path`, working directory "/", and no other inherited descriptor (so a daemon it leaves
  * running cannot hold ours open). Returns the pid, or -errno. Uses glibc's _np spawn actions,
