@@ -176,7 +176,7 @@ extension JSON: CustomStringConvertible {
             case "\n": output += "\\n"
             case "\r": output += "\\r"
             case "\t": output += "\\t"
-            case let c where c.value < 0x20:
+            case let c where c.value < 0x20 || c.value == 0x7F:
                 output += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16)
             default: output.unicodeScalars.append(scalar)
             }

@@ -355,22 +355,22 @@ public final class HTTPServer: @unchecked Sendable {
     private func drainInbox() {
         let work = inbox.withLock { inbox in
             defer { inbox.responses = []; inbox.wake = []; inbox.closeAll = nil; inbox.isWakePending = false }
-            return (inbox.responses, inbox.wake, inbox.closeAll, inbox.isStopping)
+            return (responses: inbox.responses, wake: inbox.wake, closeAll: inbox.closeAll, isStopping: inbox.isStopping)
         }
-        if work.3, let loop {
+        if work.isStopping, let loop {
             gf_ev_break(loop)
             return
         }
-        for (key, id, response) in work.0 {
+        for (key, id, response) in work.responses {
             guard var transaction = transactions[key], transaction.id == id, let wsi = OpaquePointer(bitPattern: key) else { continue }
             transaction.response = response
             transactions[key] = transaction
             lws_callback_on_writable(wsi)
         }
-        if let (code, reason) = work.2 {
+        if let (code, reason) = work.closeAll {
             for socket in sockets.values { socket.connection.close(code: code, reason: reason) }
         }
-        for id in work.1 {
+        for id in work.wake {
             guard let key = connectionSockets[id], let wsi = OpaquePointer(bitPattern: key) else { continue }
             lws_callback_on_writable(wsi)
         }

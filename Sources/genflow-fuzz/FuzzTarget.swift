@@ -1,3 +1,5 @@
+import GenflowCore
+
 /// A parser under test: it makes inputs and runs each through its entry points, checking every
 /// property that needs a single run (the campaign checks time and determinism).
 protocol FuzzTarget {

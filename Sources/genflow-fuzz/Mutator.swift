@@ -1,3 +1,5 @@
+import GenflowCore
+
 /// Byte-level mutations of an input: bit flips, deletions, duplicated and swapped lines,
 /// truncation, splices with another input, and insertions of what means something to the parser
 /// under test (tokens, key names, odd values, deep nesting, very long runs, invalid UTF-8).

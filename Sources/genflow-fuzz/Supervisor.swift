@@ -1,4 +1,5 @@
 import Foundation
+import GenflowCore
 
 /// Runs one target's campaign in worker processes (this executable with `--worker`), so that an
 /// input which crashes Genflow's code costs that input, not the run: the supervisor tallies the

@@ -1,3 +1,5 @@
+import GenflowCore
+
 /// A generated YAML or JSON value, keys in the order they are written, rendered with random
 /// liberties of style.
 enum Tree: Sendable {
@@ -22,18 +24,8 @@ enum Tree: Sendable {
         if plainSafe, !readsAsOther, let first = text.unicodeScalars.first, first != " ", first != "-", text.last != " " {
             return text
         }
-        var quoted = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": quoted += "\\\""
-            case "\\": quoted += "\\\\"
-            case "\n": quoted += "\\n"
-            case "\t": quoted += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F: quoted += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-            default: quoted.unicodeScalars.append(scalar)
-            }
-        }
-        return quoted + "\""
+        // A JSON string is a YAML double-quoted scalar (same escapes; control characters and DEL as \u).
+        return JSON.string(text).description
     }
 
     private var isEmptyCollection: Bool {

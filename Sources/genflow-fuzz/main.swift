@@ -1,3 +1,5 @@
+internal import GenflowCore
+
 // genflow-fuzz [yaml|canvas|all] [--count N] [--seed S] [--crash-dir DIR] [--replay FILE]
 //
 // Property-based fuzzing of what reads untrusted text: the YAML loader with pipeline validation and

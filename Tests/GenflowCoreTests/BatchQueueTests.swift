@@ -16,7 +16,7 @@ struct BatchQueueTests {
         #expect(await queue.next() == nil)
     }
 
-    @Test("a waiting consumer is woken by the first item; every item arrives exactly once")
+    @Test("a waiting consumer is woken by the first item; every item arrives exactly once", .timeLimit(.minutes(1)))
     func wakesTheConsumer() async {
         let queue = BatchQueue<Int>()
         let consumer = Task { () -> [[Int]] in
@@ -37,7 +37,7 @@ struct BatchQueueTests {
 
 @Suite("Alarm and WakeSignal: timers that leave nothing behind")
 struct AlarmTests {
-    @Test("an alarm fires once after its delay; a cancelled one never fires")
+    @Test("an alarm fires once after its delay; a cancelled one never fires", .timeLimit(.minutes(1)))
     func firesOrNot() async throws {
         let fired = FirstResult<Int>()
         let alarm = Alarm(after: .milliseconds(10)) { fired.finish(1) }
@@ -55,7 +55,7 @@ struct AlarmTests {
         #expect(count.withLock { $0 } == 0)
     }
 
-    @Test("a wait ends at a signal, at its timeout, or when its task is cancelled")
+    @Test("a wait ends at a signal, at its timeout, or when its task is cancelled", .timeLimit(.minutes(1)))
     func waits() async {
         let signal = WakeSignal()
         let woken = Task { await signal.wait(timeout: .seconds(3_600)) }

@@ -1,18 +1,6 @@
 import GenflowCore
 import Testing
 
-/// A small seeded generator so property tests are repeatable.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("Retry policy")
 struct RetryPolicyTests {
     let failure = StepError(.serverError, "boom")
@@ -26,7 +14,7 @@ struct RetryPolicyTests {
 
     @Test("every delay lies within the jitter band and never above max_interval (10,000 random policies)")
     func delayBounds() {
-        var random = SplitMix64(state: 42)
+        var random = SplitMix64(seed: 42)
         for _ in 0..<10_000 {
             let initial = Int64.random(in: 1...5_000, using: &random)
             let policy = RetryPolicy(
@@ -93,7 +81,7 @@ struct RetryPolicyTests {
 
     @Test("no retry is scheduled to start at or past the deadline (property over 10,000 cases)")
     func deadline() {
-        var random = SplitMix64(state: 7)
+        var random = SplitMix64(seed: 7)
         for _ in 0..<10_000 {
             let policy = RetryPolicy(
                 maxAttempts: 100, initialInterval: .milliseconds(Int64.random(in: 1...2_000, using: &random)),

@@ -34,7 +34,7 @@ struct TimestampTests {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         formatter.timeZone = TimeZone(identifier: "UTC")
-        var random = SplitMix64(state: 5)
+        var random = SplitMix64(seed: 5)
         for _ in 0..<5_000 {
             let milliseconds = Int64.random(in: -2_208_988_800_000...4_102_444_800_000, using: &random)  // 1900…2100
             let text = Timestamp.utc(milliseconds: milliseconds)

@@ -79,7 +79,7 @@ struct JSONTests {
 
     @Test("any value's text parses back to the same value (2,000 generated values)")
     func roundTrip() throws {
-        var random = SplitMix64(state: 11)
+        var random = SplitMix64(seed: 11)
         func generate(_ depth: Int) -> JSON {
             switch Int.random(in: 0..<(depth > 3 ? 5 : 7), using: &random) {
             case 0: return .null
