@@ -46,11 +46,15 @@ public final class Engine: Service, Sendable {
         case cancelRequested
         case leaseLost
         case shutdown
+        /// The writer could not write for the job (its writes were refused, or a flush failed).
+        case writesStopped(any Error)
     }
 
     struct RunningJob {
         var task: Task<Void, Never>?
         var stopReason: StopReason?
+        /// The claim token the run writes under.
+        var leaseToken: Int64
     }
 
     let store: JobStore
@@ -60,6 +64,8 @@ public final class Engine: Service, Sendable {
     let logger: Logger
     /// This daemon's name in `lease_owner`.
     public let owner: String
+    /// Writes the state of every job this daemon runs, many jobs per commit.
+    let writer: JobWriter
 
     private let running = Mutex<[String: RunningJob]>([:])
     private let isDraining = Atomic<Bool>(false)
@@ -74,6 +80,10 @@ public final class Engine: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8).lowercased())"
+        writer = JobWriter(store: store, logger: logger)
+        writer.onStop { [weak self] id, error in
+            self?.stop(id, error is LeaseLost ? .leaseLost : .writesStopped(error))
+        }
     }
 
     /// Called for each NOTIFY the daemon receives.
@@ -136,9 +146,10 @@ public final class Engine: Service, Sendable {
 
     private func start(_ claimed: ClaimedJob) {
         let id = claimed.job.id
-        running.withLock { $0[id] = RunningJob() }
+        running.withLock { $0[id] = RunningJob(leaseToken: claimed.job.leaseToken) }
         let task = Task {
             await self.execute(claimed)
+            self.writer.forget(id)
             self.running.withLock { _ = $0.removeValue(forKey: id) }
             self.claimWake.signal()
             self.idle.signal()
@@ -155,6 +166,8 @@ public final class Engine: Service, Sendable {
             try await JobRun(engine: self, job: claimed.job, wasRescued: claimed.wasRescued, logger: logger).run()
         } catch is LeaseLost {
             logger.warning("lease lost: another daemon took the job over")
+        } catch let error as WriteRefused {
+            logger.error("job failed: the database refused its writes", metadata: ["genflow.error": "\(error.error)"])
         } catch {
             // The lease runs out and any daemon picks the job up again from its last checkpoint.
             logger.error("job run stopped by an error; it will be resumed after its lease expires", metadata: ["genflow.error": "\(error)"])
@@ -166,7 +179,7 @@ public final class Engine: Service, Sendable {
         running.withLock { $0[jobID]?.stopReason }
     }
 
-    private func stop(_ jobID: String, _ reason: StopReason) {
+    func stop(_ jobID: String, _ reason: StopReason) {
         let task = running.withLock { jobs -> Task<Void, Never>? in
             guard jobs[jobID] != nil, jobs[jobID]?.stopReason == nil else { return nil }
             jobs[jobID]?.stopReason = reason
@@ -181,14 +194,14 @@ public final class Engine: Service, Sendable {
         while !Task.isCancelled {
             await heartbeatWake.wait(timeout: configuration.lease / 3)
             if Task.isCancelled { return }
-            let local = running.withLock { Array($0.keys) }
+            let local = running.withLock { $0.mapValues(\.leaseToken) }
             guard !local.isEmpty else { continue }
             do {
                 let owner = owner, lease = configuration.lease
-                let held = Dictionary(try await store.write { try $0.heartbeat(owner: owner, lease: lease) }, uniquingKeysWith: { a, _ in a })
-                for id in local {
-                    if let cancel = held[id] {
-                        if cancel { stop(id, .cancelRequested) }
+                let held = Dictionary(try await store.write { try $0.heartbeat(owner: owner, lease: lease) }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+                for (id, token) in local {
+                    if let job = held[id], job.token == token {
+                        if job.cancelRequested { stop(id, .cancelRequested) }
                     } else if running.withLock({ $0[id] != nil }) {
                         stop(id, .leaseLost)
                     }

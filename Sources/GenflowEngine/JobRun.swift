@@ -4,12 +4,16 @@ internal import GenflowStore
 internal import Logging
 
 /// One daemon's run of one claimed job: its steps in order from the first without a checkpoint,
-/// each attempt recorded, each completion checkpointed in the transaction that records it.
-/// A retryable failure reschedules the job in the database and ends the run; nothing sleeps here.
+/// each attempt recorded, each completion checkpointed. A retryable failure reschedules the job in
+/// the database and ends the run; nothing sleeps here.
 ///
-/// A step's checkpoint is written with whatever this run writes next (the next step's start, the
-/// job's end, a failure, a release): one transaction per step instead of two. A daemon killed in
-/// between runs that step again on resume, as it would had the kill come just before its commit.
+/// Every write goes through the daemon's `JobWriter`, which commits the writes of many jobs
+/// together. A step with outside effects (`Stage.hasOutsideEffects`) waits until its start is
+/// committed (its lease checked) before it runs; its checkpoint is queued as soon as it returns and
+/// so is in the next flush, before any later write of the job. A step without outside effects
+/// waits for nothing: its start and checkpoint ride with whatever the job writes next, often as one
+/// row. A daemon killed before they commit runs such a step again on resume, which changes nothing
+/// outside. The run waits for the writer only before an outside step, and at its end.
 struct JobRun {
     let engine: Engine
     var job: Job
@@ -23,21 +27,30 @@ struct JobRun {
         self.logger = logger
     }
 
+    /// The lease this run writes under: this daemon, and the token of its claim.
+    var lease: Lease { Lease(owner: engine.owner, token: job.leaseToken) }
+
+    /// Queues `writes` for the next flush.
+    private func submit(_ job: Job, _ writes: JobWrite...) async throws {
+        try await engine.writer.submit(writes, for: job, lease: lease)
+    }
+
+    /// Queues `writes` and waits until they are committed.
+    private func commit(_ job: Job, _ writes: JobWrite...) async throws {
+        try await engine.writer.commit(writes, for: job, lease: lease)
+    }
+
     func run() async throws {
         var job = job
-        let store = engine.store, owner = engine.owner
+        let store = engine.store
         if wasRescued {
-            let current = job
             if job.rescues > engine.configuration.maxRescues {
                 let error = StepError(.internal, "poisoned: the job was taken over \(job.rescues) times after its daemon stopped responding")
-                try await store.write { session in
-                    try session.interruptStaleRuns(jobID: current.id)
-                    try session.leased(current, owner: owner).failJob(step: current.currentStep, attempt: nil, error: error, reason: "poisoned")
-                }
+                try await commit(job, .interruptStaleRuns, .failJob(step: job.currentStep, attempt: nil, error: error, reason: "poisoned"))
                 logger.error("job failed as poisoned", metadata: ["genflow.rescues": "\(job.rescues)"])
                 return
             }
-            try await store.write { try $0.interruptStaleRuns(jobID: current.id) }
+            try await submit(job, .interruptStaleRuns)
             logger.notice("resuming a job whose daemon stopped", metadata: ["genflow.rescues": "\(job.rescues)"])
         }
 
@@ -56,8 +69,6 @@ struct JobRun {
         for run in runs where run.status == "completed" { outputs[run.stepID] = run.output ?? .null }
         var feedback: [String: JSON] = [:]
         var index = 0
-        // The step completed last, checkpointed with the next write.
-        var completed: Completion?
 
         while index < pipeline.steps.count {
             let step = pipeline.steps[index]
@@ -66,11 +77,11 @@ struct JobRun {
                 continue
             }
             if let reason = engine.stopReason(job.id) {
-                try await stop(job, reason: reason, step: nil, attempt: nil, completing: completed)
+                try await stop(job, reason: reason, step: nil, attempt: nil)
                 return
             }
             guard let stage = engine.registry.stage(named: step.stage) else {
-                try await fail(job, step: step.id, attempt: nil, StepError(.internal, "stage '\(step.stage)' is not registered in this daemon"), reason: "stage", completing: completed)
+                try await fail(job, step: step.id, attempt: nil, StepError(.internal, "stage '\(step.stage)' is not registered in this daemon"), reason: "stage")
                 return
             }
 
@@ -93,14 +104,17 @@ struct JobRun {
             let violations = stage.descriptor.config.violations(of: config)
             guard violations.isEmpty else {
                 let message = "'with' of step '\(step.id)' after rendering: " + violations.map(\.description).joined(separator: "; ")
-                try await fail(job, step: step.id, attempt: nil, StepError(.invalidRequest, message), reason: "config", completing: completed)
+                try await fail(job, step: step.id, attempt: nil, StepError(.invalidRequest, message), reason: "config")
                 return
             }
 
-            try await record(job, step: step.id, addAttempt: true, completing: completed) { leased in
-                try leased.startStep(step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt)
+            let start = JobWrite.startStep(step: step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt)
+            let callsOut = stage.hasOutsideEffects(config)
+            if callsOut {
+                try await commit(job, start)
+            } else {
+                try await submit(job, start)
             }
-            completed = nil
             job.attempts += 1
             let attemptStart = ContinuousClock.now
             let context = StageContext(
@@ -111,12 +125,13 @@ struct JobRun {
                 }
             )
             let result = await Self.invoke(stage, context)
-            StepMetrics.attempt(stage: stage.name, duration: ContinuousClock.now - attemptStart, error: result.failure)
+            let duration = ContinuousClock.now - attemptStart
+            StepMetrics.attempt(stage: stage.name, duration: duration, error: result.failure)
 
             switch result {
             case .success(let output):
                 outputs[step.id] = output
-                completed = Completion(step: step.id, attempt: attempt, output: output)
+                try await submit(job, .completeStep(step: step.id, attempt: attempt, output: output, duration: duration))
                 index += 1
 
             case .failure(let error):
@@ -129,9 +144,7 @@ struct JobRun {
                     let reasks = runs.filter { $0.stepID == step.id && $0.generation == job.generation && $0.errorClass == ErrorClass.outputInvalid.rawValue }.count
                     if reasks < onInvalid.max {
                         let discard = pipeline.steps[target..<index].map(\.id)
-                        try await record(job) { leased in
-                            try leased.reask(step.id, attempt: attempt, error: error, retryStep: onInvalid.retryStep, discard: discard)
-                        }
+                        try await commit(job, .reask(step: step.id, attempt: attempt, error: error, retryStep: onInvalid.retryStep, discard: discard))
                         discard.forEach { outputs[$0] = nil }
                         feedback[onInvalid.retryStep] = ["from_step": .string(step.id), "error": .string(error.message)]
                         runs = try await store.read { try $0.stepRuns(jobID: jobID) }
@@ -144,9 +157,7 @@ struct JobRun {
                 switch step.retry.decide(after: error, attempt: policyAttempt, elapsed: spent, random: Double.random(in: 0..<1)) {
                 case .retry(let delay):
                     StepMetrics.retry(stage: stage.name, errorClass: error.errorClass)
-                    try await record(job) { leased in
-                        try leased.scheduleRetry(step.id, attempt: attempt, policyAttempt: policyAttempt, error: error, delay: delay)
-                    }
+                    try await commit(job, .scheduleRetry(step: step.id, attempt: attempt, policyAttempt: policyAttempt, error: error, delay: delay))
                     logger.info("step failed; retry scheduled", metadata: [
                         "genflow.step": "\(step.id)", "genflow.error_class": "\(error.errorClass)", "genflow.delay_ms": "\(delay.milliseconds)",
                     ])
@@ -156,47 +167,26 @@ struct JobRun {
                 return
             }
         }
-        let results = JSON.object(outputs)
-        try await record(job, completing: completed) { try $0.completeJob(result: results) }
+        try await commit(job, .completeJob(result: .object(outputs)))
     }
 
-    /// A completed attempt whose checkpoint is still to be written.
-    struct Completion {
-        var step: String
-        var attempt: Int
-        var output: JSON
-    }
-
-    /// One transaction for the job: its lease checked (noting `step`, and one more attempt), the
-    /// checkpoint of `completing` written, then `body`.
-    private func record(
-        _ job: Job, step: String? = nil, addAttempt: Bool = false, completing: Completion? = nil, _ body: @escaping @Sendable (LeasedJob) throws -> Void
-    ) async throws {
-        let owner = engine.owner
-        try await engine.store.write { session in
-            let leased = try session.leased(job, owner: owner, step: step, addAttempt: addAttempt)
-            if let completing { try leased.completeStep(completing.step, attempt: completing.attempt, output: completing.output) }
-            try body(leased)
-        }
-    }
-
-    private func fail(_ job: Job, step: String?, attempt: Int?, _ error: StepError, reason: String, completing: Completion? = nil) async throws {
-        try await record(job, completing: completing) { try $0.failJob(step: step, attempt: attempt, error: error, reason: reason) }
+    private func fail(_ job: Job, step: String?, attempt: Int?, _ error: StepError, reason: String) async throws {
+        try await commit(job, .failJob(step: step, attempt: attempt, error: error, reason: reason))
         logger.info("job failed", metadata: ["genflow.step": "\(step ?? "-")", "genflow.error_class": "\(error.errorClass)", "genflow.reason": "\(reason)"])
     }
 
-    private func stop(_ job: Job, reason: Engine.StopReason, step: String?, attempt: Int?, completing: Completion? = nil) async throws {
+    private func stop(_ job: Job, reason: Engine.StopReason, step: String?, attempt: Int?) async throws {
         switch reason {
         case .cancelRequested:
-            try await record(job, completing: completing) { leased in
-                try leased.failJob(step: step, attempt: attempt, error: StepError(.cancelled, "cancelled while running"), reason: "cancel")
-            }
+            try await commit(job, .failJob(step: step, attempt: attempt, error: StepError(.cancelled, "cancelled while running"), reason: "cancel"))
             logger.info("job cancelled while running")
         case .shutdown:
-            try await record(job, completing: completing) { try $0.release(step: step, attempt: attempt) }
+            try await commit(job, .release(step: step, attempt: attempt))
             logger.info("job released at shutdown", metadata: ["genflow.step": "\(step ?? "-")"])
         case .leaseLost:
             throw LeaseLost(jobID: job.id)
+        case .writesStopped(let error):
+            throw error
         }
     }
 

@@ -89,10 +89,20 @@ public protocol Stage: Sendable {
 
     /// Runs one attempt. Throws `StepError` with a class the retry policy understands.
     func run(_ context: StageContext) async throws(StepError) -> JSON
+
+    /// Whether an attempt with this (rendered) config acts outside the job's own state: calls a
+    /// model or a service, writes records, emits events, touches files. Such a step starts only
+    /// once its start is committed (its lease checked), and its checkpoint is in the first flush
+    /// after it returns. A step without outside effects neither waits for its start nor for its
+    /// checkpoint: a crash before they commit runs it again, which changes nothing outside.
+    /// Default: true.
+    func hasOutsideEffects(_ config: JSON) -> Bool
 }
 
 extension Stage {
     public var name: String { descriptor.name }
+
+    public func hasOutsideEffects(_ config: JSON) -> Bool { true }
 }
 
 /// The stages known to this daemon, by name.

@@ -19,6 +19,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     /// True for a unique-constraint violation.
     public var isUniqueViolation: Bool { sqlState == "23505" }
 
+    /// True when the server refused a value or a row (a data exception, a constraint, a limit):
+    /// the same statement with the same values fails again.
+    public var isRefusedValue: Bool {
+        guard let sqlState else { return false }
+        return ["22", "23", "54"].contains(sqlState.prefix(2))
+    }
+
     /// True when the connection itself failed (server gone, restarting, network): the work may be
     /// tried again on a new connection.
     public var isConnectionFailure: Bool {

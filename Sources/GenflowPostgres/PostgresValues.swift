@@ -38,3 +38,36 @@ extension Bool: PostgresEncodable, PostgresDecodable {
         }
     }
 }
+
+/// A one-dimensional array parameter in PostgreSQL's text form (`{"a",NULL,"b\"c"}`), for
+/// set-based statements that take a column of values through `unnest($1::text[])`. Cast it to the
+/// element type in the SQL (`$1::uuid[]`, `$2::jsonb[]`); every element is sent quoted.
+public struct PostgresArray: PostgresEncodable {
+    public var elements: [String?]
+
+    public init(_ elements: [String?]) {
+        self.elements = elements
+    }
+
+    public init<T: PostgresEncodable>(_ values: [T?]) {
+        elements = values.map { $0?.postgresText }
+    }
+
+    public var postgresText: String {
+        var text = "{"
+        for (index, element) in elements.enumerated() {
+            if index > 0 { text += "," }
+            guard let element else {
+                text += "NULL"
+                continue
+            }
+            text += "\""
+            for character in element.unicodeScalars {
+                if character == "\"" || character == "\\" { text += "\\" }
+                text.unicodeScalars.append(character)
+            }
+            text += "\""
+        }
+        return text + "}"
+    }
+}

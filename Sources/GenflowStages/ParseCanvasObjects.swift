@@ -19,6 +19,9 @@ public struct ParseCanvasObjects: Stage {
         retryDefaults: RetrySettings(nonRetryable: [.outputInvalid])
     )
 
+    /// Parsing is pure: the step rides with the job's next write.
+    public func hasOutsideEffects(_ config: JSON) -> Bool { false }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let parser = CanvasParser(
             maxObjects: context.config["max_objects"]?.intValue ?? CanvasSchema.maxObjects,

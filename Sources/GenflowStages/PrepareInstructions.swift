@@ -17,6 +17,9 @@ public struct PrepareInstructions: Stage {
         ])
     )
 
+    /// Rendering is pure: the step rides with the job's next write.
+    public func hasOutsideEffects(_ config: JSON) -> Bool { false }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let prompt = context.config["template"]?.stringValue ?? ""
         guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {

@@ -118,6 +118,8 @@ struct ScriptedStage: Stage {
 
     var descriptor: StageDescriptor { inner.descriptor }
 
+    func hasOutsideEffects(_ config: JSON) -> Bool { inner.hasOutsideEffects(config) }
+
     func run(_ context: StageContext) async throws(StepError) -> JSON {
         switch replies.reply(for: context) {
         case .output(let output)?:

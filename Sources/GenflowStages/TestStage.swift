@@ -25,6 +25,11 @@ public struct TestStage: Stage {
         ])
     )
 
+    /// Pure unless it writes its record file or crashes the daemon.
+    public func hasOutsideEffects(_ config: JSON) -> Bool {
+        config["record"] != nil || config["crash"] != nil
+    }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let config = context.config
         if let path = config["record"]?.stringValue {

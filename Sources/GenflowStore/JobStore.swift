@@ -43,7 +43,7 @@ public struct JobStore: Sendable {
             try connection.query("""
                 WITH inserted AS (\(StoreSession.insertEvents) RETURNING 1)
                 SELECT pg_notify('\(Self.eventsChannel)', '') FROM (SELECT FROM inserted LIMIT 1) AS any_row
-                """, [NewEvent.batch(events)])
+                """, NewEvent.columns(events))
         }
     }
 
@@ -128,11 +128,11 @@ public final class StoreSession {
 
     // MARK: Events
 
-    /// Inserts the events of a JSON array parameter `$1` (`NewEvent.batch`), ids in array order.
+    /// Inserts the events of array parameters `$1…$5` (`NewEvent.columns`), ids in array order.
     static let insertEvents = """
         INSERT INTO genflow.events (user_id, job_id, type, step, data)
-        SELECT e->>'user_id', (e->>'job_id')::uuid, e->>'type', e->>'step', e->'data'
-        FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n
+        SELECT user_id, job_id, type, step, data
+        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS e(user_id, job_id, type, step, data, n) ORDER BY n
         """
 
     /// Records events in this transaction. They are inserted together, in order, by one
@@ -149,7 +149,7 @@ public final class StoreSession {
     /// Inserts the events appended so far.
     public func flushEvents() throws {
         guard !pendingEvents.isEmpty else { return }
-        try connection.query(Self.insertEvents, [NewEvent.batch(pendingEvents)])
+        try connection.query(Self.insertEvents, NewEvent.columns(pendingEvents))
         pendingEvents = []
         wroteEvents = true
     }
@@ -421,7 +421,7 @@ public final class StoreSession {
         }
         let rows = try connection.query("""
             \(candidates)
-            UPDATE genflow.jobs t SET status = 'running', lease_owner = $1,
+            UPDATE genflow.jobs t SET status = 'running', lease_owner = $1, lease_token = t.lease_token + 1,
                 lease_expires_at = now() + $3 * interval '1 millisecond', started_at = coalesce(t.started_at, now()),
                 rescues = t.rescues + (c.previous = 'running')::int, updated_at = now()
             FROM candidates c WHERE t.id = c.id
@@ -440,30 +440,15 @@ public final class StoreSession {
             """).rows.first?.decode("ms", as: Int.self)
     }
 
-    /// Extends the leases of every job `owner` runs; returns them with their cancel flags. A job
-    /// missing from the answer is no longer this owner's.
-    public func heartbeat(owner: String, lease: Duration) throws -> [(id: String, cancelRequested: Bool)] {
+    /// Extends the leases of every job `owner` runs; returns them with their claim tokens and
+    /// cancel flags. A job missing from the answer, or back with another token, is no longer this
+    /// run's. Rows are locked in id order, as the writer's flushes lock them, so the two cannot deadlock.
+    public func heartbeat(owner: String, lease: Duration) throws -> [(id: String, token: Int64, cancelRequested: Bool)] {
         try connection.query("""
-            UPDATE genflow.jobs SET lease_expires_at = now() + $2 * interval '1 millisecond'
-            WHERE lease_owner = $1 AND status = 'running' RETURNING id::text, cancel_requested
-            """, [owner, Int(lease.milliseconds)]).rows.map { ($0["id"] ?? "", $0.decode("cancel_requested") ?? false) }
-    }
-
-    /// Checks that `owner` still holds the job's lease and notes the step it is on (and, when a
-    /// step starts, one more attempt): the first statement of every write for a running job. The
-    /// returned handle records that job's progress in this transaction.
-    public func leased(_ job: Job, owner: String, step: String? = nil, addAttempt: Bool = false) throws -> LeasedJob {
-        let updated = try connection.query("""
-            UPDATE genflow.jobs SET current_step = coalesce($3, current_step), attempts = attempts + $4, updated_at = now()
-            WHERE id = $1::uuid AND lease_owner = $2 AND status = 'running'
-            """, [job.id, owner, step, addAttempt ? 1 : 0]).affectedRows
-        guard updated == 1 else { throw LeaseLost(jobID: job.id) }
-        return LeasedJob(session: self, job: job, owner: owner)
-    }
-
-    /// Marks attempts left `running` by a daemon that died as `interrupted`.
-    public func interruptStaleRuns(jobID: String) throws {
-        try connection.query("UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = $1::uuid AND status = 'running'", [jobID])
+            UPDATE genflow.jobs j SET lease_expires_at = now() + $2 * interval '1 millisecond'
+            FROM (SELECT id FROM genflow.jobs WHERE lease_owner = $1 AND status = 'running' ORDER BY id FOR UPDATE) held
+            WHERE j.id = held.id RETURNING j.id::text, j.lease_token, j.cancel_requested
+            """, [owner, Int(lease.milliseconds)]).rows.map { ($0["id"] ?? "", $0.decode("lease_token") ?? 0, $0.decode("cancel_requested") ?? false) }
     }
 
     /// Makes a queued or retry-waiting job due now: `genflow test` shows the retry delays the

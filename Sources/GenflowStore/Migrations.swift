@@ -186,6 +186,15 @@ public enum Migrations {
             -- A prompt's history finds the canvas its job drew on.
             CREATE INDEX canvas_objects_job ON genflow.canvas_objects (job_id) WHERE job_id IS NOT NULL;
             """),
+        Migration(version: 6, name: "lease_tokens", sql: """
+            -- Every claim takes a new token; a daemon's writes hold only under the token it claimed
+            -- with, so a run whose lease was taken over writes nothing, even after a later claim.
+            ALTER TABLE genflow.jobs ADD COLUMN lease_token bigint NOT NULL DEFAULT 0;
+            -- Room on each page for the new versions of a row, so the updates of a running job
+            -- (step, attempts, leases: no index reads them) stay HOT.
+            ALTER TABLE genflow.jobs SET (fillfactor = 70);
+            ALTER TABLE genflow.step_runs SET (fillfactor = 80);
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

@@ -55,6 +55,8 @@ public struct Job: Sendable, Hashable {
     public var createdAt: String
     public var startedAt: String?
     public var finishedAt: String?
+    /// Changed by every claim: the writes of a run hold only under the token it claimed with.
+    public var leaseToken: Int64
 
     /// The SELECT list that `init(row:)` reads, for the table aliased `t`.
     static func columns(_ t: String = "jobs") -> String {
@@ -63,7 +65,7 @@ public struct Job: Sendable, Hashable {
         \(t).rescues, \(t).generation, \(t).input::text AS input, \(t).result::text AS result, \(t).error::text AS error,
         \(t).idempotency_key, \(t).current_step, \(t).cancel_requested, genflow.iso(\(t).run_at) AS run_at,
         genflow.iso(\(t).created_at) AS created_at, genflow.iso(\(t).started_at) AS started_at,
-        genflow.iso(\(t).finished_at) AS finished_at
+        genflow.iso(\(t).finished_at) AS finished_at, \(t).lease_token
         """
     }
 
@@ -87,6 +89,7 @@ public struct Job: Sendable, Hashable {
         createdAt = row["created_at"] ?? ""
         startedAt = row["started_at"]
         finishedAt = row["finished_at"]
+        leaseToken = row.decode("lease_token") ?? 0
     }
 }
 
@@ -191,12 +194,12 @@ public struct NewEvent: Sendable {
         self.data = data
     }
 
-    /// Events as the JSON array `StoreSession.insertEvents` reads.
-    static func batch(_ events: [NewEvent]) -> JSON {
-        .array(events.map { event in
-            ["user_id": .string(event.userID), "job_id": event.jobID.map(JSON.string) ?? .null, "type": .string(event.type),
-             "step": event.step.map(JSON.string) ?? .null, "data": event.data]
-        })
+    /// `$1…$5` of `StoreSession.insertEvents`: the events as columns of arrays.
+    static func columns(_ events: [NewEvent]) -> [(any PostgresEncodable)?] {
+        [
+            PostgresArray(events.map(\.userID)), PostgresArray(events.map(\.jobID)), PostgresArray(events.map(\.type)),
+            PostgresArray(events.map(\.step)), PostgresArray(events.map { $0.data.description }),
+        ]
     }
 }
 

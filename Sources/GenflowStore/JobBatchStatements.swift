@@ -1,0 +1,152 @@
+public import GenflowCore
+public import GenflowPostgres
+
+extension JobStore {
+    /// Applies `batch` in one transaction: one statement per kind of change (arrays through
+    /// `unnest`), one NOTIFY per channel with the COMMIT. Returns the ids of the jobs whose lease
+    /// held; the writes of the others were dropped by the statements, not failed.
+    public func apply(_ batch: JobBatch) async throws -> Set<String> {
+        guard !batch.isEmpty else { return [] }
+        return try await write { try $0.apply(batch) }
+    }
+}
+
+extension StoreSession {
+    /// Applies `batch` in this transaction (`JobStore.apply`); returns the jobs whose lease held.
+    ///
+    /// The first statement locks the batch's jobs in id order (so flushes of several daemons
+    /// cannot deadlock), keeps those still held under the batch's lease (owner and claim token)
+    /// and updates them; every later statement writes only for those.
+    public func apply(_ batch: JobBatch) throws -> Set<String> {
+        let now = ContinuousClock.now
+        let held = try updateJobs(batch.entries)
+        let entries = batch.entries.filter { held.contains($0.jobID) }
+        guard !entries.isEmpty else { return held }
+
+        let stale = entries.filter(\.interruptStaleRuns).map(\.jobID)
+        if !stale.isEmpty {
+            try connection.query("""
+                UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = ANY($1::uuid[]) AND status = 'running'
+                """, [PostgresArray(stale)])
+        }
+        try endAttempts(entries.flatMap { entry in entry.ended.map { (entry.jobID, $0) } }, now: now)
+        let superseded = entries.flatMap { entry in entry.superseded.map { (entry.jobID, $0) } }
+        if !superseded.isEmpty {
+            try connection.query("""
+                UPDATE genflow.step_runs s SET status = 'superseded'
+                FROM unnest($1::uuid[], $2::text[]) AS u(job_id, step_id)
+                WHERE s.job_id = u.job_id AND s.step_id = u.step_id AND s.status = 'completed'
+                """, [PostgresArray(superseded.map(\.0)), PostgresArray(superseded.map(\.1))])
+        }
+        try insertAttempts(entries.flatMap { entry in entry.inserted.map { (entry, $0) } }, now: now)
+        let failed = entries.compactMap { entry in entry.promptError.map { (entry.jobID, $0) } }
+        if !failed.isEmpty {
+            try connection.query("""
+                UPDATE genflow.prompts p SET status = 'failed', error = u.error, updated_at = now()
+                FROM unnest($1::uuid[], $2::text[]) AS u(job_id, error) WHERE p.job_id = u.job_id AND p.status <> 'completed'
+                """, [PostgresArray(failed.map(\.0)), PostgresArray(failed.map(\.1))])
+        }
+        try append(entries.flatMap(\.events))
+        if entries.contains(where: \.wakesWorkers) { wakeWorkers() }
+        return held
+    }
+
+    /// Locks the jobs in id order, keeps those held under their entry's lease and records the
+    /// step they are on, attempts made and, for a run that ends, the job's new state.
+    private func updateJobs(_ entries: [JobBatch.Entry]) throws -> Set<String> {
+        var status: [String?] = [], result: [String?] = [], error: [String?] = [], delay: [String?] = []
+        for entry in entries {
+            switch entry.outcome {
+            case nil:
+                status.append(nil); result.append(nil); error.append(nil); delay.append(nil)
+            case .completed(let value)?:
+                status.append(JobStatus.completed.rawValue); result.append(value.description); error.append(nil); delay.append(nil)
+            case .failed(let ended, let value)?:
+                status.append(ended.rawValue); result.append(nil); error.append(value.description); delay.append(nil)
+            case .waitingRetry(let wait)?:
+                status.append(JobStatus.waitingRetry.rawValue); result.append(nil); error.append(nil); delay.append(String(wait.milliseconds))
+            case .released?:
+                status.append(JobStatus.queued.rawValue); result.append(nil); error.append(nil); delay.append(nil)
+            }
+        }
+        let owners = Set(entries.map(\.lease.owner))
+        guard owners.count == 1, let owner = owners.first else { throw PostgresError(message: "a batch holds the writes of one daemon") }
+        let rows = try connection.query("""
+            WITH input AS (
+                SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::jsonb[], $9::bigint[])
+                    AS i(id, token, step, added, status, result, error, delay_ms)
+            ), held AS MATERIALIZED (
+                SELECT j.id FROM genflow.jobs j JOIN input i ON i.id = j.id
+                WHERE j.lease_owner = $1 AND j.lease_token = i.token AND j.status = 'running'
+                ORDER BY j.id FOR UPDATE OF j
+            )
+            UPDATE genflow.jobs j SET
+                status = coalesce(i.status, j.status),
+                current_step = CASE WHEN i.status = 'completed' THEN NULL ELSE coalesce(i.step, j.current_step) END,
+                attempts = j.attempts + i.added,
+                result = CASE WHEN i.status = 'completed' THEN i.result ELSE j.result END,
+                error = CASE WHEN i.status IN ('failed', 'cancelled') THEN i.error ELSE j.error END,
+                run_at = CASE i.status WHEN 'waiting_retry' THEN now() + i.delay_ms * interval '1 millisecond'
+                    WHEN 'queued' THEN least(j.run_at, now()) ELSE j.run_at END,
+                finished_at = CASE WHEN i.status IN ('completed', 'failed', 'cancelled') THEN now() ELSE j.finished_at END,
+                lease_owner = CASE WHEN i.status IS NULL THEN j.lease_owner END,
+                lease_expires_at = CASE WHEN i.status IS NULL THEN j.lease_expires_at END,
+                updated_at = now()
+            FROM input i, held h WHERE j.id = i.id AND h.id = i.id
+            RETURNING j.id::text AS id
+            """, [
+                owner, PostgresArray(entries.map(\.jobID)), PostgresArray(entries.map(\.lease.token)),
+                PostgresArray(entries.map(\.currentStep)), PostgresArray(entries.map(\.addedAttempts)),
+                PostgresArray(status), PostgresArray(result), PostgresArray(error), PostgresArray(delay),
+            ]).rows
+        return Set(rows.compactMap { $0["id"] })
+    }
+
+    /// Microseconds from `instant` to `now` (0 when unknown): where the database's clock places it.
+    private static func microsecondsAgo(_ instant: ContinuousClock.Instant?, now: ContinuousClock.Instant) -> String {
+        guard let instant else { return "0" }
+        let (seconds, attoseconds) = (now - instant).components
+        return String(max(0, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+    }
+
+    /// Ends attempts whose rows earlier batches wrote.
+    private func endAttempts(_ rows: [(job: String, row: JobBatch.AttemptRow)], now: ContinuousClock.Instant) throws {
+        guard !rows.isEmpty else { return }
+        try connection.query("""
+            UPDATE genflow.step_runs s SET status = u.status, output = u.output, error_class = u.error_class,
+                error_message = u.error_message, retry_delay_ms = u.delay_ms, finished_at = now() - u.finished_us * interval '1 microsecond'
+            FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+                AS u(job_id, step_id, attempt, status, output, error_class, error_message, delay_ms, finished_us)
+            WHERE s.job_id = u.job_id AND s.step_id = u.step_id AND s.attempt = u.attempt
+            """, Self.attemptColumns(rows.map(\.row), jobs: rows.map(\.job)) + [
+                PostgresArray(rows.map { Self.microsecondsAgo($0.row.finishedAt, now: now) }),
+            ])
+    }
+
+    /// Writes attempts started in this batch (ended too, when they also ended in it).
+    private func insertAttempts(_ rows: [(entry: JobBatch.Entry, row: JobBatch.AttemptRow)], now: ContinuousClock.Instant) throws {
+        guard !rows.isEmpty else { return }
+        try connection.query("""
+            INSERT INTO genflow.step_runs (job_id, step_id, attempt, status, output, error_class, error_message, retry_delay_ms,
+                generation, stage, started_at, finished_at)
+            SELECT job_id, step_id, attempt, status, output, error_class, error_message, delay_ms, generation, stage,
+                now() - started_us * interval '1 microsecond', CASE WHEN status = 'running' THEN NULL ELSE now() - finished_us * interval '1 microsecond' END
+            FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::bigint[], $9::int[], $10::text[],
+                $11::bigint[], $12::bigint[])
+                AS u(job_id, step_id, attempt, status, output, error_class, error_message, delay_ms, generation, stage, started_us, finished_us)
+            """, Self.attemptColumns(rows.map(\.row), jobs: rows.map(\.entry.jobID)) + [
+                PostgresArray(rows.map(\.entry.job.generation)), PostgresArray(rows.map(\.row.stage)),
+                PostgresArray(rows.map { Self.microsecondsAgo($0.row.startedAt, now: now) }),
+                PostgresArray(rows.map { Self.microsecondsAgo($0.row.finishedAt, now: now) }),
+            ])
+    }
+
+    /// `$1…$8` of both attempt statements: job, step, attempt, status, output, error class and message, retry delay.
+    private static func attemptColumns(_ rows: [JobBatch.AttemptRow], jobs: [String]) -> [(any PostgresEncodable)?] {
+        [
+            PostgresArray(jobs), PostgresArray(rows.map(\.step)), PostgresArray(rows.map(\.attempt)), PostgresArray(rows.map(\.status)),
+            PostgresArray(rows.map { $0.output?.description }), PostgresArray(rows.map { $0.error?.errorClass.rawValue }),
+            PostgresArray(rows.map { $0.error?.message }), PostgresArray(rows.map { $0.retryDelay.map { String($0.milliseconds) } }),
+        ]
+    }
+}

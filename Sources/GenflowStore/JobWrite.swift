@@ -1,0 +1,206 @@
+public import GenflowCore
+
+/// One change a daemon makes to a job it runs, under the lease it claimed the job with. Runs hand
+/// these to the daemon's writer, which applies the changes of many jobs together (`JobBatch`).
+public enum JobWrite: Sendable {
+    /// Attempts left `running` by a daemon that died become `interrupted` (a rescued job, first).
+    case interruptStaleRuns
+    /// An attempt starts: its row and `step.started` (after `job.started` for the job's first).
+    case startStep(step: String, stage: String, attempt: Int, policyAttempt: Int)
+    /// An attempt completed: its checkpoint (the step never runs again) and `step.completed`.
+    case completeStep(step: String, attempt: Int, output: JSON, duration: Duration)
+    /// A retryable failure: the attempt fails and the job waits in the database until the delay is over.
+    case scheduleRetry(step: String, attempt: Int, policyAttempt: Int, error: StepError, delay: Duration)
+    /// The job ends failed (cancelled for `.cancelled` errors), recording the failed attempt.
+    case failJob(step: String?, attempt: Int?, error: StepError, reason: String)
+    /// The job goes back to the queue (shutdown): the attempt is interrupted, any daemon may run it.
+    case release(step: String?, attempt: Int?)
+    /// `on_invalid`: the attempt fails and the checkpoints of `discard` are superseded, to run again.
+    case reask(step: String, attempt: Int, error: StepError, retryStep: String, discard: [String])
+    /// The job ends completed with `result`.
+    case completeJob(result: JSON)
+}
+
+/// The lease a write holds under: the daemon that claimed the job and the token of that claim.
+/// A claim changes the token, so a daemon whose lease was taken over cannot write, even if it
+/// claims the job again later.
+public struct Lease: Sendable, Hashable {
+    public var owner: String
+    public var token: Int64
+
+    public init(owner: String, token: Int64) {
+        self.owner = owner
+        self.token = token
+    }
+}
+
+/// The writes of many jobs merged into one row per job and table, ready for set-based statements
+/// (`StoreSession.apply`). Pure: no I/O. Writes of one job are merged in the order they were added;
+/// an attempt started and ended in one batch becomes one inserted row with its final state.
+public struct JobBatch: Sendable {
+    /// Everything one batch does to one job.
+    public struct Entry: Sendable {
+        public var job: Job
+        public var lease: Lease
+        /// The step the job is on after the batch (nil: unchanged).
+        var currentStep: String?
+        var addedAttempts = 0
+        var outcome: Outcome?
+        var interruptStaleRuns = false
+        /// Attempt rows first written in this batch.
+        var inserted: [AttemptRow] = []
+        /// Attempt rows written earlier, ended in this batch.
+        var ended: [AttemptRow] = []
+        /// Steps whose checkpoints are superseded (before this batch's inserts).
+        var superseded: [String] = []
+        /// Set when the job fails or is cancelled: its prompt's error.
+        var promptError: String?
+        var events: [NewEvent] = []
+        var wakesWorkers = false
+
+        init(job: Job, lease: Lease) {
+            self.job = job
+            self.lease = lease
+        }
+    }
+
+    /// How a batch ends a job's run.
+    enum Outcome: Sendable {
+        case completed(result: JSON)
+        case failed(status: JobStatus, error: JSON)
+        case waitingRetry(delay: Duration)
+        case released
+    }
+
+    /// One attempt row of `genflow.step_runs`.
+    struct AttemptRow: Sendable {
+        var step: String
+        var attempt: Int
+        var stage: String = ""
+        var status: String
+        var output: JSON?
+        var error: StepError?
+        var retryDelay: Duration?
+        /// When the daemon started and ended the attempt (rows carry these as "so long before the
+        /// flush", so the database's clock places them and the order of a job's attempts holds).
+        var startedAt: ContinuousClock.Instant?
+        var finishedAt: ContinuousClock.Instant?
+    }
+
+    /// The jobs of the batch, in the order their first write came.
+    public private(set) var entries: [Entry] = []
+    private var positions: [String: Int] = [:]
+
+    public init() {}
+
+    /// Rows the batch will write: what the writer caps per flush.
+    public private(set) var rowCount = 0
+
+    public var isEmpty: Bool { entries.isEmpty }
+
+    /// Adds writes for `job` under `lease`, after those already added for it, made at `instant`.
+    public mutating func add(_ writes: [JobWrite], for job: Job, lease: Lease, at instant: ContinuousClock.Instant = .now) {
+        let position = positions[job.id] ?? {
+            entries.append(Entry(job: job, lease: lease))
+            positions[job.id] = entries.count - 1
+            return entries.count - 1
+        }()
+        for write in writes { entries[position].apply(write, at: instant) }
+        rowCount += writes.count
+    }
+
+    /// A batch of the entries `keep` accepts.
+    public func filter(_ keep: (Entry) -> Bool) -> JobBatch {
+        var batch = JobBatch()
+        batch.entries = entries.filter(keep)
+        batch.positions = Dictionary(uniqueKeysWithValues: batch.entries.enumerated().map { ($1.job.id, $0) })
+        batch.rowCount = rowCount
+        return batch
+    }
+}
+
+extension JobBatch.Entry {
+    public var jobID: String { job.id }
+
+    private mutating func append(_ type: String, step: String? = nil, _ data: JSON) {
+        events.append(NewEvent(userID: job.userID, jobID: job.id, type: type, step: step, data: data))
+    }
+
+    /// Ends an attempt: the row inserted in this batch if there is one, else an update of the stored row.
+    private mutating func end(_ step: String, attempt: Int, status: String, at instant: ContinuousClock.Instant, output: JSON? = nil, error: StepError? = nil, retryDelay: Duration? = nil) {
+        if let index = inserted.lastIndex(where: { $0.step == step && $0.attempt == attempt }) {
+            inserted[index].status = status
+            inserted[index].output = output
+            inserted[index].error = error
+            inserted[index].retryDelay = retryDelay
+            inserted[index].finishedAt = instant
+        } else {
+            ended.append(JobBatch.AttemptRow(step: step, attempt: attempt, status: status, output: output, error: error, retryDelay: retryDelay, finishedAt: instant))
+        }
+    }
+
+    private static func errorData(_ error: StepError) -> JSON {
+        ["class": .string(error.errorClass.rawValue), "message": .string(error.message)]
+    }
+
+    mutating func apply(_ write: JobWrite, at instant: ContinuousClock.Instant) {
+        switch write {
+        case .interruptStaleRuns:
+            interruptStaleRuns = true
+
+        case .startStep(let step, let stage, let attempt, let policyAttempt):
+            if job.attempts == 0 {
+                append("job.started", ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)])
+            }
+            job.attempts += 1
+            addedAttempts += 1
+            currentStep = step
+            inserted.append(JobBatch.AttemptRow(step: step, attempt: attempt, stage: stage, status: "running", startedAt: instant))
+            append("step.started", step: step, ["attempt": .int(policyAttempt), "stage": .string(stage), "daemon": .string(lease.owner)])
+
+        case .completeStep(let step, let attempt, let output, let duration):
+            end(step, attempt: attempt, status: "completed", at: instant, output: output)
+            append("step.completed", step: step, ["duration_ms": .int(Int(duration.milliseconds))])
+
+        case .scheduleRetry(let step, let attempt, let policyAttempt, let error, let delay):
+            end(step, attempt: attempt, status: "failed", at: instant, error: error, retryDelay: delay)
+            outcome = .waitingRetry(delay: delay)
+            wakesWorkers = true
+            append("step.retrying", step: step, [
+                "attempt": .int(policyAttempt), "delay_ms": .int(Int(delay.milliseconds)), "error": Self.errorData(error),
+            ])
+
+        case .failJob(let step, let attempt, let error, let reason):
+            let isCancel = error.errorClass == .cancelled
+            if let step, let attempt {
+                end(step, attempt: attempt, status: isCancel ? "cancelled" : "failed", at: instant, error: error)
+            }
+            let errorJSON: JSON = [
+                "class": .string(error.errorClass.rawValue), "message": .string(error.message),
+                "step": step.map(JSON.string) ?? .null, "reason": .string(reason),
+            ]
+            outcome = .failed(status: isCancel ? .cancelled : .failed, error: errorJSON)
+            promptError = isCancel ? "cancelled" : "\(error.errorClass.rawValue): \(error.message)"
+            append(isCancel ? "job.cancelled" : "job.failed", step: step, ["error": errorJSON])
+
+        case .release(let step, let attempt):
+            if let step, let attempt { end(step, attempt: attempt, status: "interrupted", at: instant) }
+            outcome = .released
+            wakesWorkers = true
+            append("job.queued", step: step, ["released": true])
+
+        case .reask(let step, let attempt, let error, let retryStep, let discard):
+            end(step, attempt: attempt, status: "failed", at: instant, error: error)
+            // Checkpoints of this batch are superseded here; stored ones by the statement.
+            for index in inserted.indices where inserted[index].status == "completed" && discard.contains(inserted[index].step) {
+                inserted[index].status = "superseded"
+            }
+            superseded += discard
+            append("step.retrying", step: step, ["reason": "on_invalid", "retry_step": .string(retryStep), "error": Self.errorData(error)])
+
+        case .completeJob(let result):
+            outcome = .completed(result: result)
+            append("job.completed", ["pipeline": .string(job.pipeline)])
+        }
+    }
+}
