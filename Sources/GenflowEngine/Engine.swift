@@ -53,8 +53,6 @@ public final class Engine: Service, Sendable {
     struct RunningJob {
         var task: Task<Void, Never>?
         var stopReason: StopReason?
-        /// The claim token the run writes under.
-        var leaseToken: Int64
     }
 
     let store: JobStore
@@ -67,7 +65,9 @@ public final class Engine: Service, Sendable {
     /// Writes the state of every job this daemon runs, many jobs per commit.
     let writer: JobWriter
 
-    private let running = Mutex<[String: RunningJob]>([:])
+    /// Runs by claim: a job whose lease expired under a run of this daemon may be claimed again
+    /// here (a new token) while the old run is still stopping.
+    private let running = Mutex<[Claim: RunningJob]>([:])
     private let isDraining = Atomic<Bool>(false)
     private let claimWake = WakeSignal()
     private let heartbeatWake = WakeSignal()
@@ -81,8 +81,8 @@ public final class Engine: Service, Sendable {
         self.logger = logger
         owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8).lowercased())"
         writer = JobWriter(store: store, logger: logger)
-        writer.onStop { [weak self] id, error in
-            self?.stop(id, error is LeaseLost ? .leaseLost : .writesStopped(error))
+        writer.onStop { [weak self] claim, error in
+            self?.stop(claim, error is LeaseLost ? .leaseLost : .writesStopped(error))
         }
     }
 
@@ -145,8 +145,8 @@ public final class Engine: Service, Sendable {
     }
 
     private func start(_ claimed: ClaimedJob) {
-        let id = claimed.job.id
-        running.withLock { $0[id] = RunningJob(leaseToken: claimed.job.leaseToken) }
+        let id = Claim(claimed.job)
+        running.withLock { $0[id] = RunningJob() }
         let task = Task {
             await self.execute(claimed)
             self.writer.forget(id)
@@ -174,16 +174,16 @@ public final class Engine: Service, Sendable {
         }
     }
 
-    /// Why `jobID` is being stopped, if it is.
-    func stopReason(_ jobID: String) -> StopReason? {
-        running.withLock { $0[jobID]?.stopReason }
+    /// Why the run of `claim` is being stopped, if it is.
+    func stopReason(_ claim: Claim) -> StopReason? {
+        running.withLock { $0[claim]?.stopReason }
     }
 
-    func stop(_ jobID: String, _ reason: StopReason) {
+    func stop(_ claim: Claim, _ reason: StopReason) {
         let task = running.withLock { jobs -> Task<Void, Never>? in
-            guard jobs[jobID] != nil, jobs[jobID]?.stopReason == nil else { return nil }
-            jobs[jobID]?.stopReason = reason
-            return jobs[jobID]?.task
+            guard jobs[claim] != nil, jobs[claim]?.stopReason == nil else { return nil }
+            jobs[claim]?.stopReason = reason
+            return jobs[claim]?.task
         }
         task?.cancel()
     }
@@ -194,16 +194,16 @@ public final class Engine: Service, Sendable {
         while !Task.isCancelled {
             await heartbeatWake.wait(timeout: configuration.lease / 3)
             if Task.isCancelled { return }
-            let local = running.withLock { $0.mapValues(\.leaseToken) }
+            let local = running.withLock { Array($0.keys) }
             guard !local.isEmpty else { continue }
             do {
                 let owner = owner, lease = configuration.lease
                 let held = Dictionary(try await store.write { try $0.heartbeat(owner: owner, lease: lease) }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-                for (id, token) in local {
-                    if let job = held[id], job.token == token {
-                        if job.cancelRequested { stop(id, .cancelRequested) }
-                    } else if running.withLock({ $0[id] != nil }) {
-                        stop(id, .leaseLost)
+                for claim in local {
+                    if let job = held[claim.jobID], job.token == claim.token {
+                        if job.cancelRequested { stop(claim, .cancelRequested) }
+                    } else if running.withLock({ $0[claim] != nil }) {
+                        stop(claim, .leaseLost)
                     }
                 }
             } catch {

@@ -76,7 +76,7 @@ struct JobRun {
                 index += 1
                 continue
             }
-            if let reason = engine.stopReason(job.id) {
+            if let reason = engine.stopReason(Claim(job)) {
                 try await stop(job, reason: reason, step: nil, attempt: nil)
                 return
             }
@@ -135,7 +135,7 @@ struct JobRun {
                 index += 1
 
             case .failure(let error):
-                if let reason = engine.stopReason(job.id) {
+                if let reason = engine.stopReason(Claim(job)) {
                     try await stop(job, reason: reason, step: step.id, attempt: attempt)
                     return
                 }

@@ -31,13 +31,22 @@ final class JobWriter: Sendable {
         var queue: [Submission] = []
         var queuedRows = 0
         var isFlushing = false
-        /// Jobs whose writes can no longer be made, and why (`LeaseLost`, or the database's error).
-        var stopped: [String: any Error] = [:]
+        /// Claims whose writes can no longer be made, and why (`LeaseLost`, or the database's error).
+        var stopped: [Claim: any Error] = [:]
         var backlogWaiters: [CheckedContinuation<Void, Never>] = []
+        var statistics = Statistics()
+    }
+
+    /// What the writer has done since it started.
+    struct Statistics {
+        var flushes = 0
+        var writes = 0
+        /// Batches the database refused, applied again job by job.
+        var isolated = 0
     }
 
     private let state = Mutex(State())
-    private let stopHandler = Mutex<(@Sendable (String, any Error) -> Void)?>(nil)
+    private let stopHandler = Mutex<(@Sendable (Claim, any Error) -> Void)?>(nil)
     private let store: JobStore
     private let logger: Logger
     /// Most writes one flush applies.
@@ -52,8 +61,8 @@ final class JobWriter: Sendable {
         self.backlog = backlog
     }
 
-    /// Called with a job's id when its writes stopped holding (lease lost, refused, flush failed).
-    func onStop(_ handler: @escaping @Sendable (String, any Error) -> Void) {
+    /// Called with a claim when its writes stopped holding (lease lost, refused, flush failed).
+    func onStop(_ handler: @escaping @Sendable (Claim, any Error) -> Void) {
         stopHandler.withLock { $0 = handler }
     }
 
@@ -69,10 +78,15 @@ final class JobWriter: Sendable {
         try await enqueue(writes, for: job, lease: lease, wait: true)
     }
 
-    /// The run of `jobID` ended: forget why its writes stopped, if they did.
-    func forget(_ jobID: String) {
-        state.withLock { _ = $0.stopped.removeValue(forKey: jobID) }
+    /// The run of `claim` ended: forget why its writes stopped, if they did.
+    func forget(_ claim: Claim) {
+        state.withLock { _ = $0.stopped.removeValue(forKey: claim) }
     }
+
+    var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// Submissions waiting for a flush.
+    var queuedCount: Int { state.withLock { $0.queue.count } }
 
     private func enqueue(_ writes: [JobWrite], for job: Job, lease: Lease, wait: Bool) async throws {
         if state.withLock({ $0.queuedRows >= backlog }) {
@@ -91,7 +105,7 @@ final class JobWriter: Sendable {
                 add(Submission(job: job, lease: lease, writes: writes, at: at, waiter: continuation))
             }
         } else {
-            let refused = state.withLock { $0.stopped[job.id] }
+            let refused = state.withLock { $0.stopped[Claim(job)] }
             if let refused { throw refused }
             add(Submission(job: job, lease: lease, writes: writes, at: at, waiter: nil))
         }
@@ -100,7 +114,7 @@ final class JobWriter: Sendable {
     private func add(_ submission: Submission) {
         enum Next { case refuse(any Error), flush, none }
         let next = state.withLock { state -> Next in
-            if let refused = state.stopped[submission.job.id] { return .refuse(refused) }
+            if let refused = state.stopped[Claim(submission.job)] { return .refuse(refused) }
             state.queue.append(submission)
             state.queuedRows += submission.writes.count
             guard !state.isFlushing else { return .none }
@@ -126,6 +140,10 @@ final class JobWriter: Sendable {
                 let taken = Array(state.queue.prefix(count))
                 state.queue.removeFirst(count)
                 state.queuedRows -= rows
+                if !taken.isEmpty {
+                    state.statistics.flushes += 1
+                    state.statistics.writes += rows
+                }
                 if taken.isEmpty { state.isFlushing = false }
                 var released: [CheckedContinuation<Void, Never>] = []
                 if state.queuedRows < backlog { swap(&released, &state.backlogWaiters) }
@@ -145,8 +163,7 @@ final class JobWriter: Sendable {
 
     private func flush(_ taken: [Submission]) async {
         do {
-            let held = try await store.apply(Self.batch(taken))
-            finish(taken, held: held)
+            finish(taken, held: try await store.apply(Self.batch(taken)))
         } catch let error as PostgresError where !error.isConnectionFailure {
             await isolate(taken, after: error)
         } catch {
@@ -160,6 +177,7 @@ final class JobWriter: Sendable {
     /// A batch the database refused: each job's writes again on their own, so one bad row fails
     /// only its job.
     private func isolate(_ taken: [Submission], after error: PostgresError) async {
+        state.withLock { $0.statistics.isolated += 1 }
         var byJob: [String: [Submission]] = [:]
         var order: [String] = []
         for submission in taken {
@@ -203,14 +221,14 @@ final class JobWriter: Sendable {
         }
     }
 
-    private func finish(_ submissions: [Submission], held: Set<String>) {
+    private func finish(_ submissions: [Submission], held: Set<Claim>) {
         var lost: [String] = []
-        for submission in submissions where held.contains(submission.job.id) {
+        for submission in submissions where held.contains(Claim(submission.job)) {
             submission.waiter?.resume()
         }
-        for submission in submissions where !held.contains(submission.job.id) {
+        for submission in submissions where !held.contains(Claim(submission.job)) {
             let error = LeaseLost(jobID: submission.job.id)
-            if markStopped(submission.job.id, error) { lost.append(submission.job.id) }
+            if markStopped(Claim(submission.job), error) { lost.append(submission.job.id) }
             submission.waiter?.resume(throwing: error)
         }
         if !lost.isEmpty {
@@ -220,19 +238,19 @@ final class JobWriter: Sendable {
 
     private func finish(_ submissions: [Submission], failed error: any Error) {
         for submission in submissions {
-            _ = markStopped(submission.job.id, error)
+            _ = markStopped(Claim(submission.job), error)
             submission.waiter?.resume(throwing: error)
         }
     }
 
-    /// Records why a job's writes stopped; tells the engine the first time. Returns whether it was the first.
-    private func markStopped(_ jobID: String, _ error: any Error) -> Bool {
+    /// Records why a claim's writes stopped; tells the engine the first time. Returns whether it was the first.
+    private func markStopped(_ claim: Claim, _ error: any Error) -> Bool {
         let isFirst = state.withLock { state in
-            guard state.stopped[jobID] == nil else { return false }
-            state.stopped[jobID] = error
+            guard state.stopped[claim] == nil else { return false }
+            state.stopped[claim] = error
             return true
         }
-        if isFirst { stopHandler.withLock { $0 }?(jobID, error) }
+        if isFirst { stopHandler.withLock { $0 }?(claim, error) }
         return isFirst
     }
 }

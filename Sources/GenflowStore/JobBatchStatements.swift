@@ -3,24 +3,24 @@ public import GenflowPostgres
 
 extension JobStore {
     /// Applies `batch` in one transaction: one statement per kind of change (arrays through
-    /// `unnest`), one NOTIFY per channel with the COMMIT. Returns the ids of the jobs whose lease
-    /// held; the writes of the others were dropped by the statements, not failed.
-    public func apply(_ batch: JobBatch) async throws -> Set<String> {
+    /// `unnest`), one NOTIFY per channel with the COMMIT. Returns the claims whose lease held; the
+    /// writes of the others were dropped by the statements, not failed.
+    public func apply(_ batch: JobBatch) async throws -> Set<Claim> {
         guard !batch.isEmpty else { return [] }
         return try await write { try $0.apply(batch) }
     }
 }
 
 extension StoreSession {
-    /// Applies `batch` in this transaction (`JobStore.apply`); returns the jobs whose lease held.
+    /// Applies `batch` in this transaction (`JobStore.apply`); returns the claims whose lease held.
     ///
     /// The first statement locks the batch's jobs in id order (so flushes of several daemons
     /// cannot deadlock), keeps those still held under the batch's lease (owner and claim token)
     /// and updates them; every later statement writes only for those.
-    public func apply(_ batch: JobBatch) throws -> Set<String> {
+    public func apply(_ batch: JobBatch) throws -> Set<Claim> {
         let now = ContinuousClock.now
         let held = try updateJobs(batch.entries)
-        let entries = batch.entries.filter { held.contains($0.jobID) }
+        let entries = batch.entries.filter { held.contains($0.claim) }
         guard !entries.isEmpty else { return held }
 
         let stale = entries.filter(\.interruptStaleRuns).map(\.jobID)
@@ -53,7 +53,7 @@ extension StoreSession {
 
     /// Locks the jobs in id order, keeps those held under their entry's lease and records the
     /// step they are on, attempts made and, for a run that ends, the job's new state.
-    private func updateJobs(_ entries: [JobBatch.Entry]) throws -> Set<String> {
+    private func updateJobs(_ entries: [JobBatch.Entry]) throws -> Set<Claim> {
         var status: [String?] = [], result: [String?] = [], error: [String?] = [], delay: [String?] = []
         for entry in entries {
             switch entry.outcome {
@@ -76,7 +76,7 @@ extension StoreSession {
                 SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::jsonb[], $9::bigint[])
                     AS i(id, token, step, added, status, result, error, delay_ms)
             ), held AS MATERIALIZED (
-                SELECT j.id FROM genflow.jobs j JOIN input i ON i.id = j.id
+                SELECT j.id, i.token FROM genflow.jobs j JOIN input i ON i.id = j.id
                 WHERE j.lease_owner = $1 AND j.lease_token = i.token AND j.status = 'running'
                 ORDER BY j.id FOR UPDATE OF j
             )
@@ -92,14 +92,16 @@ extension StoreSession {
                 lease_owner = CASE WHEN i.status IS NULL THEN j.lease_owner END,
                 lease_expires_at = CASE WHEN i.status IS NULL THEN j.lease_expires_at END,
                 updated_at = now()
-            FROM input i, held h WHERE j.id = i.id AND h.id = i.id
-            RETURNING j.id::text AS id
+            FROM input i JOIN held h ON h.id = i.id AND h.token = i.token WHERE j.id = i.id
+            RETURNING j.id::text AS id, i.token
             """, [
                 owner, PostgresArray(entries.map(\.jobID)), PostgresArray(entries.map(\.lease.token)),
                 PostgresArray(entries.map(\.currentStep)), PostgresArray(entries.map(\.addedAttempts)),
                 PostgresArray(status), PostgresArray(result), PostgresArray(error), PostgresArray(delay),
             ]).rows
-        return Set(rows.compactMap { $0["id"] })
+        return Set(rows.compactMap { row in
+            row["id"].map { Claim(jobID: $0, token: row.decode("token") ?? -1) }
+        })
     }
 
     /// Microseconds from `instant` to `now` (0 when unknown): where the database's clock places it.

@@ -34,7 +34,24 @@ public struct Lease: Sendable, Hashable {
     }
 }
 
-/// The writes of many jobs merged into one row per job and table, ready for set-based statements
+/// One claim of a job: the job and the lease token it was claimed with. A daemon may claim a job
+/// again (a new token) while its earlier run of it is still stopping: the two runs' writes are
+/// kept apart, and only the newer claim's hold.
+public struct Claim: Hashable, Sendable {
+    public var jobID: String
+    public var token: Int64
+
+    public init(jobID: String, token: Int64) {
+        self.jobID = jobID
+        self.token = token
+    }
+
+    public init(_ job: Job) {
+        self.init(jobID: job.id, token: job.leaseToken)
+    }
+}
+
+/// The writes of many claims merged into one row per claim and table, ready for set-based statements
 /// (`StoreSession.apply`). Pure: no I/O. Writes of one job are merged in the order they were added;
 /// an attempt started and ended in one batch becomes one inserted row with its final state.
 public struct JobBatch: Sendable {
@@ -87,9 +104,9 @@ public struct JobBatch: Sendable {
         var finishedAt: ContinuousClock.Instant?
     }
 
-    /// The jobs of the batch, in the order their first write came.
+    /// The claims of the batch, in the order their first write came.
     public private(set) var entries: [Entry] = []
-    private var positions: [String: Int] = [:]
+    private var positions: [Claim: Int] = [:]
 
     public init() {}
 
@@ -98,11 +115,12 @@ public struct JobBatch: Sendable {
 
     public var isEmpty: Bool { entries.isEmpty }
 
-    /// Adds writes for `job` under `lease`, after those already added for it, made at `instant`.
+    /// Adds writes for `job` under `lease`, after those already added for that claim, made at `instant`.
     public mutating func add(_ writes: [JobWrite], for job: Job, lease: Lease, at instant: ContinuousClock.Instant = .now) {
-        let position = positions[job.id] ?? {
+        let claim = Claim(jobID: job.id, token: lease.token)
+        let position = positions[claim] ?? {
             entries.append(Entry(job: job, lease: lease))
-            positions[job.id] = entries.count - 1
+            positions[claim] = entries.count - 1
             return entries.count - 1
         }()
         for write in writes { entries[position].apply(write, at: instant) }
@@ -113,7 +131,7 @@ public struct JobBatch: Sendable {
     public func filter(_ keep: (Entry) -> Bool) -> JobBatch {
         var batch = JobBatch()
         batch.entries = entries.filter(keep)
-        batch.positions = Dictionary(uniqueKeysWithValues: batch.entries.enumerated().map { ($1.job.id, $0) })
+        batch.positions = Dictionary(uniqueKeysWithValues: batch.entries.enumerated().map { ($1.claim, $0) })
         batch.rowCount = rowCount
         return batch
     }
@@ -121,6 +139,7 @@ public struct JobBatch: Sendable {
 
 extension JobBatch.Entry {
     public var jobID: String { job.id }
+    public var claim: Claim { Claim(jobID: job.id, token: lease.token) }
 
     private mutating func append(_ type: String, step: String? = nil, _ data: JSON) {
         events.append(NewEvent(userID: job.userID, jobID: job.id, type: type, step: step, data: data))

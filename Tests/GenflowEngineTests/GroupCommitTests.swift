@@ -1,0 +1,280 @@
+import Foundation
+import GenflowCore
+@testable import GenflowEngine
+import GenflowPostgres
+@testable import GenflowStore
+import Logging
+import Synchronization
+import Testing
+
+private let tiny = """
+    name: tiny
+    steps:
+      - id: only
+        stage: test.step
+        with: {output: "{{input.n}}"}
+    input:
+      properties:
+        n: {type: integer, default: 0}
+    """
+
+private let napper = """
+    name: napper
+    steps:
+      - id: nap
+        stage: test.step
+        with: {sleep: "{{input.sleep}}", record: "{{input.record}}"}
+    input:
+      properties:
+        sleep: {type: string, default: 1s}
+        record: {type: string, default: /dev/null}
+    """
+
+/// Three steps: pure, with an outside effect (a record file), pure.
+private func mixed(record: String) -> String {
+    """
+    name: mixed
+    steps:
+      - id: a
+        stage: test.step
+        with: {output: "{{input.n}}"}
+      - id: b
+        stage: test.step
+        with: {record: \(record), output: "{{steps.a.output.output}}"}
+      - id: c
+        stage: test.step
+        with: {output: "{{steps.b.output.output}}"}
+    input:
+      properties:
+        n: {type: integer, default: 0}
+    """
+}
+
+extension Harness {
+    /// Submits `count` jobs of `pipeline` and claims them all for `owner`.
+    func claimed(_ pipeline: String, count: Int, owner: String) async throws -> [Job] {
+        for index in 0..<count { try await submit(pipeline, input: ["n": .int(index)]) }
+        let claimed = try await store.write { try $0.claim(owner: owner, limit: count, lease: .seconds(30), runningPerUser: nil) }
+        #expect(claimed.count == count)
+        return claimed.map(\.job)
+    }
+
+    /// Takes `job` away from its daemon as a rescuer would: its lease expires and `owner` claims it.
+    func takeOver(_ job: Job, owner: String) async throws -> Job {
+        _ = try await query("UPDATE genflow.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1::uuid", [job.id])
+        let claimed = try await store.write { try $0.claim(owner: owner, limit: 10, lease: .seconds(30), runningPerUser: nil) }
+        return try #require(claimed.first { $0.job.id == job.id }?.job)
+    }
+
+    func count(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> Int {
+        try await query(sql, parameters).first?.decode("n", as: Int.self) ?? -1
+    }
+}
+
+/// The writes of a whole one-step run: start, checkpoint, end.
+private func wholeRun(_ job: Job, output: JSON = "ok") -> [JobWrite] {
+    [
+        .startStep(step: "only", stage: "test.step", attempt: 1, policyAttempt: 1),
+        .completeStep(step: "only", attempt: 1, output: output, duration: .milliseconds(3)),
+        .completeJob(result: ["only": output]),
+    ]
+}
+
+@Suite("Group commit: one writer, many jobs per statement", .serialized)
+struct GroupCommitTests {
+    @Test("a batch merges each job's writes: an attempt started and ended in it is one row in its final state, in order")
+    func merging() async throws {
+        let harness = try await Harness.make(pipelines: ["tiny": tiny])
+        let jobs = try await harness.claimed("tiny", count: 2, owner: "a")
+        var batch = JobBatch()
+        let lease = { (job: Job) in Lease(owner: "a", token: job.leaseToken) }
+        batch.add(wholeRun(jobs[0]), for: jobs[0], lease: lease(jobs[0]))
+        batch.add([.startStep(step: "only", stage: "test.step", attempt: 1, policyAttempt: 1)], for: jobs[1], lease: lease(jobs[1]))
+        let first = try #require(batch.entries.first)
+        #expect(batch.entries.count == 2)
+        #expect(first.inserted.count == 1 && first.ended.isEmpty)
+        #expect(first.inserted.first?.status == "completed" && first.inserted.first?.output == "ok")
+        #expect(first.events.map(\.type) == ["job.started", "step.started", "step.completed", "job.completed"])
+        #expect(try await harness.store.apply(batch) == Set(jobs.map(Claim.init)))
+
+        // The second job's attempt was written running; its end is now an update of that row.
+        var next = JobBatch()
+        next.add([.completeStep(step: "only", attempt: 1, output: 1, duration: .milliseconds(5)), .completeJob(result: [:])], for: jobs[1], lease: lease(jobs[1]))
+        #expect(next.entries.first?.ended.count == 1 && next.entries.first?.inserted.isEmpty == true)
+        #expect(try await harness.store.apply(next) == [Claim(jobs[1])])
+        for job in jobs {
+            #expect(try await harness.job(job.id).status == .completed)
+            let runs = try await harness.runs(job.id)
+            #expect(runs.map(\.status) == ["completed"])
+            #expect(runs.first.map { $0.startedAt <= ($0.finishedAt ?? "") } == true)
+            #expect(try await harness.events(job.id).map(\.type) == ["job.queued", "job.started", "step.started", "step.completed", "job.completed"])
+        }
+    }
+
+    @Test("a lease taken away before the batch commits: that job's writes are dropped and reported, the others commit")
+    func fencing() async throws {
+        let harness = try await Harness.make(pipelines: ["tiny": tiny])
+        let jobs = try await harness.claimed("tiny", count: 3, owner: "daemon-a")
+        let stolen = try await harness.takeOver(jobs[1], owner: "daemon-b")
+        #expect(stolen.leaseToken == jobs[1].leaseToken + 1)
+
+        var batch = JobBatch()
+        for job in jobs { batch.add(wholeRun(job), for: job, lease: Lease(owner: "daemon-a", token: job.leaseToken)) }
+        let held = try await harness.store.apply(batch)
+        #expect(held == [Claim(jobs[0]), Claim(jobs[2])])
+        for job in [jobs[0], jobs[2]] {
+            #expect(try await harness.job(job.id).status == .completed)
+            #expect(try await harness.runs(job.id).map(\.status) == ["completed"])
+        }
+        let kept = try await harness.job(jobs[1].id)
+        #expect(kept.status == .running && kept.leaseToken == stolen.leaseToken)
+        #expect(try await harness.runs(jobs[1].id).isEmpty)
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.events WHERE job_id = $1::uuid AND type <> 'job.queued'", [jobs[1].id]) == 0)
+
+        // A daemon that claimed the job again while its old run still writes (both runs' writes in
+        // one batch): the two claims stay apart and only the newest token writes.
+        var both = JobBatch()
+        both.add(wholeRun(stolen, output: "old"), for: jobs[1], lease: Lease(owner: "daemon-b", token: jobs[1].leaseToken))
+        both.add(wholeRun(stolen, output: "new"), for: stolen, lease: Lease(owner: "daemon-b", token: stolen.leaseToken))
+        #expect(both.entries.count == 2)
+        #expect(try await harness.store.apply(both) == [Claim(stolen)])
+        #expect(try await harness.job(stolen.id).status == .completed)
+        #expect(try await harness.runs(stolen.id).map(\.output) == ["new"])
+    }
+
+    @Test("a batch with one value the database refuses fails only that job, with the database's error; the others commit")
+    func badRow() async throws {
+        let harness = try await Harness.make(pipelines: ["tiny": tiny])
+        let jobs = try await harness.claimed("tiny", count: 4, owner: "w")
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let writer = JobWriter(store: harness.store, logger: logger)
+        let stopped = Mutex<[String]>([])
+        writer.onStop { claim, _ in stopped.withLock { $0.append(claim.jobID) } }
+        @Sendable func lease(_ job: Job) -> Lease { Lease(owner: "w", token: job.leaseToken) }
+
+        // Hold the first flush on a row lock, so the next three jobs' writes queue up as one batch.
+        let blocker = try PostgresConnection(harness.url)
+        try blocker.execute("BEGIN")
+        try blocker.query("SELECT 1 FROM genflow.jobs WHERE id = $1::uuid FOR UPDATE", [jobs[0].id])
+        let first = Task { try await writer.commit(wholeRun(jobs[0]), for: jobs[0], lease: lease(jobs[0])) }
+        while try await harness.count("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") == 0 {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        // jsonb cannot hold U+0000: PostgreSQL refuses this output, as it would a model reply carrying one.
+        let outputs: [JSON] = ["fine", .string("bad \u{0} byte"), "fine too"]
+        let rest = (1...3).map { index in
+            Task { () -> (any Error)? in
+                do {
+                    try await writer.commit(wholeRun(jobs[index], output: outputs[index - 1]), for: jobs[index], lease: lease(jobs[index]))
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+        }
+        while writer.queuedCount < 3 { try await Task.sleep(for: .milliseconds(5)) }
+        try blocker.execute("COMMIT")
+        try await first.value
+        let errors = await rest.asyncMap { await $0.value }
+
+        #expect(errors[0] == nil && errors[2] == nil)
+        let refused = try #require(errors[1] as? WriteRefused)
+        #expect(refused.jobID == jobs[2].id)
+        #expect(stopped.withLock { $0 } == [jobs[2].id])
+        #expect(writer.statistics.isolated == 1, "the three jobs were one batch, applied again job by job")
+        for index in [0, 1, 3] { #expect(try await harness.job(jobs[index].id).status == .completed) }
+        let failed = try await harness.job(jobs[2].id)
+        #expect(failed.status == .failed)
+        #expect(failed.error?["class"] == "internal" && failed.error?["reason"] == "database")
+        let message = failed.error?["message"]?.stringValue ?? ""
+        #expect(message.contains("the database refused this job's writes") && message.contains("22P05"), "\(message)")
+        #expect(try await harness.events(jobs[2].id).map(\.type).last == "job.failed")
+    }
+
+    @Test("a lease taken over while a step runs: the engine's writes for that job are dropped and its run stops; the other jobs complete")
+    func leaseLostMidStep() async throws {
+        let harness = try await Harness.make(pipelines: ["napper": napper])
+        let engine = harness.engine(workers: 4)
+        try await harness.running(engine) {
+            var jobs: [Job] = []
+            for _ in 0..<4 { jobs.append(try await harness.submit("napper", input: ["sleep": "1500ms"])) }
+            while try await harness.count("SELECT count(*)::int AS n FROM genflow.step_runs WHERE status = 'running'") < 4 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let stolen = try await harness.takeOver(jobs[0], owner: "thief")
+            for job in jobs.dropFirst() { #expect(try await harness.wait(for: job.id).status == .completed) }
+            while engine.runningCount > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            let kept = try await harness.job(stolen.id)
+            #expect(kept.status == .running && kept.leaseToken == stolen.leaseToken)
+            #expect(try await harness.runs(stolen.id).map(\.status) == ["running"], "the old owner's checkpoint was not written")
+            #expect(try await harness.events(stolen.id).map(\.type).contains("step.completed") == false)
+        }
+    }
+
+    @Test("two engines on one database while leases are taken over all the time: no deadlock, every job completed once, every step checkpointed once")
+    func twoEnginesOverlapping() async throws {
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-overlap-\(UUID().uuidString)").path
+        let harness = try await Harness.make(pipelines: ["mixed": mixed(record: record)])
+        let total = 1_500
+        let database = try #require(harness.url.split(separator: "/").last?.split(separator: "?").first.map(String.init))
+        let deadlocksBefore = try await harness.count("SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = $1", [database])
+        let pipeline = try #require(harness.catalog.pipeline(named: "mixed"))
+        try await harness.store.write { session in
+            try session.recordPipelineVersion(name: pipeline.name, version: pipeline.version, definition: pipeline.canonical, file: pipeline.file)
+            for index in 0..<total {
+                _ = try session.submit(JobSubmission(pipeline: "mixed", pipelineVersion: pipeline.version, userID: "u\(index % 5)", input: ["n": .int(index)]))
+            }
+        }
+        let first = harness.engine(workers: 24), second = harness.engine(workers: 24)
+        // A rescuer's view of the world: running jobs' leases expire under their daemons, so the
+        // other engine (or the same one) claims them with a new token while the old run still writes.
+        let thief = Task {
+            while !Task.isCancelled {
+                _ = try? await harness.query("""
+                    UPDATE genflow.jobs SET lease_expires_at = now() - interval '1 second'
+                    WHERE id IN (SELECT id FROM genflow.jobs WHERE status = 'running' AND rescues = 0 ORDER BY random() LIMIT 3)
+                    """)
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        try await harness.running(first) {
+            try await harness.running(second) {
+                let deadline = ContinuousClock.now + .seconds(120)
+                while ContinuousClock.now < deadline,
+                      try await harness.count("SELECT count(*)::int AS n FROM genflow.jobs WHERE status NOT IN ('completed', 'failed', 'cancelled')") > 0 {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+        thief.cancel()
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.jobs WHERE status = 'completed'") == total)
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.jobs WHERE rescues > 0") > 0, "no lease was ever taken over")
+        let perStep = try await harness.query("""
+            SELECT count(*)::int AS n FROM (SELECT job_id, step_id FROM genflow.step_runs WHERE status = 'completed' GROUP BY 1, 2 HAVING count(*) = 1) once
+            """).first?.decode("n", as: Int.self)
+        let odd = try await harness.query("""
+            SELECT job_id::text, step_id, attempt, status, genflow.iso(started_at) AS s, genflow.iso(finished_at) AS f FROM genflow.step_runs
+            WHERE job_id IN (SELECT job_id FROM genflow.step_runs WHERE status = 'running'
+                UNION SELECT j.id FROM genflow.jobs j, (VALUES ('a'), ('b'), ('c')) AS v(step)
+                WHERE (SELECT count(*) FROM genflow.step_runs r WHERE r.job_id = j.id AND r.step_id = v.step AND r.status = 'completed') <> 1)
+            ORDER BY job_id, started_at
+            """).map { $0.values.map { $0 ?? "-" }.joined(separator: " ") }
+        #expect(perStep == total * 3, "every step of every job has exactly one checkpoint: \(odd.joined(separator: "\n"))")
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.step_runs WHERE status = 'running'") == 0)
+        let completedEvents = try await harness.query("""
+            SELECT count(*)::int AS n, count(DISTINCT job_id)::int AS jobs FROM genflow.events WHERE type = 'job.completed'
+            """).first
+        #expect(completedEvents?.decode("n", as: Int.self) == total && completedEvents?.decode("jobs", as: Int.self) == total)
+        let deadlocksAfter = try await harness.count("SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = $1", [database])
+        #expect(deadlocksAfter == deadlocksBefore, "PostgreSQL reported deadlocks")
+    }
+}
+
+extension Array {
+    fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}
