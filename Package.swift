@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "GenflowStages",
             dependencies: [
-                "GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowStore", "GenflowConfig", "GenflowProviders",
+                "GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowConfig", "GenflowHTTPClient", "GenflowProviders",
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "GenflowPlugins",
             dependencies: [
-                "GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStore",
+                "GenflowCore", "GenflowYAML", "GenflowPipeline",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -69,10 +69,10 @@ public enum Daemon {
         let applied = try await pool.withConnection { try Migrations.migrate($0) }
         if !applied.isEmpty { logger.notice("applied database migrations", metadata: ["genflow.versions": "\(applied)"]) }
 
-        let plugins = await PluginSet.load(directory: config.pluginsDir, store: store, start: true, reserved: BuiltinStages.names, logger: logger)
+        let plugins = await PluginSet.load(directory: config.pluginsDir, start: true, reserved: BuiltinStages.names, logger: logger)
         for failure in plugins.failures { logger.error("plugin not loaded: \(failure)") }
         let registry = BuiltinStages.makeRegistry(
-            providers: config.providers, store: store, stateDirectory: config.stateDir, testStages: testStagesEnabled, plugins: plugins.stages
+            providers: config.providers, stateDirectory: config.stateDir, testStages: testStagesEnabled, plugins: plugins.stages
         )
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         try await reload(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger)

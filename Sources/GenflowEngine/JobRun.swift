@@ -109,20 +109,21 @@ struct JobRun {
             }
 
             let start = JobWrite.startStep(step: step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt)
-            let callsOut = stage.hasOutsideEffects(config)
-            if callsOut {
+            if stage.hasOutsideEffects(config) {
                 try await commit(job, start)
             } else {
                 try await submit(job, start)
             }
             job.attempts += 1
             let attemptStart = ContinuousClock.now
+            let records = AttemptRecords(writer: engine.writer, store: store, job: job, lease: lease, step: step.id)
             let context = StageContext(
                 config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id,
                 attempt: policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback[step.id],
                 previous: pipeline.steps[..<index].compactMap { earlier in
                     outputs[earlier.id].map { StageContext.PreviousStep(id: earlier.id, stage: earlier.stage, output: $0) }
-                }
+                },
+                records: records
             )
             let result = await Self.invoke(stage, context)
             let duration = ContinuousClock.now - attemptStart
@@ -131,7 +132,7 @@ struct JobRun {
             switch result {
             case .success(let output):
                 outputs[step.id] = output
-                try await submit(job, .completeStep(step: step.id, attempt: attempt, output: output, duration: duration))
+                try await submit(job, .completeStep(step: step.id, attempt: attempt, output: output, duration: duration, records: records.checkpointRecords))
                 index += 1
 
             case .failure(let error):

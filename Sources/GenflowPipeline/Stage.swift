@@ -46,6 +46,9 @@ public struct StageContext: Sendable {
     public var feedback: JSON?
     /// The outputs of the steps that ran before this one, in pipeline order.
     public var previous: [PreviousStep]
+    /// The job's records (events, prompts, canvases, images, tokens, the response cache), through
+    /// the engine.
+    public var records: any StageRecords
 
     /// A completed earlier step.
     public struct PreviousStep: Sendable {
@@ -67,10 +70,11 @@ public struct StageContext: Sendable {
 
     public init(
         config: JSON, input: JSON, jobID: String, userID: String, stepID: String, attempt: Int, timeout: Duration,
-        feedback: JSON? = nil, previous: [PreviousStep] = []
+        feedback: JSON? = nil, previous: [PreviousStep] = [], records: any StageRecords = NoRecords()
     ) {
         self.feedback = feedback
         self.previous = previous
+        self.records = records
         self.config = config
         self.input = input
         self.jobID = jobID

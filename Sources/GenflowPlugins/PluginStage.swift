@@ -1,7 +1,6 @@
 public import GenflowCore
 public import Logging
 public import GenflowPipeline
-public import GenflowStore
 internal import Foundation
 internal import Synchronization
 
@@ -10,31 +9,29 @@ internal import Synchronization
 public struct PluginStage: Stage {
     public let descriptor: StageDescriptor
     let slot: PluginSlot
-    let store: JobStore?
 
-    init(spec: PluginManifest.StageSpec, slot: PluginSlot, store: JobStore?) {
+    init(spec: PluginManifest.StageSpec, slot: PluginSlot) {
         descriptor = StageDescriptor(name: spec.name, summary: spec.description, config: spec.config, origin: "plugin \(slot.current.manifest.name)")
         self.slot = slot
-        self.store = store
     }
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         // Events that arrive while the last ones are being written go out together, in order.
-        let events = BatchQueue<NewEvent>()
+        let events = BatchQueue<StageEvent>()
         let (user, job, step) = (context.userID, context.jobID, context.stepID)
         let observer = PluginProcess.Observer(
             progress: { fraction, message in
-                events.add(NewEvent(userID: user, jobID: job, type: "step.progress", step: step, data: [
+                events.add(StageEvent(type: "step.progress", data: [
                     "fraction": fraction.map(JSON.double) ?? .null, "message": message.map(JSON.string) ?? .null,
                 ]))
             },
-            event: { name, data in events.add(NewEvent(userID: user, jobID: job, type: name, step: step, data: data)) }
+            event: { name, data in events.add(StageEvent(type: name, data: data)) }
         )
-        let store = store
+        let records = context.records
         let writer = Task {
             while let batch = await events.next() {
                 // Progress is best effort: a failed write must not fail the call.
-                _ = try? await store?.append(batch)
+                try? await records.send(batch)
             }
         }
         let deadline = context.timeout
@@ -67,7 +64,7 @@ public struct PluginSet: Sendable {
 
     /// Reads every `*/plugin.yaml` under `directory` and starts the plugins (with `start`); with
     /// `start: false` only the manifests are read (`genflow stages`).
-    public static func load(directory: String, store: JobStore?, start: Bool, reserved: Set<String>, logger: Logging.Logger) async -> PluginSet {
+    public static func load(directory: String, start: Bool, reserved: Set<String>, logger: Logging.Logger) async -> PluginSet {
         var set = PluginSet()
         var claimed = reserved
         // A write to a plugin that just died must fail with EPIPE, not kill the daemon with SIGPIPE.
@@ -101,7 +98,7 @@ public struct PluginSet: Sendable {
             claimed.formUnion(manifest.stages.map(\.name))
             let slot = PluginSlot(supervisor, fingerprint: PluginSlot.fingerprint(manifest))
             set.slots[manifest.name] = slot
-            set.stages += manifest.stages.map { PluginStage(spec: $0, slot: slot, store: store) }
+            set.stages += manifest.stages.map { PluginStage(spec: $0, slot: slot) }
         }
         return set
     }

@@ -1,7 +1,6 @@
 internal import GenflowConfig
 public import GenflowCore
 public import GenflowPipeline
-internal import GenflowStore
 internal import GenflowCanvas
 internal import GenflowHTTPClient
 internal import GenflowProviders
@@ -13,7 +12,6 @@ internal import Metrics
 public struct CallModel: Stage {
     public let descriptor: StageDescriptor
     let providers: [String: ProviderConfig]
-    let store: JobStore?
     let imageFiles: ImageFiles
     /// Shared by every call to an `openai` provider and `http.request`; its curl thread starts at
     /// the first call, so commands that never run a stage (`validate`, `stages`) start none.
@@ -23,13 +21,11 @@ public struct CallModel: Stage {
 
     /// - Parameters:
     ///   - providers: the daemon config's providers; `provider:` must name one of them.
-    ///   - store: where streaming progress and `canvas.objects` events are written.
     ///   - stateDirectory: where images sent as bytes are kept (under `images/`).
-    init(providers: [String: ProviderConfig], store: JobStore?, stateDirectory: String?, http: SharedHTTPClient, replies: ReplyBook? = nil) {
+    init(providers: [String: ProviderConfig], stateDirectory: String?, http: SharedHTTPClient, replies: ReplyBook? = nil) {
         self.providers = providers
         self.replies = replies
         self.http = http
-        self.store = store
         imageFiles = ImageFiles(stateDirectory: stateDirectory)
         let providers = Array(providers.keys)
         descriptor = StageDescriptor(
@@ -61,6 +57,13 @@ public struct CallModel: Stage {
         )
     }
 
+    /// A provider is outside; the offline model is not (it computes its reply here, and its image
+    /// files are rewritten by a run again), unless a response cache is written.
+    public func hasOutsideEffects(_ config: JSON) -> Bool {
+        let provider = providers[config["provider"]?.stringValue ?? "default"]
+        return provider?.kind != .offline || config["cache"] != nil
+    }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let config = context.config
         let name = config["provider"]?.stringValue ?? "default"
@@ -89,7 +92,7 @@ public struct CallModel: Stage {
                 messages: output == "image" ? [["role": "user", "content": .string(imageRequest(context).prompt)]] : messages
             ))
         }
-        if let cache, let stored = try await inTransaction(store, { try $0.cachedResponse(key: cache.key) }) {
+        if let cache, let stored = try await context.records.cachedResponse(key: cache.key) {
             return try await replay(stored, context: context, output: output)
         }
         let started = ContinuousClock.now
@@ -111,7 +114,7 @@ public struct CallModel: Stage {
         }
         Self.record(provider: name, since: started, outcome: "ok")
         if let cache {
-            try await inTransaction(store) { try $0.cacheResponse(key: cache.key, response: answer, ttl: cache.ttl) }
+            try await context.records.cacheResponse(answer, key: cache.key, ttl: cache.ttl)
         }
         return answer
     }
@@ -142,9 +145,7 @@ public struct CallModel: Stage {
         guard var answer = stored.objectValue else { throw StepError(.internal, "a cached model response is not an object") }
         answer["cached"] = true
         if output == "canvas_objects", let objects = Self.objects(in: stored), !objects.isEmpty {
-            let event = NewEvent(userID: context.userID, jobID: context.jobID, type: "canvas.objects", step: context.stepID,
-                                 data: ["objects": .array(objects), "cached": true])
-            try await record([event], in: store)
+            try await context.records.send([StageEvent(type: "canvas.objects", data: ["objects": .array(objects), "cached": true])])
         }
         return .object(answer)
     }
@@ -355,18 +356,17 @@ private struct StreamReporter {
 
     mutating func received(_ piece: String, fraction: Double?) async throws(StepError) {
         text += piece
-        var events = [NewEvent(userID: context.userID, jobID: context.jobID, type: "step.progress", step: context.stepID, data: [
+        var events = [StageEvent(type: "step.progress", data: [
             "fraction": fraction.map(JSON.double) ?? .null, "message": .string("received \(text.count) characters"),
         ])]
         if output == "canvas_objects" {
             let fresh = CanvasParser().completeObjects(inPartial: text).filter { !announced.contains($0["id"]?.stringValue ?? "") }
             if !fresh.isEmpty {
-                events.append(NewEvent(userID: context.userID, jobID: context.jobID, type: "canvas.objects", step: context.stepID,
-                                       data: ["objects": .array(fresh)]))
+                events.append(StageEvent(type: "canvas.objects", data: ["objects": .array(fresh)]))
                 announced.formUnion(fresh.compactMap { $0["id"]?.stringValue })
             }
         }
-        try await stage.record(events, in: stage.store)
+        try await context.records.send(events)
     }
 }
 

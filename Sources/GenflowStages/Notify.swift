@@ -1,17 +1,12 @@
 public import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
 
 /// Emits a named event with data to the job's user and job channel.
 ///
-/// At least once: if the daemon dies after the event is written and before the step's checkpoint,
-/// the resumed job emits it again.
+/// Exactly once: the event commits with the step's checkpoint, so a daemon that dies before it
+/// has sent neither, and the resumed job sends it once.
 public struct Notify: Stage {
-    let store: JobStore?
-
-    public init(store: JobStore? = nil) {
-        self.store = store
-    }
+    public init() {}
 
     public let descriptor = StageDescriptor(
         name: "notify",
@@ -22,16 +17,15 @@ public struct Notify: Stage {
         ])
     )
 
+    /// The event is written with the checkpoint: nothing outside the job's own write.
+    public func hasOutsideEffects(_ config: JSON) -> Bool { false }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let name = context.config["event"]?.stringValue ?? ""
         guard !EventNames.isReserved(name) else {
             throw StepError(.invalidRequest, "event name '\(name)' is the daemon's own (reserved: \(EventNames.reservedPrefixes.joined(separator: ", "))); name it for your application, e.g. ai_generation_completed")
         }
-        let event = NewEvent(
-            userID: context.userID, jobID: context.jobID, type: context.config["event"]?.stringValue ?? "",
-            step: context.stepID, data: context.config["data"] ?? [:]
-        )
-        try await record([event], in: store)
-        return ["event": .string(event.type)]
+        context.records.withCheckpoint(.event(StageEvent(type: name, data: context.config["data"] ?? [:])))
+        return ["event": .string(name)]
     }
 }

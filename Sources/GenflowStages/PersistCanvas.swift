@@ -1,14 +1,10 @@
 public import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
+internal import Foundation
 
-/// Upserts the prompt, its canvas and the canvas objects, keyed by job id.
+/// Upserts the prompt, its canvas and the canvas objects, keyed by job id, with the step's checkpoint.
 public struct PersistCanvas: Stage {
-    let store: JobStore?
-
-    public init(store: JobStore? = nil) {
-        self.store = store
-    }
+    public init() {}
 
     public let descriptor = StageDescriptor(
         name: "persist.canvas",
@@ -23,6 +19,9 @@ public struct PersistCanvas: Stage {
         ])
     )
 
+    /// The rows are written with the checkpoint: nothing outside the job's own write.
+    public func hasOutsideEffects(_ config: JSON) -> Bool { false }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let objects = context.config["objects"]?.arrayValue
             ?? context.latestOutput(ofStage: "parse_canvas_objects")?["objects"]?.arrayValue ?? []
@@ -35,13 +34,18 @@ public struct PersistCanvas: Stage {
             objects: objects,
             metadata: ["job_id": .string(context.jobID), "model": model?["model"] ?? .null, "usage": model?["usage"] ?? .null]
         )
+        // The job's prompt, if an earlier step recorded it (`status: processing`); else a new one.
+        let promptID = context.previous.last { $0.stage == name && $0.output["prompt_id"] != nil }?.output["prompt_id"]?.stringValue
+            ?? UUID().uuidString.lowercased()
         if let status = context.config["status"]?.stringValue.flatMap(PromptStatus.init(rawValue:)), status != .completed {
-            let promptID = try await inTransaction(store) { try $0.recordPrompt(record, status: status) }
+            context.records.withCheckpoint(.prompt(record, status: status, promptID: promptID))
             return ["prompt_id": .string(promptID), "status": .string(status.rawValue)]
         }
-        guard let saved = try await inTransaction(store, { try $0.persistCanvas(record) }) else {
-            throw StepError(.invalidRequest, "canvas \(record.canvasID ?? "") does not exist or is not this user's")
+        if let existing = record.canvasID, try await !context.records.userOwnsCanvas(existing) {
+            throw StepError(.invalidRequest, "canvas \(existing) does not exist or is not this user's")
         }
-        return ["prompt_id": .string(saved.promptID), "canvas_id": .string(saved.canvasID), "objects": .int(objects.count)]
+        let canvasID = record.canvasID ?? UUID().uuidString.lowercased()
+        context.records.withCheckpoint(.canvas(record, promptID: promptID, canvasID: canvasID))
+        return ["prompt_id": .string(promptID), "canvas_id": .string(canvasID), "objects": .int(objects.count)]
     }
 }

@@ -1,14 +1,10 @@
 public import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
+internal import Foundation
 
-/// Records generated image metadata.
+/// Records generated image metadata, with the step's checkpoint.
 public struct PersistImage: Stage {
-    let store: JobStore?
-
-    public init(store: JobStore? = nil) {
-        self.store = store
-    }
+    public init() {}
 
     public let descriptor = StageDescriptor(
         name: "persist.image",
@@ -26,6 +22,9 @@ public struct PersistImage: Stage {
             .init("reference_images_count", .integer(minimum: 0, maximum: 100)),
         ])
     )
+
+    /// The rows are written with the checkpoint: nothing outside the job's own write.
+    public func hasOutsideEffects(_ config: JSON) -> Bool { false }
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let config = context.config
@@ -46,8 +45,8 @@ public struct PersistImage: Stage {
                 filePath: image["path"]?.stringValue, byteCount: image["bytes"]?.intValue
             )
         }
-        let (user, job, step) = (context.userID, context.jobID, context.stepID)
-        let ids = try await inTransaction(store) { try $0.recordImages(records, userID: user, jobID: job, step: step) }
+        let ids = records.map { _ in UUID().uuidString.lowercased() }
+        context.records.withCheckpoint(.images(records, ids: ids))
         return ["images": .array(zip(ids, images).map { id, image in
             ["id": .string(id), "image_url": image["url"] ?? image["image_url"] ?? (image["path"] != nil ? .string("/v1/images/\(id)/content") : .null)]
         })]

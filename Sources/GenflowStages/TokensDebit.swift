@@ -1,17 +1,12 @@
 public import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
 
 /// Debits the ledger exactly once per job step and emits `token_balance_updated`.
 ///
 /// The idempotency key is the job id and step id: a step run again after a crash (its debit
 /// committed, its checkpoint not) finds the entry it made and debits nothing more.
 public struct TokensDebit: Stage {
-    let store: JobStore?
-
-    public init(store: JobStore? = nil) {
-        self.store = store
-    }
+    public init() {}
 
     public let descriptor = StageDescriptor(
         name: "tokens.debit",
@@ -26,10 +21,7 @@ public struct TokensDebit: Stage {
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let amount = context.config["amount"]?.intValue ?? 0
         let reason = context.config["reason"]?.stringValue ?? ""
-        let (user, job, step) = (context.userID, context.jobID, context.stepID)
-        let (entry, created) = try await inTransaction(store) { session in
-            try session.recordTokens(userID: user, change: -amount, reason: reason, idempotencyKey: "debit:\(job):\(step)", jobID: job, step: step)
-        }
-        return ["transaction_id": .int(Int(entry.id)), "balance": .int(entry.balanceAfter), "debited": .int(amount), "repeated": .bool(!created)]
+        let debit = try await context.records.debit(amount: amount, reason: reason)
+        return ["transaction_id": .int(debit.transactionID), "balance": .int(debit.balanceAfter), "debited": .int(amount), "repeated": .bool(!debit.isNew)]
     }
 }

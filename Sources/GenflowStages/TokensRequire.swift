@@ -1,14 +1,9 @@
 public import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
 
 /// Fails with `insufficient_tokens` (never retried) when the user's balance is below a minimum.
 public struct TokensRequire: Stage {
-    let store: JobStore?
-
-    public init(store: JobStore? = nil) {
-        self.store = store
-    }
+    public init() {}
 
     public let descriptor = StageDescriptor(
         name: "tokens.require",
@@ -18,9 +13,11 @@ public struct TokensRequire: Stage {
         ])
     )
 
+    /// Reading the balance again changes nothing.
+    public func hasOutsideEffects(_ config: JSON) -> Bool { false }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        let user = context.userID
-        let balance: Int = try await inTransaction(store) { try $0.balance(userID: user) }
+        let balance = try await context.records.balance()
         let minimum = context.config["minimum"]?.intValue ?? 0
         guard balance >= minimum else {
             throw StepError(.insufficientTokens, "balance \(balance) is below the \(minimum) tokens this pipeline requires")

@@ -2,76 +2,69 @@ public import GenflowCore
 public import GenflowPostgres
 internal import Foundation
 
-/// Where a prompt is in its life.
-public enum PromptStatus: String, Sendable, CaseIterable {
-    case pending, processing, completed, failed
-}
-
-/// What `persist.canvas` records for one job.
-public struct CanvasRecord: Sendable {
-    public var jobID: String
-    public var userID: String
-    public var instructions: String
-    public var style: String?
-    public var colorScheme: String?
-    /// An existing canvas of the user's to add the objects to; nil = the job's own canvas.
-    public var canvasID: String?
-    public var objects: [JSON]
-    public var metadata: JSON
-
-    public init(jobID: String, userID: String, instructions: String, style: String?, colorScheme: String?, canvasID: String?, objects: [JSON], metadata: JSON) {
-        self.jobID = jobID
-        self.userID = userID
-        self.instructions = instructions
-        self.style = style
-        self.colorScheme = colorScheme
-        self.canvasID = canvasID
-        self.objects = objects
-        self.metadata = metadata
-    }
-}
-
 extension StoreSession {
-    /// Upserts the job's prompt (completed), its canvas (a child of the prompt, or the user's
-    /// existing canvas) and the objects, keyed by job id: running it again for the same job
-    /// replaces what it wrote instead of adding rows. Nil canvas id when `canvasID` is not the user's.
-    public func persistCanvas(_ record: CanvasRecord) throws -> (promptID: String, canvasID: String)? {
-        let promptID = try recordPrompt(record, status: .completed)
-        let canvasID: String
-        if let existing = record.canvasID {
-            guard let owned = try connection.query(
-                "SELECT id::text FROM genflow.canvases WHERE id::text = $1 AND user_id = $2", [existing, record.userID]
-            ).rows.first?["id"] else { return nil }
-            canvasID = owned
-        } else {
-            canvasID = try connection.query("""
-                INSERT INTO genflow.canvases (id, user_id, prompt_id, job_id) VALUES (gen_random_uuid(), $1, $2::uuid, $3::uuid)
-                ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO UPDATE SET updated_at = now()
-                RETURNING id::text
-                """, [record.userID, promptID, record.jobID]).rows.first?["id"] ?? ""
-        }
-        try connection.query("DELETE FROM genflow.canvas_objects WHERE canvas_id = $1::uuid AND job_id = $2::uuid", [canvasID, record.jobID])
-        try connection.query("""
-            INSERT INTO genflow.canvas_objects (canvas_id, object_id, position, type, data, job_id)
-            SELECT $1::uuid, o->>'id', n, o->>'type', o, $3::uuid FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(o, n)
-            ON CONFLICT (canvas_id, object_id) DO UPDATE SET position = excluded.position, type = excluded.type, data = excluded.data, job_id = excluded.job_id
-            """, [canvasID, JSON.array(record.objects), record.jobID])
-        return (promptID, canvasID)
-    }
-
-    /// Upserts the job's prompt with `status` (keyed by job id) and returns its id. A prompt
-    /// already completed stays completed.
-    @discardableResult
-    public func recordPrompt(_ record: CanvasRecord, status: PromptStatus) throws -> String {
+    /// Upserts the prompts of jobs by job id, one statement: a new one under its row's id; an
+    /// existing one keeps its id, merges its metadata and stays completed once completed.
+    func writePrompts(_ rows: [JobBatch.PromptRow]) throws {
+        guard !rows.isEmpty else { return }
+        let records = rows.map(\.record)
         try connection.query("""
             INSERT INTO genflow.prompts (id, user_id, job_id, instructions, style, color_scheme, status, request_metadata)
-            VALUES (gen_random_uuid(), $1, $2::uuid, $3, $4, $5, $6, $7::jsonb)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
             ON CONFLICT (job_id) DO UPDATE SET
                 status = CASE WHEN prompts.status = 'completed' THEN 'completed' ELSE excluded.status END,
                 request_metadata = prompts.request_metadata || excluded.request_metadata, error = NULL, updated_at = now()
-            RETURNING id::text
-            """, [record.userID, record.jobID, record.instructions, record.style, record.colorScheme, status.rawValue, record.metadata]
-        ).rows.first?["id"] ?? ""
+            """, [
+                PostgresArray(rows.map(\.id)), PostgresArray(records.map(\.userID)), PostgresArray(records.map(\.jobID)),
+                PostgresArray(records.map(\.instructions)), PostgresArray(records.map(\.style)), PostgresArray(records.map(\.colorScheme)),
+                PostgresArray(rows.map(\.status.rawValue)), PostgresArray(records.map(\.metadata.description)),
+            ])
+    }
+
+    /// Writes canvas objects: each job's own canvas (a child of its prompt, created under the row's
+    /// id when the job has none) or the user's canvas it names. The job's earlier objects on that
+    /// canvas are replaced. Three statements for any number of canvases.
+    func writeCanvases(_ rows: [JobBatch.CanvasRow]) throws {
+        guard !rows.isEmpty else { return }
+        var canvasOfJob: [String: String] = [:]
+        let own = rows.filter(\.isJobCanvas)
+        if !own.isEmpty {
+            for row in try connection.query("""
+                INSERT INTO genflow.canvases (id, user_id, prompt_id, job_id)
+                SELECT c.id, c.user_id, p.id, c.job_id FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS c(id, user_id, job_id)
+                LEFT JOIN genflow.prompts p ON p.job_id = c.job_id
+                ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO UPDATE SET updated_at = now()
+                RETURNING id::text, job_id::text
+                """, [PostgresArray(own.map(\.id)), PostgresArray(own.map(\.record.userID)), PostgresArray(own.map(\.record.jobID))]).rows {
+                if let job = row["job_id"], let id = row["id"] { canvasOfJob[job] = id }
+            }
+        }
+        let targets = rows.map { ($0.record.canvasID ?? canvasOfJob[$0.record.jobID] ?? $0.id, $0.record.jobID) }
+        try connection.query("""
+            DELETE FROM genflow.canvas_objects o USING unnest($1::uuid[], $2::uuid[]) AS d(canvas_id, job_id)
+            WHERE o.canvas_id = d.canvas_id AND o.job_id = d.job_id
+            """, [PostgresArray(targets.map(\.0)), PostgresArray(targets.map(\.1))])
+        var canvas: [String] = [], position: [Int] = [], data: [String] = [], job: [String] = []
+        for (row, target) in zip(rows, targets) {
+            for (index, object) in row.record.objects.enumerated() {
+                canvas.append(target.0)
+                position.append(index + 1)
+                data.append(object.description)
+                job.append(target.1)
+            }
+        }
+        guard !canvas.isEmpty else { return }
+        try connection.query("""
+            INSERT INTO genflow.canvas_objects (canvas_id, object_id, position, type, data, job_id)
+            SELECT canvas_id, data->>'id', position, data->>'type', data, job_id
+            FROM unnest($1::uuid[], $2::int[], $3::jsonb[], $4::uuid[]) AS o(canvas_id, position, data, job_id)
+            ON CONFLICT (canvas_id, object_id) DO UPDATE SET position = excluded.position, type = excluded.type, data = excluded.data, job_id = excluded.job_id
+            """, [PostgresArray(canvas), PostgresArray(position), PostgresArray(data), PostgresArray(job)])
+    }
+
+    /// Whether `canvasID` is one of the user's canvases (any text: a malformed id is simply not one).
+    public func userOwnsCanvas(_ canvasID: String, userID: String) throws -> Bool {
+        try !connection.query("SELECT 1 FROM genflow.canvases WHERE id::text = $1 AND user_id = $2", [canvasID, userID]).rows.isEmpty
     }
 
     /// Marks the prompt of a job that failed or was cancelled, unless it completed.

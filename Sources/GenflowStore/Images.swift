@@ -2,60 +2,41 @@ public import GenflowCore
 public import GenflowPostgres
 internal import Foundation
 
-/// Metadata of one generated image, as `persist.image` records it (SPEC §6 and §9's fields).
-public struct ImageRecord: Sendable {
-    public var prompt: String
-    public var fullPrompt: String?
-    public var imageURL: String?
-    public var datasetID: String?
-    public var style: String?
-    public var aspectRatio: String?
-    public var quality: String?
-    public var format: String?
-    public var resolution: String?
-    public var referenceImagesCount: Int
-    /// Where the image's bytes are, relative to the state directory, when the provider sent bytes.
-    public var filePath: String?
-    public var byteCount: Int?
-
-    public init(
-        prompt: String, fullPrompt: String?, imageURL: String?, datasetID: String?, style: String?, aspectRatio: String?,
-        quality: String?, format: String?, resolution: String?, referenceImagesCount: Int, filePath: String? = nil, byteCount: Int? = nil
-    ) {
-        self.prompt = prompt
-        self.fullPrompt = fullPrompt
-        self.imageURL = imageURL
-        self.datasetID = datasetID
-        self.style = style
-        self.aspectRatio = aspectRatio
-        self.quality = quality
-        self.format = format
-        self.resolution = resolution
-        self.referenceImagesCount = referenceImagesCount
-        self.filePath = filePath
-        self.byteCount = byteCount
-    }
-}
-
 extension StoreSession {
     /// Records the images of one job step, keyed by job, step and position: running the step again
     /// updates the same rows. Returns the image ids in order.
     public func recordImages(_ images: [ImageRecord], userID: String, jobID: String, step: String) throws -> [String] {
-        try images.enumerated().map { position, image in
-            try connection.query("""
-                INSERT INTO genflow.generated_images (id, user_id, job_id, step, position, prompt, full_prompt, image_url, dataset_id,
-                    style, aspect_ratio, quality, format, resolution, reference_images_count, file_path, byte_count)
-                VALUES (gen_random_uuid(), $1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                ON CONFLICT (job_id, step, position) WHERE job_id IS NOT NULL DO UPDATE SET
-                    prompt = excluded.prompt, full_prompt = excluded.full_prompt, image_url = excluded.image_url,
-                    dataset_id = excluded.dataset_id, style = excluded.style, aspect_ratio = excluded.aspect_ratio,
-                    quality = excluded.quality, format = excluded.format, resolution = excluded.resolution,
-                    reference_images_count = excluded.reference_images_count, file_path = excluded.file_path, byte_count = excluded.byte_count
-                RETURNING id::text
-                """, [userID, jobID, step, position, image.prompt, image.fullPrompt, image.imageURL, image.datasetID, image.style,
-                      image.aspectRatio, image.quality, image.format, image.resolution, image.referenceImagesCount,
-                      image.filePath, image.byteCount]).rows.first?["id"] ?? ""
-        }
+        try writeImages(images.enumerated().map { position, image in
+            (userID: userID, jobID: jobID, row: JobBatch.ImageRow(id: UUID().uuidString.lowercased(), step: step, position: position, record: image))
+        })
+    }
+
+    /// Upserts images of job steps by (job, step, position) in one statement; returns their ids in order.
+    @discardableResult
+    func writeImages(_ images: [(userID: String, jobID: String, row: JobBatch.ImageRow)]) throws -> [String] {
+        guard !images.isEmpty else { return [] }
+        let records = images.map(\.row.record)
+        let ids = try connection.query("""
+            INSERT INTO genflow.generated_images (id, user_id, job_id, step, position, prompt, full_prompt, image_url, dataset_id,
+                style, aspect_ratio, quality, format, resolution, reference_images_count, file_path, byte_count)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[],
+                $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int[], $16::text[], $17::bigint[])
+            ON CONFLICT (job_id, step, position) WHERE job_id IS NOT NULL DO UPDATE SET
+                prompt = excluded.prompt, full_prompt = excluded.full_prompt, image_url = excluded.image_url,
+                dataset_id = excluded.dataset_id, style = excluded.style, aspect_ratio = excluded.aspect_ratio,
+                quality = excluded.quality, format = excluded.format, resolution = excluded.resolution,
+                reference_images_count = excluded.reference_images_count, file_path = excluded.file_path, byte_count = excluded.byte_count
+            RETURNING job_id::text, step, position, id::text
+            """, [
+                PostgresArray(images.map(\.row.id)), PostgresArray(images.map(\.userID)), PostgresArray(images.map(\.jobID)),
+                PostgresArray(images.map(\.row.step)), PostgresArray(images.map(\.row.position)),
+                PostgresArray(records.map(\.prompt)), PostgresArray(records.map(\.fullPrompt)), PostgresArray(records.map(\.imageURL)),
+                PostgresArray(records.map(\.datasetID)), PostgresArray(records.map(\.style)), PostgresArray(records.map(\.aspectRatio)),
+                PostgresArray(records.map(\.quality)), PostgresArray(records.map(\.format)), PostgresArray(records.map(\.resolution)),
+                PostgresArray(records.map(\.referenceImagesCount)), PostgresArray(records.map(\.filePath)), PostgresArray(records.map(\.byteCount)),
+            ]).rows
+        let byKey = Dictionary(ids.map { ("\($0["job_id"] ?? "") \($0["step"] ?? "") \($0["position"] ?? "")", $0["id"] ?? "") }) { first, _ in first }
+        return images.map { byKey["\($0.jobID) \($0.row.step) \($0.row.position)"] ?? $0.row.id }
     }
 
     /// A user's generated images, newest first, optionally of one dataset: the API's image shape.

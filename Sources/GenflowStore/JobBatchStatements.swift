@@ -29,6 +29,9 @@ extension StoreSession {
                 UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = ANY($1::uuid[]) AND status = 'running'
                 """, [PostgresArray(stale)])
         }
+        try writePrompts(entries.compactMap(\.prompt))
+        try writeCanvases(entries.flatMap(\.canvases))
+        try writeImages(entries.flatMap { entry in entry.images.map { (entry.job.userID, entry.jobID, $0) } })
         try endAttempts(entries.flatMap { entry in entry.ended.map { (entry.jobID, $0) } }, now: now)
         let superseded = entries.flatMap { entry in entry.superseded.map { (entry.jobID, $0) } }
         if !superseded.isEmpty {

@@ -7,8 +7,11 @@ public enum JobWrite: Sendable {
     case interruptStaleRuns
     /// An attempt starts: its row and `step.started` (after `job.started` for the job's first).
     case startStep(step: String, stage: String, attempt: Int, policyAttempt: Int)
-    /// An attempt completed: its checkpoint (the step never runs again) and `step.completed`.
-    case completeStep(step: String, attempt: Int, output: JSON, duration: Duration)
+    /// An attempt completed: its checkpoint (the step never runs again), the records its stage
+    /// wrote with it, and `step.completed`.
+    case completeStep(step: String, attempt: Int, output: JSON, duration: Duration, records: [RecordWrite] = [])
+    /// Events a stage sends while `step` runs (progress): written with the job's next write.
+    case send([StageEvent], step: String)
     /// A retryable failure: the attempt fails and the job waits in the database until the delay is over.
     case scheduleRetry(step: String, attempt: Int, policyAttempt: Int, error: StepError, delay: Duration)
     /// The job ends failed (cancelled for `.cancelled` errors), recording the failed attempt.
@@ -72,6 +75,10 @@ public struct JobBatch: Sendable {
         var superseded: [String] = []
         /// Set when the job fails or is cancelled: its prompt's error.
         var promptError: String?
+        /// The job's prompt as its stages last wrote it in this batch.
+        var prompt: PromptRow?
+        var canvases: [CanvasRow] = []
+        var images: [ImageRow] = []
         var events: [NewEvent] = []
         var wakesWorkers = false
 
@@ -87,6 +94,28 @@ public struct JobBatch: Sendable {
         case failed(status: JobStatus, error: JSON)
         case waitingRetry(delay: Duration)
         case released
+    }
+
+    /// The job's prompt: its id when new, the request, its status and metadata.
+    struct PromptRow: Sendable {
+        var id: String
+        var record: CanvasRecord
+        var status: PromptStatus
+    }
+
+    /// Objects for a canvas: the user's (`record.canvasID`), or the job's own, new under `id`.
+    struct CanvasRow: Sendable {
+        var id: String
+        var record: CanvasRecord
+        var isJobCanvas: Bool { record.canvasID == nil }
+    }
+
+    /// One image of a step.
+    struct ImageRow: Sendable {
+        var id: String
+        var step: String
+        var position: Int
+        var record: ImageRecord
     }
 
     /// One attempt row of `genflow.step_runs`.
@@ -162,6 +191,38 @@ extension JobBatch.Entry {
         ["class": .string(error.errorClass.rawValue), "message": .string(error.message)]
     }
 
+    /// Adds a stage's record. Writes to one row in one batch merge as the statements would have
+    /// applied them one after another: the prompt keeps `completed` and merges its metadata, and a
+    /// canvas written twice keeps the later objects (the later write replaced the job's objects).
+    private mutating func record(_ write: RecordWrite, step: String) {
+        func note(_ record: CanvasRecord, _ status: PromptStatus, id: String) {
+            guard var current = prompt else {
+                prompt = JobBatch.PromptRow(id: id, record: record, status: status)
+                return
+            }
+            let metadata = (current.record.metadata.objectValue ?? [:]).merging(record.metadata.objectValue ?? [:]) { _, new in new }
+            current.record = record
+            current.record.metadata = .object(metadata)
+            if current.status != .completed { current.status = status }
+            prompt = current
+        }
+        switch write {
+        case .event(let event):
+            append(event.type, step: step, event.data)
+        case .prompt(let record, let status, let promptID):
+            note(record, status, id: promptID)
+        case .canvas(let record, let promptID, let canvasID):
+            note(record, .completed, id: promptID)
+            canvases.removeAll { $0.record.canvasID == record.canvasID }
+            canvases.append(JobBatch.CanvasRow(id: canvasID, record: record))
+        case .images(let records, let ids):
+            for (position, (image, id)) in zip(records, ids).enumerated() {
+                images.removeAll { $0.step == step && $0.position == position }
+                images.append(JobBatch.ImageRow(id: id, step: step, position: position, record: image))
+            }
+        }
+    }
+
     mutating func apply(_ write: JobWrite, at instant: ContinuousClock.Instant) {
         switch write {
         case .interruptStaleRuns:
@@ -177,9 +238,13 @@ extension JobBatch.Entry {
             inserted.append(JobBatch.AttemptRow(step: step, attempt: attempt, stage: stage, status: "running", startedAt: instant))
             append("step.started", step: step, ["attempt": .int(policyAttempt), "stage": .string(stage), "daemon": .string(lease.owner)])
 
-        case .completeStep(let step, let attempt, let output, let duration):
+        case .completeStep(let step, let attempt, let output, let duration, let records):
             end(step, attempt: attempt, status: "completed", at: instant, output: output)
+            records.forEach { record($0, step: step) }
             append("step.completed", step: step, ["duration_ms": .int(Int(duration.milliseconds))])
+
+        case .send(let sent, let step):
+            for event in sent { append(event.type, step: step, event.data) }
 
         case .scheduleRetry(let step, let attempt, let policyAttempt, let error, let delay):
             end(step, attempt: attempt, status: "failed", at: instant, error: error, retryDelay: delay)

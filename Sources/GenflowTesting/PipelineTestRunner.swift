@@ -26,7 +26,7 @@ public struct PipelineTestRunner: Sendable {
         self.logger = logger
         let offline = ProviderConfig(kind: .offline, delay: .zero)
         let providers = Dictionary((providerNames + ["default"]).map { ($0, offline) }) { first, _ in first }
-        registry = BuiltinStages.makeRegistry(providers: providers, store: store, stateDirectory: stateDirectory, plugins: plugins, replies: replies)
+        registry = BuiltinStages.makeRegistry(providers: providers, stateDirectory: stateDirectory, plugins: plugins, replies: replies)
     }
 
     /// One case's end.

@@ -35,7 +35,7 @@ extension DaemonConfig {
     func loadPlugins(start: Bool) async -> PluginSet {
         var logger = Logger(label: "genflow")
         logger.logLevel = .warning
-        return await PluginSet.load(directory: pluginsDir, store: nil, start: start, reserved: BuiltinStages.names, logger: logger)
+        return await PluginSet.load(directory: pluginsDir, start: start, reserved: BuiltinStages.names, logger: logger)
     }
 }
 

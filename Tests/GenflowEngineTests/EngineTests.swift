@@ -3,7 +3,8 @@ import GenflowConfig
 import GenflowPipeline
 import Foundation
 import GenflowCore
-import GenflowEngine
+@testable import GenflowEngine
+import Logging
 import GenflowStore
 import Testing
 
@@ -513,13 +514,18 @@ struct TokenStageTests {
     func debitOnce() async throws {
         let harness = try await Harness.make(pipelines: ["paid": Self.paid])
         let stage = try #require(harness.registry.stage(named: "tokens.debit"))
-        let context = StageContext(config: ["amount": 40, "reason": "test"], input: [:], jobID: "00000000-0000-0000-0000-000000000001",
-                                   userID: "u", stepID: "debit", attempt: 1, timeout: .seconds(5))
+        let job = try #require(try await harness.claimed("paid", count: 1, owner: "t").first)
+        let records = AttemptRecords(
+            writer: JobWriter(store: harness.store, logger: Logger(label: "test")), store: harness.store, job: job,
+            lease: Lease(owner: "t", token: job.leaseToken), step: "debit"
+        )
+        let context = StageContext(config: ["amount": 40, "reason": "test"], input: [:], jobID: job.id,
+                                   userID: job.userID, stepID: "debit", attempt: 1, timeout: .seconds(5), records: records)
         let first = try await stage.run(context)
         let again = try await stage.run(context)
         #expect(first["balance"] == -40 && first["repeated"] == false)
         #expect(again["balance"] == -40 && again["repeated"] == true)
-        #expect(try await harness.store.read { try $0.ledger(userID: "u") }.count == 1)
+        #expect(try await harness.store.read { try $0.ledger(userID: job.userID) }.count == 1)
     }
 }
 
@@ -646,13 +652,13 @@ struct PersistImageTests {
         #expect(first["style"] == "natural" && first["aspect_ratio"] == "16:9" && first["quality"] == "hd" && first["format"] == "png")
         #expect(first["resolution"] == "1792x1024" && first["dataset_id"] == "ds1" && first["reference_images_count"] == 2)
         #expect(try await harness.store.read { try $0.images(userID: "ann", datasetID: "other") }.isEmpty)
-        // The step again (as after a crash before its checkpoint): the same two rows, updated.
-        let stage = try #require(harness.registry.stage(named: "persist.image"))
-        let context = StageContext(
-            config: ["prompt": "a lighthouse", "images": [["url": "https://img.test/1.png"], ["url": "https://img.test/2.png"]]],
-            input: [:], jobID: job.id, userID: "ann", stepID: "save", attempt: 2, timeout: .seconds(5)
-        )
-        _ = try await stage.run(context)
-        #expect(try await harness.store.read { try $0.images(userID: "ann") }.count == 2)
+        // The step written again (its records are keyed by job, step and position): the same two rows, updated.
+        let before = try await harness.store.read { try $0.images(userID: "ann") }.compactMap { $0["id"]?.stringValue }.sorted()
+        let again = [ImageRecord(prompt: "a lighthouse", fullPrompt: nil, imageURL: "https://img.test/1b.png", datasetID: "ds1", style: nil,
+                                 aspectRatio: nil, quality: nil, format: "png", resolution: nil, referenceImagesCount: 0)]
+        let ids = try await harness.store.write { try $0.recordImages(again, userID: "ann", jobID: job.id, step: "save") }
+        let after = try await harness.store.read { try $0.images(userID: "ann") }
+        #expect(after.count == 2 && after.compactMap { $0["id"]?.stringValue }.sorted() == before)
+        #expect(before.contains(ids[0]) && after.contains { $0["image_url"] == "https://img.test/1b.png" })
     }
 }

@@ -82,7 +82,7 @@ struct Harness {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let registry = BuiltinStages.makeRegistry(
             providers: providers.merging(["default": ProviderConfig(kind: .offline, delay: .milliseconds(1))]) { mine, _ in mine },
-            store: store, stateDirectory: directory, testStages: true
+            stateDirectory: directory, testStages: true
         )
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         for (name, yaml) in pipelines {

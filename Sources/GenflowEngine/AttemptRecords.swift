@@ -1,0 +1,77 @@
+public import GenflowCore
+public import GenflowPipeline
+internal import GenflowStore
+internal import Synchronization
+
+/// A stage's records for one attempt (`StageContext.records`): events it sends go to the writer
+/// under the job's lease; records for the checkpoint are kept here until the attempt succeeds and
+/// then ride with its `completeStep`; reads, the ledger and the response cache use the store.
+final class AttemptRecords: StageRecords {
+    private let writer: JobWriter
+    private let store: JobStore
+    private let job: Job
+    private let lease: Lease
+    private let step: String
+    private let pending = Mutex<[RecordWrite]>([])
+
+    init(writer: JobWriter, store: JobStore, job: Job, lease: Lease, step: String) {
+        self.writer = writer
+        self.store = store
+        self.job = job
+        self.lease = lease
+        self.step = step
+    }
+
+    /// The records the stage wrote for the checkpoint.
+    var checkpointRecords: [RecordWrite] { pending.withLock { $0 } }
+
+    func send(_ events: [StageEvent]) async throws(StepError) {
+        guard !events.isEmpty else { return }
+        try await Self.classified { [self] in try await writer.submit([.send(events, step: step)], for: job, lease: lease) }
+    }
+
+    func withCheckpoint(_ record: RecordWrite) {
+        pending.withLock { $0.append(record) }
+    }
+
+    func balance() async throws(StepError) -> Int {
+        let user = job.userID
+        return try await Self.classified { [store] in try await store.read { try $0.balance(userID: user) } }
+    }
+
+    func debit(amount: Int, reason: String) async throws(StepError) -> Debit {
+        let (user, jobID, step) = (job.userID, job.id, step)
+        let (entry, created) = try await Self.classified { [store] in
+            try await store.write { session in
+                try session.recordTokens(userID: user, change: -amount, reason: reason, idempotencyKey: "debit:\(jobID):\(step)", jobID: jobID, step: step)
+            }
+        }
+        return Debit(transactionID: Int(entry.id), balanceAfter: entry.balanceAfter, isNew: created)
+    }
+
+    func userOwnsCanvas(_ canvasID: String) async throws(StepError) -> Bool {
+        let user = job.userID
+        return try await Self.classified { [store] in try await store.read { try $0.userOwnsCanvas(canvasID, userID: user) } }
+    }
+
+    func cachedResponse(key: JSON) async throws(StepError) -> JSON? {
+        try await Self.classified { [store] in try await store.read { try $0.cachedResponse(key: key) } }
+    }
+
+    func cacheResponse(_ response: JSON, key: JSON, ttl: Duration) async throws(StepError) {
+        try await Self.classified { [store] in try await store.write { try $0.cacheResponse(key: key, response: response, ttl: ttl) } }
+    }
+
+    /// Database failures are `server_error` (retried); a lost lease stops the attempt.
+    private static func classified<T: Sendable>(_ work: @Sendable () async throws -> T) async throws(StepError) -> T {
+        do {
+            return try await work()
+        } catch let error as StepError {
+            throw error
+        } catch is LeaseLost {
+            throw StepError(.cancelled, "another daemon took the job over")
+        } catch {
+            throw StepError(.serverError, "database: \(error)")
+        }
+    }
+}
