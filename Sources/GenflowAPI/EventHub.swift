@@ -38,6 +38,9 @@ public final class EventHub: Sendable {
         var subscribers: [UInt64: Subscriber] = [:]
         var byUser: [String: Set<UInt64>] = [:]
         var byJob: [String: Set<UInt64>] = [:]
+
+        /// Whether any connection follows a user's stream or a job.
+        var hasLiveSubscriptions: Bool { subscribers.values.contains { $0.isLive || !$0.jobs.isEmpty } }
     }
     let state = Mutex(State())
 
@@ -76,6 +79,17 @@ public final class EventHub: Sendable {
     /// Reads one batch after the reader's position and delivers it; true when the batch was full.
     private func pump() async throws -> Bool {
         guard let cursor = state.withLock({ $0.cursor }) else { return false }
+        // With no live subscription there is no one to read for: move to the end of the log instead
+        // (unless someone went live meanwhile: then read, so they miss nothing after their join).
+        if !state.withLock(\.hasLiveSubscriptions) {
+            let latest = try await store.read { try $0.latestEventCursor() }
+            let skipped = state.withLock { state -> Bool in
+                guard !state.hasLiveSubscriptions, state.cursor == cursor else { return false }
+                state.cursor = max(cursor, latest)
+                return true
+            }
+            if skipped { return false }
+        }
         let limit = 1_000
         let events = try await store.read { try $0.events(after: cursor, limit: limit) }
         guard let last = events.last else { return false }

@@ -1,6 +1,7 @@
 public import GenflowCore
 public import GenflowPipeline
 public import GenflowStore
+internal import GenflowPostgres
 internal import Foundation
 internal import Synchronization
 
@@ -17,16 +18,45 @@ public struct SubmissionError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Checks a job request against its pipeline and enqueues it: the one way jobs enter the queue
-/// (CLI and HTTP alike).
+/// (CLI and HTTP alike). Submissions that arrive while others are being written are written
+/// together, by one statement (`GroupCommit`); each caller's answer comes after that commit.
 public final class JobSubmitter: Sendable {
     public let catalog: PipelineCatalog
     public let store: JobStore
     /// Pipeline versions this submitter has stored (`name@version`): stored once, not per job.
     private let recorded = Mutex<Set<String>>([])
+    private let batches: GroupCommit<Pending>
+    /// Batches written so far.
+    var batchCount: Int { batches.flushCount }
+
+    /// A checked submission waiting for its batch.
+    private struct Pending: Sendable {
+        var submission: JobSubmission
+        var waiter: CheckedContinuation<(job: Job, created: Bool), any Error>
+    }
 
     public init(catalog: PipelineCatalog, store: JobStore) {
         self.catalog = catalog
         self.store = store
+        batches = GroupCommit(maxWeight: 1_000, backlog: 20_000) { await Self.write($0, to: store) }
+    }
+
+    /// Writes a batch; when the database refuses it, each submission again on its own, so one bad
+    /// submission fails alone.
+    private static func write(_ batch: [Pending], to store: JobStore) async {
+        do {
+            for (pending, result) in zip(batch, try await store.submit(batch.map(\.submission))) { pending.waiter.resume(returning: result) }
+        } catch let error as PostgresError where batch.count > 1 && !error.isConnectionFailure {
+            for pending in batch {
+                do {
+                    pending.waiter.resume(returning: try await store.submit([pending.submission])[0])
+                } catch {
+                    pending.waiter.resume(throwing: error)
+                }
+            }
+        } catch {
+            batch.forEach { $0.waiter.resume(throwing: error) }
+        }
     }
 
     /// Validates `input` against the pipeline's schema (defaults filled in), records the pipeline
@@ -73,6 +103,7 @@ public final class JobSubmitter: Sendable {
             }
             recorded.withLock { _ = $0.insert(key) }
         }
-        return try await store.submit(submission)
+        await batches.waitForRoom()
+        return try await withCheckedThrowingContinuation { batches.add(Pending(submission: submission, waiter: $0)) }
     }
 }

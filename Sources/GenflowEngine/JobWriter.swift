@@ -19,22 +19,12 @@ internal import Synchronization
 /// (the connection) stops every run in it; their jobs resume from their last checkpoint elsewhere.
 final class JobWriter: Sendable {
     /// Writes of one job, queued.
-    private struct Submission: Sendable {
+    fileprivate struct Submission: Sendable {
         var job: Job
         var lease: Lease
         var writes: [JobWrite]
         var at: ContinuousClock.Instant
         var waiter: CheckedContinuation<Void, any Error>?
-    }
-
-    private struct State {
-        var queue: [Submission] = []
-        var queuedRows = 0
-        var isFlushing = false
-        /// Claims whose writes can no longer be made, and why (`LeaseLost`, or the database's error).
-        var stopped: [Claim: any Error] = [:]
-        var backlogWaiters: [CheckedContinuation<Void, Never>] = []
-        var statistics = Statistics()
     }
 
     /// What the writer has done since it started.
@@ -45,114 +35,76 @@ final class JobWriter: Sendable {
         var isolated = 0
     }
 
-    private let state = Mutex(State())
-    private let stopHandler = Mutex<(@Sendable (Claim, any Error) -> Void)?>(nil)
-    private let store: JobStore
-    private let logger: Logger
-    /// Most writes one flush applies.
-    let maxRows: Int
-    /// Queued writes above which `submit` and `commit` wait for a flush.
-    let backlog: Int
+    private let applier: BatchApplier
+    private let commits: GroupCommit<Submission>
 
+    /// - Parameters:
+    ///   - maxRows: most writes one flush applies.
+    ///   - backlog: queued writes above which `submit` and `commit` wait for a flush.
     init(store: JobStore, logger: Logger, maxRows: Int = 2_000, backlog: Int = 10_000) {
-        self.store = store
-        self.logger = logger
-        self.maxRows = maxRows
-        self.backlog = backlog
+        let applier = BatchApplier(store: store, logger: logger)
+        self.applier = applier
+        commits = GroupCommit(maxWeight: maxRows, backlog: backlog, weight: { $0.writes.count }) { await applier.flush($0) }
     }
 
     /// Called with a claim when its writes stopped holding (lease lost, refused, flush failed).
     func onStop(_ handler: @escaping @Sendable (Claim, any Error) -> Void) {
-        stopHandler.withLock { $0 = handler }
+        applier.stopHandler.withLock { $0 = handler }
     }
 
     /// Queues `writes`; they are applied by the next flush. Throws at once when the job's earlier
     /// writes were refused or its lease was lost.
     func submit(_ writes: [JobWrite], for job: Job, lease: Lease) async throws {
-        try await enqueue(writes, for: job, lease: lease, wait: false)
+        await commits.waitForRoom()
+        if let refused = applier.whyStopped(Claim(job)) { throw refused }
+        commits.add(Submission(job: job, lease: lease, writes: writes, at: .now, waiter: nil))
     }
 
     /// Queues `writes` and returns once they are committed. Throws `LeaseLost` when the job's lease
     /// did not hold (nothing of it was written), or the error that stopped its writes.
     func commit(_ writes: [JobWrite], for job: Job, lease: Lease) async throws {
-        try await enqueue(writes, for: job, lease: lease, wait: true)
+        await commits.waitForRoom()
+        if let refused = applier.whyStopped(Claim(job)) { throw refused }
+        let at = ContinuousClock.now
+        try await withCheckedThrowingContinuation { continuation in
+            commits.add(Submission(job: job, lease: lease, writes: writes, at: at, waiter: continuation))
+        }
     }
 
     /// The run of `claim` ended: forget why its writes stopped, if they did.
     func forget(_ claim: Claim) {
-        state.withLock { _ = $0.stopped.removeValue(forKey: claim) }
+        applier.state.withLock { _ = $0.stopped.removeValue(forKey: claim) }
     }
 
-    var statistics: Statistics { state.withLock { $0.statistics } }
+    var statistics: Statistics { applier.state.withLock { $0.statistics } }
 
     /// Submissions waiting for a flush.
-    var queuedCount: Int { state.withLock { $0.queue.count } }
+    var queuedCount: Int { commits.queuedCount }
+}
 
-    private func enqueue(_ writes: [JobWrite], for job: Job, lease: Lease, wait: Bool) async throws {
-        if state.withLock({ $0.queuedRows >= backlog }) {
-            await withCheckedContinuation { continuation in
-                let full = state.withLock { state in
-                    guard state.queuedRows >= backlog else { return false }
-                    state.backlogWaiters.append(continuation)
-                    return true
-                }
-                if !full { continuation.resume() }
-            }
-        }
-        let at = ContinuousClock.now
-        if wait {
-            try await withCheckedThrowingContinuation { continuation in
-                add(Submission(job: job, lease: lease, writes: writes, at: at, waiter: continuation))
-            }
-        } else {
-            let refused = state.withLock { $0.stopped[Claim(job)] }
-            if let refused { throw refused }
-            add(Submission(job: job, lease: lease, writes: writes, at: at, waiter: nil))
-        }
+/// Applies the writer's batches, one at a time (`GroupCommit` calls `flush`), and keeps what
+/// became of each claim.
+private final class BatchApplier: Sendable {
+    typealias Submission = JobWriter.Submission
+
+    struct State {
+        /// Claims whose writes can no longer be made, and why (`LeaseLost`, or the database's error).
+        var stopped: [Claim: any Error] = [:]
+        var statistics = JobWriter.Statistics()
     }
 
-    private func add(_ submission: Submission) {
-        enum Next { case refuse(any Error), flush, none }
-        let next = state.withLock { state -> Next in
-            if let refused = state.stopped[Claim(submission.job)] { return .refuse(refused) }
-            state.queue.append(submission)
-            state.queuedRows += submission.writes.count
-            guard !state.isFlushing else { return .none }
-            state.isFlushing = true
-            return .flush
-        }
-        switch next {
-        case .refuse(let error): submission.waiter?.resume(throwing: error)
-        case .flush: Task { await self.flushWhileQueued() }
-        case .none: break
-        }
+    let state = Mutex(State())
+    let stopHandler = Mutex<(@Sendable (Claim, any Error) -> Void)?>(nil)
+    private let store: JobStore
+    private let logger: Logger
+
+    init(store: JobStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
     }
 
-    /// Flushes until nothing is queued; what arrives during a flush goes into the next one.
-    private func flushWhileQueued() async {
-        while true {
-            let (taken, released) = state.withLock { state -> ([Submission], [CheckedContinuation<Void, Never>]) in
-                var rows = 0, count = 0
-                while count < state.queue.count && (count == 0 || rows + state.queue[count].writes.count <= maxRows) {
-                    rows += state.queue[count].writes.count
-                    count += 1
-                }
-                let taken = Array(state.queue.prefix(count))
-                state.queue.removeFirst(count)
-                state.queuedRows -= rows
-                if !taken.isEmpty {
-                    state.statistics.flushes += 1
-                    state.statistics.writes += rows
-                }
-                if taken.isEmpty { state.isFlushing = false }
-                var released: [CheckedContinuation<Void, Never>] = []
-                if state.queuedRows < backlog { swap(&released, &state.backlogWaiters) }
-                return (taken, released)
-            }
-            released.forEach { $0.resume() }
-            if taken.isEmpty { return }
-            await flush(taken)
-        }
+    func whyStopped(_ claim: Claim) -> (any Error)? {
+        state.withLock { $0.stopped[claim] }
     }
 
     private static func batch(_ submissions: [Submission]) -> JobBatch {
@@ -161,7 +113,20 @@ final class JobWriter: Sendable {
         return batch
     }
 
-    private func flush(_ taken: [Submission]) async {
+    func flush(_ batch: [Submission]) async {
+        // Writes of a claim stopped while they queued (its lease lost, an earlier flush of it failed)
+        // are not applied: the run that made them is stopping.
+        let (taken, dropped) = state.withLock { state -> ([Submission], [(Submission, any Error)]) in
+            state.statistics.flushes += 1
+            state.statistics.writes += batch.reduce(0) { $0 + $1.writes.count }
+            var taken: [Submission] = [], dropped: [(Submission, any Error)] = []
+            for submission in batch {
+                if let error = state.stopped[Claim(submission.job)] { dropped.append((submission, error)) } else { taken.append(submission) }
+            }
+            return (taken, dropped)
+        }
+        for (submission, error) in dropped { submission.waiter?.resume(throwing: error) }
+        guard !taken.isEmpty else { return }
         do {
             finish(taken, held: try await store.apply(Self.batch(taken)))
         } catch let error as PostgresError where !error.isConnectionFailure {

@@ -31,20 +31,9 @@ public struct JobStore: Sendable {
         }
     }
 
-    /// Enqueues a job in one statement, outside any transaction (`StoreSession.submit`).
-    public func submit(_ submission: JobSubmission) async throws -> (job: Job, created: Bool) {
-        try await pool.withConnection { try StoreSession($0).submit(submission) }
-    }
-
-    /// Records events in one statement (its own transaction, one round trip) and wakes listeners.
-    public func append(_ events: [NewEvent]) async throws {
-        guard !events.isEmpty else { return }
-        try await pool.withConnection { connection in
-            try connection.query("""
-                WITH inserted AS (\(StoreSession.insertEvents) RETURNING 1)
-                SELECT pg_notify('\(Self.eventsChannel)', '') FROM (SELECT FROM inserted LIMIT 1) AS any_row
-                """, NewEvent.columns(events))
-        }
+    /// Enqueues jobs in one statement, outside any transaction (`StoreSession.submit`).
+    public func submit(_ submissions: [JobSubmission]) async throws -> [(job: Job, created: Bool)] {
+        try await pool.withConnection { try StoreSession($0).submit(submissions) }
     }
 
     /// Runs `body` outside a transaction (reads).
@@ -204,31 +193,61 @@ public final class StoreSession {
     // MARK: Submitting and controlling jobs
 
     /// Enqueues a job; with an idempotency key already used by this user, returns that job instead.
-    /// One statement: the job, its `job.queued` event and the NOTIFYs, so outside a transaction
-    /// (`JobStore.submit`) a submission is one round trip and one commit.
     public func submit(_ submission: JobSubmission) throws -> (job: Job, created: Bool) {
+        try submit([submission])[0]
+    }
+
+    /// Enqueues jobs, in order; a submission whose user already used its idempotency key (before,
+    /// or earlier in this list) gets that job instead. One statement inserts the jobs, their
+    /// `job.queued` events and the NOTIFYs, so outside a transaction (`JobStore.submit`) a batch is
+    /// one round trip and one commit; a second one reads the jobs of keys already used, if any.
+    public func submit(_ submissions: [JobSubmission]) throws -> [(job: Job, created: Bool)] {
+        guard !submissions.isEmpty else { return [] }
+        let ids = submissions.map { _ in UUID().uuidString.lowercased() }
         let inserted = try connection.query("""
             WITH job AS (
                 INSERT INTO genflow.jobs (id, pipeline, pipeline_version, user_id, input, status, priority, run_at, idempotency_key)
-                VALUES ($1::uuid, $2, $3, $4, $5::jsonb, 'queued', $6, coalesce($7::timestamptz, now()), $8)
+                SELECT id, pipeline, version, user_id, input, 'queued', priority, coalesce(run_at, now()), key
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::int[], $7::timestamptz[], $8::text[])
+                    WITH ORDINALITY AS s(id, pipeline, version, user_id, input, priority, run_at, key, n)
+                ORDER BY n
                 ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING \(Job.columns())
             ), queued AS (
                 INSERT INTO genflow.events (user_id, job_id, type, data)
                 SELECT user_id, id::uuid, 'job.queued', jsonb_build_object('pipeline', pipeline, 'priority', priority) FROM job
+            ), notified AS (
+                SELECT pg_notify('\(JobStore.jobsChannel)', ''), pg_notify('\(JobStore.eventsChannel)', '') FROM (SELECT FROM job LIMIT 1) AS any_job
             )
-            SELECT job.*, pg_notify('\(JobStore.jobsChannel)', ''), pg_notify('\(JobStore.eventsChannel)', '') FROM job
-            """, [UUID().uuidString.lowercased(), submission.pipeline, submission.pipelineVersion, submission.userID,
-                  submission.input, submission.priority, submission.runAt, submission.idempotencyKey])
-        if let row = inserted.rows.first {
-            return (try Job(row: row), true)
+            SELECT job.* FROM job, (SELECT count(*) FROM notified) AS sent
+            """, [
+                PostgresArray(ids), PostgresArray(submissions.map(\.pipeline)), PostgresArray(submissions.map(\.pipelineVersion)),
+                PostgresArray(submissions.map(\.userID)), PostgresArray(submissions.map(\.input.description)),
+                PostgresArray(submissions.map(\.priority)), PostgresArray(submissions.map(\.runAt)), PostgresArray(submissions.map(\.idempotencyKey)),
+            ])
+        var created: [String: Job] = [:]
+        for row in inserted.rows {
+            let job = try Job(row: row)
+            created[job.id] = job
         }
-        let existing = try connection.query(
-            "SELECT \(Job.columns()) FROM genflow.jobs WHERE user_id = $1 AND idempotency_key = $2",
-            [submission.userID, submission.idempotencyKey]
-        )
-        guard let row = existing.rows.first else { throw PostgresError(message: "idempotency conflict on a job that no longer exists") }
-        return (try Job(row: row), false)
+        let reused = zip(ids, submissions).filter { created[$0.0] == nil }.map(\.1)
+        var existing: [String: Job] = [:]
+        if !reused.isEmpty {
+            for row in try connection.query("""
+                SELECT \(Job.columns("j")) FROM genflow.jobs j
+                JOIN unnest($1::text[], $2::text[]) AS k(user_id, key) ON j.user_id = k.user_id AND j.idempotency_key = k.key
+                """, [PostgresArray(reused.map(\.userID)), PostgresArray(reused.map(\.idempotencyKey))]).rows {
+                let job = try Job(row: row)
+                existing["\(job.userID)\u{0}\(job.idempotencyKey ?? "")"] = job
+            }
+        }
+        return try zip(ids, submissions).map { id, submission in
+            if let job = created[id] { return (job, true) }
+            guard let job = existing["\(submission.userID)\u{0}\(submission.idempotencyKey ?? "")"] else {
+                throw PostgresError(message: "idempotency conflict on a job that no longer exists")
+            }
+            return (job, false)
+        }
     }
 
     /// Cancels a queued or waiting job now, or asks the daemon running it to stop.

@@ -278,3 +278,29 @@ extension Array {
         return results
     }
 }
+
+@Suite("Submissions written in batches")
+struct BatchedSubmissionTests {
+    @Test("submissions made at once share statements; one idempotency key used by many of them still makes one job")
+    func concurrentSubmissions() async throws {
+        let harness = try await Harness.make(pipelines: ["tiny": tiny])
+        let submitter = JobSubmitter(catalog: harness.catalog, store: harness.store)
+        let results = try await withThrowingTaskGroup(of: (job: Job, created: Bool, keyed: Bool).self) { group in
+            for index in 0..<60 {
+                group.addTask {
+                    let keyed = index % 3 == 0
+                    let result = try await submitter.submit(pipeline: "tiny", input: ["n": .int(index)], userID: "ann", idempotencyKey: keyed ? "once" : nil)
+                    return (result.job, result.created, keyed)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let keyed = results.filter(\.keyed)
+        #expect(keyed.count == 20 && Set(keyed.map(\.job.id)).count == 1, "every submission with the key got the same job")
+        #expect(keyed.filter(\.created).count == 1)
+        #expect(results.filter { !$0.keyed }.allSatisfy { $0.created })
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.jobs") == 41)
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.events WHERE type = 'job.queued'") == 41)
+        #expect(submitter.batchCount < 60, "60 submissions made at once were written in \(submitter.batchCount) statements")
+    }
+}

@@ -24,6 +24,18 @@ struct PostgresConnectionTests {
         #expect(result.rows[0].decode("missing", as: Bool.self) == true)
     }
 
+    @Test("an array parameter round-trips every element: quotes, backslashes, commas, braces, the word NULL, NULL itself, empty, non-ASCII")
+    func arrays() throws {
+        let connection = try PostgresConnection(try testDatabaseURL())
+        let elements: [String?] = ["plain", "with \"quotes\"", "back\\slash", "a,b", "{braces}", "NULL", nil, "", " spaced ", "é ✓ 🎨", "line\nbreak"]
+        let rows = try connection.query("SELECT e, e IS NULL AS missing FROM unnest($1::text[]) WITH ORDINALITY AS t(e, n) ORDER BY n", [PostgresArray(elements)]).rows
+        #expect(rows.map { $0["e"] } == elements)
+        #expect(rows.map { $0.decode("missing", as: Bool.self) } == elements.map { $0 == nil })
+        let json = try connection.query("SELECT (unnest($1::jsonb[]))->>'k' AS k", [PostgresArray([#"{"k": "v \"q\" \\ ✓"}"#])]).rows
+        #expect(json.first?["k"] == #"v "q" \ ✓"#)
+        #expect(try connection.query("SELECT cardinality($1::int[]) AS n", [PostgresArray([Int]())]).rows.first?.decode("n", as: Int.self) == 0)
+    }
+
     @Test("parameters are data, never SQL: a SQL-looking string round-trips unchanged")
     func injection() throws {
         let connection = try PostgresConnection(try testDatabaseURL())

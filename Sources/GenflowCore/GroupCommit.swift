@@ -1,0 +1,94 @@
+internal import Synchronization
+
+/// Items flushed together by one flusher at a time: the first item of an idle queue is flushed at
+/// once, and whatever arrives during a flush goes into the next one. No timer window, so an item
+/// alone is never held back; under load, each flush carries everything that queued meanwhile (up to
+/// `maxWeight`, in arrival order). Above `backlog` queued weight, `add` waits for a flush.
+///
+/// The flush is a task of its own, started when the queue goes from idle to busy and ending when it
+/// finds the queue empty: nothing runs while nothing is queued.
+public final class GroupCommit<Item: Sendable>: Sendable {
+    private struct State {
+        var queue: [Item] = []
+        var queuedWeight = 0
+        var isFlushing = false
+        var flushes = 0
+        var backlogWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+    private let maxWeight: Int
+    private let backlog: Int
+    private let weight: @Sendable (Item) -> Int
+    private let flush: @Sendable ([Item]) async -> Void
+
+    /// - Parameters:
+    ///   - maxWeight: most weight one flush takes (at least one item, whatever its weight).
+    ///   - backlog: queued weight above which `add` waits.
+    ///   - weight: what an item counts for (rows it writes); 1 by default.
+    ///   - flush: applies a batch; called by one task at a time.
+    public init(
+        maxWeight: Int, backlog: Int, weight: @escaping @Sendable (Item) -> Int = { _ in 1 },
+        flush: @escaping @Sendable ([Item]) async -> Void
+    ) {
+        self.maxWeight = maxWeight
+        self.backlog = backlog
+        self.weight = weight
+        self.flush = flush
+    }
+
+    /// Items waiting for a flush.
+    public var queuedCount: Int { state.withLock { $0.queue.count } }
+
+    /// Flushes made so far.
+    public var flushCount: Int { state.withLock { $0.flushes } }
+
+    /// Waits while the backlog is full.
+    public func waitForRoom() async {
+        guard state.withLock({ $0.queuedWeight >= backlog }) else { return }
+        await withCheckedContinuation { continuation in
+            let full = state.withLock { state in
+                guard state.queuedWeight >= backlog else { return false }
+                state.backlogWaiters.append(continuation)
+                return true
+            }
+            if !full { continuation.resume() }
+        }
+    }
+
+    /// Queues `item`; starts a flush if none is running.
+    public func add(_ item: Item) {
+        let starts = state.withLock { state -> Bool in
+            state.queue.append(item)
+            state.queuedWeight += weight(item)
+            guard !state.isFlushing else { return false }
+            state.isFlushing = true
+            return true
+        }
+        if starts { Task { await self.flushWhileQueued() } }
+    }
+
+    private func flushWhileQueued() async {
+        while true {
+            let (taken, released) = state.withLock { state -> ([Item], [CheckedContinuation<Void, Never>]) in
+                var total = 0, count = 0
+                while count < state.queue.count {
+                    let next = weight(state.queue[count])
+                    if count > 0 && total + next > maxWeight { break }
+                    total += next
+                    count += 1
+                }
+                let taken = Array(state.queue.prefix(count))
+                state.queue.removeFirst(count)
+                state.queuedWeight -= total
+                if taken.isEmpty { state.isFlushing = false } else { state.flushes += 1 }
+                var released: [CheckedContinuation<Void, Never>] = []
+                if state.queuedWeight < backlog { swap(&released, &state.backlogWaiters) }
+                return (taken, released)
+            }
+            released.forEach { $0.resume() }
+            if taken.isEmpty { return }
+            await flush(taken)
+        }
+    }
+}
