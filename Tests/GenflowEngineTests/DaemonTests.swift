@@ -87,6 +87,84 @@ struct DaemonTests {
         #expect(try await harness.runs(job.id).filter { $0.stepID == "generate" }.map(\.status) == ["completed"])
     }
 
+    @Test("kill -9 at random moments during canvas jobs: no saved canvas without its checkpoint, no checkpoint without its canvas, no debit twice, no event missing from replay")
+    func killDuringCanvasJobs() async throws {
+        let yaml = try String(contentsOfFile: "pipelines/canvas-generation.yaml", encoding: .utf8)
+        let harness = try await Harness.make(pipelines: ["canvas-generation": yaml])
+        let users = (0..<8).map { "painter\($0)" }
+        try await harness.store.write { session in
+            for user in users { _ = try session.recordTokens(userID: user, change: 100_000, reason: "credit", idempotencyKey: "credit:\(user)") }
+        }
+        let total = 96
+        var jobs: [String] = []
+        for index in 0..<total {
+            jobs.append(try await harness.submit("canvas-generation", input: ["instructions": .string("a house with \(index) windows")], user: users[index % users.count]).id)
+        }
+        // Slow enough that every kill lands while jobs run: each chunk of the offline model's reply waits 50 ms.
+        let providers = "providers: {default: {kind: offline, delay: 50ms}}"
+        var random = SplitMix64(seed: 20261205)
+        var runningAtKills: [Int] = []
+        for _ in 0..<4 {
+            let daemon = try await DaemonProcess(harness: harness, workers: 8, lease: "1s", extraConfig: providers)
+            try await Task.sleep(for: .milliseconds(200 + Int(random.next() % 400)))
+            runningAtKills.append(try await harness.query(
+                "SELECT count(*)::int AS n FROM genflow.jobs WHERE status = 'running' AND lease_owner = $1", [daemon.owner]
+            ).first?.decode("n", as: Int.self) ?? 0)
+            daemon.kill()
+            try await Self.expectCanvasInvariants(harness)
+        }
+        #expect(runningAtKills.allSatisfy { $0 > 0 }, "jobs the killed daemon was running, at each kill: \(runningAtKills)")
+        let last = try await DaemonProcess(harness: harness, workers: 8, lease: "1s", extraConfig: providers)
+        for id in jobs { #expect(try await harness.wait(for: id).status == .completed) }
+        last.terminate()
+        try await Self.expectCanvasInvariants(harness)
+        #expect(try await harness.query("SELECT count(*)::int AS n FROM genflow.jobs WHERE rescues > 0").first?.decode("n", as: Int.self) ?? 0 > 0,
+                "no kill landed while a job ran")
+        let debits = try await harness.query("SELECT count(*)::int AS n, count(DISTINCT job_id)::int AS jobs FROM genflow.token_ledger WHERE change < 0").first
+        #expect(debits?.decode("n", as: Int.self) == total && debits?.decode("jobs", as: Int.self) == total)
+        let steps = ["balance", "prompt", "record", "generate", "objects", "save", "done", "debit"]
+        for id in jobs {
+            let replay = try await harness.events(id)
+            for step in steps {
+                #expect(replay.filter { $0.type == "step.completed" && $0.step == step }.count == 1, "job \(id), step \(step)")
+            }
+            #expect(replay.filter { $0.type == "job.completed" }.count == 1)
+            #expect(replay.filter { $0.type == "ai_generation_completed" }.count == 1, "the notify step's event, once")
+            #expect(replay.filter { $0.type == "token_balance_updated" }.count == 1)
+        }
+    }
+
+    /// What must hold at any moment, a kill included: a saved canvas and its step's checkpoint
+    /// exist together or not at all, no job is debited twice, every checkpoint has its event.
+    static func expectCanvasInvariants(_ harness: Harness) async throws {
+        func count(_ sql: String) async throws -> Int {
+            try await harness.query(sql).first?.decode("n", as: Int.self) ?? -1
+        }
+        #expect(try await count("""
+            SELECT count(*)::int AS n FROM (SELECT DISTINCT job_id FROM genflow.canvas_objects) o
+            WHERE NOT EXISTS (SELECT 1 FROM genflow.step_runs r WHERE r.job_id = o.job_id AND r.step_id = 'save' AND r.status = 'completed')
+            """) == 0, "a canvas was saved without its step's checkpoint")
+        #expect(try await count("""
+            SELECT count(*)::int AS n FROM genflow.step_runs r WHERE r.step_id = 'save' AND r.status = 'completed'
+              AND NOT EXISTS (SELECT 1 FROM genflow.canvas_objects o WHERE o.job_id = r.job_id)
+            """) == 0, "a checkpoint of the save step has no canvas")
+        #expect(try await count("""
+            SELECT count(*)::int AS n FROM (SELECT job_id FROM genflow.token_ledger WHERE change < 0 GROUP BY job_id HAVING count(*) > 1) twice
+            """) == 0, "a job was debited twice")
+        #expect(try await count("""
+            SELECT count(*)::int AS n FROM genflow.step_runs r WHERE r.status = 'completed' AND NOT EXISTS (
+                SELECT 1 FROM genflow.events e WHERE e.job_id = r.job_id AND e.step = r.step_id AND e.type = 'step.completed')
+            """) == 0, "a checkpoint without its step.completed event")
+        #expect(try await count("""
+            SELECT count(*)::int AS n FROM genflow.step_runs r WHERE r.step_id = 'done' AND r.status = 'completed' AND (
+                SELECT count(*) FROM genflow.events e WHERE e.job_id = r.job_id AND e.type = 'ai_generation_completed') <> 1
+            """) == 0, "the notify step's event is not there exactly once with its checkpoint")
+        #expect(try await count("""
+            SELECT count(*)::int AS n FROM genflow.events e WHERE e.type = 'ai_generation_completed' AND NOT EXISTS (
+                SELECT 1 FROM genflow.step_runs r WHERE r.job_id = e.job_id AND r.step_id = 'done' AND r.status = 'completed')
+            """) == 0, "the notify step's event without its checkpoint")
+    }
+
     @Test("a job that kills its daemon again and again fails as poisoned instead of looping")
     func poisoned() async throws {
         let marker = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-crash-marker-\(UUID().uuidString)").path
