@@ -14,6 +14,7 @@ public final class GroupCommit<Item: Sendable>: Sendable {
         var isFlushing = false
         var flushes = 0
         var backlogWaiters: [CheckedContinuation<Void, Never>] = []
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -56,6 +57,18 @@ public final class GroupCommit<Item: Sendable>: Sendable {
         }
     }
 
+    /// Returns once everything queued so far has been flushed and no flush runs.
+    public func idle() async {
+        await withCheckedContinuation { continuation in
+            let busy = state.withLock { state in
+                guard state.isFlushing else { return false }
+                state.idleWaiters.append(continuation)
+                return true
+            }
+            if !busy { continuation.resume() }
+        }
+    }
+
     /// Queues `item`; starts a flush if none is running.
     public func add(_ item: Item) {
         let starts = state.withLock { state -> Bool in
@@ -71,6 +84,7 @@ public final class GroupCommit<Item: Sendable>: Sendable {
     private func flushWhileQueued() async {
         while true {
             let (taken, released) = state.withLock { state -> ([Item], [CheckedContinuation<Void, Never>]) in
+                var released: [CheckedContinuation<Void, Never>] = []
                 var total = 0, count = 0
                 while count < state.queue.count {
                     let next = weight(state.queue[count])
@@ -81,9 +95,13 @@ public final class GroupCommit<Item: Sendable>: Sendable {
                 let taken = Array(state.queue.prefix(count))
                 state.queue.removeFirst(count)
                 state.queuedWeight -= total
-                if taken.isEmpty { state.isFlushing = false } else { state.flushes += 1 }
-                var released: [CheckedContinuation<Void, Never>] = []
-                if state.queuedWeight < backlog { swap(&released, &state.backlogWaiters) }
+                if taken.isEmpty {
+                    state.isFlushing = false
+                    swap(&released, &state.idleWaiters)
+                } else {
+                    state.flushes += 1
+                }
+                if state.queuedWeight < backlog { released += state.backlogWaiters; state.backlogWaiters = [] }
                 return (taken, released)
             }
             released.forEach { $0.resume() }

@@ -105,7 +105,10 @@ public final class Engine: Service, Sendable {
                 group.addTask { await self.heartbeatLoop() }
                 await self.claimLoop()
                 // Draining waits on its own clock even when this task was cancelled.
-                await Task { await self.drain() }.value
+                await Task {
+                    await self.drain()
+                    await self.writer.drain()
+                }.value
                 group.cancelAll()
                 heartbeatWake.signal()
             }

@@ -80,6 +80,11 @@ final class JobWriter: Sendable {
 
     /// Submissions waiting for a flush.
     var queuedCount: Int { commits.queuedCount }
+
+    /// Returns once every write queued so far is flushed.
+    func drain() async {
+        await commits.idle()
+    }
 }
 
 /// Applies the writer's batches, one at a time (`GroupCommit` calls `flush`), and keeps what
