@@ -126,10 +126,10 @@ public struct CanvasParser: Sendable {
 
     /// The inside of the first ``` fence, if any (to the end when the fence is never closed).
     static func unfenced(_ text: String) -> Substring {
-        guard let open = text.range(of: "```") else { return Substring(text) }
+        guard let open = text.firstRange(of: "```") else { return Substring(text) }
         var rest = text[open.upperBound...]
         if let newline = rest.firstIndex(of: "\n") { rest = rest[rest.index(after: newline)...] }
-        if let close = rest.range(of: "```") { return rest[..<close.lowerBound] }
+        if let close = rest.firstRange(of: "```") { return rest[..<close.lowerBound] }
         return rest
     }
 }

@@ -62,7 +62,8 @@ private struct Parser {
 
     mutating func skipSpace() {
         while let scalar = current {
-            if scalar.properties.isWhitespace {
+            // ASCII space, tab and line breaks first: the Unicode property lookup is slow on a hot path.
+            if scalar.value < 0x80 ? (scalar == " " || (0x09...0x0D).contains(scalar.value)) : scalar.properties.isWhitespace {
                 index += 1
             } else if scalar == "/", index + 1 < scalars.count, scalars[index + 1] == "/" {
                 while let c = current, c != "\n" { index += 1 }

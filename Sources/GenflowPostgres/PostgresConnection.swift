@@ -80,7 +80,7 @@ public final class PostgresConnection {
         var texts: [String?] = []
         for parameter in parameters {
             let text = parameter?.postgresText
-            if let text, text.utf8.contains(0) {
+            if let text, Self.holdsNUL(text) {
                 throw PostgresError(sqlState: "22021", message: "parameter $\(texts.count + 1) contains a NUL character, which PostgreSQL text cannot hold")
             }
             texts.append(text)
@@ -153,6 +153,16 @@ public final class PostgresConnection {
             PQfreemem(notification)
         }
         return channels
+    }
+
+    /// Whether `text` holds a NUL byte: `memchr` over its UTF-8, not a byte-at-a-time generic scan
+    /// (array parameters of a flush run to megabytes).
+    private static func holdsNUL(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            guard let base = bytes.baseAddress else { return false }
+            return memchr(base, 0, bytes.count) != nil
+        }
     }
 
     private static func withCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {

@@ -325,7 +325,7 @@ public struct CallModel: Stage {
 
     /// `Colours: warm.` → `warm`: a labelled value in a rendered prompt.
     static func field(_ label: String, in text: String) -> String? {
-        guard let range = text.range(of: "\(label): ") else { return nil }
+        guard let range = text.firstRange(of: "\(label): ") else { return nil }
         let value = text[range.upperBound...].prefix(while: { $0 != "." && $0 != "\n" && $0 != "," })
         return value.isEmpty ? nil : String(value)
     }
