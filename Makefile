@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit bench-scaling clean
+.PHONY: deps build run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit bench-latency bench-scaling clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -75,6 +75,11 @@ bench-websocket: deps
 ## server, GET /healthz and the same transaction through pgbench. See bench/README.md.
 bench-submit: deps
 	bench/submit
+
+## One canvas job at a time on an idle daemon, end to end (p50 of 50); BENCH_BASELINE=COMMIT also
+## measures a release build of that commit in the same run. See bench/README.md.
+bench-latency: deps
+	bench/latency
 
 ## Queue scaling and the hot path: throughput by worker count and with 1, 2 and 3 daemons on one
 ## database, the canvas pipeline on the offline provider at zero delay, and commits and round trips
