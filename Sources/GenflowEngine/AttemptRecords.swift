@@ -3,9 +3,10 @@ public import GenflowPipeline
 internal import GenflowStore
 internal import Synchronization
 
-/// A stage's records for one attempt (`StageContext.records`): events it sends go to the writer
-/// under the job's lease; records for the checkpoint are kept here until the attempt succeeds and
-/// then ride with its `completeStep`; reads, the ledger and the response cache use the store.
+/// A stage's records for one attempt (`StageContext.records`): events it sends and debits go to
+/// the writer under the job's lease (a debit is waited for: the stage reports its entry); records
+/// for the checkpoint are kept here until the attempt succeeds and then ride with its
+/// `completeStep`; reads and the response cache use the store.
 final class AttemptRecords: StageRecords {
     private let writer: JobWriter
     private let store: JobStore
@@ -40,11 +41,8 @@ final class AttemptRecords: StageRecords {
     }
 
     func debit(amount: Int, reason: String) async throws(StepError) -> Debit {
-        let (user, jobID, step) = (job.userID, job.id, step)
-        let (entry, created) = try await Self.classified { [store] in
-            try await store.write { session in
-                try session.recordTokens(userID: user, change: -amount, reason: reason, idempotencyKey: "debit:\(jobID):\(step)", jobID: jobID, step: step)
-            }
+        let (entry, created) = try await Self.classified { [writer, job, lease, step] in
+            try await writer.debit(step: step, amount: amount, reason: reason, for: job, lease: lease)
         }
         return Debit(transactionID: Int(entry.id), balanceAfter: entry.balanceAfter, isNew: created)
     }

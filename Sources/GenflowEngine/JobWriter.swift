@@ -24,7 +24,7 @@ final class JobWriter: Sendable {
         var lease: Lease
         var writes: [JobWrite]
         var at: ContinuousClock.Instant
-        var waiter: CheckedContinuation<Void, any Error>?
+        var waiter: CheckedContinuation<BatchOutcome, any Error>?
     }
 
     /// What the writer has done since it started.
@@ -63,10 +63,22 @@ final class JobWriter: Sendable {
     /// Queues `writes` and returns once they are committed. Throws `LeaseLost` when the job's lease
     /// did not hold (nothing of it was written), or the error that stopped its writes.
     func commit(_ writes: [JobWrite], for job: Job, lease: Lease) async throws {
+        _ = try await committed(writes, for: job, lease: lease)
+    }
+
+    /// Debits the job's user for `step`, once per job step, in the next flush; returns the ledger
+    /// entry (`created` false when the step had debited before).
+    func debit(step: String, amount: Int, reason: String, for job: Job, lease: Lease) async throws -> (entry: LedgerEntry, created: Bool) {
+        let outcome = try await committed([.debit(step: step, amount: amount, reason: reason)], for: job, lease: lease)
+        guard let made = outcome.debits[JobBatch.debitKey(job: job.id, step: step)] else { throw LeaseLost(jobID: job.id) }
+        return made
+    }
+
+    private func committed(_ writes: [JobWrite], for job: Job, lease: Lease) async throws -> BatchOutcome {
         await commits.waitForRoom()
         if let refused = applier.whyStopped(Claim(job)) { throw refused }
         let at = ContinuousClock.now
-        try await withCheckedThrowingContinuation { continuation in
+        return try await withCheckedThrowingContinuation { continuation in
             commits.add(Submission(job: job, lease: lease, writes: writes, at: at, waiter: continuation))
         }
     }
@@ -191,12 +203,12 @@ private final class BatchApplier: Sendable {
         }
     }
 
-    private func finish(_ submissions: [Submission], held: Set<Claim>) {
+    private func finish(_ submissions: [Submission], held outcome: BatchOutcome) {
         var lost: [String] = []
-        for submission in submissions where held.contains(Claim(submission.job)) {
-            submission.waiter?.resume()
+        for submission in submissions where outcome.held.contains(Claim(submission.job)) {
+            submission.waiter?.resume(returning: outcome)
         }
-        for submission in submissions where !held.contains(Claim(submission.job)) {
+        for submission in submissions where !outcome.held.contains(Claim(submission.job)) {
             let error = LeaseLost(jobID: submission.job.id)
             if markStopped(Claim(submission.job), error) { lost.append(submission.job.id) }
             submission.waiter?.resume(throwing: error)

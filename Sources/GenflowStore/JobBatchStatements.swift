@@ -5,10 +5,17 @@ extension JobStore {
     /// Applies `batch` in one transaction: one statement per kind of change (arrays through
     /// `unnest`), one NOTIFY per channel with the COMMIT. Returns the claims whose lease held; the
     /// writes of the others were dropped by the statements, not failed.
-    public func apply(_ batch: JobBatch) async throws -> Set<Claim> {
-        guard !batch.isEmpty else { return [] }
+    public func apply(_ batch: JobBatch) async throws -> BatchOutcome {
+        guard !batch.isEmpty else { return BatchOutcome() }
         return try await write { try $0.apply(batch) }
     }
+}
+
+/// What a flush did: the claims whose lease held, and the ledger entries of its debits by key
+/// (`created` false for a debit made before, found by its key).
+public struct BatchOutcome: Sendable {
+    public var held: Set<Claim> = []
+    public var debits: [String: (entry: LedgerEntry, created: Bool)] = [:]
 }
 
 extension StoreSession {
@@ -17,11 +24,13 @@ extension StoreSession {
     /// The first statement locks the batch's jobs in id order (so flushes of several daemons
     /// cannot deadlock), keeps those still held under the batch's lease (owner and claim token)
     /// and updates them; every later statement writes only for those.
-    public func apply(_ batch: JobBatch) throws -> Set<Claim> {
+    public func apply(_ batch: JobBatch) throws -> BatchOutcome {
         let now = ContinuousClock.now
-        let held = try updateJobs(batch.entries)
-        let entries = batch.entries.filter { held.contains($0.claim) }
-        guard !entries.isEmpty else { return held }
+        var outcome = BatchOutcome()
+        outcome.held = try updateJobs(batch.entries)
+        var entries = batch.entries.filter { outcome.held.contains($0.claim) }
+        guard !entries.isEmpty else { return outcome }
+        outcome.debits = try writeDebits(&entries)
 
         let stale = entries.filter(\.interruptStaleRuns).map(\.jobID)
         if !stale.isEmpty {
@@ -51,7 +60,23 @@ extension StoreSession {
         }
         try append(entries.flatMap(\.events))
         if entries.contains(where: \.wakesWorkers) { wakeWorkers() }
-        return held
+        return outcome
+    }
+
+    /// Debits of the batch's jobs (`StoreSession.recordLedger`); each new one's event goes with its job's.
+    private func writeDebits(_ entries: inout [JobBatch.Entry]) throws -> [String: (entry: LedgerEntry, created: Bool)] {
+        let changes = entries.flatMap { entry in
+            entry.debits.map { LedgerChange(userID: entry.job.userID, change: -$0.amount, reason: $0.reason, jobID: entry.jobID, step: $0.step, key: $0.key) }
+        }
+        guard !changes.isEmpty else { return [:] }
+        let made = try recordLedger(changes)
+        var announced: Set<String> = []
+        for index in entries.indices {
+            for debit in entries[index].debits where made[debit.key]?.created == true && announced.insert(debit.key).inserted {
+                if let entry = made[debit.key]?.entry { entries[index].events.append(entry.balanceEvent(step: debit.step)) }
+            }
+        }
+        return made
     }
 
     /// Locks the jobs in id order, keeps those held under their entry's lease and records the

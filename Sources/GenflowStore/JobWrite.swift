@@ -12,6 +12,9 @@ public enum JobWrite: Sendable {
     case completeStep(step: String, attempt: Int, output: JSON, duration: Duration, records: [RecordWrite] = [])
     /// Events a stage sends while `step` runs (progress): written with the job's next write.
     case send([StageEvent], step: String)
+    /// Debits the job's user once per job step (`debit:<job>:<step>`), with `token_balance_updated`;
+    /// the entry (new or the one made before) comes back in the flush's `BatchOutcome`.
+    case debit(step: String, amount: Int, reason: String)
     /// A retryable failure: the attempt fails and the job waits in the database until the delay is over.
     case scheduleRetry(step: String, attempt: Int, policyAttempt: Int, error: StepError, delay: Duration)
     /// The job ends failed (cancelled for `.cancelled` errors), recording the failed attempt.
@@ -79,6 +82,7 @@ public struct JobBatch: Sendable {
         var prompt: PromptRow?
         var canvases: [CanvasRow] = []
         var images: [ImageRow] = []
+        var debits: [DebitRow] = []
         var events: [NewEvent] = []
         var wakesWorkers = false
 
@@ -108,6 +112,14 @@ public struct JobBatch: Sendable {
         var id: String
         var record: CanvasRecord
         var isJobCanvas: Bool { record.canvasID == nil }
+    }
+
+    /// A debit of the job's user for one step.
+    struct DebitRow: Sendable {
+        var step: String
+        var amount: Int
+        var reason: String
+        var key: String
     }
 
     /// One image of a step.
@@ -143,6 +155,9 @@ public struct JobBatch: Sendable {
     public private(set) var rowCount = 0
 
     public var isEmpty: Bool { entries.isEmpty }
+
+    /// The ledger's idempotency key of a job step's debit.
+    public static func debitKey(job: String, step: String) -> String { "debit:\(job):\(step)" }
 
     /// Adds writes for `job` under `lease`, after those already added for that claim, made at `instant`.
     public mutating func add(_ writes: [JobWrite], for job: Job, lease: Lease, at instant: ContinuousClock.Instant = .now) {
@@ -245,6 +260,9 @@ extension JobBatch.Entry {
 
         case .send(let sent, let step):
             for event in sent { append(event.type, step: step, event.data) }
+
+        case .debit(let step, let amount, let reason):
+            debits.append(JobBatch.DebitRow(step: step, amount: amount, reason: reason, key: JobBatch.debitKey(job: job.id, step: step)))
 
         case .scheduleRetry(let step, let attempt, let policyAttempt, let error, let delay):
             end(step, attempt: attempt, status: "failed", at: instant, error: error, retryDelay: delay)

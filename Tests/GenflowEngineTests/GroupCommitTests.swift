@@ -95,13 +95,13 @@ struct GroupCommitTests {
         #expect(first.inserted.count == 1 && first.ended.isEmpty)
         #expect(first.inserted.first?.status == "completed" && first.inserted.first?.output == "ok")
         #expect(first.events.map(\.type) == ["job.started", "step.started", "step.completed", "job.completed"])
-        #expect(try await harness.store.apply(batch) == Set(jobs.map(Claim.init)))
+        #expect(try await harness.store.apply(batch).held == Set(jobs.map(Claim.init)))
 
         // The second job's attempt was written running; its end is now an update of that row.
         var next = JobBatch()
         next.add([.completeStep(step: "only", attempt: 1, output: 1, duration: .milliseconds(5)), .completeJob(result: [:])], for: jobs[1], lease: lease(jobs[1]))
         #expect(next.entries.first?.ended.count == 1 && next.entries.first?.inserted.isEmpty == true)
-        #expect(try await harness.store.apply(next) == [Claim(jobs[1])])
+        #expect(try await harness.store.apply(next).held == [Claim(jobs[1])])
         for job in jobs {
             #expect(try await harness.job(job.id).status == .completed)
             let runs = try await harness.runs(job.id)
@@ -120,7 +120,7 @@ struct GroupCommitTests {
 
         var batch = JobBatch()
         for job in jobs { batch.add(wholeRun(job), for: job, lease: Lease(owner: "daemon-a", token: job.leaseToken)) }
-        let held = try await harness.store.apply(batch)
+        let held = try await harness.store.apply(batch).held
         #expect(held == [Claim(jobs[0]), Claim(jobs[2])])
         for job in [jobs[0], jobs[2]] {
             #expect(try await harness.job(job.id).status == .completed)
@@ -137,7 +137,7 @@ struct GroupCommitTests {
         both.add(wholeRun(stolen, output: "old"), for: jobs[1], lease: Lease(owner: "daemon-b", token: jobs[1].leaseToken))
         both.add(wholeRun(stolen, output: "new"), for: stolen, lease: Lease(owner: "daemon-b", token: stolen.leaseToken))
         #expect(both.entries.count == 2)
-        #expect(try await harness.store.apply(both) == [Claim(stolen)])
+        #expect(try await harness.store.apply(both).held == [Claim(stolen)])
         #expect(try await harness.job(stolen.id).status == .completed)
         #expect(try await harness.runs(stolen.id).map(\.output) == ["new"])
     }
@@ -302,5 +302,40 @@ struct BatchedSubmissionTests {
         #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.jobs") == 41)
         #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.events WHERE type = 'job.queued'") == 41)
         #expect(submitter.batchCount < 60, "60 submissions made at once were written in \(submitter.batchCount) statements")
+    }
+}
+
+@Suite("Debits in batches")
+struct BatchedDebitTests {
+    @Test("debits of several jobs in one batch: once per job step, balances in order per user, one event per new entry")
+    func debits() async throws {
+        let harness = try await Harness.make(pipelines: ["tiny": tiny])
+        try await harness.store.write { session in
+            _ = try session.recordTokens(userID: "u1", change: 100, reason: "credit", idempotencyKey: "credit:u1:start")
+        }
+        let jobs = try await harness.claimed("tiny", count: 3, owner: "w")
+        // jobs[0] debited before (a step run again after a crash): its entry comes back unchanged.
+        var earlier = JobBatch()
+        earlier.add([.debit(step: "pay", amount: 10, reason: "first")], for: jobs[0], lease: Lease(owner: "w", token: jobs[0].leaseToken))
+        let first = try await harness.store.apply(earlier)
+        #expect(first.debits[JobBatch.debitKey(job: jobs[0].id, step: "pay")]?.entry.balanceAfter == 90)
+
+        var batch = JobBatch()
+        for (job, amount) in zip(jobs, [10, 20, 30]) {
+            batch.add([.debit(step: "pay", amount: amount, reason: "batch")], for: job, lease: Lease(owner: "w", token: job.leaseToken))
+        }
+        // A second debit of jobs[1] with another step, and again the same step (a duplicate key in one batch).
+        batch.add([.debit(step: "tip", amount: 5, reason: "tip"), .debit(step: "tip", amount: 5, reason: "tip")], for: jobs[1],
+                  lease: Lease(owner: "w", token: jobs[1].leaseToken))
+        let outcome = try await harness.store.apply(batch)
+        let made = { (job: Job, step: String) in outcome.debits[JobBatch.debitKey(job: job.id, step: step)] }
+        #expect(made(jobs[0], "pay")?.created == false && made(jobs[0], "pay")?.entry.change == -10)
+        #expect(made(jobs[1], "pay")?.created == true && made(jobs[2], "pay")?.created == true && made(jobs[1], "tip")?.created == true)
+        // u1 (every job's user): 90 before, then the batch's debits in its order: jobs[1]'s two (-20, -5), then jobs[2]'s (-30).
+        #expect([made(jobs[1], "pay"), made(jobs[1], "tip"), made(jobs[2], "pay")].map { $0?.entry.balanceAfter } == [70, 65, 35])
+        #expect(try await harness.store.read { try $0.balance(userID: "u1") } == 35)
+        #expect(try await harness.store.read { try $0.ledger(userID: "u1") }.count == 5)
+        let events = try await harness.query("SELECT data->>'change' AS change FROM genflow.events WHERE type = 'token_balance_updated' ORDER BY id").map { $0["change"] ?? "" }
+        #expect(events == ["100", "-10", "-20", "-5", "-30"])
     }
 }
