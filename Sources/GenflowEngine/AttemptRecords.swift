@@ -9,14 +9,16 @@ internal import Synchronization
 /// `completeStep`; reads and the response cache use the store.
 final class AttemptRecords: StageRecords {
     private let writer: JobWriter
+    private let balances: BalanceReader
     private let store: JobStore
     private let job: Job
     private let lease: Lease
     private let step: String
     private let pending = Mutex<[RecordWrite]>([])
 
-    init(writer: JobWriter, store: JobStore, job: Job, lease: Lease, step: String) {
+    init(writer: JobWriter, balances: BalanceReader, store: JobStore, job: Job, lease: Lease, step: String) {
         self.writer = writer
+        self.balances = balances
         self.store = store
         self.job = job
         self.lease = lease
@@ -37,7 +39,7 @@ final class AttemptRecords: StageRecords {
 
     func balance() async throws(StepError) -> Int {
         let user = job.userID
-        return try await Self.classified { [store] in try await store.read { try $0.balance(userID: user) } }
+        return try await Self.classified { [balances] in try await balances.balance(of: user) }
     }
 
     func debit(amount: Int, reason: String) async throws(StepError) -> Debit {

@@ -64,6 +64,8 @@ public final class Engine: Service, Sendable {
     public let owner: String
     /// Writes the state of every job this daemon runs, many jobs per commit.
     let writer: JobWriter
+    /// Reads balances for `tokens.require`, many users per statement.
+    let balances: BalanceReader
 
     /// Runs by claim: a job whose lease expired under a run of this daemon may be claimed again
     /// here (a new token) while the old run is still stopping.
@@ -81,6 +83,7 @@ public final class Engine: Service, Sendable {
         self.logger = logger
         owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8).lowercased())"
         writer = JobWriter(store: store, logger: logger)
+        balances = BalanceReader(store: store)
         writer.onStop { [weak self] claim, error in
             self?.stop(claim, error is LeaseLost ? .leaseLost : .writesStopped(error))
         }

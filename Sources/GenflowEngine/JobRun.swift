@@ -116,7 +116,7 @@ struct JobRun {
             }
             job.attempts += 1
             let attemptStart = ContinuousClock.now
-            let records = AttemptRecords(writer: engine.writer, store: store, job: job, lease: lease, step: step.id)
+            let records = AttemptRecords(writer: engine.writer, balances: engine.balances, store: store, job: job, lease: lease, step: step.id)
             let context = StageContext(
                 config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id,
                 attempt: policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback[step.id],

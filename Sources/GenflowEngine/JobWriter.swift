@@ -156,22 +156,23 @@ private final class BatchApplier: Sendable {
         }
     }
 
-    /// A batch the database refused: each job's writes again on their own, so one bad row fails
+    /// A batch the database refused: each claim's writes again on their own, so one bad row fails
     /// only its job.
     private func isolate(_ taken: [Submission], after error: PostgresError) async {
         state.withLock { $0.statistics.isolated += 1 }
-        var byJob: [String: [Submission]] = [:]
-        var order: [String] = []
+        var byClaim: [Claim: [Submission]] = [:]
+        var order: [Claim] = []
         for submission in taken {
-            if byJob[submission.job.id] == nil { order.append(submission.job.id) }
-            byJob[submission.job.id, default: []].append(submission)
+            let claim = Claim(submission.job)
+            if byClaim[claim] == nil { order.append(claim) }
+            byClaim[claim, default: []].append(submission)
         }
         guard order.count > 1 else {
             if error.isRefusedValue { await refuse(taken, error) } else { finish(taken, failed: error) }
             return
         }
-        for id in order {
-            let alone = byJob[id] ?? []
+        for claim in order {
+            let alone = byClaim[claim] ?? []
             do {
                 finish(alone, held: try await store.apply(Self.batch(alone)))
             } catch let error as PostgresError where error.isRefusedValue {

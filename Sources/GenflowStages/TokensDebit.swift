@@ -18,6 +18,10 @@ public struct TokensDebit: Stage {
         retryDefaults: RetrySettings(maxAttempts: 10)
     )
 
+    /// The debit is the engine's write, under the job's lease and once per job step: no start to
+    /// commit first, and a run again after a crash finds its entry.
+    public func hasOutsideEffects(_ config: JSON) -> Bool { false }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let amount = context.config["amount"]?.intValue ?? 0
         let reason = context.config["reason"]?.stringValue ?? ""

@@ -51,6 +51,15 @@ struct LedgerChange: Sendable {
 }
 
 extension StoreSession {
+    /// The balances of `users` (0 for a user never credited), in one statement.
+    public func balances(userIDs users: [String]) throws -> [String: Int] {
+        var balances = Dictionary(users.map { ($0, 0) }, uniquingKeysWith: { first, _ in first })
+        for row in try connection.query("SELECT user_id, balance FROM genflow.token_accounts WHERE user_id = ANY($1::text[])", [PostgresArray(Array(balances.keys))]).rows {
+            if let user = row["user_id"] { balances[user] = row.decode("balance") ?? 0 }
+        }
+        return balances
+    }
+
     /// The user's token balance (0 for a user never credited).
     public func balance(userID: String) throws -> Int {
         try connection.query("SELECT balance FROM genflow.token_accounts WHERE user_id = $1", [userID]).rows.first?.decode("balance") ?? 0

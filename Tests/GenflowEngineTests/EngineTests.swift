@@ -34,7 +34,8 @@ private let flaky = """
         retry: {max_attempts: 5, initial_interval: 300ms, backoff: 2, max_interval: 10s, jitter: 0}
     """
 
-private let sleeper = """
+/// One step that sleeps (`input.sleep`, 30 s by default) and records its start: a step with an outside effect.
+let sleeper = """
     name: sleeper
     steps:
       - id: nap
@@ -516,7 +517,8 @@ struct TokenStageTests {
         let stage = try #require(harness.registry.stage(named: "tokens.debit"))
         let job = try #require(try await harness.claimed("paid", count: 1, owner: "t").first)
         let records = AttemptRecords(
-            writer: JobWriter(store: harness.store, logger: Logger(label: "test")), store: harness.store, job: job,
+            writer: JobWriter(store: harness.store, logger: Logger(label: "test")), balances: BalanceReader(store: harness.store),
+            store: harness.store, job: job,
             lease: Lease(owner: "t", token: job.leaseToken), step: "debit"
         )
         let context = StageContext(config: ["amount": 40, "reason": "test"], input: [:], jobID: job.id,

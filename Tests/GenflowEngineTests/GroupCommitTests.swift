@@ -18,18 +18,6 @@ private let tiny = """
         n: {type: integer, default: 0}
     """
 
-private let napper = """
-    name: napper
-    steps:
-      - id: nap
-        stage: test.step
-        with: {sleep: "{{input.sleep}}", record: "{{input.record}}"}
-    input:
-      properties:
-        sleep: {type: string, default: 1s}
-        record: {type: string, default: /dev/null}
-    """
-
 /// Three steps: pure, with an outside effect (a record file), pure.
 private func mixed(record: String) -> String {
     """
@@ -194,11 +182,11 @@ struct GroupCommitTests {
 
     @Test("a lease taken over while a step runs: the engine's writes for that job are dropped and its run stops; the other jobs complete")
     func leaseLostMidStep() async throws {
-        let harness = try await Harness.make(pipelines: ["napper": napper])
+        let harness = try await Harness.make(pipelines: ["sleeper": sleeper])
         let engine = harness.engine(workers: 4)
         try await harness.running(engine) {
             var jobs: [Job] = []
-            for _ in 0..<4 { jobs.append(try await harness.submit("napper", input: ["sleep": "1500ms"])) }
+            for _ in 0..<4 { jobs.append(try await harness.submit("sleeper", input: ["sleep": "1500ms"])) }
             while try await harness.count("SELECT count(*)::int AS n FROM genflow.step_runs WHERE status = 'running'") < 4 {
                 try await Task.sleep(for: .milliseconds(10))
             }
