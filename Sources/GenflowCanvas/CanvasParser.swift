@@ -126,10 +126,28 @@ public struct CanvasParser: Sendable {
 
     /// The inside of the first ``` fence, if any (to the end when the fence is never closed).
     static func unfenced(_ text: String) -> Substring {
-        guard let open = text.firstRange(of: "```") else { return Substring(text) }
+        guard let open = fence(in: text[...]) else { return Substring(text) }
         var rest = text[open.upperBound...]
         if let newline = rest.firstIndex(of: "\n") { rest = rest[rest.index(after: newline)...] }
-        if let close = rest.firstRange(of: "```") { return rest[..<close.lowerBound] }
+        if let close = fence(in: rest) { return rest[..<close.lowerBound] }
         return rest
+    }
+
+    /// The first ``` in `text`, found over its UTF-8 bytes (the standard library's substring
+    /// search was a tenth of a busy daemon's CPU in perf, on replies that have no fence at all).
+    private static func fence(in text: Substring) -> Range<String.Index>? {
+        let bytes = text.utf8
+        var run = 0
+        var index = bytes.startIndex
+        while index != bytes.endIndex {
+            if bytes[index] == UInt8(ascii: "`") {
+                run += 1
+                if run == 3 { return bytes.index(index, offsetBy: -2)..<bytes.index(after: index) }
+            } else {
+                run = 0
+            }
+            index = bytes.index(after: index)
+        }
+        return nil
     }
 }

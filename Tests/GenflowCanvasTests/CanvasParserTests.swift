@@ -26,6 +26,8 @@ struct CanvasParserTests {
         #expect(ids(try parser.parse("```json\n[\(rect("a"))]\n```")) == ["a"])
         #expect(ids(try parser.parse("Here:\n```\n{\"objects\": [\(rect("a"))]}\n```\nDone.")) == ["a"])
         #expect(ids(try parser.parse("```json\n[\(rect("a")), \(rect("b"))")) == ["a", "b"])
+        // Text before the fence that is not ASCII, and a lone backtick pair, do not shift it.
+        #expect(ids(try parser.parse("Voilà ✓ `x` ``:\n```json\n[\(rect("c"))]\n```")) == ["c"])
     }
 
     @Test("strict structured output: nulls for unused optional fields are absent; the schema asked for lists every field")
