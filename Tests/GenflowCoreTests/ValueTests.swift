@@ -103,6 +103,10 @@ struct JSONTests {
         let value = JSON.string("line\nbreak\u{1}")
         #expect(value.description == #""line\nbreak\u0001""#)
         #expect(try JSON(parsing: value.description) == value)
+        // Every kind of byte in one string: runs of plain text between escapes, multi-byte UTF-8, DEL.
+        let mixed = JSON.string("a\"b\\c\td\re\u{7F}f\u{1F}é✓🎨\"")
+        #expect(mixed.description == #""a\"b\\c\td\re\u007ff\u001fé✓🎨\"""#)
+        #expect(try JSON(parsing: mixed.description) == mixed)
     }
 
     @Test("paths reach into objects and arrays")
