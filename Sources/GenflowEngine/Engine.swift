@@ -25,7 +25,7 @@ public struct EngineConfiguration: Sendable {
 
     public init(
         workers: Int = 64, lease: Duration = .seconds(30), pollInterval: Duration = .seconds(1), maxRescues: Int = 5,
-        runningPerUser: Int? = nil, shutdownGrace: Duration = .seconds(30), claimBatch: Int = 64
+        runningPerUser: Int? = nil, shutdownGrace: Duration = .seconds(30), claimBatch: Int = 256
     ) {
         self.workers = workers
         self.lease = lease
