@@ -36,15 +36,26 @@ final class JobWriter: Sendable {
     }
 
     private let applier: BatchApplier
-    private let commits: GroupCommit<Submission>
+    /// Flush queues, each on a connection of its own; a job always uses the same one, so its writes
+    /// stay in order. Two let one flush's statements run in PostgreSQL while the next batch is
+    /// encoded here (with one, the two took turns: the machine was 60 % busy on canvas jobs).
+    private let lanes: [GroupCommit<Submission>]
 
     /// - Parameters:
+    ///   - lanes: flushes in flight at once (jobs are spread over them by id).
     ///   - maxRows: most writes one flush applies.
-    ///   - backlog: queued writes above which `submit` and `commit` wait for a flush.
-    init(store: JobStore, logger: Logger, maxRows: Int = 2_000, backlog: Int = 10_000) {
+    ///   - backlog: queued writes (per lane) above which `submit` and `commit` wait for a flush.
+    init(store: JobStore, logger: Logger, lanes: Int = 2, maxRows: Int = 2_000, backlog: Int = 10_000) {
         let applier = BatchApplier(store: store, logger: logger)
         self.applier = applier
-        commits = GroupCommit(maxWeight: maxRows, backlog: backlog, weight: { $0.writes.count }) { await applier.flush($0) }
+        self.lanes = (0..<max(1, lanes)).map { _ in
+            GroupCommit(maxWeight: maxRows, backlog: backlog, weight: { $0.writes.count }) { await applier.flush($0) }
+        }
+    }
+
+    /// The lane of `job`'s writes.
+    private func lane(_ job: Job) -> GroupCommit<Submission> {
+        lanes[Int(UInt(bitPattern: job.id.hashValue) % UInt(lanes.count))]
     }
 
     /// Called with a claim when its writes stopped holding (lease lost, refused, flush failed).
@@ -55,6 +66,7 @@ final class JobWriter: Sendable {
     /// Queues `writes`; they are applied by the next flush. Throws at once when the job's earlier
     /// writes were refused or its lease was lost.
     func submit(_ writes: [JobWrite], for job: Job, lease: Lease) async throws {
+        let commits = lane(job)
         await commits.waitForRoom()
         if let refused = applier.whyStopped(Claim(job)) { throw refused }
         commits.add(Submission(job: job, lease: lease, writes: writes, at: .now, waiter: nil))
@@ -75,6 +87,7 @@ final class JobWriter: Sendable {
     }
 
     private func committed(_ writes: [JobWrite], for job: Job, lease: Lease) async throws -> BatchOutcome {
+        let commits = lane(job)
         await commits.waitForRoom()
         if let refused = applier.whyStopped(Claim(job)) { throw refused }
         let at = ContinuousClock.now
@@ -91,11 +104,11 @@ final class JobWriter: Sendable {
     var statistics: Statistics { applier.state.withLock { $0.statistics } }
 
     /// Submissions waiting for a flush.
-    var queuedCount: Int { commits.queuedCount }
+    var queuedCount: Int { lanes.reduce(0) { $0 + $1.queuedCount } }
 
     /// Returns once every write queued so far is flushed.
     func drain() async {
-        await commits.idle()
+        for lane in lanes { await lane.idle() }
     }
 }
 

@@ -136,7 +136,7 @@ struct GroupCommitTests {
         let jobs = try await harness.claimed("tiny", count: 4, owner: "w")
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let writer = JobWriter(store: harness.store, logger: logger)
+        let writer = JobWriter(store: harness.store, logger: logger, lanes: 1)  // one lane: the held flush holds back the others
         let stopped = Mutex<[String]>([])
         writer.onStop { claim, _ in stopped.withLock { $0.append(claim.jobID) } }
         @Sendable func lease(_ job: Job) -> Lease { Lease(owner: "w", token: job.leaseToken) }
