@@ -171,7 +171,7 @@ struct JobRun {
         // The run is over once its end is queued: the worker takes the next job while the flush
         // commits this one (waiting here kept the daemon's CPU and the database's taking turns).
         // A flush that fails leaves the job to be resumed from its checkpoints, as a crash would.
-        try await submit(job, .completeJob(result: .object(outputs)))
+        try await submit(job, .completeJob)
     }
 
     private func fail(_ job: Job, step: String?, attempt: Int?, _ error: StepError, reason: String) async throws {

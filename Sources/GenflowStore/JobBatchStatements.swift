@@ -82,27 +82,27 @@ extension StoreSession {
     /// Locks the jobs in id order, keeps those held under their entry's lease and records the
     /// step they are on, attempts made and, for a run that ends, the job's new state.
     private func updateJobs(_ entries: [JobBatch.Entry]) throws -> Set<Claim> {
-        var status: [String?] = [], result: [String?] = [], error: [String?] = [], delay: [String?] = []
+        var status: [String?] = [], error: [String?] = [], delay: [String?] = []
         for entry in entries {
             switch entry.outcome {
             case nil:
-                status.append(nil); result.append(nil); error.append(nil); delay.append(nil)
-            case .completed(let value)?:
-                status.append(JobStatus.completed.rawValue); result.append(value.description); error.append(nil); delay.append(nil)
+                status.append(nil); error.append(nil); delay.append(nil)
+            case .completed?:
+                status.append(JobStatus.completed.rawValue); error.append(nil); delay.append(nil)
             case .failed(let ended, let value)?:
-                status.append(ended.rawValue); result.append(nil); error.append(value.description); delay.append(nil)
+                status.append(ended.rawValue); error.append(value.description); delay.append(nil)
             case .waitingRetry(let wait)?:
-                status.append(JobStatus.waitingRetry.rawValue); result.append(nil); error.append(nil); delay.append(String(wait.milliseconds))
+                status.append(JobStatus.waitingRetry.rawValue); error.append(nil); delay.append(String(wait.milliseconds))
             case .released?:
-                status.append(JobStatus.queued.rawValue); result.append(nil); error.append(nil); delay.append(nil)
+                status.append(JobStatus.queued.rawValue); error.append(nil); delay.append(nil)
             }
         }
         let owners = Set(entries.map(\.lease.owner))
         guard owners.count == 1, let owner = owners.first else { throw PostgresError(message: "a batch holds the writes of one daemon") }
         let rows = try connection.query("""
             WITH input AS (
-                SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::jsonb[], $9::bigint[])
-                    AS i(id, token, step, added, status, result, error, delay_ms)
+                SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::bigint[])
+                    AS i(id, token, step, added, status, error, delay_ms)
             ), held AS MATERIALIZED (
                 SELECT j.id, i.token FROM genflow.jobs j JOIN input i ON i.id = j.id
                 WHERE j.lease_owner = $1 AND j.lease_token = i.token AND j.status = 'running'
@@ -112,7 +112,6 @@ extension StoreSession {
                 status = coalesce(i.status, j.status),
                 current_step = CASE WHEN i.status = 'completed' THEN NULL ELSE coalesce(i.step, j.current_step) END,
                 attempts = j.attempts + i.added,
-                result = CASE WHEN i.status = 'completed' THEN i.result ELSE j.result END,
                 error = CASE WHEN i.status IN ('failed', 'cancelled') THEN i.error ELSE j.error END,
                 run_at = CASE i.status WHEN 'waiting_retry' THEN now() + i.delay_ms * interval '1 millisecond'
                     WHEN 'queued' THEN least(j.run_at, now()) ELSE j.run_at END,
@@ -125,7 +124,7 @@ extension StoreSession {
             """, [
                 owner, PostgresArray(entries.map(\.jobID)), PostgresArray(entries.map(\.lease.token)),
                 PostgresArray(entries.map(\.currentStep)), PostgresArray(entries.map(\.addedAttempts)),
-                PostgresArray(status), PostgresArray(result), PostgresArray(error), PostgresArray(delay),
+                PostgresArray(status), PostgresArray(error), PostgresArray(delay),
             ]).rows
         return Set(rows.compactMap { row in
             row["id"].map { Claim(jobID: $0, token: row.decode("token") ?? -1) }

@@ -23,8 +23,8 @@ public enum JobWrite: Sendable {
     case release(step: String?, attempt: Int?)
     /// `on_invalid`: the attempt fails and the checkpoints of `discard` are superseded, to run again.
     case reask(step: String, attempt: Int, error: StepError, retryStep: String, discard: [String])
-    /// The job ends completed with `result`.
-    case completeJob(result: JSON)
+    /// The job ends completed; its result is its checkpoints' outputs (`Job.result`).
+    case completeJob
 }
 
 /// The lease a write holds under: the daemon that claimed the job and the token of that claim.
@@ -94,7 +94,7 @@ public struct JobBatch: Sendable {
 
     /// How a batch ends a job's run.
     enum Outcome: Sendable {
-        case completed(result: JSON)
+        case completed
         case failed(status: JobStatus, error: JSON)
         case waitingRetry(delay: Duration)
         case released
@@ -300,8 +300,8 @@ extension JobBatch.Entry {
             superseded += discard
             append("step.retrying", step: step, ["reason": "on_invalid", "retry_step": .string(retryStep), "error": Self.errorData(error)])
 
-        case .completeJob(let result):
-            outcome = .completed(result: result)
+        case .completeJob:
+            outcome = .completed
             append("job.completed", ["pipeline": .string(job.pipeline)])
         }
     }

@@ -195,6 +195,12 @@ public enum Migrations {
             ALTER TABLE genflow.jobs SET (fillfactor = 70);
             ALTER TABLE genflow.step_runs SET (fillfactor = 80);
             """),
+        Migration(version: 7, name: "events_created_brin", sql: """
+            -- Only retention reads events by age, in bulk: a BRIN index (events come in time order)
+            -- serves it, and an event row costs four B-tree entries instead of five.
+            DROP INDEX genflow.events_created;
+            CREATE INDEX events_created ON genflow.events USING brin (created_at);
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

@@ -44,6 +44,7 @@ public struct Job: Sendable, Hashable {
     /// Bumped by each manual retry; attempts are counted within a generation.
     public var generation: Int
     public var input: JSON
+    /// Once completed: every step's output by step id, read from its checkpoints (not stored twice).
     public var result: JSON?
     /// `{class, message, step}` of the failure.
     public var error: JSON?
@@ -62,7 +63,9 @@ public struct Job: Sendable, Hashable {
     static func columns(_ t: String = "jobs") -> String {
         """
         \(t).id::text AS id, \(t).pipeline, \(t).pipeline_version, \(t).user_id, \(t).status, \(t).priority, \(t).attempts,
-        \(t).rescues, \(t).generation, \(t).input::text AS input, \(t).result::text AS result, \(t).error::text AS error,
+        \(t).rescues, \(t).generation, \(t).input::text AS input,
+        (CASE WHEN \(t).status = 'completed' THEN coalesce(\(t).result, (SELECT jsonb_object_agg(r.step_id, r.output)
+            FROM genflow.step_runs r WHERE r.job_id = \(t).id AND r.status = 'completed')) END)::text AS result, \(t).error::text AS error,
         \(t).idempotency_key, \(t).current_step, \(t).cancel_requested, genflow.iso(\(t).run_at) AS run_at,
         genflow.iso(\(t).created_at) AS created_at, genflow.iso(\(t).started_at) AS started_at,
         genflow.iso(\(t).finished_at) AS finished_at, \(t).lease_token

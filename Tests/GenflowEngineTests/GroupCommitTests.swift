@@ -64,7 +64,7 @@ private func wholeRun(_ job: Job, output: JSON = "ok") -> [JobWrite] {
     [
         .startStep(step: "only", stage: "test.step", attempt: 1, policyAttempt: 1),
         .completeStep(step: "only", attempt: 1, output: output, duration: .milliseconds(3)),
-        .completeJob(result: ["only": output]),
+        .completeJob,
     ]
 }
 
@@ -87,9 +87,13 @@ struct GroupCommitTests {
 
         // The second job's attempt was written running; its end is now an update of that row.
         var next = JobBatch()
-        next.add([.completeStep(step: "only", attempt: 1, output: 1, duration: .milliseconds(5)), .completeJob(result: [:])], for: jobs[1], lease: lease(jobs[1]))
+        next.add([.completeStep(step: "only", attempt: 1, output: 1, duration: .milliseconds(5)), .completeJob], for: jobs[1], lease: lease(jobs[1]))
         #expect(next.entries.first?.ended.count == 1 && next.entries.first?.inserted.isEmpty == true)
         #expect(try await harness.store.apply(next).held == [Claim(jobs[1])])
+        // A completed job's result is its checkpoints' outputs, read from them: the row keeps no copy.
+        #expect(try await harness.job(jobs[0].id).result == ["only": "ok"])
+        #expect(try await harness.job(jobs[1].id).result == ["only": 1])
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.jobs WHERE result IS NOT NULL") == 0)
         for job in jobs {
             #expect(try await harness.job(job.id).status == .completed)
             let runs = try await harness.runs(job.id)
