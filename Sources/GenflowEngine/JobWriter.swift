@@ -217,14 +217,20 @@ private final class BatchApplier: Sendable {
         }
     }
 
+    /// The claims whose runs have ended: their job's end is among `submissions`.
+    private static func ended(_ submissions: [Submission]) -> Set<Claim> {
+        Set(submissions.filter { $0.writes.contains { if case .completeJob = $0 { true } else { false } } }.map { Claim($0.job) })
+    }
+
     private func finish(_ submissions: [Submission], held outcome: BatchOutcome) {
+        let ended = Self.ended(submissions)
         var lost: [String] = []
         for submission in submissions where outcome.held.contains(Claim(submission.job)) {
             submission.waiter?.resume(returning: outcome)
         }
         for submission in submissions where !outcome.held.contains(Claim(submission.job)) {
             let error = LeaseLost(jobID: submission.job.id)
-            if markStopped(Claim(submission.job), error) { lost.append(submission.job.id) }
+            if markStopped(submission, error, ended: ended) { lost.append(submission.job.id) }
             submission.waiter?.resume(throwing: error)
         }
         if !lost.isEmpty {
@@ -233,17 +239,21 @@ private final class BatchApplier: Sendable {
     }
 
     private func finish(_ submissions: [Submission], failed error: any Error) {
+        let ended = Self.ended(submissions)
         for submission in submissions {
-            _ = markStopped(Claim(submission.job), error)
+            _ = markStopped(submission, error, ended: ended)
             submission.waiter?.resume(throwing: error)
         }
     }
 
-    /// Records why a claim's writes stopped; tells the engine the first time. Returns whether it was the first.
-    private func markStopped(_ claim: Claim, _ error: any Error) -> Bool {
+    /// Records why a claim's writes stopped; tells the engine the first time. Returns whether it was
+    /// the first. A claim whose last write (`completeJob`) is among them (`ended`) is not recorded:
+    /// its run has ended, nothing of it follows, and the record would never be forgotten.
+    private func markStopped(_ submission: Submission, _ error: any Error, ended: Set<Claim>) -> Bool {
+        let claim = Claim(submission.job)
         let isFirst = state.withLock { state in
             guard state.stopped[claim] == nil else { return false }
-            state.stopped[claim] = error
+            if !ended.contains(claim) { state.stopped[claim] = error }
             return true
         }
         if isFirst { stopHandler.withLock { $0 }?(claim, error) }

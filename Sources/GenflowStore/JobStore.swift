@@ -306,7 +306,7 @@ public final class StoreSession {
     /// Every attempt of every step of a job, oldest first.
     public func stepRuns(jobID: String) throws -> [StepRun] {
         try connection.query(
-            "SELECT \(StepRun.columns) FROM genflow.step_runs WHERE job_id = $1::uuid ORDER BY started_at, attempt", [jobID]
+            "SELECT \(StepRun.columns) FROM genflow.step_runs WHERE job_id = $1::uuid ORDER BY seq NULLS FIRST, started_at, attempt", [jobID]
         ).rows.map(StepRun.init(row:))
     }
 

@@ -201,6 +201,15 @@ public enum Migrations {
             DROP INDEX genflow.events_created;
             CREATE INDEX events_created ON genflow.events USING brin (created_at);
             """),
+        Migration(version: 8, name: "step_runs_order", sql: """
+            -- The order attempts were written in. A flush places each attempt's start by how long
+            -- before it the daemon saw it, so two attempts of one job written by two flushes could
+            -- get their start times swapped by a few microseconds: order by this instead. Rows
+            -- written before it have none (they sort first, by their start times, as they did).
+            CREATE SEQUENCE genflow.step_runs_seq;
+            ALTER TABLE genflow.step_runs ADD COLUMN seq bigint;
+            ALTER TABLE genflow.step_runs ALTER COLUMN seq SET DEFAULT nextval('genflow.step_runs_seq');
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.
