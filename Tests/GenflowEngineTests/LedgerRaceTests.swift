@@ -8,16 +8,31 @@ struct LedgerRaceTests {
     @Test("two transactions crediting with one idempotency key: the second waits and sees the first's entry (two daemons crediting dev at start collided)")
     func sameKeyTwice() async throws {
         let harness = try await Harness.make(pipelines: [:])
-        let first = try PostgresConnection(harness.url), second = try PostgresConnection(harness.url)
+        let first = try PostgresConnection(harness.url)
+        let url = harness.url
         try first.execute("BEGIN")
         #expect(try StoreSession(first).recordTokens(userID: "dev", change: 100, reason: "welcome", idempotencyKey: "credit:dev:welcome").created)
         // The second transaction starts while the first is open; before the fix it went on past the
         // SELECT, then failed on the ledger's unique key once the first committed.
-        let racing = Task.detached { () throws -> Bool in
-            try second.execute("BEGIN")
-            let created = try StoreSession(second).recordTokens(userID: "dev", change: 100, reason: "welcome", idempotencyKey: "credit:dev:welcome").created
-            try second.execute("COMMIT")
-            return created
+        // On a thread of its own: the call blocks until the first transaction ends, and a blocked
+        // thread of Swift's cooperative pool (two on two cores) could keep this test's own sleep
+        // from resuming (a test run hung once while other suites ran beside it).
+        let racing = Task { () throws -> Bool in
+            try await withCheckedThrowingContinuation { continuation in
+                Thread {
+                    do {
+                        let second = try PostgresConnection(url)
+                        try second.execute("BEGIN")
+                        let created = try StoreSession(second).recordTokens(
+                            userID: "dev", change: 100, reason: "welcome", idempotencyKey: "credit:dev:welcome"
+                        ).created
+                        try second.execute("COMMIT")
+                        continuation.resume(returning: created)
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }.start()
+            }
         }
         try await Task.sleep(for: .milliseconds(300))
         try first.execute("COMMIT")
