@@ -29,9 +29,7 @@ final class JobWriter: Sendable {
 
     /// What the writer has done since it started.
     struct Statistics {
-        var flushes = 0
-        var writes = 0
-        /// Batches the database refused, applied again job by job.
+        /// Batches the database refused, applied again claim by claim.
         var isolated = 0
     }
 
@@ -147,8 +145,6 @@ private final class BatchApplier: Sendable {
         // Writes of a claim stopped while they queued (its lease lost, an earlier flush of it failed)
         // are not applied: the run that made them is stopping.
         let (taken, dropped) = state.withLock { state -> ([Submission], [(Submission, any Error)]) in
-            state.statistics.flushes += 1
-            state.statistics.writes += batch.reduce(0) { $0 + $1.writes.count }
             var taken: [Submission] = [], dropped: [(Submission, any Error)] = []
             for submission in batch {
                 if let error = state.stopped[Claim(submission.job)] { dropped.append((submission, error)) } else { taken.append(submission) }

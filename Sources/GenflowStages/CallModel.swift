@@ -283,7 +283,7 @@ public struct CallModel: Stage {
     ) async throws(StepError) -> T {
         let pieces = BatchQueue<StreamPiece>()
         let reporter = Task { () -> StepError? in
-            var reporter = StreamReporter(stage: self, context: context, output: output)
+            var reporter = StreamReporter(context: context, output: output)
             while let batch = await pieces.next() {
                 do throws(StepError) {
                     try await reporter.received(batch.map(\.text).joined(), fraction: batch.last?.fraction)
@@ -340,7 +340,6 @@ private struct StreamPiece: Sendable {
 /// Turns a streamed reply into `step.progress` events and, for canvas objects, `canvas.objects`
 /// events carrying each object once it is complete.
 private struct StreamReporter {
-    let stage: CallModel
     let context: StageContext
     let output: String
     var text = ""
@@ -348,8 +347,7 @@ private struct StreamReporter {
     /// arrives is sent when it comes back, and nothing is sent twice.
     private var announced: Set<String> = []
 
-    init(stage: CallModel, context: StageContext, output: String) {
-        self.stage = stage
+    init(context: StageContext, output: String) {
         self.context = context
         self.output = output
     }

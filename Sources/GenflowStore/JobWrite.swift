@@ -151,9 +151,6 @@ public struct JobBatch: Sendable {
 
     public init() {}
 
-    /// Rows the batch will write: what the writer caps per flush.
-    public private(set) var rowCount = 0
-
     public var isEmpty: Bool { entries.isEmpty }
 
     /// The ledger's idempotency key of a job step's debit.
@@ -168,16 +165,6 @@ public struct JobBatch: Sendable {
             return entries.count - 1
         }()
         for write in writes { entries[position].apply(write, at: instant) }
-        rowCount += writes.count
-    }
-
-    /// A batch of the entries `keep` accepts.
-    public func filter(_ keep: (Entry) -> Bool) -> JobBatch {
-        var batch = JobBatch()
-        batch.entries = entries.filter(keep)
-        batch.positions = Dictionary(uniqueKeysWithValues: batch.entries.enumerated().map { ($1.claim, $0) })
-        batch.rowCount = rowCount
-        return batch
     }
 }
 
