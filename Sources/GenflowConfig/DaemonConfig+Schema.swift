@@ -59,6 +59,17 @@ extension DaemonConfig {
                         "max_body_bytes": ["type": "integer", "minimum": 1_024],
                     ],
                 ],
+                "listener": [
+                    "type": "object", "additionalProperties": false,
+                    "properties": [
+                        "header_timeout": duration, "body_timeout": duration, "ping_after": duration, "hang_up_after": duration,
+                        "max_head_bytes": ["type": "integer", "minimum": 1_024, "maximum": 65_000],
+                        "max_target_bytes": ["type": "integer", "minimum": 256, "maximum": 65_000],
+                        "max_connections_per_address": ["type": "integer", "minimum": 1],
+                        "max_unfinished_per_address": ["type": "integer", "minimum": 1],
+                        "trusted_proxies": ["type": "array", "items": ["type": "string"], "description": "IPv4 addresses or CIDR blocks of reverse proxies."],
+                    ],
+                ],
                 "retention": duration,
                 "log": [
                     "type": "object", "additionalProperties": false,

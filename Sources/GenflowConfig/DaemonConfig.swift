@@ -42,6 +42,8 @@ public struct DaemonConfig: Sendable {
     public var maxRescues = 5
     /// On SIGTERM, how long running steps may go on before their jobs are released.
     public var shutdownGrace: Duration = .seconds(30)
+    /// What the listener allows each client (the `listener` section).
+    public var listener = ListenerLimits()
     /// The file this was read from, if any.
     public var file: String?
 
@@ -49,7 +51,7 @@ public struct DaemonConfig: Sendable {
 
     static let topKeys = [
         "listen", "database", "state_dir", "pipelines_dir", "plugins_dir", "workers", "auth", "providers", "limits",
-        "retention", "log", "queue", "cors_origins",
+        "retention", "log", "queue", "cors_origins", "listener",
     ]
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -148,6 +150,9 @@ public struct DaemonConfig: Sendable {
             if let node = entries["running_per_user"]?.value { runningPerUser = reader.int(node, "running_per_user", in: 1...1_000_000) }
             if let node = entries["submit_per_minute"]?.value { submitPerMinute = reader.int(node, "submit_per_minute", in: 1...10_000_000) ?? submitPerMinute }
             if let node = entries["max_body_bytes"]?.value { maxBodyBytes = reader.int(node, "max_body_bytes", in: 1_024...(256 << 20)) ?? maxBodyBytes }
+        }
+        if let node = top["listener"]?.value, let entries = reader.mapping(node, "listener", allowedKeys: ListenerLimits.keys) {
+            listener.read(entries, reader: &reader)
         }
         if let node = top["retention"]?.value {
             retention = reader.duration(node, "retention", in: .seconds(60)...(.seconds(3_650 * 86_400))) ?? retention

@@ -103,6 +103,16 @@ public enum Daemon {
         )
         var options = HTTPServer.Options()
         options.maxBodyBytes = config.maxBodyBytes
+        let limits = config.listener
+        options.headerTimeout = Int(limits.headerTimeout.components.seconds)
+        options.bodyTimeout = Int(limits.bodyTimeout.components.seconds)
+        options.pingAfter = Int(limits.pingAfter.components.seconds)
+        options.hangUpAfter = Int(limits.hangUpAfter.components.seconds)
+        options.maxHeadBytes = limits.maxHeadBytes
+        options.maxTargetBytes = limits.maxTargetBytes
+        options.connectionsPerAddress = limits.maxConnectionsPerAddress
+        options.unfinishedPerAddress = limits.maxUnfinishedPerAddress
+        options.trustedProxies = limits.trustedProxies
         let (host, port) = config.listenAddress
         let server = HTTPServer(host: host, port: port, options: options, handler: api.handle, upgrader: hub.upgrade)
         try server.start()

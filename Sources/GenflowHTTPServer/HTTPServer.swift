@@ -1,3 +1,4 @@
+public import GenflowCore
 internal import CGenflowShims
 internal import CWebSockets
 internal import Foundation
@@ -23,11 +24,24 @@ public final class HTTPServer: @unchecked Sendable {
         public var webSocketQueueLimit = 512
         /// Longest incoming WebSocket message.
         public var maxMessageBytes = 64 << 10
-        /// Seconds of silence before a ping, and before a connection that answered nothing is dropped.
-        public var pingAfter: UInt16 = 30
-        public var hangUpAfter: UInt16 = 70
+        /// Seconds of silence before a WebSocket is pinged, and before one that answered nothing is dropped.
+        public var pingAfter = 30
+        public var hangUpAfter = 70
         /// HTTP transactions that may wait on handlers at once (each holds a header buffer).
         public var concurrentRequests: UInt16 = 512
+        /// Seconds from accept to a complete request head (408 after), and from the head to the
+        /// last byte of the body (408 after).
+        public var headerTimeout = 10
+        public var bodyTimeout = 60
+        /// Largest request head (request line and headers: 431 above) and request target (414 above).
+        public var maxHeadBytes = 8_192
+        public var maxTargetBytes = 4_096
+        /// Connections one client address may hold open, and of those still sending their first
+        /// request head (429 above either).
+        public var connectionsPerAddress = 1_024
+        public var unfinishedPerAddress = 128
+        /// Addresses (CIDR blocks) of reverse proxies, whose connections are not counted per address.
+        public var trustedProxies: [IPv4Range] = []
 
         public init() {}
     }
@@ -46,7 +60,15 @@ public final class HTTPServer: @unchecked Sendable {
     /// loop polls every descriptor on each wake-up (see docs/architecture.md).
     private var loop: UnsafeMutableRawPointer?
     private let protocols: UnsafeMutablePointer<lws_protocols>
+    /// All zero: lws keeps no validity timers of its own (see `SilenceWheel`).
     private let idlePolicy: UnsafeMutablePointer<lws_retry_bo_t>
+    private var tick: UnsafeMutableRawPointer?
+    private var silence: SilenceWheel<UInt64>
+    private var frontDoor: FrontDoor?
+    /// The address of the connection lws is adopting (read at its `WSI_CREATE`), and the address
+    /// of every connection lws holds, by wsi, so that its count drops when lws destroys it.
+    private var adopting: UInt32?
+    private var addresses: [Int: UInt32] = [:]
     private let hostName: UnsafeMutablePointer<CChar>
     private let protocolName: UnsafeMutablePointer<CChar>
     private let stopped = DispatchSemaphore(value: 0)
@@ -72,6 +94,8 @@ public final class HTTPServer: @unchecked Sendable {
         var isTooLarge = false
         var closesConnection = false
         var response: ServerResponse?
+        /// The wheel's second when its head arrived; nil once its body is complete.
+        var awaitingBodySince: Int?
         var headersSent = false
         var bodyOffset = 0
     }
@@ -82,6 +106,9 @@ public final class HTTPServer: @unchecked Sendable {
         /// Nil for a refused upgrade that is closing.
         var handler: (any WebSocketHandler)?
         var received: [UInt8] = []
+        /// The wheel's second when the client was last heard from (a message, a pong, the handshake).
+        var heard = 0
+        var isPingDue = false
     }
     private var sockets: [Int: Socket] = [:]
     private var connectionSockets: [UInt64: Int] = [:]
@@ -104,10 +131,10 @@ public final class HTTPServer: @unchecked Sendable {
         idlePolicy = .allocate(capacity: 1)
         idlePolicy.initialize(to: lws_retry_bo_t(
             retry_ms_table: nil, retry_ms_table_count: 0, conceal_count: 0,
-            secs_since_valid_ping: options.pingAfter, secs_since_valid_hangup: options.hangUpAfter, jitter_percent: 0
+            secs_since_valid_ping: 0, secs_since_valid_hangup: 0, jitter_percent: 0
         ))
-        // lws takes an IPv4 address or an interface name, not a host name.
-        hostName = strdup(host == "localhost" ? "127.0.0.1" : host)
+        silence = SilenceWheel(horizon: options.hangUpAfter)
+        hostName = strdup(host)
         protocolName = strdup("http")
     }
 
@@ -120,46 +147,68 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Binds the port and starts the service thread.
     public func start() throws {
-        lws_set_log_level(Int32(LLL_ERR), nil)
+        // None: lws 4.1.6 logs every adoption with a readbuf at error level ("calling service").
+        lws_set_log_level(0, nil)
         protocols[0].name = UnsafePointer(protocolName)
         protocols[0].callback = { wsi, reason, _, input, length in
             guard let wsi, let context = lws_get_context(wsi), let user = lws_context_user(context) else { return 0 }
             return Unmanaged<HTTPServer>.fromOpaque(user).takeUnretainedValue().handle(wsi, reason, input, length)
         }
+        let (listening, bound) = try FrontDoor.bind(host: host, port: requestedPort)
         var info = lws_context_creation_info()
-        info.port = Int32(requestedPort)
-        info.iface = UnsafePointer(hostName)
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER
         info.protocols = UnsafePointer(protocols)
         info.user = Unmanaged.passUnretained(self).toOpaque()
         info.gid = -1
         info.uid = -1
         info.options = UInt64(LWS_SERVER_OPTION_VALIDATE_UTF8) | UInt64(LWS_SERVER_OPTION_DISABLE_IPV6)
         info.max_http_header_pool = options.concurrentRequests
-        info.max_http_header_data = 8192
+        info.max_http_header_data = UInt16(min(options.maxHeadBytes + 1_024, 65_535))
         info.keepalive_timeout = 15
         info.timeout_secs = 30
+        info.timeout_secs_ah_idle = UInt32(options.headerTimeout)
         info.retry_and_idle_policy = UnsafePointer(idlePolicy)
-        guard let loop = gf_ev_loop_new() else { throw ServerError("cannot create an event loop") }
+        guard let loop = gf_ev_loop_new() else {
+            close(listening)
+            throw ServerError("cannot create an event loop")
+        }
         info.options |= UInt64(LWS_SERVER_OPTION_LIBEV)
         var foreignLoops: [UnsafeMutableRawPointer?] = [loop]
         let created = foreignLoops.withUnsafeMutableBufferPointer { loops in
             info.foreign_loops = loops.baseAddress
             return lws_create_context(&info)
         }
-        guard let context = created else {
+        guard let context = created, let vhost = lws_get_vhost_by_name(context, "default") else {
+            if let created { lws_context_destroy(created) }
             gf_ev_loop_destroy(loop)
-            throw ServerError("cannot listen on \(host):\(requestedPort) (address in use or not available)")
-        }
-        // lws may create the context and still not listen (an address this machine lacks).
-        let bound = lws_get_vhost_by_name(context, "default").map { Int(lws_get_vhost_listen_port($0)) } ?? 0
-        guard bound > 0 else {
-            lws_context_destroy(context)
-            gf_ev_loop_destroy(loop)
-            throw ServerError("cannot listen on \(host):\(requestedPort) (no such local address, or the port is taken)")
+            close(listening)
+            throw ServerError("cannot start libwebsockets on \(host):\(requestedPort)")
         }
         port = bound
+        var door = FrontDoor.Options()
+        door.head = HeadScanner.Limits(maxHeadBytes: options.maxHeadBytes, maxTargetBytes: options.maxTargetBytes)
+        door.admission = Admission.Limits(
+            connectionsPerAddress: options.connectionsPerAddress, unfinishedPerAddress: options.unfinishedPerAddress,
+            trustedProxies: options.trustedProxies
+        )
+        door.headerTimeout = options.headerTimeout
+        frontDoor = FrontDoor(loop: loop, listening: listening, options: door) { [unowned self] socket, address in
+            adopting = address
+            let adopted = lws_adopt_socket_vhost(vhost, socket)
+            if adopting != nil {
+                // lws refused it before making a connection of it: it is ours to close.
+                adopting = nil
+                if adopted == nil { close(socket) }
+                frontDoor?.closed(address)
+            }
+        }
+        frontDoor?.start()
         self.context = context
         self.loop = loop
+        tick = gf_ev_timer_start(loop, 1, { server, _ in
+            guard let server else { return }
+            Unmanaged<HTTPServer>.fromOpaque(server).takeUnretainedValue().lookForSilence()
+        }, Unmanaged.passUnretained(self).toOpaque())
         inbox.withLock { $0.isServing = true }
         let thread = Thread { [self] in serve() }
         thread.name = "genflow-listener"
@@ -196,6 +245,8 @@ public final class HTTPServer: @unchecked Sendable {
     private func serve() {
         guard let context, let loop else { return }
         gf_ev_run(loop)
+        if let tick { gf_ev_timer_stop(loop, tick) }
+        frontDoor?.stop()
         inbox.withLock { $0.isServing = false }
         lws_context_destroy(context)
         gf_ev_loop_destroy(loop)
@@ -207,6 +258,15 @@ public final class HTTPServer: @unchecked Sendable {
     private func handle(_ wsi: OpaquePointer, _ reason: lws_callback_reasons, _ input: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
         let key = Int(bitPattern: UnsafeRawPointer(wsi))
         switch reason {
+        case LWS_CALLBACK_WSI_CREATE:
+            if let address = adopting {
+                addresses[key] = address
+                adopting = nil
+            }
+            return 0
+        case LWS_CALLBACK_WSI_DESTROY:
+            if let address = addresses.removeValue(forKey: key) { frontDoor?.closed(address) }
+            return 0
         case LWS_CALLBACK_HTTP:
             let path = input.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) } ?? "/"
             return beginRequest(wsi, key, path: path)
@@ -221,7 +281,9 @@ public final class HTTPServer: @unchecked Sendable {
             transactions[key] = transaction
             return 0
         case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-            guard let transaction = transactions[key] else { return 0 }
+            guard var transaction = transactions[key] else { return 0 }
+            transaction.awaitingBodySince = nil
+            transactions[key] = transaction
             dispatch(wsi, key, transaction)
             return 0
         case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -252,8 +314,9 @@ public final class HTTPServer: @unchecked Sendable {
                 return counters.nextConnection
             }
             let connection = WebSocketConnection(id: id, limit: options.webSocketQueueLimit) { [weak self] id in self?.wake(id) }
-            sockets[key] = Socket(connection: connection, handler: handler)
+            sockets[key] = Socket(connection: connection, handler: handler, heard: silence.now)
             connectionSockets[id] = key
+            silence.schedule(id, at: silence.now + options.pingAfter)
             if let refusal {
                 connection.close(code: UInt16(4_000 + refusal.status), reason: refusal.body)
             } else {
@@ -261,9 +324,21 @@ public final class HTTPServer: @unchecked Sendable {
             }
             return 0
         case LWS_CALLBACK_RECEIVE:
+            sockets[key]?.heard = silence.now
             return receive(wsi, key, input, length)
+        case LWS_CALLBACK_RECEIVE_PONG:
+            sockets[key]?.heard = silence.now
+            return 0
         case LWS_CALLBACK_SERVER_WRITEABLE:
             guard let socket = sockets[key] else { return 0 }
+            if socket.isPingDue {
+                sockets[key]?.isPingDue = false
+                // With a payload: lws 4.1 does not report an empty pong.
+                var payload = Array("genflow".utf8)
+                if Self.write(wsi, &payload, LWS_WRITE_PING) < 0 { return -1 }
+                if socket.connection.hasWork { lws_callback_on_writable(wsi) }
+                return 0
+            }
             switch socket.connection.next() {
             case .message(let text, let more):
                 var bytes = Array(text.utf8)
@@ -290,6 +365,41 @@ public final class HTTPServer: @unchecked Sendable {
         default:
             return lws_callback_http_dummy(wsi, reason, nil, input, length)
         }
+    }
+
+    /// Once a second: deadlines. Pings the WebSockets due a ping, drops those silent past
+    /// `hangUpAfter`, answers 408 to requests whose head or body is late.
+    private func lookForSilence() {
+        let ids = silence.advance()
+        frontDoor?.tick(now: silence.now)
+        for (key, transaction) in transactions {
+            guard let since = transaction.awaitingBodySince, silence.now - since >= options.bodyTimeout,
+                  let wsi = OpaquePointer(bitPattern: key) else { continue }
+            var late = transaction
+            late.awaitingBodySince = nil
+            late.isTooLarge = false
+            late.closesConnection = true
+            late.response = ServerResponse(status: 408, body: Array(#"{"error":{"code":"request_timeout","message":"the request body was not received within \#(options.bodyTimeout) s"}}"#.utf8))
+            transactions[key] = late
+            lws_callback_on_writable(wsi)
+        }
+        var hungUp = false
+        for id in ids {
+            guard let key = connectionSockets[id], let socket = sockets[key], let wsi = OpaquePointer(bitPattern: key) else { continue }
+            switch SilenceWheel<UInt64>.verdict(heard: socket.heard, now: silence.now, pingAfter: options.pingAfter, hangUpAfter: options.hangUpAfter) {
+            case .wait(let until):
+                silence.schedule(id, at: until)
+            case .ping(let next):
+                sockets[key]?.isPingDue = true
+                lws_callback_on_writable(wsi)
+                silence.schedule(id, at: next)
+            case .hangUp:
+                lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC)
+                hungUp = true
+            }
+        }
+        // lws looks at its timers (the kill above) only after an event of its own: make one.
+        if hungUp, let context { lws_cancel_service(context) }
     }
 
     private func beginRequest(_ wsi: OpaquePointer, _ key: Int, path: String) -> Int32 {
@@ -322,8 +432,13 @@ public final class HTTPServer: @unchecked Sendable {
             if declared > options.maxBodyBytes * 16 { dispatch(wsi, key, transaction) }
             return 0
         }
-        transactions[key] = transaction
-        if declared == 0 { dispatch(wsi, key, transaction) }
+        if declared == 0 {
+            transactions[key] = transaction
+            dispatch(wsi, key, transaction)
+        } else {
+            transaction.awaitingBodySince = silence.now
+            transactions[key] = transaction
+        }
         return 0
     }
 

@@ -64,6 +64,9 @@ public final class WebSocketConnection: Sendable, Hashable {
     /// Messages waiting to go out.
     public var queued: Int { outbox.withLock { $0.messages.count } }
 
+    /// Whether the service thread has a message or a close to write.
+    var hasWork: Bool { outbox.withLock { !$0.messages.isEmpty || $0.closing != nil } }
+
     /// (sent, dropped by coalescing or overflow) so far.
     public var counts: (sent: Int, dropped: Int) { outbox.withLock { ($0.sent, $0.dropped) } }
 

@@ -42,6 +42,37 @@ struct DaemonConfigTests {
         #expect(!"\(config)".contains("sk-test"), "secrets must not appear in the config's description")
     }
 
+    @Test("the listener section sets deadlines, caps and trusted proxies; a bad one is an error at its line")
+    func listenerSection() throws {
+        let good = try write("""
+            listener:
+              header_timeout: 5s
+              max_connections_per_address: 64
+              trusted_proxies: [127.0.0.1, 10.0.0.0/8]
+            """)
+        defer { try? FileManager.default.removeItem(atPath: good) }
+        let config = try DaemonConfig.load(file: good, environment: [:])
+        #expect(config.listener.headerTimeout == .seconds(5))
+        #expect(config.listener.maxConnectionsPerAddress == 64)
+        #expect(config.listener.trustedProxies.map(\.description) == ["127.0.0.1", "10.0.0.0/8"])
+        #expect(config.listener.bodyTimeout == .seconds(60))
+        let bad = try write("""
+            listener:
+              trusted_proxies: [nginx]
+              ping_after: 90s
+            """)
+        defer { try? FileManager.default.removeItem(atPath: bad) }
+        do {
+            _ = try DaemonConfig.load(file: bad, environment: [:])
+            Issue.record("expected errors")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == [
+                "\(bad):2:21: error: 'nginx' in listener.trusted_proxies is not an IPv4 address or CIDR block (e.g. 10.0.0.0/8)",
+                "\(bad):3:15: error: 'listener.hang_up_after' must be longer than 'listener.ping_after'",
+            ])
+        }
+    }
+
     @Test("without a default provider: openai when OPENAI_API_KEY is set, else offline")
     func defaultProvider() throws {
         let withKey = try DaemonConfig.load(file: "/nonexistent/genflow.yaml", environment: ["OPENAI_API_KEY": "sk-x"])

@@ -50,6 +50,19 @@ void gf_ev_run(void *loop);
 void gf_ev_break(void *loop);
 void gf_ev_loop_destroy(void *loop);
 
+/* Watchers on that loop, run on the thread that runs it. `fire` gets `context` and, for a
+ * descriptor, the descriptor. A repeating timer fires every `seconds`; a descriptor watcher fires
+ * while `fd` is readable. Stopping frees the watcher. */
+typedef void (*gf_ev_fire)(void *context, int fd);
+void *gf_ev_timer_start(void *loop, double seconds, gf_ev_fire fire, void *context);
+void *gf_ev_readable_start(void *loop, int fd, gf_ev_fire fire, void *context);
+void gf_ev_timer_stop(void *loop, void *watcher);
+void gf_ev_readable_stop(void *loop, void *watcher);
+
+/* accept4 (a GNU extension) of an IPv4 connection, non-blocking and close-on-exec; its peer's
+ * address in host byte order. Returns the descriptor or -1 (errno set). */
+int gf_accept(int listening, uint32_t *address);
+
 /* Starts `argv[0]` (an absolute path) without a shell: stdin from /dev/null, stdout and stderr to
  * `output_path`, working directory "/", and no other inherited descriptor (so a daemon it leaves
  * running cannot hold ours open). Returns the pid, or -errno. Uses glibc's _np spawn actions,

@@ -1,0 +1,219 @@
+import Foundation
+import GenflowCore
+@testable import GenflowHTTPServer
+import Testing
+
+/// Echoes every WebSocket message back.
+private final class Echo: WebSocketHandler {
+    func opened(_ connection: WebSocketConnection) {}
+    func received(_ text: String, on connection: WebSocketConnection) { connection.send(text) }
+    func closed(_ connection: WebSocketConnection) {}
+}
+
+/// A listener on a port of the kernel's choice answering 200 `{"path":…}` to every request.
+private func listener(_ configure: (inout HTTPServer.Options) -> Void = { _ in }) throws -> HTTPServer {
+    var options = HTTPServer.Options()
+    configure(&options)
+    let server = HTTPServer(
+        host: "127.0.0.1", port: 0, options: options,
+        handler: { request in ServerResponse(status: 200, body: Array(#"{"path":"\#(request.path)","bytes":\#(request.body.count)}"#.utf8)) },
+        upgrader: { _ in .success(Echo()) }
+    )
+    try server.start()
+    return server
+}
+
+@Suite("The listener against slow and hostile clients, over real sockets", .serialized)
+struct ListenerTests {
+    @Test("malformed or oversized requests get 400, 414 or 431 with a JSON error, never a hang-up; good ones still pass, kept alive")
+    func clearAnswers() throws {
+        let server = try listener()
+        defer { server.stop() }
+        let cases: [(String, [UInt8], Int)] = [
+            ("%00 in the query", Array("GET /v1/jobs?status=%00 HTTP/1.1\r\nHost: t\r\n\r\n".utf8), 400),
+            ("a NUL byte in a header", Array("GET / HTTP/1.1\r\nHost: t\0x\r\n\r\n".utf8), 400),
+            ("not a request line", Array("HELLO\r\n\r\n".utf8), 400),
+            ("a bad percent escape", Array("GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n".utf8), 400),
+            ("HTTP/2 on the request line", Array("GET / HTTP/2.0\r\nHost: t\r\n\r\n".utf8), 400),
+            ("a target of 5,000 bytes", Array("GET /\(String(repeating: "a", count: 5_000)) HTTP/1.1\r\nHost: t\r\n\r\n".utf8), 414),
+            ("a header of 9,000 bytes", Array("GET / HTTP/1.1\r\nHost: t\r\nX-Big: \(String(repeating: "b", count: 9_000))\r\n\r\n".utf8), 431),
+            ("headers that never end", Array("GET / HTTP/1.1\r\n".utf8) + Array(repeating: Array("X-A: b\r\n".utf8), count: 2_000).flatMap { $0 }, 431),
+        ]
+        for (name, request, status) in cases {
+            let socket = try RawSocket(port: server.port)
+            socket.send(request)
+            let reply = socket.response()
+            #expect(reply.status == status, "\(name)")
+            #expect(reply.body.contains(#""error":{"code":"#), "\(name): \(reply.body)")
+            #expect(socket.isClosedByServer(within: 10), "\(name)")
+        }
+        let socket = try RawSocket(port: server.port)
+        for path in ["/one", "/two?x=%41"] {
+            socket.send("POST \(path) HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+            let reply = socket.response()
+            #expect(reply.status == 200)
+            #expect(reply.body.contains(#""bytes":5"#))
+        }
+    }
+
+    @Test("hundreds of connections sending their headers slowly from one address: another client's request and WebSocket still get through, before the slow ones' deadline")
+    func slowClients() throws {
+        // A header pool of 4 that 300 slow clients would fill many times over, if they held it.
+        let server = try listener {
+            $0.concurrentRequests = 4
+            $0.headerTimeout = 60
+            $0.unfinishedPerAddress = 250
+        }
+        defer { server.stop() }
+        var slow: [RawSocket] = []
+        for _ in 0..<300 {
+            let socket = try RawSocket(port: server.port)
+            socket.send("GET /slow HTTP/1.1\r\nHost: t\r\nX-Part: ")
+            slow.append(socket)
+        }
+        // Past the cap of unfinished heads per address: a 429 at once, not a wait.
+        let refused = slow.suffix(50).map { $0.response().status }
+        #expect(refused.allSatisfy { $0 == 429 }, "\(refused)")
+
+        let other = try RawSocket(port: server.port, from: "127.0.0.2")
+        other.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(other.response().status == 200)
+        let webSocket = try RawSocket(port: server.port, from: "127.0.0.2")
+        #expect(webSocket.upgrade() == 101)
+        webSocket.sendFrame(opcode: 0x1, Array("hi".utf8))
+        #expect(webSocket.readFrame().map { String(decoding: $0.payload, as: UTF8.self) } == "hi")
+        // The slow ones are all still waiting: the answers above did not come from their deadline.
+        #expect(!slow[0].isClosedByServer(within: 1))
+        #expect(!slow[199].isClosedByServer(within: 1))
+    }
+
+    @Test("a head or a body that does not arrive in time is answered 408")
+    func deadlines() throws {
+        let server = try listener {
+            $0.headerTimeout = 1
+            $0.bodyTimeout = 1
+        }
+        defer { server.stop() }
+        let head = try RawSocket(port: server.port)
+        head.send("GET / HTTP/1.1\r\nHost: t\r\n")
+        #expect(head.response().status == 408)
+        let body = try RawSocket(port: server.port)
+        body.send("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly part")
+        #expect(body.response().status == 408)
+    }
+
+    @Test("too many connections from one address are refused with 429; other addresses are not affected")
+    func connectionsPerAddress() throws {
+        let server = try listener { $0.connectionsPerAddress = 3 }
+        defer { server.stop() }
+        let held = try (0..<3).map { _ in try RawSocket(port: server.port) }
+        for socket in held {
+            socket.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(socket.response().status == 200)
+        }
+        let fourth = try RawSocket(port: server.port)
+        #expect(fourth.response().status == 429)
+        let elsewhere = try RawSocket(port: server.port, from: "127.0.0.3")
+        elsewhere.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(elsewhere.response().status == 200)
+    }
+
+    @Test("WebSocket: an oversized message is closed with 1009, invalid UTF-8 with 1007, a binary frame with 1003")
+    func webSocketCloseCodes() throws {
+        let server = try listener()
+        defer { server.stop() }
+        let cases: [(UInt8, [UInt8], UInt16)] = [
+            (0x1, Array(repeating: UInt8(ascii: "a"), count: 70_000), 1009),
+            (0x1, [0x68, 0xC3, 0x28, 0x69], 1007),
+            (0x2, [1, 2, 3], 1003),
+        ]
+        for (opcode, payload, code) in cases {
+            let socket = try RawSocket(port: server.port)
+            #expect(socket.upgrade() == 101)
+            socket.sendFrame(opcode: opcode, payload)
+            #expect(socket.closeCode() == code)
+        }
+    }
+
+    @Test("a silent WebSocket is pinged; one that answers stays open past the hang-up time, one that does not is dropped")
+    func pings() throws {
+        let server = try listener {
+            $0.pingAfter = 1
+            $0.hangUpAfter = 3
+        }
+        defer { server.stop() }
+        let answering = try RawSocket(port: server.port)
+        let silent = try RawSocket(port: server.port)
+        #expect(answering.upgrade() == 101)
+        #expect(silent.upgrade() == 101)
+        // Five pings answered cover more than the hang-up time.
+        for _ in 0..<5 {
+            guard let frame = answering.readFrame() else { Issue.record("the answering socket was closed"); return }
+            #expect(frame.opcode == 0x9)
+            answering.sendFrame(opcode: 0xA, frame.payload)
+        }
+        #expect(silent.readFrame()?.opcode == 0x9)
+        #expect(silent.isClosedByServer(within: 15))
+        answering.sendFrame(opcode: 0x1, Array("still here".utf8))
+        var echoed: String?
+        while let frame = answering.readFrame() {
+            if frame.opcode == 0x9 { answering.sendFrame(opcode: 0xA, frame.payload); continue }
+            echoed = String(decoding: frame.payload, as: UTF8.self)
+            break
+        }
+        #expect(echoed == "still here")
+    }
+}
+
+@Suite("Pure parts of the listener")
+struct ListenerLogicTests {
+    @Test("the head scanner finds the end of a head given byte by byte, and refuses early")
+    func headScanner() {
+        var scanner = HeadScanner(limits: .init())
+        let head = Array("GET /a?b=%41 HTTP/1.1\r\nHost: x\r\n\r\nBODY".utf8)
+        var seen: [UInt8] = []
+        var result = HeadScanner.Scan.incomplete
+        for byte in head {
+            seen.append(byte)
+            result = scanner.scan(seen)
+            if result != .incomplete { break }
+        }
+        #expect(result == .complete(length: head.count - 4))
+        var nul = HeadScanner(limits: .init())
+        #expect(nul.scan(Array("GET /\0".utf8)) == .refused(.badRequest("a NUL byte in the request head")))
+    }
+
+    @Test("the silence wheel pings after pingAfter, drops after hangUpAfter, and waits otherwise")
+    func silenceWheel() {
+        typealias Wheel = SilenceWheel<Int>
+        #expect(Wheel.verdict(heard: 0, now: 10, pingAfter: 30, hangUpAfter: 70) == .wait(until: 30))
+        #expect(Wheel.verdict(heard: 0, now: 30, pingAfter: 30, hangUpAfter: 70) == .ping(thenLookAt: 70))
+        #expect(Wheel.verdict(heard: 0, now: 70, pingAfter: 30, hangUpAfter: 70) == .hangUp)
+        var wheel = Wheel(horizon: 5)
+        wheel.schedule(1, at: 3)
+        wheel.schedule(2, at: 99)
+        var seen: [Int: Int] = [:]
+        for _ in 0..<6 {
+            for key in wheel.advance() { seen[key] = wheel.now }
+        }
+        #expect(seen == [1: 3, 2: 5])
+    }
+
+    @Test("admission counts connections per address, lets trusted proxies through, and reads CIDR blocks")
+    func admission() {
+        var admission = Admission(limits: .init(connectionsPerAddress: 2, unfinishedPerAddress: 1, trustedProxies: [IPv4Range("10.0.0.0/8")!]))
+        let client = IPv4Range.address("192.0.2.1")!
+        #expect(admission.admit(client) == nil)
+        #expect(admission.admit(client) == .tooManyConnections)
+        admission.finished(client)
+        #expect(admission.admit(client) == nil)
+        admission.finished(client)
+        #expect(admission.admit(client) == .tooManyConnections)
+        admission.closed(client, wasFinished: true)
+        #expect(admission.admit(client) == nil)
+        for _ in 0..<10 { #expect(admission.admit(IPv4Range.address("10.1.2.3")!) == nil) }
+        #expect(IPv4Range("300.1.1.1") == nil)
+        #expect(IPv4Range("10.0.0.0/33") == nil)
+        #expect(IPv4Range("192.168.1.7/24")?.description == "192.168.1.0/24")
+    }
+}
