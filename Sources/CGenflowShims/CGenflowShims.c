@@ -6,6 +6,7 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <unistd.h>
 #include <ev.h>
@@ -135,6 +136,11 @@ int gf_accept(int listening, uint32_t *address) {
     struct sockaddr_in peer;
     socklen_t length = sizeof peer;
     int fd = accept4(listening, (struct sockaddr *)&peer, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) *address = peer.sin_family == AF_INET ? ntohl(peer.sin_addr.s_addr) : 0;
+    if (fd < 0) return fd;
+    *address = peer.sin_family == AF_INET ? ntohl(peer.sin_addr.s_addr) : 0;
+    /* No Nagle, as lws's own accept sets (lws_plat_set_socket_options): a response's headers and
+     * body, and each WebSocket message, are separate writes that must not wait for an ACK. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
 }

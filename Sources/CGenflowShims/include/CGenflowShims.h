@@ -59,8 +59,8 @@ void *gf_ev_readable_start(void *loop, int fd, gf_ev_fire fire, void *context);
 void gf_ev_timer_stop(void *loop, void *watcher);
 void gf_ev_readable_stop(void *loop, void *watcher);
 
-/* accept4 (a GNU extension) of an IPv4 connection, non-blocking and close-on-exec; its peer's
- * address in host byte order. Returns the descriptor or -1 (errno set). */
+/* accept4 (a GNU extension) of an IPv4 connection, non-blocking, close-on-exec and TCP_NODELAY;
+ * its peer's address in host byte order. Returns the descriptor or -1 (errno set). */
 int gf_accept(int listening, uint32_t *address);
 
 /* Starts `argv[0]` (an absolute path) without a shell: stdin from /dev/null, stdout and stderr to
