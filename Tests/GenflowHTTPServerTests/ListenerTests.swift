@@ -26,7 +26,7 @@ private func listener(_ configure: (inout HTTPServer.Options) -> Void = { _ in }
 @Suite("The listener against slow and hostile clients, over real sockets", .serialized)
 struct ListenerTests {
     @Test("malformed or oversized requests get 400, 414 or 431 with a JSON error, never a hang-up; good ones still pass, kept alive")
-    func clearAnswers() throws {
+    func clearAnswers() async throws {
         let server = try listener()
         defer { server.stop() }
         let cases: [(String, [UInt8], Int)] = [
@@ -42,22 +42,22 @@ struct ListenerTests {
         for (name, request, status) in cases {
             let socket = try RawSocket(port: server.port)
             socket.send(request)
-            let reply = socket.response()
+            let reply = await socket.response()
             #expect(reply.status == status, "\(name)")
             #expect(reply.body.contains(#""error":{"code":"#), "\(name): \(reply.body)")
-            #expect(socket.isClosedByServer(within: 10), "\(name)")
+            #expect(await socket.isClosedByServer(within: 10), "\(name)")
         }
         let socket = try RawSocket(port: server.port)
         for path in ["/one", "/two?x=%41"] {
             socket.send("POST \(path) HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
-            let reply = socket.response()
+            let reply = await socket.response()
             #expect(reply.status == 200)
             #expect(reply.body.contains(#""bytes":5"#))
         }
     }
 
     @Test("hundreds of connections sending their headers slowly from one address: another client's request and WebSocket still get through, before the slow ones' deadline")
-    func slowClients() throws {
+    func slowClients() async throws {
         // A header pool of 4 that 300 slow clients would fill many times over, if they held it.
         let server = try listener {
             $0.concurrentRequests = 4
@@ -72,23 +72,24 @@ struct ListenerTests {
             slow.append(socket)
         }
         // Past the cap of unfinished heads per address: a 429 at once, not a wait.
-        let refused = slow.suffix(50).map { $0.response().status }
+        var refused: [Int] = []
+        for socket in slow.suffix(50) { refused.append(await socket.response().status) }
         #expect(refused.allSatisfy { $0 == 429 }, "\(refused)")
 
         let other = try RawSocket(port: server.port, from: "127.0.0.2")
         other.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(other.response().status == 200)
+        #expect(await other.response().status == 200)
         let webSocket = try RawSocket(port: server.port, from: "127.0.0.2")
-        #expect(webSocket.upgrade() == 101)
+        #expect(await webSocket.upgrade() == 101)
         webSocket.sendFrame(opcode: 0x1, Array("hi".utf8))
-        #expect(webSocket.readFrame().map { String(decoding: $0.payload, as: UTF8.self) } == "hi")
+        #expect(await webSocket.readFrame().map { String(decoding: $0.payload, as: UTF8.self) } == "hi")
         // The slow ones are all still waiting: the answers above did not come from their deadline.
-        #expect(!slow[0].isClosedByServer(within: 1))
-        #expect(!slow[199].isClosedByServer(within: 1))
+        #expect(!(await slow[0].isClosedByServer(within: 1)))
+        #expect(!(await slow[199].isClosedByServer(within: 1)))
     }
 
     @Test("a head or a body that does not arrive in time is answered 408")
-    func deadlines() throws {
+    func deadlines() async throws {
         let server = try listener {
             $0.headerTimeout = 1
             $0.bodyTimeout = 1
@@ -96,30 +97,30 @@ struct ListenerTests {
         defer { server.stop() }
         let head = try RawSocket(port: server.port)
         head.send("GET / HTTP/1.1\r\nHost: t\r\n")
-        #expect(head.response().status == 408)
+        #expect(await head.response().status == 408)
         let body = try RawSocket(port: server.port)
         body.send("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly part")
-        #expect(body.response().status == 408)
+        #expect(await body.response().status == 408)
     }
 
     @Test("too many connections from one address are refused with 429; other addresses are not affected")
-    func connectionsPerAddress() throws {
+    func connectionsPerAddress() async throws {
         let server = try listener { $0.connectionsPerAddress = 3 }
         defer { server.stop() }
         let held = try (0..<3).map { _ in try RawSocket(port: server.port) }
         for socket in held {
             socket.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(socket.response().status == 200)
+            #expect(await socket.response().status == 200)
         }
         let fourth = try RawSocket(port: server.port)
-        #expect(fourth.response().status == 429)
+        #expect(await fourth.response().status == 429)
         let elsewhere = try RawSocket(port: server.port, from: "127.0.0.3")
         elsewhere.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(elsewhere.response().status == 200)
+        #expect(await elsewhere.response().status == 200)
     }
 
     @Test("WebSocket: an oversized message is closed with 1009, invalid UTF-8 with 1007, a binary frame with 1003")
-    func webSocketCloseCodes() throws {
+    func webSocketCloseCodes() async throws {
         let server = try listener()
         defer { server.stop() }
         let cases: [(UInt8, [UInt8], UInt16)] = [
@@ -129,14 +130,14 @@ struct ListenerTests {
         ]
         for (opcode, payload, code) in cases {
             let socket = try RawSocket(port: server.port)
-            #expect(socket.upgrade() == 101)
+            #expect(await socket.upgrade() == 101)
             socket.sendFrame(opcode: opcode, payload)
-            #expect(socket.closeCode() == code)
+            #expect(await socket.closeCode() == code)
         }
     }
 
     @Test("a silent WebSocket is pinged; one that answers stays open past the hang-up time, one that does not is dropped")
-    func pings() throws {
+    func pings() async throws {
         let server = try listener {
             $0.pingAfter = 1
             $0.hangUpAfter = 3
@@ -144,19 +145,19 @@ struct ListenerTests {
         defer { server.stop() }
         let answering = try RawSocket(port: server.port)
         let silent = try RawSocket(port: server.port)
-        #expect(answering.upgrade() == 101)
-        #expect(silent.upgrade() == 101)
+        #expect(await answering.upgrade() == 101)
+        #expect(await silent.upgrade() == 101)
         // Five pings answered cover more than the hang-up time.
         for _ in 0..<5 {
-            guard let frame = answering.readFrame() else { Issue.record("the answering socket was closed"); return }
+            guard let frame = await answering.readFrame() else { Issue.record("the answering socket was closed"); return }
             #expect(frame.opcode == 0x9)
             answering.sendFrame(opcode: 0xA, frame.payload)
         }
-        #expect(silent.readFrame()?.opcode == 0x9)
-        #expect(silent.isClosedByServer(within: 15))
+        #expect(await silent.readFrame()?.opcode == 0x9)
+        #expect(await silent.isClosedByServer(within: 15))
         answering.sendFrame(opcode: 0x1, Array("still here".utf8))
         var echoed: String?
-        while let frame = answering.readFrame() {
+        while let frame = await answering.readFrame() {
             if frame.opcode == 0x9 { answering.sendFrame(opcode: 0xA, frame.payload); continue }
             echoed = String(decoding: frame.payload, as: UTF8.self)
             break

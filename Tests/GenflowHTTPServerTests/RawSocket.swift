@@ -1,8 +1,10 @@
 import Foundation
 
 /// A TCP client socket driven byte by byte, for the requests no well-behaved client library sends:
-/// slow heads, NUL bytes, oversized lines, hand-made WebSocket frames. Blocking, with a receive
-/// timeout that guards against a hang (it is not a timing check).
+/// slow heads, NUL bytes, oversized lines, hand-made WebSocket frames. Reads poll a non-blocking
+/// socket and sleep between tries, so a test waiting for the server never holds one of Swift's
+/// cooperative threads (two here), which the listener's handler tasks need. A read gives up after
+/// a guard time: a guard against a hang, not a timing check.
 final class RawSocket {
     let fd: Int32
     private var pending: [UInt8] = []
@@ -25,45 +27,56 @@ final class RawSocket {
             close(fd)
             throw RawSocketError("cannot connect from \(from) to port \(port): \(String(cString: strerror(errno)))")
         }
-        setTimeout(seconds: 20)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
     }
 
     deinit { close(fd) }
 
-    func setTimeout(seconds: Int) {
-        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    /// One `recv`: bytes, [] at the end of the stream, nil when nothing has arrived yet.
+    private func receive(_ size: Int = 65_536) -> [UInt8]? {
+        var chunk = [UInt8](repeating: 0, count: size)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n < 0 { return errno == EAGAIN || errno == EWOULDBLOCK ? nil : [] }
+        return Array(chunk[0..<n])
     }
 
+    /// All of `bytes` (a full send buffer waits a millisecond at a time), unless the peer is gone.
     func send(_ bytes: [UInt8]) {
-        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0, errno == EAGAIN || errno == EWOULDBLOCK {
+                usleep(1_000)
+                continue
+            }
+            guard n > 0 else { return }
+            sent += n
+        }
     }
 
     func send(_ text: String) { send(Array(text.utf8)) }
 
-    /// Up to `count` more bytes: fewer only at the end of the stream or on the guard timeout.
-    func read(_ count: Int) -> [UInt8] {
-        while pending.count < count {
-            var chunk = [UInt8](repeating: 0, count: 65_536)
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { break }
-            pending += chunk[0..<n]
+    /// Up to `count` more bytes: fewer only at the end of the stream or after `guardTime`.
+    func read(_ count: Int, guardTime: Duration = .seconds(20)) async -> [UInt8] {
+        let deadline = ContinuousClock.now + guardTime
+        while pending.count < count, ContinuousClock.now < deadline {
+            guard let chunk = receive() else {
+                try? await Task.sleep(for: .milliseconds(2))
+                continue
+            }
+            if chunk.isEmpty { break }
+            pending += chunk
         }
         let taken = Array(pending.prefix(count))
         pending.removeFirst(taken.count)
         return taken
     }
 
-    /// Everything until the server closes (or the guard timeout), as text.
-    func readToEnd() -> String {
-        String(decoding: read(1 << 24), as: UTF8.self)
-    }
-
     /// One HTTP response whose body has a Content-Length: (status, body).
-    func response() -> (status: Int, body: String) {
+    func response() async -> (status: Int, body: String) {
         var head: [UInt8] = []
         while !head.ends(with: Array("\r\n\r\n".utf8)) {
-            let byte = read(1)
+            let byte = await read(1)
             guard let first = byte.first else { return (0, "") }
             head.append(first)
         }
@@ -71,29 +84,31 @@ final class RawSocket {
         let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
         let length = text.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
             .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-        return (status, String(decoding: read(length), as: UTF8.self))
+        return (status, String(decoding: await read(length), as: UTF8.self))
     }
 
-    /// Whether the server has closed the connection, waiting at most `seconds` for it.
-    func isClosedByServer(within seconds: Int) -> Bool {
-        setTimeout(seconds: seconds)
-        defer { setTimeout(seconds: 20) }
-        var byte: UInt8 = 0
-        while true {
-            let n = recv(fd, &byte, 1, 0)
-            if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { return true }
-            if n < 0 { return false }
+    /// Whether the server has closed the connection, waiting at most `seconds` for it (bytes that
+    /// arrive meanwhile are dropped).
+    func isClosedByServer(within seconds: Int) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if let chunk = receive() {
+                if chunk.isEmpty { return true }
+            } else {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
         }
+        return false
     }
 
     // MARK: WebSocket
 
     /// The opening handshake; the server's status.
-    func upgrade(path: String = "/ws") -> Int {
+    func upgrade(path: String = "/ws") async -> Int {
         send("GET \(path) HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         var head: [UInt8] = []
         while !head.ends(with: Array("\r\n\r\n".utf8)) {
-            guard let byte = read(1).first else { return 0 }
+            guard let byte = await read(1).first else { return 0 }
             head.append(byte)
         }
         return Int(String(decoding: head, as: UTF8.self).split(separator: " ").dropFirst().first ?? "") ?? 0
@@ -117,21 +132,21 @@ final class RawSocket {
     }
 
     /// The next frame from the server: (opcode, payload), or nil at the end of the stream.
-    func readFrame() -> (opcode: UInt8, payload: [UInt8])? {
-        let head = read(2)
+    func readFrame() async -> (opcode: UInt8, payload: [UInt8])? {
+        let head = await read(2)
         guard head.count == 2 else { return nil }
         var length = Int(head[1] & 0x7F)
         if length == 126 {
-            length = read(2).reduce(0) { $0 << 8 | Int($1) }
+            length = await read(2).reduce(0) { $0 << 8 | Int($1) }
         } else if length == 127 {
-            length = read(8).reduce(0) { $0 << 8 | Int($1) }
+            length = await read(8).reduce(0) { $0 << 8 | Int($1) }
         }
-        return (head[0] & 0x0F, read(length))
+        return (head[0] & 0x0F, await read(length))
     }
 
     /// Frames until a close frame: its code, or nil if the stream ended without one.
-    func closeCode() -> UInt16? {
-        while let frame = readFrame() {
+    func closeCode() async -> UInt16? {
+        while let frame = await readFrame() {
             if frame.opcode == 0x8 { return frame.payload.count >= 2 ? UInt16(frame.payload[0]) << 8 | UInt16(frame.payload[1]) : nil }
         }
         return nil
