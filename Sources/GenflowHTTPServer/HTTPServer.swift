@@ -11,8 +11,13 @@ internal import Synchronization
 /// `lws_cancel_service()`, whose `LWS_CALLBACK_EVENT_WAIT_CANCELLED` asks for writable callbacks.
 /// Each writable callback does exactly one `lws_write`, with `LWS_PRE` bytes of headroom.
 ///
-/// `@unchecked Sendable`: `transactions`, `sockets`, `connectionSockets` and `pendingUpgrades` are
-/// touched only on the service thread (inside lws callbacks); `inbox` is behind its `Mutex`.
+/// A front door (`FrontDoor`) accepts each connection and checks its first request head before
+/// lws sees the socket; WebSocket keep-alive and the deadlines run on a once-a-second libev timer
+/// on the same loop (`everySecond`).
+///
+/// `@unchecked Sendable`: `transactions`, `sockets`, `connectionSockets`, `pendingUpgrades`,
+/// `silence`, `frontDoor`, `adopting` and `addresses` are touched only on the service thread
+/// (inside lws callbacks and libev watchers); `inbox` is behind its `Mutex`.
 public final class HTTPServer: @unchecked Sendable {
     public typealias Handler = @Sendable (ServerRequest) async -> ServerResponse
     public typealias Upgrader = @Sendable (UpgradeRequest) -> Result<any WebSocketHandler, UpgradeRefusal>
@@ -69,7 +74,6 @@ public final class HTTPServer: @unchecked Sendable {
     /// of every connection lws holds, by wsi, so that its count drops when lws destroys it.
     private var adopting: UInt32?
     private var addresses: [Int: UInt32] = [:]
-    private let hostName: UnsafeMutablePointer<CChar>
     private let protocolName: UnsafeMutablePointer<CChar>
     private let stopped = DispatchSemaphore(value: 0)
 
@@ -134,14 +138,12 @@ public final class HTTPServer: @unchecked Sendable {
             secs_since_valid_ping: 0, secs_since_valid_hangup: 0, jitter_percent: 0
         ))
         silence = SilenceWheel(horizon: options.hangUpAfter)
-        hostName = strdup(host)
         protocolName = strdup("http")
     }
 
     deinit {
         protocols.deallocate()
         idlePolicy.deallocate()
-        free(hostName)
         free(protocolName)
     }
 
@@ -207,7 +209,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.loop = loop
         tick = gf_ev_timer_start(loop, 1, { server, _ in
             guard let server else { return }
-            Unmanaged<HTTPServer>.fromOpaque(server).takeUnretainedValue().lookForSilence()
+            Unmanaged<HTTPServer>.fromOpaque(server).takeUnretainedValue().everySecond()
         }, Unmanaged.passUnretained(self).toOpaque())
         inbox.withLock { $0.isServing = true }
         let thread = Thread { [self] in serve() }
@@ -369,7 +371,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Once a second: deadlines. Pings the WebSockets due a ping, drops those silent past
     /// `hangUpAfter`, answers 408 to requests whose head or body is late.
-    private func lookForSilence() {
+    private func everySecond() {
         let ids = silence.advance()
         frontDoor?.tick(now: silence.now)
         for (key, transaction) in transactions {
