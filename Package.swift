@@ -55,7 +55,7 @@ let package = Package(
         // Model providers: the offline model (and, later, OpenAI-compatible APIs over libcurl).
         .target(name: "GenflowProviders", dependencies: ["GenflowCore", "GenflowHTTPClient"], swiftSettings: swiftSettings),
         // The HTTP + WebSocket listener on libwebsockets (I/O only; routes live in GenflowAPI).
-        .target(name: "GenflowHTTPServer", dependencies: ["GenflowCore", "CWebSockets", "CGenflowShims"], swiftSettings: swiftSettings),
+        .target(name: "GenflowHTTPServer", dependencies: ["GenflowCore", "CWebSockets", "CGenflowShims", .product(name: "Metrics", package: "swift-metrics")], swiftSettings: swiftSettings),
         // The built-in stages of SPEC §6.
         .target(
             name: "GenflowStages",

@@ -1,4 +1,5 @@
 public import GenflowCore
+internal import Metrics
 internal import CGenflowShims
 internal import CWebSockets
 internal import Foundation
@@ -381,7 +382,9 @@ public final class HTTPServer: @unchecked Sendable {
             late.awaitingBodySince = nil
             late.isTooLarge = false
             late.closesConnection = true
-            late.response = ServerResponse(status: 408, body: Array(#"{"error":{"code":"request_timeout","message":"the request body was not received within \#(options.bodyTimeout) s"}}"#.utf8))
+            let refusal = HeadRefusal.bodyTimeout(options.bodyTimeout)
+            refusal.count()
+            late.response = ServerResponse(status: 408, body: Array(#"{"error":{"code":"\#(refusal.code)","message":"\#(refusal.message)"}}"#.utf8))
             transactions[key] = late
             lws_callback_on_writable(wsi)
         }
@@ -397,6 +400,7 @@ public final class HTTPServer: @unchecked Sendable {
                 silence.schedule(id, at: next)
             case .hangUp:
                 lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC)
+                Counter(label: "genflow_websocket_hangups_total").increment()
                 hungUp = true
             }
         }

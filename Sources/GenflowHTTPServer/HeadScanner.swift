@@ -1,3 +1,5 @@
+internal import Metrics
+
 /// Reads the head of an HTTP/1.x request (request line and header lines, up to the empty line) as
 /// its bytes arrive, and refuses one that can never be served with the status a client can act on:
 /// 400 for a malformed line, a control character or `%00`, 414 for a request target that is too
@@ -128,7 +130,7 @@ struct HeadScanner {
     }
 }
 
-/// Why the front door answers a connection itself and closes it.
+/// Why the listener answers a request itself and closes the connection.
 struct HeadRefusal: Equatable, Sendable {
     var status: Int
     var code: String
@@ -140,6 +142,11 @@ struct HeadRefusal: Equatable, Sendable {
             ?? "Error"
     }
 
+    /// Counts it in `/metrics` (swift-metrics: Prometheus under `genflow serve`).
+    func count() {
+        Counter(label: "genflow_listener_refused_total", dimensions: [("status", String(status)), ("code", code)]).increment()
+    }
+
     static func badRequest(_ message: String) -> HeadRefusal { HeadRefusal(status: 400, code: "bad_request", message: message) }
     static func uriTooLong(_ limit: Int) -> HeadRefusal {
         HeadRefusal(status: 414, code: "uri_too_long", message: "the request target is longer than \(limit) bytes")
@@ -147,7 +154,10 @@ struct HeadRefusal: Equatable, Sendable {
     static func headTooLarge(_ limit: Int) -> HeadRefusal {
         HeadRefusal(status: 431, code: "header_fields_too_large", message: "the request line and headers are larger than \(limit) bytes")
     }
-    static let timeout = HeadRefusal(status: 408, code: "request_timeout", message: "the request was not received in time")
+    static let timeout = HeadRefusal(status: 408, code: "request_timeout", message: "the request head was not received in time")
+    static func bodyTimeout(_ seconds: Int) -> HeadRefusal {
+        HeadRefusal(status: 408, code: "request_timeout", message: "the request body was not received within \(seconds) s")
+    }
     static let tooManyConnections = HeadRefusal(
         status: 429, code: "too_many_connections", message: "too many connections from this address; close some and retry"
     )

@@ -277,7 +277,11 @@ struct APITests {
             }
         }
 
+        // A request the listener refuses before routing: `%00` in the query.
+        let refused = try await daemon.call("GET", "/healthz?x=%00")
+        #expect(refused.status == 400 && refused.json["error"]?["code"] == "bad_request")
         let metrics = String(decoding: try await daemon.call("GET", "/metrics").body, as: UTF8.self)
+        #expect(metrics.contains(#"genflow_listener_refused_total{status="400",code="bad_request"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"genflow_jobs_current{status="completed"} 1"#))
         #expect(metrics.contains("genflow_http_requests_total"))
     }
