@@ -20,7 +20,7 @@ struct Admission {
     }
 
     /// Counts a new connection from `address`, or says why it is refused.
-    mutating func admit(_ address: UInt32) -> HeadRefusal? {
+    mutating func admit(_ address: UInt32) -> ListenerRefusal? {
         if isTrusted(address) { return nil }
         let count = counts[address] ?? (0, 0)
         guard count.open < limits.connectionsPerAddress, count.unfinished < limits.unfinishedPerAddress else { return .tooManyConnections }
@@ -41,12 +41,9 @@ struct Admission {
         }
     }
 
-    func isTrusted(_ address: UInt32) -> Bool {
+    private func isTrusted(_ address: UInt32) -> Bool {
         limits.trustedProxies.contains { $0.contains(address) }
     }
-
-    /// (open, unfinished) of one address.
-    func count(_ address: UInt32) -> (open: Int, unfinished: Int) { counts[address] ?? (0, 0) }
 
     private mutating func change(_ address: UInt32, _ body: (inout (open: Int, unfinished: Int)) -> Void) {
         guard !isTrusted(address), var count = counts[address] else { return }

@@ -213,12 +213,12 @@ final class FrontDoor {
     }
 
     /// Writes `refusal` as a JSON error, ends the sending side, and lingers before closing.
-    private func answer(_ fd: Int32, _ refusal: HeadRefusal) {
+    private func answer(_ fd: Int32, _ refusal: ListenerRefusal) {
         guard var visitor = visitors[fd], visitor.closeBy == nil else { return }
         refusal.count()
-        let body = #"{"error":{"code":"\#(refusal.code)","message":"\#(refusal.message)"}}"#
-        let text = "HTTP/1.1 \(refusal.status) \(refusal.reason)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        _ = text.utf8CString.withUnsafeBytes { send(fd, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        let text = "HTTP/1.1 \(refusal.status) \(refusal.reason)\r\nContent-Type: application/json\r\nContent-Length: \(refusal.body.count)\r\nConnection: close\r\n\r\n"
+        let bytes = Array(text.utf8) + refusal.body
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
         shutdown(fd, Int32(SHUT_WR))
         visitor.closeBy = now + Self.lingering
         visitors[fd] = visitor

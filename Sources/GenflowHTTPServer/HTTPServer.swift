@@ -382,9 +382,9 @@ public final class HTTPServer: @unchecked Sendable {
             late.awaitingBodySince = nil
             late.isTooLarge = false
             late.closesConnection = true
-            let refusal = HeadRefusal.bodyTimeout(options.bodyTimeout)
+            let refusal = ListenerRefusal.bodyTimeout(options.bodyTimeout)
             refusal.count()
-            late.response = ServerResponse(status: 408, body: Array(#"{"error":{"code":"\#(refusal.code)","message":"\#(refusal.message)"}}"#.utf8))
+            late.response = ServerResponse(status: refusal.status, body: refusal.body)
             transactions[key] = late
             lws_callback_on_writable(wsi)
         }
@@ -424,7 +424,7 @@ public final class HTTPServer: @unchecked Sendable {
         if header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) != nil {
             // lws reads request bodies by Content-Length only; a chunked one would be lost.
             transaction.closesConnection = true
-            transaction.response = ServerResponse(status: 411, body: Array(#"{"error":{"code":"length_required","message":"send the body with a Content-Length, not chunked"}}"#.utf8))
+            transaction.response = ServerResponse(status: 411, body: ListenerRefusal.lengthRequired.body)
             transactions[key] = transaction
             lws_callback_on_writable(wsi)
             return 0
@@ -453,7 +453,7 @@ public final class HTTPServer: @unchecked Sendable {
         if transaction.isTooLarge {
             var tooLarge = transaction
             tooLarge.closesConnection = true
-            tooLarge.response = ServerResponse(status: 413, body: Array(#"{"error":{"code":"payload_too_large","message":"the request body is larger than \#(options.maxBodyBytes) bytes"}}"#.utf8))
+            tooLarge.response = ServerResponse(status: 413, body: ListenerRefusal.payloadTooLarge(options.maxBodyBytes).body)
             transactions[key] = tooLarge
             lws_callback_on_writable(wsi)
             return

@@ -20,7 +20,7 @@ struct HeadScanner {
         case incomplete
         /// The head is the first `length` bytes (the empty line included); what follows is body.
         case complete(length: Int)
-        case refused(HeadRefusal)
+        case refused(ListenerRefusal)
     }
 
     let limits: Limits
@@ -70,7 +70,7 @@ struct HeadScanner {
     private static let requestLineOverhead = 32
 
     /// `METHOD SP target SP HTTP/1.x`, with an origin-form target (`/…`, or `*` for OPTIONS).
-    private func requestLine(_ line: ArraySlice<UInt8>) -> HeadRefusal? {
+    private func requestLine(_ line: ArraySlice<UInt8>) -> ListenerRefusal? {
         let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, parts[0].count <= 20, parts[0].allSatisfy(Self.isTokenByte) else {
             return .badRequest("the request line must be METHOD /target HTTP/1.1")
@@ -100,7 +100,7 @@ struct HeadScanner {
     }
 
     /// `name: value`, the name a token, the value without control characters (HTAB allowed).
-    private static func headerLine(_ line: ArraySlice<UInt8>) -> HeadRefusal? {
+    private static func headerLine(_ line: ArraySlice<UInt8>) -> ListenerRefusal? {
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
               line[line.startIndex..<colon].allSatisfy(isTokenByte) else {
             return .badRequest("a header line must be name: value (no folded lines, no space before the colon)")
@@ -131,14 +131,20 @@ struct HeadScanner {
 }
 
 /// Why the listener answers a request itself and closes the connection.
-struct HeadRefusal: Equatable, Sendable {
+struct ListenerRefusal: Equatable, Sendable {
     var status: Int
     var code: String
     var message: String
 
+    /// The JSON error body every listener answer carries.
+    var body: [UInt8] { Array(#"{"error":{"code":"\#(code)","message":"\#(message)"}}"#.utf8) }
+
     /// The status line's reason phrase.
     var reason: String {
-        [400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large"][status]
+        [
+            400: "Bad Request", 408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large", 414: "URI Too Long",
+            429: "Too Many Requests", 431: "Request Header Fields Too Large",
+        ][status]
             ?? "Error"
     }
 
@@ -147,18 +153,22 @@ struct HeadRefusal: Equatable, Sendable {
         Counter(label: "genflow_listener_refused_total", dimensions: [("status", String(status)), ("code", code)]).increment()
     }
 
-    static func badRequest(_ message: String) -> HeadRefusal { HeadRefusal(status: 400, code: "bad_request", message: message) }
-    static func uriTooLong(_ limit: Int) -> HeadRefusal {
-        HeadRefusal(status: 414, code: "uri_too_long", message: "the request target is longer than \(limit) bytes")
+    static func badRequest(_ message: String) -> ListenerRefusal { ListenerRefusal(status: 400, code: "bad_request", message: message) }
+    static func uriTooLong(_ limit: Int) -> ListenerRefusal {
+        ListenerRefusal(status: 414, code: "uri_too_long", message: "the request target is longer than \(limit) bytes")
     }
-    static func headTooLarge(_ limit: Int) -> HeadRefusal {
-        HeadRefusal(status: 431, code: "header_fields_too_large", message: "the request line and headers are larger than \(limit) bytes")
+    static func headTooLarge(_ limit: Int) -> ListenerRefusal {
+        ListenerRefusal(status: 431, code: "header_fields_too_large", message: "the request line and headers are larger than \(limit) bytes")
     }
-    static let timeout = HeadRefusal(status: 408, code: "request_timeout", message: "the request head was not received in time")
-    static func bodyTimeout(_ seconds: Int) -> HeadRefusal {
-        HeadRefusal(status: 408, code: "request_timeout", message: "the request body was not received within \(seconds) s")
+    static let timeout = ListenerRefusal(status: 408, code: "request_timeout", message: "the request head was not received in time")
+    static func bodyTimeout(_ seconds: Int) -> ListenerRefusal {
+        ListenerRefusal(status: 408, code: "request_timeout", message: "the request body was not received within \(seconds) s")
     }
-    static let tooManyConnections = HeadRefusal(
+    static let lengthRequired = ListenerRefusal(status: 411, code: "length_required", message: "send the body with a Content-Length, not chunked")
+    static func payloadTooLarge(_ limit: Int) -> ListenerRefusal {
+        ListenerRefusal(status: 413, code: "payload_too_large", message: "the request body is larger than \(limit) bytes")
+    }
+    static let tooManyConnections = ListenerRefusal(
         status: 429, code: "too_many_connections", message: "too many connections from this address; close some and retry"
     )
 }
