@@ -82,12 +82,14 @@ public struct API: Sendable {
                 response = Self.encode(Reply(status: status, body: APIError(status, error.code, error.message, details: details).body))
             } catch let error as PostgresError where error.isConnectionFailure {
                 // The database is restarting or unreachable: a client may try again shortly.
-                logger.warning("request failed: database unavailable", metadata: ["genflow.route": "\(routeName)", "genflow.error": "\(error)"])
+                logger.warning("request failed: database unavailable", metadata: [
+                    "genflow.route": "\(routeName)", "genflow.client": "\(request.clientAddress)", "genflow.error": "\(error)",
+                ])
                 response = Self.encode(Reply(status: 503, body: APIError(503, "unavailable", "the database is unavailable; try again shortly").body,
                                              headers: [("Retry-After", "1")]))
             } catch {
                 // The cause stays in the log: database errors are not for clients.
-                logger.error("request failed", metadata: ["genflow.route": "\(routeName)", "genflow.error": "\(error)"])
+                logger.error("request failed", metadata: ["genflow.route": "\(routeName)", "genflow.client": "\(request.clientAddress)", "genflow.error": "\(error)"])
                 response = Self.encode(Reply(status: 500, body: APIError(500, "internal", "the request failed; the daemon's log says why").body))
             }
         }

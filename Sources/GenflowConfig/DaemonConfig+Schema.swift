@@ -62,7 +62,7 @@ extension DaemonConfig {
                 "listener": [
                     "type": "object", "additionalProperties": false,
                     "properties": [
-                        "header_timeout": duration, "body_timeout": duration, "ping_after": duration, "hang_up_after": duration,
+                        "header_timeout": duration, "body_timeout": duration, "keep_alive_timeout": duration, "ping_after": duration, "hang_up_after": duration,
                         "max_head_bytes": ["type": "integer", "minimum": 1_024, "maximum": 65_000],
                         "max_target_bytes": ["type": "integer", "minimum": 256, "maximum": 65_000],
                         "max_connections_per_address": ["type": "integer", "minimum": 1],

@@ -1,7 +1,8 @@
 public import GenflowCore
 internal import GenflowYAML
 
-/// The `listener` section: how long a client may take to send a request, how many connections
+/// The `listener` section: how long a client may take to send a request (and to start the next
+/// one on a kept-alive connection), how many connections
 /// one address may hold, how large a request head may be, and when a silent WebSocket is pinged
 /// and dropped. The defaults suit a daemon reached directly; behind a reverse proxy, name the
 /// proxy in `trusted_proxies` (its connections are not counted per address) and limit clients
@@ -9,6 +10,7 @@ internal import GenflowYAML
 public struct ListenerLimits: Sendable, Equatable {
     public var headerTimeout: Duration = .seconds(10)
     public var bodyTimeout: Duration = .seconds(60)
+    public var keepAliveTimeout: Duration = .seconds(15)
     public var maxHeadBytes = 8_192
     public var maxTargetBytes = 4_096
     public var maxConnectionsPerAddress = 1_024
@@ -20,7 +22,7 @@ public struct ListenerLimits: Sendable, Equatable {
     public init() {}
 
     static let keys = [
-        "header_timeout", "body_timeout", "max_head_bytes", "max_target_bytes", "max_connections_per_address",
+        "header_timeout", "body_timeout", "keep_alive_timeout", "max_head_bytes", "max_target_bytes", "max_connections_per_address",
         "max_unfinished_per_address", "trusted_proxies", "ping_after", "hang_up_after",
     ]
 
@@ -38,6 +40,7 @@ public struct ListenerLimits: Sendable, Equatable {
         }
         seconds("header_timeout", &headerTimeout, .seconds(1)...(.seconds(600)))
         seconds("body_timeout", &bodyTimeout, .seconds(1)...(.seconds(3_600)))
+        seconds("keep_alive_timeout", &keepAliveTimeout, .seconds(1)...(.seconds(3_600)))
         seconds("ping_after", &pingAfter, .seconds(1)...(.seconds(3_600)))
         seconds("hang_up_after", &hangUpAfter, .seconds(2)...(.seconds(7_200)))
         count("max_head_bytes", &maxHeadBytes, 1_024...65_000)

@@ -18,9 +18,11 @@ public struct IPv4Range: Sendable, Equatable, CustomStringConvertible {
 
     public func contains(_ address: UInt32) -> Bool { address & IPv4Range.mask(prefix) == base }
 
-    public var description: String {
-        let octets = [24, 16, 8, 0].map { String((base >> UInt32($0)) & 0xFF) }
-        return octets.joined(separator: ".") + (prefix == 32 ? "" : "/\(prefix)")
+    public var description: String { Self.text(base) + (prefix == 32 ? "" : "/\(prefix)") }
+
+    /// `a.b.c.d` of an address in host byte order.
+    public static func text(_ address: UInt32) -> String {
+        [24, 16, 8, 0].map { String((address >> UInt32($0)) & 0xFF) }.joined(separator: ".")
     }
 
     /// `a.b.c.d` in host byte order.

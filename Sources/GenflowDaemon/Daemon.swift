@@ -106,6 +106,7 @@ public enum Daemon {
         let limits = config.listener
         options.headerTimeout = Int(limits.headerTimeout.components.seconds)
         options.bodyTimeout = Int(limits.bodyTimeout.components.seconds)
+        options.keepAliveTimeout = Int(limits.keepAliveTimeout.components.seconds)
         options.pingAfter = Int(limits.pingAfter.components.seconds)
         options.hangUpAfter = Int(limits.hangUpAfter.components.seconds)
         options.maxHeadBytes = limits.maxHeadBytes

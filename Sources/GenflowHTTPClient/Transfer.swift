@@ -69,6 +69,8 @@ final class Transfer: @unchecked Sendable {
         let me = Unmanaged.passUnretained(self).toOpaque()
         gf_curl_easy_setopt_string(easy, CURLOPT_URL, request.url)
         gf_curl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
+        // A HEAD answer has no body, whatever its Content-Length says.
+        if request.method == "HEAD" { gf_curl_easy_setopt_long(easy, CURLOPT_NOBODY, 1) }
         // URLs may come from templates: never file://, gopher:// or anything but the web.
         gf_curl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         gf_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)

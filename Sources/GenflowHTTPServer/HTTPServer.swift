@@ -5,18 +5,17 @@ internal import CWebSockets
 internal import Foundation
 internal import Synchronization
 
-/// The HTTP + WebSocket listener on libwebsockets.
+/// The HTTP + WebSocket listener: HTTP/1.1 in `FrontDoor`, WebSockets on libwebsockets.
 ///
-/// Only the service thread calls lws (STYLE.md). Handlers run as tasks; their responses, and
-/// messages queued on WebSocket connections, reach the service thread through `inbox` and
-/// `lws_cancel_service()`, whose `LWS_CALLBACK_EVENT_WAIT_CANCELLED` asks for writable callbacks.
-/// Each writable callback does exactly one `lws_write`, with `LWS_PRE` bytes of headroom.
+/// Everything runs on one service thread, a libev loop that lws shares. The front door accepts
+/// each connection and serves its requests; a WebSocket upgrade is handed to lws, which only the
+/// service thread calls (STYLE.md). Handlers run as tasks; their responses, and messages queued on
+/// WebSocket connections, reach the service thread through `inbox` and `lws_cancel_service()`,
+/// whose `LWS_CALLBACK_EVENT_WAIT_CANCELLED` drains it. Each writable callback does exactly one
+/// `lws_write`, with `LWS_PRE` bytes of headroom. WebSocket keep-alive and the deadlines run on a
+/// once-a-second libev timer on the same loop (`everySecond`).
 ///
-/// A front door (`FrontDoor`) accepts each connection and checks its first request head before
-/// lws sees the socket; WebSocket keep-alive and the deadlines run on a once-a-second libev timer
-/// on the same loop (`everySecond`).
-///
-/// `@unchecked Sendable`: `transactions`, `sockets`, `connectionSockets`, `pendingUpgrades`,
+/// `@unchecked Sendable`: `sockets`, `connectionSockets`, `pendingUpgrades`, `upgrades`,
 /// `silence`, `frontDoor`, `adopting` and `addresses` are touched only on the service thread
 /// (inside lws callbacks and libev watchers); `inbox` is behind its `Mutex`.
 public final class HTTPServer: @unchecked Sendable {
@@ -33,12 +32,14 @@ public final class HTTPServer: @unchecked Sendable {
         /// Seconds of silence before a WebSocket is pinged, and before one that answered nothing is dropped.
         public var pingAfter = 30
         public var hangUpAfter = 70
-        /// HTTP transactions that may wait on handlers at once (each holds a header buffer).
-        public var concurrentRequests: UInt16 = 512
-        /// Seconds from accept to a complete request head (408 after), and from the head to the
-        /// last byte of the body (408 after).
+        /// WebSocket handshakes lws may hold at once (each holds one of its header buffers).
+        public var concurrentUpgrades: UInt16 = 64
+        /// Seconds from accept (or a request's first byte) to its complete head (408 after), from
+        /// the head to the last byte of the body (408 after), and a kept-alive connection may wait
+        /// for its next request (closed after).
         public var headerTimeout = 10
         public var bodyTimeout = 60
+        public var keepAliveTimeout = 15
         /// Largest request head (request line and headers: 431 above) and request target (414 above).
         public var maxHeadBytes = 8_192
         public var maxTargetBytes = 4_096
@@ -75,11 +76,13 @@ public final class HTTPServer: @unchecked Sendable {
     /// of every connection lws holds, by wsi, so that its count drops when lws destroys it.
     private var adopting: UInt32?
     private var addresses: [Int: UInt32] = [:]
+    /// The upgrade requests the front door read, by socket, until lws asks to confirm them.
+    private var upgrades: [Int32: UpgradeRequest] = [:]
     private let protocolName: UnsafeMutablePointer<CChar>
     private let stopped = DispatchSemaphore(value: 0)
 
     private struct Inbox {
-        var responses: [(socket: Int, transaction: UInt64, response: ServerResponse)] = []
+        var responses: [(ticket: FrontDoor.Ticket, response: ServerResponse)] = []
         var wake: Set<UInt64> = []
         var closeAll: (code: UInt16, reason: String)?
         var isStopping = false
@@ -90,21 +93,7 @@ public final class HTTPServer: @unchecked Sendable {
         var isWakePending = false
     }
     private let inbox = Mutex(Inbox())
-    private let counters = Mutex((nextTransaction: UInt64(0), nextConnection: UInt64(0)))
-
-    /// One HTTP request on a connection, from its headers to the last byte of its response.
-    private struct Transaction {
-        var id: UInt64
-        var request: ServerRequest
-        var isTooLarge = false
-        var closesConnection = false
-        var response: ServerResponse?
-        /// The wheel's second when its head arrived; nil once its body is complete.
-        var awaitingBodySince: Int?
-        var headersSent = false
-        var bodyOffset = 0
-    }
-    private var transactions: [Int: Transaction] = [:]
+    private let nextConnection = Mutex(UInt64(0))
 
     private struct Socket {
         var connection: WebSocketConnection
@@ -123,7 +112,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// - Parameters:
     ///   - host: the address to listen on, e.g. `127.0.0.1`.
     ///   - port: the port; 0 lets the kernel choose (read `port` after `start`).
-    ///   - handler: answers every HTTP request that is not a WebSocket upgrade.
+    ///   - handler: answers every HTTP request that is not a WebSocket upgrade (as a task).
     ///   - upgrader: accepts or refuses a WebSocket upgrade (on the service thread: no blocking).
     public init(host: String, port: Int, options: Options = Options(), handler: @escaping Handler, upgrader: @escaping Upgrader) {
         self.host = host
@@ -150,7 +139,6 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Binds the port and starts the service thread.
     public func start() throws {
-        // None: lws 4.1.6 logs every adoption with a readbuf at error level ("calling service").
         lws_set_log_level(0, nil)
         protocols[0].name = UnsafePointer(protocolName)
         protocols[0].callback = { wsi, reason, _, input, length in
@@ -165,9 +153,8 @@ public final class HTTPServer: @unchecked Sendable {
         info.gid = -1
         info.uid = -1
         info.options = UInt64(LWS_SERVER_OPTION_VALIDATE_UTF8) | UInt64(LWS_SERVER_OPTION_DISABLE_IPV6)
-        info.max_http_header_pool = options.concurrentRequests
+        info.max_http_header_pool = options.concurrentUpgrades
         info.max_http_header_data = UInt16(min(options.maxHeadBytes + 1_024, 65_535))
-        info.keepalive_timeout = 15
         info.timeout_secs = 30
         info.timeout_secs_ah_idle = UInt32(options.headerTimeout)
         info.retry_and_idle_policy = UnsafePointer(idlePolicy)
@@ -195,16 +182,27 @@ public final class HTTPServer: @unchecked Sendable {
             trustedProxies: options.trustedProxies
         )
         door.headerTimeout = options.headerTimeout
-        frontDoor = FrontDoor(loop: loop, listening: listening, options: door) { [unowned self] socket, address in
+        door.bodyTimeout = options.bodyTimeout
+        door.keepAliveTimeout = options.keepAliveTimeout
+        door.maxBodyBytes = options.maxBodyBytes
+        let handler = handler
+        frontDoor = FrontDoor(loop: loop, listening: listening, options: door, upgrade: { [unowned self] socket, address, request in
             adopting = address
+            upgrades[socket] = request
             let adopted = lws_adopt_socket_vhost(vhost, socket)
             if adopting != nil {
                 // lws refused it before making a connection of it: it is ours to close.
                 adopting = nil
+                upgrades[socket] = nil
                 if adopted == nil { close(socket) }
                 frontDoor?.closed(address)
             }
-        }
+        }, serve: { [weak self] ticket, request in
+            Task {
+                let response = await handler(request)
+                self?.poke { $0.responses.append((ticket, response)) }
+            }
+        })
         frontDoor?.start()
         self.context = context
         self.loop = loop
@@ -271,33 +269,14 @@ public final class HTTPServer: @unchecked Sendable {
             if let address = addresses.removeValue(forKey: key) { frontDoor?.closed(address) }
             return 0
         case LWS_CALLBACK_HTTP:
-            let path = input.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) } ?? "/"
-            return beginRequest(wsi, key, path: path)
-        case LWS_CALLBACK_HTTP_BODY:
-            guard var transaction = transactions[key], let input else { return 0 }
-            if transaction.request.body.count + length > options.maxBodyBytes {
-                transaction.isTooLarge = true
-                transaction.request.body = []
-            } else if !transaction.isTooLarge {
-                transaction.request.body.append(contentsOf: UnsafeRawBufferPointer(start: input, count: length))
-            }
-            transactions[key] = transaction
-            return 0
-        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-            guard var transaction = transactions[key] else { return 0 }
-            transaction.awaitingBodySince = nil
-            transactions[key] = transaction
-            dispatch(wsi, key, transaction)
-            return 0
-        case LWS_CALLBACK_HTTP_WRITEABLE:
-            return writeResponse(wsi, key)
+            // Only upgrades reach lws; one it would not upgrade is closed.
+            return -1
         case LWS_CALLBACK_CLOSED_HTTP:
-            transactions[key] = nil
             pendingUpgrades[key] = nil
             refusals[key] = nil
             return 0
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-            let request = UpgradeRequest(path: header(wsi, WSI_TOKEN_GET_URI) ?? "/", query: query(wsi), headers: headers(wsi))
+            guard let request = upgrades.removeValue(forKey: lws_get_socket_fd(wsi)) else { return -1 }
             switch upgrader(request) {
             case .success(let handler):
                 pendingUpgrades[key] = handler
@@ -312,9 +291,9 @@ public final class HTTPServer: @unchecked Sendable {
             let handler = pendingUpgrades.removeValue(forKey: key)
             let refusal = refusals.removeValue(forKey: key)
             guard handler != nil || refusal != nil else { return -1 }
-            let id = counters.withLock { counters in
-                counters.nextConnection += 1
-                return counters.nextConnection
+            let id = nextConnection.withLock { next in
+                next += 1
+                return next
             }
             let connection = WebSocketConnection(id: id, limit: options.webSocketQueueLimit) { [weak self] id in self?.wake(id) }
             sockets[key] = Socket(connection: connection, handler: handler, heard: silence.now)
@@ -371,23 +350,10 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     /// Once a second: deadlines. Pings the WebSockets due a ping, drops those silent past
-    /// `hangUpAfter`, answers 408 to requests whose head or body is late.
+    /// `hangUpAfter`; the front door answers 408 to requests whose head or body is late.
     private func everySecond() {
         let ids = silence.advance()
         frontDoor?.tick(now: silence.now)
-        for (key, transaction) in transactions {
-            guard let since = transaction.awaitingBodySince, silence.now - since >= options.bodyTimeout,
-                  let wsi = OpaquePointer(bitPattern: key) else { continue }
-            var late = transaction
-            late.awaitingBodySince = nil
-            late.isTooLarge = false
-            late.closesConnection = true
-            let refusal = ListenerRefusal.bodyTimeout(options.bodyTimeout)
-            refusal.count()
-            late.response = ServerResponse(status: refusal.status, body: refusal.body)
-            transactions[key] = late
-            lws_callback_on_writable(wsi)
-        }
         var hungUp = false
         for id in ids {
             guard let key = connectionSockets[id], let socket = sockets[key], let wsi = OpaquePointer(bitPattern: key) else { continue }
@@ -408,67 +374,6 @@ public final class HTTPServer: @unchecked Sendable {
         if hungUp, let context { lws_cancel_service(context) }
     }
 
-    private func beginRequest(_ wsi: OpaquePointer, _ key: Int, path: String) -> Int32 {
-        let methods: [(lws_token_indexes, String)] = [
-            (WSI_TOKEN_GET_URI, "GET"), (WSI_TOKEN_POST_URI, "POST"), (WSI_TOKEN_OPTIONS_URI, "OPTIONS"),
-            (WSI_TOKEN_PUT_URI, "PUT"), (WSI_TOKEN_PATCH_URI, "PATCH"), (WSI_TOKEN_DELETE_URI, "DELETE"), (WSI_TOKEN_HEAD_URI, "HEAD"),
-        ]
-        let method = methods.first(where: { lws_hdr_total_length(wsi, $0.0) > 0 }).map(\.1) ?? "GET"
-        let id = counters.withLock { counters in
-            counters.nextTransaction += 1
-            return counters.nextTransaction
-        }
-        let headers = headers(wsi)
-        var transaction = Transaction(id: id, request: ServerRequest(method: method, path: path, query: query(wsi), headers: headers))
-        let declared = headers["content-length"].flatMap(Int.init) ?? 0
-        if header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) != nil {
-            // lws reads request bodies by Content-Length only; a chunked one would be lost.
-            transaction.closesConnection = true
-            transaction.response = ServerResponse(status: 411, body: ListenerRefusal.lengthRequired.body)
-            transactions[key] = transaction
-            lws_callback_on_writable(wsi)
-            return 0
-        }
-        if declared > options.maxBodyBytes {
-            transaction.isTooLarge = true
-            transaction.closesConnection = true
-            transactions[key] = transaction
-            // A body up to 16 times the limit is read and dropped first, so the client, still
-            // sending, sees the 413 rather than a reset; anything larger is refused at once.
-            if declared > options.maxBodyBytes * 16 { dispatch(wsi, key, transaction) }
-            return 0
-        }
-        if declared == 0 {
-            transactions[key] = transaction
-            dispatch(wsi, key, transaction)
-        } else {
-            transaction.awaitingBodySince = silence.now
-            transactions[key] = transaction
-        }
-        return 0
-    }
-
-    /// Runs the handler as a task (or answers 413 at once); its response comes back through the inbox.
-    private func dispatch(_ wsi: OpaquePointer, _ key: Int, _ transaction: Transaction) {
-        if transaction.isTooLarge {
-            var tooLarge = transaction
-            tooLarge.closesConnection = true
-            tooLarge.response = ServerResponse(status: 413, body: ListenerRefusal.payloadTooLarge(options.maxBodyBytes).body)
-            transactions[key] = tooLarge
-            lws_callback_on_writable(wsi)
-            return
-        }
-        let (request, id, handler) = (transaction.request, transaction.id, handler)
-        Task { [weak self] in
-            let response = await handler(request)
-            self?.respond(key, id, response)
-        }
-    }
-
-    private func respond(_ key: Int, _ transaction: UInt64, _ response: ServerResponse) {
-        poke { $0.responses.append((key, transaction, response)) }
-    }
-
     private func wake(_ connection: UInt64) {
         poke { _ = $0.wake.insert(connection) }
     }
@@ -482,12 +387,7 @@ public final class HTTPServer: @unchecked Sendable {
             gf_ev_break(loop)
             return
         }
-        for (key, id, response) in work.responses {
-            guard var transaction = transactions[key], transaction.id == id, let wsi = OpaquePointer(bitPattern: key) else { continue }
-            transaction.response = response
-            transactions[key] = transaction
-            lws_callback_on_writable(wsi)
-        }
+        for (ticket, response) in work.responses { frontDoor?.respond(ticket, response) }
         if let (code, reason) = work.closeAll {
             for socket in sockets.values { socket.connection.close(code: code, reason: reason) }
         }
@@ -495,54 +395,6 @@ public final class HTTPServer: @unchecked Sendable {
             guard let key = connectionSockets[id], let wsi = OpaquePointer(bitPattern: key) else { continue }
             lws_callback_on_writable(wsi)
         }
-    }
-
-    /// Headers first (one write), then the body in pieces of up to 16 KiB, one per callback.
-    private func writeResponse(_ wsi: OpaquePointer, _ key: Int) -> Int32 {
-        guard var transaction = transactions[key], let response = transaction.response else { return 0 }
-        if !transaction.headersSent {
-            guard writeHeaders(wsi, response) else { return -1 }
-            transaction.headersSent = true
-        } else {
-            let count = min(16 << 10, response.body.count - transaction.bodyOffset)
-            var piece = Array(response.body[transaction.bodyOffset..<(transaction.bodyOffset + count)])
-            let isLast = transaction.bodyOffset + count == response.body.count
-            guard Self.write(wsi, &piece, isLast ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) >= 0 else { return -1 }
-            transaction.bodyOffset += count
-        }
-        if transaction.bodyOffset < response.body.count {
-            transactions[key] = transaction
-            lws_callback_on_writable(wsi)
-            return 0
-        }
-        transactions[key] = nil
-        if transaction.closesConnection { return -1 }
-        return lws_http_transaction_completed(wsi) != 0 ? -1 : 0
-    }
-
-    private func writeHeaders(_ wsi: OpaquePointer, _ response: ServerResponse) -> Bool {
-        let pre = gf_lws_pre()
-        let size = pre + 1024 + response.headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 8 }
-        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
-        defer { buffer.deallocate() }
-        let start = buffer + pre
-        var position: UnsafeMutablePointer<UInt8>? = start
-        let end = buffer + size - 1
-        guard lws_add_http_common_headers(wsi, UInt32(response.status), response.contentType, lws_filepos_t(response.body.count), &position, end) == 0 else {
-            return false
-        }
-        for (name, value) in response.headers {
-            let added = (name.lowercased() + ":").withCString { name in
-                value.withCString { value in
-                    lws_add_http_header_by_name(
-                        wsi, UnsafeRawPointer(name).assumingMemoryBound(to: UInt8.self),
-                        UnsafeRawPointer(value).assumingMemoryBound(to: UInt8.self), Int32(strlen(value)), &position, end
-                    )
-                }
-            }
-            guard added == 0 else { return false }
-        }
-        return lws_finalize_write_http_header(wsi, start, &position, end) == 0
     }
 
     private func receive(_ wsi: OpaquePointer, _ key: Int, _ input: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
@@ -581,48 +433,6 @@ public final class HTTPServer: @unchecked Sendable {
         }
         let written = Int(lws_write(wsi, buffer + pre, bytes.count, kind))
         return written < bytes.count ? -1 : written
-    }
-
-    // MARK: Reading requests
-
-    private static let headerTokens: [(String, lws_token_indexes)] = [
-        ("authorization", WSI_TOKEN_HTTP_AUTHORIZATION), ("content-type", WSI_TOKEN_HTTP_CONTENT_TYPE),
-        ("content-length", WSI_TOKEN_HTTP_CONTENT_LENGTH), ("origin", WSI_TOKEN_ORIGIN), ("host", WSI_TOKEN_HOST),
-        ("accept", WSI_TOKEN_HTTP_ACCEPT), ("access-control-request-headers", WSI_TOKEN_HTTP_AC_REQUEST_HEADERS),
-        ("user-agent", WSI_TOKEN_HTTP_USER_AGENT),
-    ]
-
-    private func headers(_ wsi: OpaquePointer) -> [String: String] {
-        var headers: [String: String] = [:]
-        for (name, token) in Self.headerTokens {
-            if let value = header(wsi, token) { headers[name] = value }
-        }
-        return headers
-    }
-
-    private func header(_ wsi: OpaquePointer, _ token: lws_token_indexes) -> String? {
-        let length = Int(lws_hdr_total_length(wsi, token))
-        guard length > 0 else { return nil }
-        var buffer = [CChar](repeating: 0, count: length + 1)
-        guard lws_hdr_copy(wsi, &buffer, Int32(buffer.count), token) >= 0 else { return nil }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    /// `a=1&b=2` from the URI arguments, which lws splits into fragments and percent-decodes.
-    private func query(_ wsi: OpaquePointer) -> [String: String] {
-        var query: [String: String] = [:]
-        var index: Int32 = 0
-        while true {
-            let length = Int(lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, index))
-            guard length > 0 else { break }
-            var buffer = [CChar](repeating: 0, count: length + 1)
-            guard lws_hdr_copy_fragment(wsi, &buffer, Int32(buffer.count), WSI_TOKEN_HTTP_URI_ARGS, index) >= 0 else { break }
-            let fragment = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            let parts = fragment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            query[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-            index += 1
-        }
-        return query
     }
 }
 

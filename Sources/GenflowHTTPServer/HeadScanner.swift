@@ -88,7 +88,7 @@ struct HeadScanner {
             let byte = target[index]
             guard byte > 0x20, byte < 0x7F else { return .badRequest("the request target must be ASCII without spaces; percent-encode the rest") }
             if byte == UInt8(ascii: "%") {
-                guard index + 2 < target.endIndex, let high = Self.hexValue(target[index + 1]), let low = Self.hexValue(target[index + 2]) else {
+                guard index + 2 < target.endIndex, let high = RequestHead.hexValue(target[index + 1]), let low = RequestHead.hexValue(target[index + 2]) else {
                     return .badRequest("a % in the request target must be followed by two hex digits")
                 }
                 if high == 0 && low == 0 { return .badRequest("%00 (a NUL byte) in the request target") }
@@ -119,15 +119,6 @@ struct HeadScanner {
         default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
         }
     }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 }
 
 /// Why the listener answers a request itself and closes the connection.
@@ -140,13 +131,7 @@ struct ListenerRefusal: Equatable, Sendable {
     var body: [UInt8] { Array(#"{"error":{"code":"\#(code)","message":"\#(message)"}}"#.utf8) }
 
     /// The status line's reason phrase.
-    var reason: String {
-        [
-            400: "Bad Request", 408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large", 414: "URI Too Long",
-            429: "Too Many Requests", 431: "Request Header Fields Too Large",
-        ][status]
-            ?? "Error"
-    }
+    var reason: String { ServerResponse.reason(status) }
 
     /// Counts it in `/metrics` (swift-metrics: Prometheus under `genflow serve`).
     func count() {

@@ -1,20 +1,26 @@
 /// One HTTP request, read whole (headers, query and body) before its handler runs.
 public struct ServerRequest: Sendable {
     public var method: String
-    /// The path without the query, percent-decoded by libwebsockets.
+    /// The path without the query, percent-decoded, dot segments removed.
     public var path: String
     /// Query parameters (the last value of a repeated name).
     public var query: [String: String]
     /// Header names lowercased.
     public var headers: [String: String]
     public var body: [UInt8]
+    /// The client's IPv4 address: the peer's, or the one a trusted proxy forwarded (`X-Forwarded-For`).
+    public var clientAddress: String
 
-    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = []) {
+    public init(
+        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = [],
+        clientAddress: String = ""
+    ) {
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
+        self.clientAddress = clientAddress
     }
 }
 
@@ -38,7 +44,10 @@ public struct ServerResponse: Sendable {
 public struct UpgradeRequest: Sendable {
     public var path: String
     public var query: [String: String]
+    /// Header names lowercased.
     public var headers: [String: String]
+    /// As in `ServerRequest`.
+    public var clientAddress: String
 }
 
 /// What the server tells a WebSocket's owner. The methods run on the listener's service thread:

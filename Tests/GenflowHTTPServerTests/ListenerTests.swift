@@ -10,13 +10,17 @@ private final class Echo: WebSocketHandler {
     func closed(_ connection: WebSocketConnection) {}
 }
 
-/// A listener on a port of the kernel's choice answering 200 `{"path":…}` to every request.
+/// A listener on a port of the kernel's choice answering 200 `{"path":…,"bytes":…,"client":…,"q":…}`
+/// to every request (`q` the query's `q`).
 private func listener(_ configure: (inout HTTPServer.Options) -> Void = { _ in }) throws -> HTTPServer {
     var options = HTTPServer.Options()
     configure(&options)
     let server = HTTPServer(
         host: "127.0.0.1", port: 0, options: options,
-        handler: { request in ServerResponse(status: 200, body: Array(#"{"path":"\#(request.path)","bytes":\#(request.body.count)}"#.utf8)) },
+        handler: { request in
+            let fields = #""path":"\#(request.path)","bytes":\#(request.body.count),"client":"\#(request.clientAddress)","q":"\#(request.query["q"] ?? "")""#
+            return ServerResponse(status: 200, body: Array("{\(fields)}".utf8))
+        },
         upgrader: { _ in .success(Echo()) }
     )
     try server.start()
@@ -56,11 +60,82 @@ struct ListenerTests {
         }
     }
 
+    @Test("every request of a kept-alive connection is read by the listener: pipelined ones in order, a later bad head answered, Expect: 100-continue, HEAD, then an upgrade")
+    func keptAlive() async throws {
+        let server = try listener { $0.maxBodyBytes = 1_000 }
+        defer { server.stop() }
+        let socket = try RawSocket(port: server.port)
+        socket.send("GET /a/./b/../c?q=x+y%21 HTTP/1.1\r\nHost: t\r\n\r\nPOST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcGET /three HTTP/1.1\r\nHost: t\r\n\r\n")
+        let replies = [await socket.response(), await socket.response(), await socket.response()]
+        #expect(replies.map(\.status) == [200, 200, 200])
+        #expect(replies[0].body.contains(#""path":"/a/c""#) && replies[0].body.contains(#""q":"x y!""#), "\(replies[0].body)")
+        #expect(replies[1].body.contains(#""path":"/two","bytes":3"#), "\(replies[1].body)")
+        #expect(replies[2].body.contains(#""path":"/three""#), "\(replies[2].body)")
+
+        socket.send("POST /continue HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        #expect(await socket.response().status == 100)
+        socket.send("body")
+        #expect(await socket.response().body.contains(#""bytes":4"#))
+        socket.send("HEAD /head HTTP/1.1\r\nHost: t\r\n\r\n")
+        var head: [UInt8] = []
+        while !head.ends(with: Array("\r\n\r\n".utf8)), let byte = await socket.read(1).first { head.append(byte) }
+        #expect(String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 200 OK\r\n"))
+        // No body followed the HEAD's head: the next bytes are the next answer's status line.
+        socket.send("GET /after-head HTTP/1.1\r\nHost: t\r\n\r\n")
+        let after = await socket.response()
+        #expect(after.status == 200 && after.body.contains(#""path":"/after-head""#), "\(after.body)")
+        #expect(await socket.upgrade() == 101)
+        socket.sendFrame(opcode: 0x1, Array("after requests".utf8))
+        #expect(await socket.readFrame().map { String(decoding: $0.payload, as: UTF8.self) } == "after requests")
+
+        for (later, status) in [
+            ("GET / HTTP/1.1\r\nHost: t\r\nX-Big: \(String(repeating: "b", count: 9_000))\r\n\r\n", 431), ("GET /?q=%00 HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n\(String(repeating: "x", count: 2_000))", 413),
+            ("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        ] {
+            let socket = try RawSocket(port: server.port)
+            socket.send("GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(await socket.response().status == 200)
+            socket.send(later)
+            let reply = await socket.response()
+            #expect(reply.status == status)
+            #expect(reply.body.contains(#""error":{"code":"#), "\(reply.body)")
+            #expect(await socket.isClosedByServer(within: 10))
+        }
+    }
+
+    @Test("a kept-alive connection with no next request is closed after keepAliveTimeout; Connection: close closes after the answer")
+    func keepAliveEnds() async throws {
+        let server = try listener { $0.keepAliveTimeout = 1 }
+        defer { server.stop() }
+        let idle = try RawSocket(port: server.port)
+        idle.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(await idle.response().status == 200)
+        #expect(await idle.isClosedByServer(within: 10))
+        let closing = try RawSocket(port: server.port)
+        closing.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        #expect(await closing.response().status == 200)
+        #expect(await closing.isClosedByServer(within: 10))
+    }
+
+    @Test("X-Forwarded-For is believed only from a trusted proxy, and only as far as the proxies it trusts")
+    func forwardedFor() async throws {
+        let server = try listener { $0.trustedProxies = [IPv4Range("127.0.0.2")!] }
+        defer { server.stop() }
+        let forwarded = "X-Forwarded-For: 6.6.6.6, 192.0.2.7, 127.0.0.2\r\n"
+        let proxy = try RawSocket(port: server.port, from: "127.0.0.2")
+        proxy.send("GET / HTTP/1.1\r\nHost: t\r\n\(forwarded)\r\n")
+        #expect(await proxy.response().body.contains(#""client":"192.0.2.7""#))
+        let direct = try RawSocket(port: server.port)
+        direct.send("GET / HTTP/1.1\r\nHost: t\r\n\(forwarded)\r\n")
+        #expect(await direct.response().body.contains(#""client":"127.0.0.1""#))
+    }
+
     @Test("hundreds of connections sending their headers slowly from one address: another client's request and WebSocket still get through, before the slow ones' deadline")
     func slowClients() async throws {
         // A header pool of 4 that 300 slow clients would fill many times over, if they held it.
         let server = try listener {
-            $0.concurrentRequests = 4
+            $0.concurrentUpgrades = 4
             $0.headerTimeout = 60
             $0.unfinishedPerAddress = 250
         }
@@ -182,6 +257,20 @@ struct ListenerLogicTests {
         #expect(result == .complete(length: head.count - 4))
         var nul = HeadScanner(limits: .init())
         #expect(nul.scan(Array("GET /\0".utf8)) == .refused(.badRequest("a NUL byte in the request head")))
+    }
+
+    @Test("a request head taken apart: path normalised, query decoded, headers by lowercased name, keep-alive, upgrades")
+    func requestHead() {
+        let head = RequestHead(ArraySlice("GET //x/%2E%2E/y/./z?a=1&b=%C3%A9+f;c HTTP/1.0\r\nHost: t\r\nConnection: Keep-Alive, Upgrade\r\nUpgrade: WebSocket\r\nX-A: 1\r\nx-a: 2\r\n\r\n".utf8))
+        #expect(head.path == "/y/z")
+        #expect(head.query == ["a": "1", "b": "é f", "c": ""])
+        #expect(head.headers["x-a"] == "1, 2")
+        #expect(head.keepsAlive && head.isWebSocketUpgrade && head.isHTTP10)
+        #expect(RequestHead(ArraySlice("GET / HTTP/1.1\r\nConnection: close\r\n\r\n".utf8)).keepsAlive == false)
+        #expect(RequestHead(ArraySlice("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n".utf8)).contentLength == nil)
+        let proxied = RequestHead(ArraySlice("GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.9\r\n\r\n".utf8))
+        #expect(proxied.clientAddress(peer: IPv4Range.address("10.0.0.1")!, trusted: [IPv4Range("10.0.0.0/8")!]) == "1.1.1.1")
+        #expect(proxied.clientAddress(peer: IPv4Range.address("192.0.2.1")!, trusted: [IPv4Range("10.0.0.0/8")!]) == "192.0.2.1")
     }
 
     @Test("the silence wheel pings after pingAfter, drops after hangUpAfter, and waits otherwise")

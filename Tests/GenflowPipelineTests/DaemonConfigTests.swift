@@ -47,6 +47,7 @@ struct DaemonConfigTests {
         let good = try write("""
             listener:
               header_timeout: 5s
+              keep_alive_timeout: 2m
               max_connections_per_address: 64
               trusted_proxies: [127.0.0.1, 10.0.0.0/8]
             """)
@@ -56,6 +57,7 @@ struct DaemonConfigTests {
         #expect(config.listener.maxConnectionsPerAddress == 64)
         #expect(config.listener.trustedProxies.map(\.description) == ["127.0.0.1", "10.0.0.0/8"])
         #expect(config.listener.bodyTimeout == .seconds(60))
+        #expect(config.listener.keepAliveTimeout == .seconds(120))
         let bad = try write("""
             listener:
               trusted_proxies: [nginx]
