@@ -52,8 +52,8 @@ let package = Package(
         .target(name: "GenflowCanvas", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
         // Outbound HTTP on libcurl's multi interface, one thread for every transfer.
         .target(name: "GenflowHTTPClient", dependencies: ["GenflowCore", "CCurl", "CGenflowShims"], swiftSettings: swiftSettings),
-        // Model providers: the offline model (and, later, OpenAI-compatible APIs over libcurl).
-        .target(name: "GenflowProviders", dependencies: ["GenflowCore", "GenflowHTTPClient"], swiftSettings: swiftSettings),
+        // Model providers: the Provider protocol, its kinds (openai, anthropic, offline) and their settings' schemas.
+        .target(name: "GenflowProviders", dependencies: ["GenflowCore", "GenflowHTTPClient", "GenflowPipeline"], swiftSettings: swiftSettings),
         // The HTTP + WebSocket listener on libwebsockets (I/O only; routes live in GenflowAPI).
         .target(name: "GenflowHTTPServer", dependencies: ["GenflowCore", "CWebSockets", "CGenflowShims", .product(name: "Metrics", package: "swift-metrics")], swiftSettings: swiftSettings),
         // The built-in stages of SPEC §6.
@@ -66,7 +66,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Daemon configuration (etc/genflow.yaml) with `${VAR}` expansion and env overrides.
-        .target(name: "GenflowConfig", dependencies: ["GenflowCore", "GenflowYAML"], swiftSettings: swiftSettings),
+        .target(name: "GenflowConfig", dependencies: ["GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowProviders"], swiftSettings: swiftSettings),
         // PostgreSQL client on libpq.
         .target(name: "GenflowPostgres", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
         // The schema, the job queue and the event log, in SQL.
@@ -168,7 +168,7 @@ let package = Package(
 
         .testTarget(name: "GenflowCoreTests", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
         // Helpers for the test suites only (a local HTTP server that speaks the providers' protocols).
-        .target(name: "GenflowTestSupport", swiftSettings: swiftSettings),
+        .target(name: "GenflowTestSupport", dependencies: ["GenflowCore", "GenflowHTTPClient"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GenflowHTTPClientTests", dependencies: ["GenflowHTTPClient", "GenflowProviders", "GenflowCore", "GenflowTestSupport"],
             swiftSettings: swiftSettings

@@ -1,4 +1,6 @@
 public import GenflowCore
+internal import GenflowPipeline
+internal import GenflowProviders
 
 extension DaemonConfig {
     /// The JSON Schema (draft-07) of `etc/genflow.yaml`, for editors. Tests check that it names
@@ -41,15 +43,8 @@ extension DaemonConfig {
                 ],
                 "providers": [
                     "type": "object",
-                    "additionalProperties": [
-                        "type": "object", "additionalProperties": false, "required": ["kind"],
-                        "properties": [
-                            "kind": ["enum": .array(ProviderConfig.Kind.allCases.map { .string($0.rawValue) })],
-                            "base_url": text("openai: API root, e.g. https://api.openai.com/v1."),
-                            "api_key": text("openai: API key; use ${VAR}."),
-                            "delay": duration,
-                        ],
-                    ],
+                    "description": "Model providers by name; call_model's provider: names one.",
+                    "additionalProperties": ["oneOf": .array(ProviderKinds.all.map(\.schema.json))],
                 ],
                 "limits": [
                     "type": "object", "additionalProperties": false,

@@ -196,9 +196,9 @@ public struct DaemonConfig: Sendable {
     private mutating func addDefaultProvider(environment: [String: String]) {
         guard providers["default"] == nil else { return }
         if let key = environment["OPENAI_API_KEY"], !key.isEmpty {
-            providers["default"] = ProviderConfig(kind: .openai, baseURL: ProviderConfig.openAIBaseURL, apiKey: Secret(key))
+            providers["default"] = .openai(apiKey: Secret(key))
         } else {
-            providers["default"] = ProviderConfig(kind: .offline)
+            providers["default"] = .offline()
         }
     }
 

@@ -1,66 +1,63 @@
 public import GenflowCore
+internal import GenflowPipeline
 internal import GenflowYAML
+internal import GenflowProviders
 
-/// One entry of `providers:` in the daemon config.
+/// One entry of `providers:` in the daemon config: its kind (`ProviderKinds`) and its settings,
+/// checked against the kind's schema with their places in the file, defaults filled in. Secret
+/// settings (API keys) are kept apart, as `Secret`s.
 public struct ProviderConfig: Sendable, Hashable {
-    public enum Kind: String, Sendable, Hashable, CaseIterable {
-        /// Any OpenAI-compatible API.
-        case openai
-        /// Deterministic, no network: for demos and tests.
-        case offline
+    public var kind: String
+    public var settings: JSON
+    public var secrets: [String: Secret]
+
+    public init(kind: String, settings: JSON = [:], secrets: [String: Secret] = [:]) {
+        self.kind = kind
+        self.settings = ProviderKinds.named(kind)?.schema.applyingDefaults(to: settings) ?? settings
+        self.secrets = secrets
     }
 
-    public static let openAIBaseURL = "https://api.openai.com/v1"
+    /// An OpenAI-compatible API.
+    public static func openai(baseURL: String = "https://api.openai.com/v1", apiKey: Secret? = nil) -> ProviderConfig {
+        ProviderConfig(kind: "openai", settings: ["base_url": .string(baseURL)], secrets: apiKey.map { ["api_key": $0] } ?? [:])
+    }
 
-    public var kind: Kind
-    /// For `openai`: the API root, e.g. `https://api.openai.com/v1`.
-    public var baseURL: String?
-    /// For `openai`.
-    public var apiKey: Secret?
-    /// For `offline`: the pause between streamed chunks.
-    public var delay: Duration
+    /// Anthropic's Messages API.
+    public static func anthropic(baseURL: String = "https://api.anthropic.com", apiKey: Secret? = nil) -> ProviderConfig {
+        ProviderConfig(kind: "anthropic", settings: ["base_url": .string(baseURL)], secrets: apiKey.map { ["api_key": $0] } ?? [:])
+    }
 
-    public init(kind: Kind, baseURL: String? = nil, apiKey: Secret? = nil, delay: Duration = .milliseconds(20)) {
-        self.kind = kind
-        self.baseURL = baseURL
-        self.apiKey = apiKey
-        self.delay = delay
+    /// The offline model, `delay` before each streamed chunk.
+    public static func offline(delay: Duration = .milliseconds(20)) -> ProviderConfig {
+        ProviderConfig(kind: "offline", settings: ["delay": .string(DurationText.format(delay))])
     }
 
     static func read(_ node: YAMLNode, name: String, reader: inout NodeReader) -> ProviderConfig? {
         let what = "provider '\(name)'"
-        guard let entries = reader.mapping(node, what, allowedKeys: ["kind", "base_url", "api_key", "delay"], required: ["kind"]),
+        guard let entries = reader.mapping(node, what, allowedKeys: node.mapping?.compactMap(\.key.keyText) ?? [], required: ["kind"]),
               let kindNode = entries["kind"]?.value, let kindText = reader.string(kindNode, "kind") else { return nil }
-        guard let kind = Kind(rawValue: kindText) else {
-            let kinds = Kind.allCases.map(\.rawValue)
+        guard let kind = ProviderKinds.named(kindText) else {
+            let kinds = ProviderKinds.all.map(\.name)
             reader.error(at: kindNode.location, "unknown provider kind '\(kindText)'\(Suggestions.didYouMean(kindText, in: kinds)) (kinds: \(kinds.joined(separator: ", ")))")
             return nil
         }
-        var provider = ProviderConfig(kind: kind)
-        switch kind {
-        case .openai:
-            for key in ["delay"] where entries[key] != nil {
-                reader.error(at: entries[key]!.key.location, "'\(key)' applies to offline providers, not to \(what) (kind: openai)")
-            }
-            provider.baseURL = openAIBaseURL
-            if let node = entries["base_url"]?.value, let url = reader.string(node, "base_url") {
-                if url.hasPrefix("http://") || url.hasPrefix("https://") {
-                    provider.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
-                } else {
-                    reader.error(at: node.location, "'base_url' must start with http:// or https://, not '\(url)'")
-                }
-            }
-            if let node = entries["api_key"]?.value, let key = reader.text(node, "api_key"), !key.isEmpty {
-                provider.apiKey = Secret(key)
-            }
-        case .offline:
-            for key in ["base_url", "api_key"] where entries[key] != nil {
-                reader.error(at: entries[key]!.key.location, "'\(key)' applies to openai providers, not to \(what) (kind: offline)")
-            }
-            if let node = entries["delay"]?.value {
-                provider.delay = reader.duration(node, "delay", in: .zero...(.seconds(60))) ?? provider.delay
+        let found = kind.schema.diagnostics(for: node, allowTemplates: false, context: "\(what) (kind: \(kind.name))")
+        reader.append(found)
+        for (key, message) in kind.problems(node.json) {
+            reader.error(at: entries[key]?.value.location ?? node.location, "\(what): \(message)")
+        }
+        guard found.isEmpty, var settings = node.json.objectValue else { return nil }
+        settings["kind"] = nil
+        for property in kind.settings where property.schema.format == "uri" {
+            if case .string(var url)? = settings[property.name] {
+                while url.hasSuffix("/") { url.removeLast() }
+                settings[property.name] = .string(url)
             }
         }
-        return provider
+        var secrets: [String: Secret] = [:]
+        for key in kind.secrets {
+            if let value = settings.removeValue(forKey: key)?.stringValue, !value.isEmpty { secrets[key] = Secret(value) }
+        }
+        return ProviderConfig(kind: kind.name, settings: .object(settings), secrets: secrets)
     }
 }

@@ -1,7 +1,6 @@
 public import GenflowCore
 public import GenflowHTTPClient
 internal import Foundation
-internal import Synchronization
 
 /// A chat request to an OpenAI-compatible API.
 public struct ChatRequest: Sendable {
@@ -14,8 +13,14 @@ public struct ChatRequest: Sendable {
     public var maxTokens: Int?
     /// Whether the reply must be JSON (then `finish_reason: length` is `output_invalid`).
     public var expectsJSON: Bool
+    /// The job's input: the offline model draws from its `instructions` and `color_scheme`.
+    public var input: JSON
 
-    public init(model: String, messages: [JSON], stream: Bool, responseFormat: JSON? = nil, temperature: Double? = nil, maxTokens: Int? = nil, expectsJSON: Bool = false) {
+    public init(
+        model: String, messages: [JSON], stream: Bool, responseFormat: JSON? = nil, temperature: Double? = nil, maxTokens: Int? = nil,
+        expectsJSON: Bool = false, input: JSON = [:]
+    ) {
+        self.input = input
         self.model = model
         self.messages = messages
         self.stream = stream
@@ -36,8 +41,16 @@ public struct ImageRequest: Sendable {
     public var quality: String?
     /// `png`, `jpeg` or `webp`.
     public var format: String?
+    /// `1:1`, `16:9`, … as the step asked (`size` is derived from it when not given).
+    public var aspectRatio: String?
+    /// The job's input: the offline model takes its colours from `color_scheme` or `style`.
+    public var input: JSON
 
-    public init(model: String, prompt: String, count: Int, size: String?, quality: String?, format: String?) {
+    public init(
+        model: String, prompt: String, count: Int, size: String?, quality: String?, format: String?, aspectRatio: String? = nil, input: JSON = [:]
+    ) {
+        self.aspectRatio = aspectRatio
+        self.input = input
         self.model = model
         self.prompt = prompt
         self.count = count
@@ -52,11 +65,16 @@ public struct GeneratedImage: Sendable {
     public var url: String?
     public var bytes: [UInt8]?
     public var revisedPrompt: String?
+    /// The file format and `WxH`, when the provider says (else the request's).
+    public var format: String?
+    public var resolution: String?
 
-    public init(url: String?, bytes: [UInt8]?, revisedPrompt: String? = nil) {
+    public init(url: String?, bytes: [UInt8]?, revisedPrompt: String? = nil, format: String? = nil, resolution: String? = nil) {
         self.url = url
         self.bytes = bytes
         self.revisedPrompt = revisedPrompt
+        self.format = format
+        self.resolution = resolution
     }
 }
 
@@ -76,37 +94,63 @@ public struct ImageResult: Sendable {
 /// A chat reply.
 public struct ChatResult: Sendable {
     public var text: String
+    /// `{prompt_tokens, completion_tokens, total_tokens}` whatever the provider's own names.
     public var usage: JSON
     public var model: String
     public var finishReason: String
+
+    public init(text: String, usage: JSON, model: String, finishReason: String) {
+        self.text = text
+        self.usage = usage
+        self.model = model
+        self.finishReason = finishReason
+    }
 }
 
-/// Chat completions on any OpenAI-compatible base URL, plain or streamed (SSE with usage), with
-/// HTTP failures mapped to SPEC §6's error classes. The API key is sent, never logged or stored.
-public struct OpenAIProvider: Sendable {
-    let client: HTTPClient
+/// `kind: openai`: chat completions and image generations on any OpenAI-compatible base URL,
+/// plain or streamed (SSE with usage). The API key is sent, never logged or stored.
+public struct OpenAIProvider: Provider {
+    public static let kind = ProviderKind(
+        name: "openai", summary: "Any OpenAI-compatible API (chat completions, image generations).",
+        settings: [
+            .init("base_url", ProviderKinds.url("The API root.", default: "https://api.openai.com/v1")),
+            .init("api_key", .string("API key, sent as a bearer token; use ${VAR}.")),
+        ],
+        secrets: ["api_key"]
+    ) { settings, secrets, http in
+        OpenAIProvider(http: http, baseURL: ProviderKinds.root(settings, "base_url"), apiKey: secrets["api_key"])
+    }
+
+    let http: HTTPClientSource
     let baseURL: String
     let apiKey: Secret?
 
-    public init(client: HTTPClient, baseURL: String, apiKey: Secret?) {
-        self.client = client
+    public init(http: HTTPClientSource, baseURL: String, apiKey: Secret?) {
+        self.http = http
         self.baseURL = baseURL
         self.apiKey = apiKey
     }
 
+    public var callsOut: Bool { true }
+    public var identity: JSON { ["kind": "openai", "base_url": .string(baseURL)] }
+
     /// Sends `request`; `onText` gets each piece of streamed text as it arrives (on the HTTP thread).
-    public func chat(_ request: ChatRequest, timeout: Duration, onText: @escaping @Sendable (String) -> Void = { _ in }) async throws(StepError) -> ChatResult {
+    public func chat(
+        _ request: ChatRequest, timeout: Duration, onText: @escaping @Sendable (String, Double?) -> Void = { _, _ in }
+    ) async throws(StepError) -> ChatResult {
         var body: [String: JSON] = ["model": .string(request.model), "messages": .array(request.messages), "stream": .bool(request.stream)]
         if request.stream { body["stream_options"] = ["include_usage": true] }
         if let format = request.responseFormat { body["response_format"] = format }
         if let temperature = request.temperature { body["temperature"] = .double(temperature) }
         if let maxTokens = request.maxTokens { body["max_tokens"] = .int(maxTokens) }
-        let events = SSEParser(onText: onText)
+        let events = StreamedReply(read: Self.readChunk) { onText($0, nil) }
         let feed: @Sendable ([UInt8]) -> Void = { bytes in events.feed(bytes) }
-        let response = try await post("/chat/completions", body: .object(body), timeout: timeout, onData: request.stream ? feed : nil)
+        let response = try await ProviderFailure.post(
+            http.client, baseURL + "/chat/completions", body: .object(body), headers: authorization, timeout: timeout, onData: request.stream ? feed : nil
+        )
         let result: ChatResult
         if request.stream {
-            result = try events.result(model: request.model)
+            result = try events.result(model: request.model, done: "the stream ended before [DONE] (cut off)")
         } else {
             guard let reply = try? JSON(parsing: Data(response.body)), let choice = reply["choices"]?.arrayValue?.first else {
                 throw StepError(.serverError, "the provider's reply is not a chat completion")
@@ -130,7 +174,9 @@ public struct OpenAIProvider: Sendable {
         // gpt-image models choose the file format with `output_format` and always answer base64;
         // DALL·E models have one format and answer with a URL unless asked otherwise.
         if let format = request.format, request.model.hasPrefix("gpt-image") { body["output_format"] = .string(format) }
-        let response = try await post("/images/generations", body: .object(body), timeout: timeout, onData: nil)
+        let response = try await ProviderFailure.post(
+            http.client, baseURL + "/images/generations", body: .object(body), headers: authorization, timeout: timeout, onData: nil
+        )
         guard let reply = try? JSON(parsing: Data(response.body)), let items = reply["data"]?.arrayValue else {
             throw StepError(.serverError, "the provider's reply is not an image generation result")
         }
@@ -147,126 +193,26 @@ public struct OpenAIProvider: Sendable {
         return ImageResult(images: images, usage: reply["usage"] ?? [:], model: request.model)
     }
 
-    /// POSTs `body` as JSON under the base URL; transport failures and non-200 answers become
-    /// their SPEC §6 classes.
-    private func post(_ path: String, body: JSON, timeout: Duration, onData: (@Sendable ([UInt8]) -> Void)?) async throws(StepError) -> HTTPResponse {
-        var headers = [("Content-Type", "application/json")]
-        if let apiKey, !apiKey.isEmpty { headers.append(("Authorization", "Bearer \(apiKey.value)")) }
-        let http = HTTPRequest(
-            method: "POST", url: baseURL + path, headers: headers, body: Array(body.description.utf8),
-            timeout: timeout, connectTimeout: min(timeout, .seconds(10)), idleTimeout: min(timeout, .seconds(30))
-        )
-        let response: HTTPResponse
-        do throws(HTTPError) {
-            response = try await client.perform(http, onData: onData)
-        } catch {
-            throw Self.failure(error)
+    /// One chunk of a streamed chat completion: its text piece, and the model, finish reason and
+    /// usage when it carries them.
+    static func readChunk(_ payload: String, _ reply: inout StreamedReply.Reply) -> String? {
+        if payload == "[DONE]" {
+            reply.isDone = true
+            return nil
         }
-        guard response.status == 200 else { throw Self.failure(response) }
-        return response
-    }
-
-    /// A transport failure's class.
-    public static func failure(_ error: HTTPError) -> StepError {
-        switch error.kind {
-        case .timeout: StepError(.timeout, "the provider did not answer in time: \(error.message)")
-        case .cancelled: StepError(.cancelled, "the call was stopped")
-        case .network: StepError(.network, "cannot reach the provider: \(error.message)")
+        guard let chunk = try? JSON(parsing: payload) else { return nil }
+        if let error = chunk["error"] {
+            reply.failure = error["message"]?.stringValue ?? "\(error)"
+            return nil
         }
+        if let model = chunk["model"]?.stringValue { reply.model = model }
+        if let usage = chunk["usage"], usage != .null { reply.usage = usage }
+        guard let choice = chunk["choices"]?.arrayValue?.first else { return nil }
+        if let reason = choice["finish_reason"]?.stringValue { reply.finishReason = reason }
+        return choice["delta"]?["content"]?.stringValue
     }
 
-    /// SPEC §6's mapping: 429 → rate_limited (with retry-after-ms / retry-after), 408/409/5xx →
-    /// server_error, 400/404/422 → invalid_request, 401/403 → auth.
-    public static func failure(_ response: HTTPResponse) -> StepError {
-        let detail = (try? JSON(parsing: Data(response.body)))?["error"]?["message"]?.stringValue
-            ?? String(decoding: response.body.prefix(200), as: UTF8.self)
-        let message = "provider answered \(response.status): \(detail)"
-        switch response.status {
-        case 429:
-            var delay: Duration?
-            if let milliseconds = response.headers["retry-after-ms"].flatMap(Double.init) {
-                delay = .milliseconds(Int64(milliseconds))
-            } else if let seconds = response.headers["retry-after"].flatMap(Double.init) {
-                delay = .milliseconds(Int64(seconds * 1_000))
-            }
-            return StepError(.rateLimited, message, retryAfter: delay)
-        case 401, 403: return StepError(.auth, message)
-        case 408, 409, 500...599: return StepError(.serverError, message)
-        default: return StepError(.invalidRequest, message)
-        }
-    }
-}
-
-/// Reads a server-sent event stream of chat completion chunks as its bytes arrive.
-final class SSEParser: Sendable {
-    private struct State {
-        var buffer: [UInt8] = []
-        var text = ""
-        var usage: JSON = [:]
-        var model: String?
-        var finishReason: String?
-        var isDone = false
-        var failure: String?
-    }
-
-    private let state = Mutex(State())
-    private let onText: @Sendable (String) -> Void
-
-    init(onText: @escaping @Sendable (String) -> Void) {
-        self.onText = onText
-    }
-
-    func feed(_ bytes: [UInt8]) {
-        var pieces: [String] = []
-        state.withLock { state in
-            state.buffer += bytes
-            while let end = Self.eventEnd(state.buffer) {
-                let event = String(decoding: state.buffer[..<end.start], as: UTF8.self)
-                state.buffer.removeFirst(end.after)
-                for line in event.split(separator: "\n") where line.hasPrefix("data:") {
-                    let payload = line.dropFirst(5).trimmingCharacters(in: .whitespaces)
-                    if payload == "[DONE]" {
-                        state.isDone = true
-                        continue
-                    }
-                    guard let chunk = try? JSON(parsing: payload) else { continue }
-                    if let error = chunk["error"] {
-                        state.failure = error["message"]?.stringValue ?? "\(error)"
-                        continue
-                    }
-                    if let model = chunk["model"]?.stringValue { state.model = model }
-                    if let usage = chunk["usage"], usage != .null { state.usage = usage }
-                    if let choice = chunk["choices"]?.arrayValue?.first {
-                        if let piece = choice["delta"]?["content"]?.stringValue, !piece.isEmpty {
-                            state.text += piece
-                            pieces.append(piece)
-                        }
-                        if let reason = choice["finish_reason"]?.stringValue { state.finishReason = reason }
-                    }
-                }
-            }
-        }
-        pieces.forEach(onText)
-    }
-
-    /// The reply once the stream ended: an error event or a stream cut before `[DONE]` is retryable.
-    func result(model: String) throws(StepError) -> ChatResult {
-        let state = state.withLock { $0 }
-        if let failure = state.failure { throw StepError(.serverError, "the provider sent an error inside the stream: \(failure)") }
-        guard state.isDone else { throw StepError(.serverError, "the stream ended before [DONE] (cut off)") }
-        return ChatResult(text: state.text, usage: state.usage, model: state.model ?? model, finishReason: state.finishReason ?? "stop")
-    }
-
-    /// Where the first blank line ends an event: (index of the separator, index after it).
-    private static func eventEnd(_ buffer: [UInt8]) -> (start: Int, after: Int)? {
-        var index = 0
-        while index + 1 < buffer.count {
-            if buffer[index] == 10, buffer[index + 1] == 10 { return (index, index + 2) }
-            if index + 3 < buffer.count, buffer[index] == 13, buffer[index + 1] == 10, buffer[index + 2] == 13, buffer[index + 3] == 10 {
-                return (index, index + 4)
-            }
-            index += 1
-        }
-        return nil
+    private var authorization: [(String, String)] {
+        apiKey.map { $0.isEmpty ? [] : [("Authorization", "Bearer \($0.value)")] } ?? []
     }
 }

@@ -1,6 +1,7 @@
 internal import GenflowCore
 public import GenflowPipeline
 public import GenflowConfig
+internal import GenflowProviders
 
 /// The built-in stages of SPEC §6.
 public enum BuiltinStages {
@@ -22,8 +23,11 @@ public enum BuiltinStages {
         providers: [String: ProviderConfig], stateDirectory: String? = nil, testStages: Bool = false,
         plugins: [any Stage] = [], replies: ReplyBook? = nil
     ) -> StageRegistry {
-        let http = SharedHTTPClient()
-        let model = CallModel(providers: providers, stateDirectory: stateDirectory, http: http, replies: replies)
+        let http = HTTPClientSource()
+        let made = providers.compactMapValues { config in
+            ProviderKinds.named(config.kind)?.make(config.settings, secrets: config.secrets, http: http)
+        }
+        let model = CallModel(providers: made, stateDirectory: stateDirectory, replies: replies)
         let local: [any Stage] = (testStages ? [TestStage()] : []) + [
             PrepareInstructions(), ParseCanvasObjects(), PersistCanvas(), PersistImage(), Notify(), TokensRequire(), TokensDebit(),
         ]

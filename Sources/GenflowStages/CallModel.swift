@@ -2,30 +2,24 @@ internal import GenflowConfig
 public import GenflowCore
 public import GenflowPipeline
 internal import GenflowCanvas
-internal import GenflowHTTPClient
 internal import GenflowProviders
-internal import Synchronization
 internal import Metrics
 
 /// Calls a configured model provider: chat (text, JSON, canvas objects) or image generation.
 /// Output: `{text, json?, images?, usage, model, finish_reason, cached}`.
 public struct CallModel: Stage {
     public let descriptor: StageDescriptor
-    let providers: [String: ProviderConfig]
+    let providers: [String: any Provider]
     let imageFiles: ImageFiles
-    /// Shared by every call to an `openai` provider and `http.request`; its curl thread starts at
-    /// the first call, so commands that never run a stage (`validate`, `stages`) start none.
-    let http: SharedHTTPClient
     /// Scripted replies (`genflow test`, recorded dry runs); nil in the daemon.
     let replies: ReplyBook?
 
     /// - Parameters:
-    ///   - providers: the daemon config's providers; `provider:` must name one of them.
+    ///   - providers: the daemon config's providers, made (`ProviderKinds`); `provider:` must name one of them.
     ///   - stateDirectory: where images sent as bytes are kept (under `images/`).
-    init(providers: [String: ProviderConfig], stateDirectory: String?, http: SharedHTTPClient, replies: ReplyBook? = nil) {
+    init(providers: [String: any Provider], stateDirectory: String?, replies: ReplyBook? = nil) {
         self.providers = providers
         self.replies = replies
-        self.http = http
         imageFiles = ImageFiles(stateDirectory: stateDirectory)
         let providers = Array(providers.keys)
         descriptor = StageDescriptor(
@@ -61,7 +55,7 @@ public struct CallModel: Stage {
     /// files are rewritten by a run again), unless a response cache is written.
     public func hasOutsideEffects(_ config: JSON) -> Bool {
         let provider = providers[config["provider"]?.stringValue ?? "default"]
-        return provider?.kind != .offline || config["cache"] != nil
+        return provider?.callsOut != false || config["cache"] != nil
     }
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
@@ -87,7 +81,7 @@ public struct CallModel: Stage {
         }
         let cache = config["cache"]?["ttl"]?.stringValue.flatMap(DurationText.parse).map { ttl in
             (ttl: ttl, key: Self.cacheKey(
-                provider: name, kind: provider, config: config, output: output,
+                provider: name, identity: provider.identity, config: config, output: output,
                 // An image request's text is its prompt, however it was given.
                 messages: output == "image" ? [["role": "user", "content": .string(imageRequest(context).prompt)]] : messages
             ))
@@ -98,16 +92,9 @@ public struct CallModel: Stage {
         let started = ContinuousClock.now
         let answer: JSON
         do throws(StepError) {
-            switch (provider.kind, output) {
-            case (.offline, "image"):
-                answer = try await runOfflineImages(context, delay: provider.delay)
-            case (.offline, _):
-                answer = try await runOffline(context, messages: messages, output: output, delay: provider.delay)
-            case (.openai, "image"):
-                answer = try await runOpenAIImages(context, provider: provider)
-            case (.openai, _):
-                answer = try await runOpenAI(context, provider: provider, messages: messages, output: output)
-            }
+            answer = output == "image"
+                ? try await runImages(context, provider: provider)
+                : try await runChat(context, provider: provider, messages: messages, output: output)
         } catch {
             Self.record(provider: name, since: started, outcome: error.errorClass.rawValue)
             throw error
@@ -128,11 +115,9 @@ public struct CallModel: Stage {
 
     /// What makes two requests identical for the cache: the provider (and where it is), the model,
     /// the messages and every option that shapes the answer. Never the API key.
-    static func cacheKey(provider name: String, kind provider: ProviderConfig, config: JSON, output: String, messages: [JSON]) -> JSON {
-        var key: [String: JSON] = [
-            "provider": .string(name), "kind": .string(provider.kind.rawValue), "base_url": provider.baseURL.map(JSON.string) ?? .null,
-            "messages": .array(messages), "output": .string(output),
-        ]
+    static func cacheKey(provider name: String, identity: JSON, config: JSON, output: String, messages: [JSON]) -> JSON {
+        var key: [String: JSON] = ["provider": .string(name), "messages": .array(messages), "output": .string(output)]
+        for (field, value) in identity.objectValue ?? [:] { key[field] = value }
         for option in ["model", "schema", "temperature", "max_tokens", "prompt", "size", "quality", "format", "aspect_ratio", "n"] {
             key[option] = config[option] ?? .null
         }
@@ -155,9 +140,8 @@ public struct CallModel: Stage {
         response["json"]?.arrayValue ?? response["json"]?["objects"]?.arrayValue
     }
 
-    /// An OpenAI-compatible chat completion; streamed text becomes progress and `canvas.objects`
-    /// events as it arrives.
-    private func runOpenAI(_ context: StageContext, provider: ProviderConfig, messages: [JSON], output: String) async throws(StepError) -> JSON {
+    /// A chat reply; streamed text becomes progress and `canvas.objects` events as it arrives.
+    private func runChat(_ context: StageContext, provider: any Provider, messages: [JSON], output: String) async throws(StepError) -> JSON {
         let config = context.config
         var format: JSON?
         switch output {
@@ -171,11 +155,11 @@ public struct CallModel: Stage {
         let streams = config["stream"]?.boolValue ?? false
         let request = ChatRequest(
             model: config["model"]?.stringValue ?? "", messages: messages, stream: streams, responseFormat: format,
-            temperature: config["temperature"]?.doubleValue, maxTokens: config["max_tokens"]?.intValue, expectsJSON: output != "text"
+            temperature: config["temperature"]?.doubleValue, maxTokens: config["max_tokens"]?.intValue, expectsJSON: output != "text",
+            input: context.input
         )
-        let provider = OpenAIProvider(client: http.client, baseURL: provider.baseURL ?? ProviderConfig.openAIBaseURL, apiKey: provider.apiKey)
         let result = try await reporting(context, output: output) { emit throws(StepError) in
-            try await provider.chat(request, timeout: context.timeout) { emit($0, nil) }
+            try await provider.chat(request, timeout: context.timeout, onText: emit)
         }
         var answer: [String: JSON] = [
             "text": .string(result.text), "usage": result.usage, "model": .string(result.model),
@@ -185,42 +169,23 @@ public struct CallModel: Stage {
         return .object(answer)
     }
 
-    /// Image generation on an OpenAI-compatible API; images sent as bytes are kept under the
-    /// state directory.
-    private func runOpenAIImages(_ context: StageContext, provider: ProviderConfig) async throws(StepError) -> JSON {
+    /// Image generation; images sent as bytes are kept under the state directory.
+    private func runImages(_ context: StageContext, provider: any Provider) async throws(StepError) -> JSON {
         let request = imageRequest(context)
-        let provider = OpenAIProvider(client: http.client, baseURL: provider.baseURL ?? ProviderConfig.openAIBaseURL, apiKey: provider.apiKey)
         let result = try await provider.images(request, timeout: context.timeout)
         var images: [JSON] = []
         for (index, image) in result.images.enumerated() {
-            var entry: [String: JSON] = ["format": .string(request.format ?? "png"), "resolution": request.size.map(JSON.string) ?? .null]
+            let format = image.format ?? request.format ?? "png"
+            var entry: [String: JSON] = ["format": .string(format), "resolution": (image.resolution ?? request.size).map(JSON.string) ?? .null]
             if let url = image.url { entry["url"] = .string(url) }
             if let bytes = image.bytes {
-                entry["path"] = .string(try imageFiles.save(bytes, jobID: context.jobID, step: context.stepID, index: index, format: request.format ?? "png"))
+                entry["path"] = .string(try imageFiles.save(bytes, jobID: context.jobID, step: context.stepID, index: index, format: format))
                 entry["bytes"] = .int(bytes.count)
             }
             if let revised = image.revisedPrompt { entry["revised_prompt"] = .string(revised) }
             images.append(.object(entry))
         }
         return ["text": "", "images": .array(images), "usage": result.usage, "model": .string(result.model), "finish_reason": "stop", "cached": false]
-    }
-
-    /// The offline model's pictures: real PNG files drawn from the prompt's words, no model.
-    private func runOfflineImages(_ context: StageContext, delay: Duration) async throws(StepError) -> JSON {
-        let request = imageRequest(context)
-        let model = OfflineModel()
-        var images: [JSON] = []
-        for index in 0..<request.count {
-            if delay > .zero {
-                do { try await Task.sleep(for: delay) } catch { throw StepError(.cancelled, "the model call was stopped") }
-            }
-            let scheme = context.input["color_scheme"]?.stringValue ?? context.input["style"]?.stringValue ?? "default"
-            let picture = model.image(for: request.prompt, aspectRatio: context.config["aspect_ratio"]?.stringValue ?? "1:1", colourScheme: scheme)
-            let path = try imageFiles.save(picture.png, jobID: context.jobID, step: context.stepID, index: index, format: "png")
-            images.append(["path": .string(path), "bytes": .int(picture.png.count), "format": "png", "resolution": .string("\(picture.width)x\(picture.height)")])
-        }
-        let usage = OfflineModel.usage(promptCharacters: request.prompt.count, completionCharacters: 400 * request.count)
-        return ["text": "", "images": .array(images), "usage": usage, "model": .string(OfflineModel.modelName), "finish_reason": "stop", "cached": false]
     }
 
     /// The image request a step's config (or the prompt step before it) describes. Without a
@@ -238,41 +203,9 @@ public struct CallModel: Stage {
         }
         return ImageRequest(
             model: config["model"]?.stringValue ?? "", prompt: prompt, count: config["n"]?.intValue ?? 1,
-            size: size, quality: config["quality"]?.stringValue, format: config["format"]?.stringValue
+            size: size, quality: config["quality"]?.stringValue, format: config["format"]?.stringValue,
+            aspectRatio: config["aspect_ratio"]?.stringValue, input: context.input
         )
-    }
-
-    /// The offline model: a deterministic drawing streamed in chunks, with progress and
-    /// `canvas.objects` events as objects complete.
-    private func runOffline(_ context: StageContext, messages: [JSON], output: String, delay: Duration) async throws(StepError) -> JSON {
-        let model = OfflineModel()
-        let prompt = messages.last(where: { $0["role"] == "user" })?["content"]?.stringValue ?? ""
-        let scheme = Self.field("Colours", in: prompt) ?? Self.field("Colors", in: prompt) ?? context.input["color_scheme"]?.stringValue ?? "default"
-        let instructions = context.input["instructions"]?.stringValue ?? prompt
-        let objects = model.drawing(for: instructions, colourScheme: scheme)
-        let text = try await stream(model.replyChunks(for: objects), context: context, output: output, delay: delay)
-        let promptCharacters = messages.compactMap { $0["content"]?.stringValue?.count }.reduce(0, +)
-        var result: [String: JSON] = [
-            "text": .string(text), "usage": OfflineModel.usage(promptCharacters: promptCharacters, completionCharacters: text.count),
-            "model": .string(OfflineModel.modelName), "finish_reason": "stop", "cached": false,
-        ]
-        if output != "text" { result["json"] = .array(objects) }
-        return .object(result)
-    }
-
-    /// A reply as a provider would stream it, `delay` before each chunk (with `stream: true`:
-    /// reported as `runOpenAI` reports a streamed reply); returns the whole text.
-    private func stream(_ chunks: [String], context: StageContext, output: String, delay: Duration) async throws(StepError) -> String {
-        let streams = context.config["stream"]?.boolValue ?? false
-        return try await reporting(context, output: output) { emit throws(StepError) in
-            for (index, chunk) in chunks.enumerated() {
-                if delay > .zero {
-                    do { try await Task.sleep(for: delay) } catch { throw StepError(.cancelled, "the model call was stopped") }
-                }
-                if streams { emit(chunk, Double(index + 1) / Double(chunks.count)) }
-            }
-            return chunks.joined()
-        }
     }
 
     /// Runs `produce`, which hands each piece of a streamed reply (with the fraction done, when
@@ -313,7 +246,11 @@ public struct CallModel: Stage {
         let chunks = stride(from: 0, to: text.count, by: size).map { start in
             String(text.dropFirst(start).prefix(size))
         }
-        let streamed = try await stream(chunks, context: context, output: output, delay: .zero)
+        let streams = context.config["stream"]?.boolValue ?? false
+        let streamed = try await reporting(context, output: output) { emit in
+            for (index, chunk) in chunks.enumerated() where streams { emit(chunk, Double(index + 1) / Double(chunks.count)) }
+            return chunks.joined()
+        }
         if finishReason == "length" { throw StepError(.outputInvalid, "the model's reply was cut at its length limit (finish_reason length)") }
         var answer: [String: JSON] = [
             "text": .string(streamed), "usage": usage ?? OfflineModel.usage(promptCharacters: 0, completionCharacters: text.count),
@@ -321,13 +258,6 @@ public struct CallModel: Stage {
         ]
         if output != "text", let value = try? JSON(parsing: streamed) { answer["json"] = value }
         return .object(answer)
-    }
-
-    /// `Colours: warm.` → `warm`: a labelled value in a rendered prompt.
-    static func field(_ label: String, in text: String) -> String? {
-        guard let range = text.firstRange(of: "\(label): ") else { return nil }
-        let value = text[range.upperBound...].prefix(while: { $0 != "." && $0 != "\n" && $0 != "," })
-        return value.isEmpty ? nil : String(value)
     }
 }
 
@@ -365,19 +295,5 @@ private struct StreamReporter {
             }
         }
         try await context.records.send(events)
-    }
-}
-
-/// One HTTP client made on first use and shared from then on.
-final class SharedHTTPClient: Sendable {
-    private let made = Mutex<HTTPClient?>(nil)
-
-    var client: HTTPClient {
-        made.withLock { made in
-            if let client = made { return client }
-            let client = HTTPClient()
-            made = client
-            return client
-        }
     }
 }

@@ -7,9 +7,9 @@ internal import GenflowProviders
 /// A declarative HTTP call: method, URL, headers, a JSON body template and a response mapping.
 /// Output: `{status, body, <mapped fields>}`; failures take SPEC §6's classes as provider calls do.
 public struct HTTPRequestStage: Stage {
-    let http: SharedHTTPClient
+    let http: HTTPClientSource
 
-    init(http: SharedHTTPClient) {
+    init(http: HTTPClientSource) {
         self.http = http
     }
 
@@ -53,11 +53,11 @@ public struct HTTPRequestStage: Stage {
         do throws(HTTPError) {
             response = try await http.client.perform(request, onData: nil)
         } catch {
-            throw OpenAIProvider.failure(error)
+            throw ProviderFailure.failure(error)
         }
         let expected = config["expect_status"]?.arrayValue?.compactMap(\.intValue)
         guard expected?.contains(response.status) ?? (200..<300).contains(response.status) else {
-            throw OpenAIProvider.failure(response)
+            throw ProviderFailure.failure(response)
         }
         let parsed = try? JSON(parsing: Data(response.body))
         var output: [String: JSON] = [

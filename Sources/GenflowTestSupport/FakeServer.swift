@@ -1,4 +1,6 @@
 public import Foundation
+public import GenflowCore
+internal import GenflowHTTPClient
 
 /// The local test server (Tests/Fixtures/fake_provider.py) on a port of its own: plain, slow,
 /// streamed and failing HTTP replies, and an OpenAI-compatible chat endpoint. For tests only;
@@ -37,3 +39,16 @@ public final class FakeServer: Sendable {
     }
 }
 
+extension FakeServer {
+    /// A JSON document the local server answers at `path` (its call counts, the last request).
+    public func json(_ path: String) async throws -> JSON {
+        let client = HTTPClient()
+        defer { client.close() }
+        return try JSON(parsing: Data(try await client.perform(HTTPRequest(url: url(path))).body))
+    }
+
+    /// How many times each model name was called.
+    public func calls(_ model: String) async throws -> Int {
+        try await json("/calls")[model]?.intValue ?? 0
+    }
+}

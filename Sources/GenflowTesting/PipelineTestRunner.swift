@@ -24,7 +24,7 @@ public struct PipelineTestRunner: Sendable {
     public init(store: JobStore, providerNames: [String], stateDirectory: String, plugins: [any Stage], logger: Logger) {
         self.store = store
         self.logger = logger
-        let offline = ProviderConfig(kind: .offline, delay: .zero)
+        let offline = ProviderConfig.offline(delay: .zero)
         let providers = Dictionary((providerNames + ["default"]).map { ($0, offline) }) { first, _ in first }
         registry = BuiltinStages.makeRegistry(providers: providers, stateDirectory: stateDirectory, plugins: plugins, replies: replies)
     }

@@ -66,8 +66,8 @@ let baseURL = arguments[1]
 let calls = concurrency * rounds
 let timeout = Duration.seconds(30)
 
-let client = HTTPClient()
-let provider = OpenAIProvider(client: client, baseURL: baseURL, apiKey: nil)
+let http = HTTPClientSource()
+let provider = OpenAIProvider(http: http, baseURL: baseURL, apiKey: nil)
 let idleRSS = residentMiB("VmRSS")
 
 let clock = ContinuousClock()
@@ -102,7 +102,7 @@ let outcomes = await withTaskGroup(of: [Outcome].self, returning: [Outcome].self
 let elapsed = clock.now - started
 let peakRSS = residentMiB("VmHWM")
 let cpu = cpuSeconds()
-client.close()
+http.client.close()
 
 var latencies: [Double] = []
 var errors: [String: Int] = [:]

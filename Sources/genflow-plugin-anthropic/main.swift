@@ -1,17 +1,18 @@
-// genflow-plugin-anthropic: Anthropic's Messages API (POST {base_url}/v1/messages) as the stage
-// `anthropic.messages`, written with GenflowPluginKit. The API key comes from the environment
-// variable the step names (default ANTHROPIC_API_KEY), never from the pipeline.
+// genflow-plugin-anthropic: Anthropic's Messages API as the stage `anthropic.messages`, written
+// with GenflowPluginKit: the example of a plugin. (Pipelines can also use the built-in
+// `kind: anthropic` provider with call_model; this plugin calls through the same code.) The API
+// key comes from the environment variable the step names (default ANTHROPIC_API_KEY), never from
+// the pipeline.
 import Foundation
 import GenflowCore
-import GenflowHTTPClient
 import GenflowPluginKit
 import GenflowProviders
 
-let client = HTTPClient()
+let http = HTTPClientSource()
 
 @Sendable func messages(_ call: PluginCall) async throws -> JSON {
     let config = call.config
-    let base = (config["base_url"]?.stringValue ?? "https://api.anthropic.com").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+    let base = config["base_url"]?.stringValue ?? "https://api.anthropic.com"
     guard base.hasPrefix("http://") || base.hasPrefix("https://") else {
         throw PluginFailure("invalid_request", "base_url must start with http:// or https://")
     }
@@ -19,37 +20,22 @@ let client = HTTPClient()
     var messages = config["messages"]?.arrayValue ?? []
     if messages.isEmpty, let prompt = config["prompt"]?.stringValue { messages = [["role": "user", "content": .string(prompt)]] }
     guard !messages.isEmpty else { throw PluginFailure("invalid_request", "give 'prompt' or 'messages'") }
-    var body: [String: JSON] = ["model": .string(model), "max_tokens": .int(config["max_tokens"]?.intValue ?? 1_024), "messages": .array(messages)]
-    if let system = config["system"]?.stringValue { body["system"] = .string(system) }
-    var headers = [("Content-Type", "application/json"), ("anthropic-version", "2023-06-01")]
+    if let system = config["system"]?.stringValue { messages.insert(["role": "system", "content": .string(system)], at: 0) }
     let keyVariable = config["api_key_env"]?.stringValue ?? "ANTHROPIC_API_KEY"
-    if let key = ProcessInfo.processInfo.environment[keyVariable], !key.isEmpty { headers.append(("x-api-key", key)) }
+    let key = ProcessInfo.processInfo.environment[keyVariable].flatMap { $0.isEmpty ? nil : Secret($0) }
+    let provider = AnthropicProvider.kind.make(["base_url": .string(base)], secrets: key.map { ["api_key": $0] } ?? [:], http: http)
 
     call.progress(0, "asking \(model)")
     let deadline = Duration.milliseconds(call.context["deadline_ms"]?.intValue ?? 60_000)
-    let request = HTTPRequest(method: "POST", url: base + "/v1/messages", headers: headers, body: Array(JSON.object(body).description.utf8), timeout: deadline)
-    let response: HTTPResponse
-    do throws(HTTPError) {
-        response = try await client.perform(request)
+    let request = ChatRequest(model: model, messages: messages, stream: false, maxTokens: config["max_tokens"]?.intValue ?? 1_024)
+    let result: ChatResult
+    do throws(StepError) {
+        result = try await provider.chat(request, timeout: deadline) { _, _ in }
     } catch {
-        let failure = OpenAIProvider.failure(error)
-        throw PluginFailure(failure.errorClass.rawValue, failure.message)
+        throw PluginFailure(error.errorClass.rawValue, error.message, retryAfterMilliseconds: error.retryAfter.map { Int($0.milliseconds) })
     }
-    guard response.status == 200 else {
-        // The same mapping as the built-in providers: 429 with retry-after, 5xx/529, 401/403, other 4xx.
-        let failure = OpenAIProvider.failure(response)
-        throw PluginFailure(failure.errorClass.rawValue, failure.message, retryAfterMilliseconds: failure.retryAfter.map { Int($0.milliseconds) })
-    }
-    guard let reply = try? JSON(parsing: Data(response.body)), let content = reply["content"]?.arrayValue else {
-        throw PluginFailure("server_error", "the reply is not a Messages API response")
-    }
-    let text = content.filter { $0["type"] == "text" }.compactMap { $0["text"]?.stringValue }.joined()
-    let input = reply["usage"]?["input_tokens"]?.intValue ?? 0, output = reply["usage"]?["output_tokens"]?.intValue ?? 0
-    call.progress(1, "received \(text.count) characters")
-    return [
-        "text": .string(text), "model": reply["model"] ?? .string(model), "finish_reason": reply["stop_reason"] ?? .null,
-        "usage": ["prompt_tokens": .int(input), "completion_tokens": .int(output), "total_tokens": .int(input + output)],
-    ]
+    call.progress(1, "received \(result.text.count) characters")
+    return ["text": .string(result.text), "model": .string(result.model), "finish_reason": .string(result.finishReason), "usage": result.usage]
 }
 
 await GenflowPlugin.run(stages: ["anthropic.messages": messages])

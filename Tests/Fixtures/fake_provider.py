@@ -135,18 +135,48 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, json.dumps({"created": int(time.time()), "data": data, "usage": usage}), [("Content-Type", "application/json")])
 
     def messages(self, request):
-        """Anthropic's Messages API; the model name picks the behaviour."""
+        """Anthropic's Messages API, plain or streamed; the model name picks the behaviour."""
         model = request.get("model", "")
         CALLS[model] = CALLS.get(model, 0) + 1
-        LAST[model] = {"request": request, "version": self.headers.get("anthropic-version")}
+        LAST[model] = {"request": request, "version": self.headers.get("anthropic-version"), "key": self.headers.get("x-api-key")}
         if model == "overloaded":
             return self.reply(529, json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
         if model == "rate-limit":
             return self.reply(429, json.dumps({"type": "error", "error": {"message": "slow down"}}), [("retry-after-ms", "120")])
         text = "echo: " + " ".join(m.get("content", "") for m in request.get("messages", []) if isinstance(m.get("content"), str))
-        self.reply(200, json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
-                                    "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-                                    "usage": {"input_tokens": 11, "output_tokens": 5}}), [("Content-Type", "application/json")])
+        stop = "max_tokens" if model == "max-tokens" else "end_turn"
+        if not request.get("stream"):
+            return self.reply(200, json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                                               "content": [{"type": "text", "text": text}], "stop_reason": stop,
+                                               "usage": {"input_tokens": 11, "output_tokens": 5}}), [("Content-Type", "application/json")])
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def send(kind, data):
+            chunk = f"event: {kind}\ndata: {json.dumps(dict(data, type=kind))}\n\n".encode()
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+
+        send("message_start", {"message": {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
+                                           "usage": {"input_tokens": 11, "output_tokens": 1}}})
+        send("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        send("ping", {})
+        for index, start in enumerate(range(0, len(text), 4)):
+            if model == "error-event" and index == 2:
+                send("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            if model == "cut" and index == 2:
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            send("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text[start:start + 4]}})
+            time.sleep(0.005)
+        send("content_block_stop", {"index": 0})
+        send("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 5}})
+        send("message_stop", {})
+        self.wfile.write(b"0\r\n\r\n")
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))

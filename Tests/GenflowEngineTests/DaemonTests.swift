@@ -67,7 +67,7 @@ struct DaemonTests {
                 with: {amount: "{{steps.generate.output.usage.total_tokens}}", reason: generation}
             """
         let harness = try await Harness.make(pipelines: ["paid": yaml], providers: [
-            "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
+            "remote": ProviderConfig.openai(baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
         ])
         let providers = "providers: {remote: {kind: openai, base_url: \"\(server.url("/v1"))\", api_key: sk-test}}"
         let first = try await DaemonProcess(harness: harness, lease: "2s", extraConfig: providers)

@@ -590,7 +590,7 @@ struct OpenAIPipelineTests {
                 with: {text: "{{steps.generate.output.text}}"}
             """.replacingOccurrences(of: "instructions: {type: string}", with: "instructions: {type: string}\n    model: {type: string}")
         let harness = try await Harness.make(pipelines: ["remote": yaml], providers: [
-            "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
+            "remote": ProviderConfig.openai(baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
         ])
         let (ok, limited) = try await harness.running(harness.engine()) {
             (try await harness.wait(for: try await harness.submit("remote", input: ["instructions": "a box", "model": "ok"]).id),

@@ -28,7 +28,7 @@ struct ImagePipelineTests {
     func base64Images() async throws {
         let server = try FakeServer()
         let harness = try await Harness.make(pipelines: ["image-generation": try shipped("image-generation")], providers: [
-            "default": ProviderConfig(kind: .openai, baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
+            "default": ProviderConfig.openai(baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
         ])
         let job = try await runOnce(harness, "image-generation", input: [
             "prompt": "a lighthouse at dusk", "style": "watercolour", "aspect_ratio": "16:9", "quality": "hd", "format": "webp",
@@ -65,7 +65,7 @@ struct ImagePipelineTests {
         let server = try FakeServer()
         let yaml = try shipped("image-generation").replacingOccurrences(of: "model: gpt-image-1", with: "model: dall-e-3")
         let harness = try await Harness.make(pipelines: ["image-generation": yaml], providers: [
-            "default": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
+            "default": ProviderConfig.openai(baseURL: server.url("/v1")),
         ])
         let job = try await runOnce(harness, "image-generation", input: ["prompt": "a fox", "aspect_ratio": "9:16"])
         #expect(job.status == .completed, "\(String(describing: job.error))")
@@ -84,7 +84,7 @@ struct ImagePipelineTests {
             .replacingOccurrences(of: "model: gpt-image-1", with: "model: server-error")
             .replacingOccurrences(of: "retry: {max_attempts: 4, initial_interval: 2s", with: "retry: {max_attempts: 2, initial_interval: 10ms")
         let harness = try await Harness.make(pipelines: ["image-generation": yaml], providers: [
-            "default": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
+            "default": ProviderConfig.openai(baseURL: server.url("/v1")),
         ])
         let job = try await runOnce(harness, "image-generation", input: ["prompt": "a fox"])
         #expect(job.status == .failed)
@@ -159,7 +159,7 @@ struct ModelCacheTests {
                 with: {provider: remote, model: ok, output: canvas_objects, cache: {ttl: 1h}}
             """
         let harness = try await Harness.make(pipelines: ["cached": yaml], providers: [
-            "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1"), apiKey: Secret("sk-one")),
+            "remote": ProviderConfig.openai(baseURL: server.url("/v1"), apiKey: Secret("sk-one")),
         ])
         let jobs = try await harness.running(harness.engine()) {
             var jobs: [Job] = []
@@ -239,7 +239,7 @@ struct PromptHistoryTests {
         let yaml = try shipped("canvas-generation")
             .replacingOccurrences(of: "model: gpt-4o-mini", with: "model: bad")
         let harness = try await Harness.make(pipelines: ["canvas-generation": yaml], providers: [
-            "default": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
+            "default": ProviderConfig.openai(baseURL: server.url("/v1")),
         ])
         let job = try await runOnce(harness, "canvas-generation", input: ["instructions": "a red square"])
         #expect(job.status == .failed)
@@ -341,7 +341,7 @@ struct ProviderFaultTests {
                 timeout: 5s   # the slow model answers after 8 s; 5 s leaves a loaded machine room for the others
             """
         let harness = try await Harness.make(pipelines: ["faults": yaml], providers: [
-            "remote": ProviderConfig(kind: .openai, baseURL: server.url("/v1")),
+            "remote": ProviderConfig.openai(baseURL: server.url("/v1")),
         ])
         let job = try await runOnce(harness, "faults", input: ["model": .string(expected.model), "stream": .bool(expected.stream)])
         #expect(job.status == expected.status, "\(String(describing: job.error))")
@@ -354,5 +354,38 @@ struct ProviderFaultTests {
         } else {
             #expect(job.result?["generate"]?["usage"]?["total_tokens"] == 42)
         }
+    }
+}
+
+@Suite("The built-in anthropic provider through a pipeline")
+struct AnthropicPipelineTests {
+    @Test("call_model with a kind: anthropic provider streams the reply as progress and records it like any provider's")
+    func streamed() async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: claude
+            input:
+              properties:
+                prompt: {type: string}
+            steps:
+              - id: ask
+                stage: call_model
+                with:
+                  provider: claude
+                  model: claude-pipeline
+                  stream: true
+                  messages: [{role: system, content: be brief}, {role: user, content: "{{input.prompt}}"}]
+            """
+        let harness = try await Harness.make(pipelines: ["claude": yaml], providers: [
+            "claude": ProviderConfig.anthropic(baseURL: server.url(""), apiKey: Secret("sk-ant")),
+        ])
+        let job = try await runOnce(harness, "claude", input: ["prompt": "a red kite"])
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        let answer = job.result?["ask"]
+        #expect(answer?["text"] == "echo: a red kite" && answer?["model"] == "claude-pipeline" && answer?["finish_reason"] == "stop")
+        #expect(answer?["usage"]?["total_tokens"] == 16)
+        #expect(try await harness.events(job.id).filter { $0.type == "step.progress" }.count > 2)
+        let sent = try await server.json("/last?model=claude-pipeline")
+        #expect(sent["key"] == "sk-ant" && sent["request"]?["system"] == "be brief")
     }
 }

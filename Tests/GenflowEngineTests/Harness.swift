@@ -81,7 +81,7 @@ struct Harness {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-engine-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let registry = BuiltinStages.makeRegistry(
-            providers: providers.merging(["default": ProviderConfig(kind: .offline, delay: .milliseconds(1))]) { mine, _ in mine },
+            providers: providers.merging(["default": ProviderConfig.offline(delay: .milliseconds(1))]) { mine, _ in mine },
             stateDirectory: directory, testStages: true
         )
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
@@ -167,16 +167,3 @@ struct Harness {
     }
 }
 
-extension FakeServer {
-    /// A JSON document the local server answers at `path` (its call counts, the last request).
-    func json(_ path: String) async throws -> JSON {
-        let client = HTTPClient()
-        defer { client.close() }
-        return try JSON(parsing: Data(try await client.perform(HTTPRequest(url: url(path))).body))
-    }
-
-    /// How many times each model name was called.
-    func calls(_ model: String) async throws -> Int {
-        try await json("/calls")[model]?.intValue ?? 0
-    }
-}

@@ -5,7 +5,7 @@ import GenflowStages
 import Testing
 
 /// A loader with the built-in stages and two providers, as a daemon with a default config has.
-let loader = PipelineLoader(registry: BuiltinStages.makeRegistry(providers: ["default": ProviderConfig(kind: .offline), "offline": ProviderConfig(kind: .offline)]))
+let loader = PipelineLoader(registry: BuiltinStages.makeRegistry(providers: ["default": ProviderConfig.offline(), "offline": ProviderConfig.offline()]))
 
 /// The diagnostics of loading `yaml`, one-line form; empty when it loads.
 func diagnostics(_ yaml: String) -> [String] {
