@@ -134,7 +134,7 @@ let package = Package(
             name: "GenflowDaemon",
             dependencies: [
                 "GenflowCore", "GenflowConfig", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
-                "GenflowAPI", "GenflowPlugins", "CGenflowShims",
+                "GenflowAPI", "GenflowPlugins", "GenflowProviders", "CGenflowShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -186,7 +186,7 @@ let package = Package(
             name: "GenflowEngineTests",
             dependencies: [
                 "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
-                "GenflowConfig", "GenflowTestSupport", "GenflowHTTPClient", "GenflowAPI",
+                "GenflowConfig", "GenflowTestSupport", "GenflowHTTPClient", "GenflowAPI", "GenflowProviders",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

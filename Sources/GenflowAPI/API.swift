@@ -19,11 +19,14 @@ public struct API: Sendable {
         public var corsOrigins: [String]
         /// The plugins' status documents (`GET /v1/plugins`), read when asked.
         public var plugins: @Sendable () -> [JSON]
+        /// The providers with their targets' health (`GET /v1/providers`), read when asked.
+        public var providers: @Sendable () -> [JSON]
 
         public init(
             authenticator: Authenticator, submitPerMinute: Int, stateDirectory: String, corsOrigins: [String] = ["*"],
-            plugins: @escaping @Sendable () -> [JSON] = { [] }
+            plugins: @escaping @Sendable () -> [JSON] = { [] }, providers: @escaping @Sendable () -> [JSON] = { [] }
         ) {
+            self.providers = providers
             self.authenticator = authenticator
             self.submitPerMinute = submitPerMinute
             self.stateDirectory = stateDirectory

@@ -196,6 +196,9 @@ extension API {
             Route(method: "GET", pattern: "/v1/plugins", access: .operator, summary: "Plugins with their state, processes, restarts; manifests that did not load.") { _ in
                 .json(["items": .array(configuration.plugins())])
             },
+            Route(method: "GET", pattern: "/v1/providers", access: .operator, summary: "Providers with their kind, cooldown policy and each model's health: calls, failures, cooling down until when.") { _ in
+                .json(["items": .array(configuration.providers())])
+            },
             Route(method: "GET", pattern: "/v1/stages", access: .user, summary: "Every registered stage with its config schema.") { _ in
                 .json(["items": .array(registry.descriptors.map(\.json))])
             },

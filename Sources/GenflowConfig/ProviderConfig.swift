@@ -1,7 +1,7 @@
 public import GenflowCore
 internal import GenflowPipeline
 internal import GenflowYAML
-internal import GenflowProviders
+public import GenflowProviders
 
 /// One entry of `providers:` in the daemon config: its kind (`ProviderKinds`) and its settings,
 /// checked against the kind's schema with their places in the file, defaults filled in. Secret
@@ -10,11 +10,14 @@ public struct ProviderConfig: Sendable, Hashable {
     public var kind: String
     public var settings: JSON
     public var secrets: [String: Secret]
+    /// Set by `cooldown:`; without it, a failing target is never skipped.
+    public var cooldown: CooldownPolicy?
 
-    public init(kind: String, settings: JSON = [:], secrets: [String: Secret] = [:]) {
+    public init(kind: String, settings: JSON = [:], secrets: [String: Secret] = [:], cooldown: CooldownPolicy? = nil) {
         self.kind = kind
         self.settings = ProviderKinds.named(kind)?.schema.applyingDefaults(to: settings) ?? settings
         self.secrets = secrets
+        self.cooldown = cooldown
     }
 
     /// An OpenAI-compatible API.
@@ -48,6 +51,7 @@ public struct ProviderConfig: Sendable, Hashable {
         }
         guard found.isEmpty, var settings = node.json.objectValue else { return nil }
         settings["kind"] = nil
+        let cooldown = settings.removeValue(forKey: "cooldown").map(CooldownPolicy.init)
         for property in kind.settings where property.schema.format == "uri" {
             if case .string(var url)? = settings[property.name] {
                 while url.hasSuffix("/") { url.removeLast() }
@@ -58,6 +62,6 @@ public struct ProviderConfig: Sendable, Hashable {
         for key in kind.secrets {
             if let value = settings.removeValue(forKey: key)?.stringValue, !value.isEmpty { secrets[key] = Secret(value) }
         }
-        return ProviderConfig(kind: kind.name, settings: .object(settings), secrets: secrets)
+        return ProviderConfig(kind: kind.name, settings: .object(settings), secrets: secrets, cooldown: cooldown)
     }
 }

@@ -10,6 +10,7 @@ internal import GenflowPipeline
 internal import GenflowPlugins
 internal import GenflowPostgres
 internal import GenflowStages
+internal import GenflowProviders
 internal import GenflowStore
 internal import Foundation
 internal import ServiceLifecycle
@@ -71,8 +72,9 @@ public enum Daemon {
 
         let plugins = await PluginSet.load(directory: config.pluginsDir, start: true, reserved: BuiltinStages.names, logger: logger)
         for failure in plugins.failures { logger.error("plugin not loaded: \(failure)") }
+        let health = ProviderHealth()
         let registry = BuiltinStages.makeRegistry(
-            providers: config.providers, stateDirectory: config.stateDir, testStages: testStagesEnabled, plugins: plugins.stages
+            providers: config.providers, health: health, stateDirectory: config.stateDir, testStages: testStagesEnabled, plugins: plugins.stages
         )
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         try await reload(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger)
@@ -97,7 +99,7 @@ public enum Daemon {
             store: store, catalog: catalog, registry: registry,
             configuration: API.Configuration(
                 authenticator: authenticator, submitPerMinute: config.submitPerMinute, stateDirectory: config.stateDir, corsOrigins: config.corsOrigins,
-                plugins: { plugins.statusDocuments }
+                plugins: { plugins.statusDocuments }, providers: { BuiltinStages.providerStatus(config.providers, health: health) }
             ),
             metrics: metrics, logger: logger
         )

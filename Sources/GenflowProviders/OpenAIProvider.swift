@@ -182,15 +182,24 @@ public struct OpenAIProvider: Provider {
         }
         var images: [GeneratedImage] = []
         for item in items {
+            let revised = item["revised_prompt"]?.stringValue
             if let encoded = item["b64_json"]?.stringValue {
-                guard let data = Data(base64Encoded: encoded) else { throw StepError(.serverError, "the provider sent an image that is not valid base64") }
-                images.append(GeneratedImage(url: nil, bytes: [UInt8](data), revisedPrompt: item["revised_prompt"]?.stringValue))
+                guard let data = Data(base64Encoded: encoded), ImageBytes.format(of: [UInt8](data.prefix(16))) != nil else {
+                    throw StepError(.outputInvalid, "the provider sent b64_json that is not a PNG, JPEG, WebP or GIF image")
+                }
+                images.append(GeneratedImage(url: nil, bytes: [UInt8](data), revisedPrompt: revised))
             } else if let url = item["url"]?.stringValue {
-                images.append(GeneratedImage(url: url, bytes: nil, revisedPrompt: item["revised_prompt"]?.stringValue))
+                guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+                    throw StepError(.outputInvalid, "the provider sent an image url that is not http(s): '\(url.prefix(100))'")
+                }
+                images.append(GeneratedImage(url: url, bytes: nil, revisedPrompt: revised))
             }
         }
         guard !images.isEmpty else { throw StepError(.serverError, "the provider answered without any image") }
-        return ImageResult(images: images, usage: reply["usage"] ?? [:], model: request.model)
+        // DALL·E 3 (and servers like it) report no usage: count the tokens as gpt-image-1 would.
+        let usage = reply["usage"].flatMap { $0["total_tokens"]?.intValue != nil ? $0 : nil }
+            ?? ImageBytes.estimatedUsage(prompt: request.prompt, size: request.size, quality: request.quality, count: images.count)
+        return ImageResult(images: images, usage: usage, model: request.model)
     }
 
     /// One chunk of a streamed chat completion: its text piece, and the model, finish reason and

@@ -42,7 +42,7 @@ public struct ProviderKind: Sendable {
 
     /// The schema of a provider entry of this kind (`kind` included).
     public var schema: JSONSchema {
-        .object(description: summary, required: ["kind"], [.init("kind", .string(enum: [name]))] + settings)
+        .object(description: summary, required: ["kind"], [.init("kind", .string(enum: [name]))] + settings + [.init("cooldown", CooldownPolicy.schema)])
     }
 
     /// Checks the schema cannot express; each problem with the key it is about.

@@ -1,7 +1,7 @@
-internal import GenflowCore
+public import GenflowCore
 public import GenflowPipeline
 public import GenflowConfig
-internal import GenflowProviders
+public import GenflowProviders
 
 /// The built-in stages of SPEC §6.
 public enum BuiltinStages {
@@ -12,6 +12,7 @@ public enum BuiltinStages {
     /// - Parameters:
     ///   - providers: the provider names configured in the daemon config, which `call_model`'s
     ///     `provider:` must name.
+    ///   - health: which provider targets are cooling down (the daemon's, shown by `GET /v1/providers`).
     ///   - stateDirectory: where generated images are kept.
     ///   - testStages: also register `test.step` (tests and benchmarks only).
     ///   - plugins: stages plugins provide (their names never collide with built-in ones: the plugin
@@ -20,14 +21,11 @@ public enum BuiltinStages {
     ///     output or error; `call_model` also takes a model's text; `http.request` and plugin
     ///     stages fail rather than call out unscripted.
     public static func makeRegistry(
-        providers: [String: ProviderConfig], stateDirectory: String? = nil, testStages: Bool = false,
+        providers: [String: ProviderConfig], health: ProviderHealth = ProviderHealth(), stateDirectory: String? = nil, testStages: Bool = false,
         plugins: [any Stage] = [], replies: ReplyBook? = nil
     ) -> StageRegistry {
         let http = HTTPClientSource()
-        let made = providers.compactMapValues { config in
-            ProviderKinds.named(config.kind)?.make(config.settings, secrets: config.secrets, http: http)
-        }
-        let model = CallModel(providers: made, stateDirectory: stateDirectory, replies: replies)
+        let model = CallModel(providers: providers, health: health, http: http, stateDirectory: stateDirectory, replies: replies)
         let local: [any Stage] = (testStages ? [TestStage()] : []) + [
             PrepareInstructions(), ParseCanvasObjects(), PersistCanvas(), PersistImage(), Notify(), TokensRequire(), TokensDebit(),
         ]
@@ -39,5 +37,27 @@ public enum BuiltinStages {
         }
         // Names are distinct by construction; a duplicate is a programming error caught by the tests.
         return try! StageRegistry(stages)
+    }
+
+    /// `GET /v1/providers`: each configured provider (never its secrets) and the models called on
+    /// it, with their calls, failures and cooldown.
+    public static func providerStatus(_ providers: [String: ProviderConfig], health: ProviderHealth) -> [JSON] {
+        let states = health.states
+        let now = ContinuousClock.now
+        return providers.keys.sorted().map { name in
+            let config = providers[name]!
+            let targets = states.filter { $0.key.provider == name }.sorted { $0.key.model < $1.key.model }.map { target, state -> JSON in
+                let remaining = state.coolingUntil.map { $0 - now }.flatMap { $0 > .zero ? $0 : nil }
+                return [
+                    "model": .string(target.model), "state": remaining == nil ? "ok" : "cooling_down",
+                    "cooling_down_ms": remaining.map { .int(Int($0.milliseconds)) } ?? .null,
+                    "calls": .int(state.calls), "failures": .int(state.failures), "last_error": state.lastError.map(JSON.string) ?? .null,
+                ]
+            }
+            let cooldown: JSON = config.cooldown.map { policy in
+                ["failures": .int(policy.failures), "window": .string(DurationText.format(policy.window)), "for": .string(DurationText.format(policy.duration))]
+            } ?? .null
+            return ["name": .string(name), "kind": .string(config.kind), "settings": config.settings, "cooldown": cooldown, "targets": .array(targets)]
+        }
     }
 }

@@ -5,29 +5,46 @@ internal import GenflowCanvas
 internal import GenflowProviders
 internal import Metrics
 
-/// Calls a configured model provider: chat (text, JSON, canvas objects) or image generation.
-/// Output: `{text, json?, images?, usage, model, finish_reason, cached}`.
+/// Calls a configured model provider: chat (text, JSON, canvas objects) or image generation, and
+/// its fallbacks in turn when it fails (`ModelTargets.swift`).
+/// Output: `{text, json?, images?, usage, model, provider, tried?, finish_reason, cached}`.
 public struct CallModel: Stage {
+    /// A provider as configured: made from its kind, with its cooldown policy.
+    struct Configured: Sendable {
+        var provider: any Provider
+        var cooldown: CooldownPolicy?
+    }
+
     public let descriptor: StageDescriptor
-    let providers: [String: any Provider]
+    let providers: [String: Configured]
+    let health: ProviderHealth
     let imageFiles: ImageFiles
     /// Scripted replies (`genflow test`, recorded dry runs); nil in the daemon.
     let replies: ReplyBook?
 
     /// - Parameters:
-    ///   - providers: the daemon config's providers, made (`ProviderKinds`); `provider:` must name one of them.
+    ///   - providers: the daemon config's providers; `provider:` must name one of them.
+    ///   - health: which targets are cooling down, shared by every job of the daemon.
     ///   - stateDirectory: where images sent as bytes are kept (under `images/`).
-    init(providers: [String: any Provider], stateDirectory: String?, replies: ReplyBook? = nil) {
-        self.providers = providers
+    init(providers: [String: ProviderConfig], health: ProviderHealth, http: HTTPClientSource, stateDirectory: String?, replies: ReplyBook? = nil) {
+        self.providers = providers.compactMapValues { config in
+            ProviderKinds.named(config.kind).map { Configured(provider: $0.make(config.settings, secrets: config.secrets, http: http), cooldown: config.cooldown) }
+        }
+        self.health = health
         self.replies = replies
         imageFiles = ImageFiles(stateDirectory: stateDirectory)
         let providers = Array(providers.keys)
         descriptor = StageDescriptor(
             name: "call_model",
-            summary: "Call a model provider (chat or image), streaming progress; output {text, json?, images?, usage, model, finish_reason, cached}.",
+            summary: "Call a model provider (chat or image), streaming progress, with fallbacks; output {text, json?, images?, usage, model, provider, tried?, finish_reason, cached}.",
             config: .object(required: ["model"], [
                 .init("provider", .string("Provider name from the daemon config.", enum: providers.isEmpty ? nil : providers.sorted(), default: "default")),
                 .init("model", .string("Model name, e.g. gpt-4o-mini.", minLength: 1)),
+                .init("fallbacks", .array("Targets tried in turn, within the same attempt, when the one before fails with a class in fallback_on.", of: .object([
+                    .init("provider", .string("Provider name (default: the step's).", enum: providers.isEmpty ? nil : providers.sorted())),
+                    .init("model", .string("Model name (default: the step's).", minLength: 1)),
+                ]), minItems: 1, maxItems: 8)),
+                .init("fallback_on", .array("Error classes that move to the next target.", of: .string(enum: ErrorClass.known.map(\.rawValue)), minItems: 1)),
                 .init("output", .string("What to ask for.", enum: ["text", "json", "canvas_objects", "image"], default: "text")),
                 .init("stream", .boolean("Stream the response and report progress.", default: false)),
                 .init("messages", .array("Chat messages; defaults to the latest prepare_instructions output.", of: .object(required: ["role", "content"], [
@@ -54,14 +71,13 @@ public struct CallModel: Stage {
     /// A provider is outside; the offline model is not (it computes its reply here, and its image
     /// files are rewritten by a run again), unless a response cache is written.
     public func hasOutsideEffects(_ config: JSON) -> Bool {
-        let provider = providers[config["provider"]?.stringValue ?? "default"]
-        return provider?.callsOut != false || config["cache"] != nil
+        Self.targets(config).contains { providers[$0.provider]?.provider.callsOut != false } || config["cache"] != nil
     }
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let config = context.config
         let name = config["provider"]?.stringValue ?? "default"
-        guard let provider = providers[name] else {
+        guard let provider = providers[name]?.provider else {
             throw StepError(.invalidRequest, "provider '\(name)' is not configured (providers: \(providers.keys.sorted().joined(separator: ", ")))")
         }
         let output = config["output"]?.stringValue ?? "text"
@@ -83,23 +99,13 @@ public struct CallModel: Stage {
             (ttl: ttl, key: Self.cacheKey(
                 provider: name, identity: provider.identity, config: config, output: output,
                 // An image request's text is its prompt, however it was given.
-                messages: output == "image" ? [["role": "user", "content": .string(imageRequest(context).prompt)]] : messages
+                messages: output == "image" ? [["role": "user", "content": .string(imageRequest(context, model: "").prompt)]] : messages
             ))
         }
         if let cache, let stored = try await context.records.cachedResponse(key: cache.key) {
             return try await replay(stored, context: context, output: output)
         }
-        let started = ContinuousClock.now
-        let answer: JSON
-        do throws(StepError) {
-            answer = output == "image"
-                ? try await runImages(context, provider: provider)
-                : try await runChat(context, provider: provider, messages: messages, output: output)
-        } catch {
-            Self.record(provider: name, since: started, outcome: error.errorClass.rawValue)
-            throw error
-        }
-        Self.record(provider: name, since: started, outcome: "ok")
+        let answer = try await callTargets(context, output: output, messages: messages)
         if let cache {
             try await context.records.cacheResponse(answer, key: cache.key, ttl: cache.ttl)
         }
@@ -141,7 +147,7 @@ public struct CallModel: Stage {
     }
 
     /// A chat reply; streamed text becomes progress and `canvas.objects` events as it arrives.
-    private func runChat(_ context: StageContext, provider: any Provider, messages: [JSON], output: String) async throws(StepError) -> JSON {
+    func runChat(_ context: StageContext, provider: any Provider, model: String, messages: [JSON], output: String) async throws(StepError) -> JSON {
         let config = context.config
         var format: JSON?
         switch output {
@@ -154,7 +160,7 @@ public struct CallModel: Stage {
         }
         let streams = config["stream"]?.boolValue ?? false
         let request = ChatRequest(
-            model: config["model"]?.stringValue ?? "", messages: messages, stream: streams, responseFormat: format,
+            model: model, messages: messages, stream: streams, responseFormat: format,
             temperature: config["temperature"]?.doubleValue, maxTokens: config["max_tokens"]?.intValue, expectsJSON: output != "text",
             input: context.input
         )
@@ -170,8 +176,8 @@ public struct CallModel: Stage {
     }
 
     /// Image generation; images sent as bytes are kept under the state directory.
-    private func runImages(_ context: StageContext, provider: any Provider) async throws(StepError) -> JSON {
-        let request = imageRequest(context)
+    func runImages(_ context: StageContext, provider: any Provider, model: String) async throws(StepError) -> JSON {
+        let request = imageRequest(context, model: model)
         let result = try await provider.images(request, timeout: context.timeout)
         var images: [JSON] = []
         for (index, image) in result.images.enumerated() {
@@ -190,7 +196,7 @@ public struct CallModel: Stage {
 
     /// The image request a step's config (or the prompt step before it) describes. Without a
     /// `size`, the aspect ratio picks one the gpt-image models accept.
-    private func imageRequest(_ context: StageContext) -> ImageRequest {
+    private func imageRequest(_ context: StageContext, model: String) -> ImageRequest {
         let config = context.config
         let prompt = config["prompt"]?.stringValue ?? context.latestOutput(ofStage: "prepare_instructions")?["prompt"]?.stringValue
             ?? context.input["prompt"]?.stringValue ?? ""
@@ -202,7 +208,7 @@ public struct CallModel: Stage {
             }
         }
         return ImageRequest(
-            model: config["model"]?.stringValue ?? "", prompt: prompt, count: config["n"]?.intValue ?? 1,
+            model: model, prompt: prompt, count: config["n"]?.intValue ?? 1,
             size: size, quality: config["quality"]?.stringValue, format: config["format"]?.stringValue,
             aspectRatio: config["aspect_ratio"]?.stringValue, input: context.input
         )

@@ -118,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def images(self, request):
         """OpenAI image generations: gpt-image models answer base64, others a URL; the model name
-        can also ask for a failure."""
+        can also ask for a failure, an answer without usage (no-usage) or a bad image (bad-url, bad-b64)."""
         model = request.get("model", "")
         CALLS[model] = CALLS.get(model, 0) + 1
         LAST[model] = request
@@ -131,8 +131,14 @@ class Handler(BaseHTTPRequestHandler):
         else:
             data = [{"url": f"https://images.example/{model}/{index}.png", "revised_prompt": "revised: " + request.get("prompt", "")}
                     for index in range(count)]
-        usage = {"input_tokens": 20, "output_tokens": 272 * count, "total_tokens": 20 + 272 * count}
-        self.reply(200, json.dumps({"created": int(time.time()), "data": data, "usage": usage}), [("Content-Type", "application/json")])
+        if model == "bad-url":
+            data = [{"url": "ftp://images.example/0.png"}]
+        if model == "bad-b64":
+            data = [{"b64_json": base64.b64encode(b"<html>not an image</html>").decode()}]
+        answer = {"created": int(time.time()), "data": data}
+        if model != "no-usage":  # DALL-E 3 answers without usage
+            answer["usage"] = {"input_tokens": 20, "output_tokens": 272 * count, "total_tokens": 20 + 272 * count}
+        self.reply(200, json.dumps(answer), [("Content-Type", "application/json")])
 
     def messages(self, request):
         """Anthropic's Messages API, plain or streamed; the model name picks the behaviour."""

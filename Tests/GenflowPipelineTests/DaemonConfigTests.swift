@@ -139,7 +139,7 @@ struct DaemonConfigTests {
                 "\(file):1:9: error: 'listen' must be host:port with an IPv4 address or name (e.g. 127.0.0.1:8080), not 'localhost'",
                 "\(file):2:1: error: unknown key 'wokers' in the daemon config; did you mean 'workers'?",
                 "\(file):4:16: error: unknown provider kind 'ofline'; did you mean 'offline'? (kinds: openai, anthropic, offline)",
-                "\(file):5:25: error: provider 'slow' (kind: offline): unknown key 'api_key' (known keys: kind, delay)",
+                "\(file):5:25: error: provider 'slow' (kind: offline): unknown key 'api_key' (known keys: kind, delay, cooldown)",
                 "\(file):6:14: error: unknown log level 'verbose' (levels: trace, debug, info, notice, warning, error, critical)",
                 "\(file):7:20: error: 'auth.jwt_secret' must be at least 32 bytes long",
                 "$GENFLOW_WORKERS:1:1: error: must be an integer between 1 and 100000, not 'many'",

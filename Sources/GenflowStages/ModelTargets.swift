@@ -1,0 +1,81 @@
+public import GenflowCore
+public import GenflowPipeline
+internal import GenflowProviders
+internal import Metrics
+
+/// Fallbacks and cooldowns: within one attempt `call_model` tries its provider and model, then each
+/// of `fallbacks` in turn while the failures are of a class in `fallback_on`; a target cooling down
+/// (`ProviderHealth`) is skipped without a call. When every target failed, the attempt fails once
+/// and the step's retry policy decides: one retry layer, never retries multiplied.
+extension CallModel {
+    /// A provider and a model to call.
+    struct Target: Equatable {
+        var provider: String
+        var model: String
+
+        var json: [String: JSON] { ["provider": .string(provider), "model": .string(model)] }
+    }
+
+    /// What moves to the next target unless `fallback_on` says otherwise: failures another
+    /// provider may not have.
+    static let defaultFallbackOn: Set<String> = [ErrorClass.rateLimited, .serverError, .timeout, .network].map(\.rawValue).reduce(into: []) { $0.insert($1) }
+
+    /// The step's provider and model, then its fallbacks (each defaulting to the step's).
+    static func targets(_ config: JSON) -> [Target] {
+        let first = Target(provider: config["provider"]?.stringValue ?? "default", model: config["model"]?.stringValue ?? "")
+        return [first] + (config["fallbacks"]?.arrayValue ?? []).map { fallback in
+            Target(provider: fallback["provider"]?.stringValue ?? first.provider, model: fallback["model"]?.stringValue ?? first.model)
+        }
+    }
+
+    /// The answer of the first target that answers, with `provider` (and `tried`: what each target
+    /// before it returned); or the attempt's failure.
+    func callTargets(_ context: StageContext, output: String, messages: [JSON]) async throws(StepError) -> JSON {
+        let fallbackOn = context.config["fallback_on"]?.arrayValue.map { Set($0.compactMap(\.stringValue)) } ?? Self.defaultFallbackOn
+        var tried: [JSON] = []
+        var failures: [StepError] = []
+        for target in Self.targets(context.config) {
+            guard let configured = providers[target.provider] else {
+                throw StepError(.invalidRequest, "provider '\(target.provider)' is not configured (providers: \(providers.keys.sorted().joined(separator: ", ")))")
+            }
+            let key = ProviderHealth.Target(provider: target.provider, model: target.model)
+            let dimensions = [("provider", target.provider), ("model", target.model)]
+            if configured.cooldown != nil, let until = health.coolingUntil(key) {
+                let wait = until - ContinuousClock.now
+                Counter(label: "genflow_provider_skipped_total", dimensions: dimensions).increment()
+                let error = StepError(
+                    .rateLimited, "\(target.provider) \(target.model) is cooling down after failing (\(DurationText.format(wait)) left)", retryAfter: wait
+                )
+                tried.append(.object(target.json.merging(["skipped": .string(error.message)]) { $1 }))
+                failures.append(error)
+                continue
+            }
+            let started = ContinuousClock.now
+            do throws(StepError) {
+                var answer = output == "image"
+                    ? try await runImages(context, provider: configured.provider, model: target.model)
+                    : try await runChat(context, provider: configured.provider, model: target.model, messages: messages, output: output)
+                Self.record(provider: target.provider, since: started, outcome: "ok")
+                health.succeeded(key)
+                guard var members = answer.objectValue else { return answer }
+                members["provider"] = .string(target.provider)
+                if !tried.isEmpty { members["tried"] = .array(tried) }
+                answer = .object(members)
+                return answer
+            } catch {
+                Self.record(provider: target.provider, since: started, outcome: error.errorClass.rawValue)
+                guard fallbackOn.contains(error.errorClass.rawValue) else { throw error }
+                Counter(label: "genflow_provider_failures_total", dimensions: dimensions + [("class", error.errorClass.rawValue)]).increment()
+                if let policy = configured.cooldown, health.failed(key, error, policy: policy) {
+                    Counter(label: "genflow_provider_cooldowns_total", dimensions: dimensions).increment()
+                }
+                tried.append(.object(target.json.merging(["error": ["class": .string(error.errorClass.rawValue), "message": .string(error.message)]]) { $1 }))
+                failures.append(error)
+            }
+        }
+        guard let last = failures.last else { throw StepError(.internal, "call_model has no target") }
+        if failures.count == 1 { throw last }
+        let summary = zip(Self.targets(context.config), failures).map { "\($0.provider) \($0.model): \($1.message)" }.joined(separator: "; ")
+        throw StepError(last.errorClass, "every target failed: \(summary)", retryAfter: failures.compactMap(\.retryAfter).min())
+    }
+}
