@@ -176,7 +176,7 @@ let package = Package(
         .testTarget(name: "GenflowCanvasTests", dependencies: ["GenflowCore", "GenflowCanvas"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GenflowPipelineTests",
-            dependencies: ["GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowConfig"],
+            dependencies: ["GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowProviders"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "GenflowPostgresTests", dependencies: ["GenflowPostgres", "CGenflowShims"], swiftSettings: swiftSettings),

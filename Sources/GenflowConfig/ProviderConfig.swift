@@ -12,12 +12,17 @@ public struct ProviderConfig: Sendable, Hashable {
     public var secrets: [String: Secret]
     /// Set by `cooldown:`; without it, a failing target is never skipped.
     public var cooldown: CooldownPolicy?
+    /// Prices by model name (`pricing:`); a model without one has no cost.
+    public var pricing: [String: ModelPrice]
 
-    public init(kind: String, settings: JSON = [:], secrets: [String: Secret] = [:], cooldown: CooldownPolicy? = nil) {
+    public init(
+        kind: String, settings: JSON = [:], secrets: [String: Secret] = [:], cooldown: CooldownPolicy? = nil, pricing: [String: ModelPrice] = [:]
+    ) {
         self.kind = kind
         self.settings = ProviderKinds.named(kind)?.schema.applyingDefaults(to: settings) ?? settings
         self.secrets = secrets
         self.cooldown = cooldown
+        self.pricing = pricing
     }
 
     /// An OpenAI-compatible API.
@@ -44,14 +49,19 @@ public struct ProviderConfig: Sendable, Hashable {
             reader.error(at: kindNode.location, "unknown provider kind '\(kindText)'\(Suggestions.didYouMean(kindText, in: kinds)) (kinds: \(kinds.joined(separator: ", ")))")
             return nil
         }
+        let before = reader.diagnostics.count
         let found = kind.schema.diagnostics(for: node, allowTemplates: false, context: "\(what) (kind: \(kind.name))")
         reader.append(found)
         for (key, message) in kind.problems(node.json) {
             reader.error(at: entries[key]?.value.location ?? node.location, "\(what): \(message)")
         }
-        guard found.isEmpty, var settings = node.json.objectValue else { return nil }
+        for problem in node.json["pricing"].map(ModelPrice.problems) ?? [] {
+            reader.error(at: node.descendant(at: problem.path)?.location ?? node.location, "\(what): '\(problem.path.joined(separator: "."))' \(problem.message)")
+        }
+        guard found.isEmpty, reader.diagnostics.count == before, var settings = node.json.objectValue else { return nil }
         settings["kind"] = nil
         let cooldown = settings.removeValue(forKey: "cooldown").map(CooldownPolicy.init)
+        let pricing = settings.removeValue(forKey: "pricing")?.objectValue?.mapValues(ModelPrice.init) ?? [:]
         for property in kind.settings where property.schema.format == "uri" {
             if case .string(var url)? = settings[property.name] {
                 while url.hasSuffix("/") { url.removeLast() }
@@ -62,6 +72,6 @@ public struct ProviderConfig: Sendable, Hashable {
         for key in kind.secrets {
             if let value = settings.removeValue(forKey: key)?.stringValue, !value.isEmpty { secrets[key] = Secret(value) }
         }
-        return ProviderConfig(kind: kind.name, settings: .object(settings), secrets: secrets, cooldown: cooldown)
+        return ProviderConfig(kind: kind.name, settings: .object(settings), secrets: secrets, cooldown: cooldown, pricing: pricing)
     }
 }

@@ -132,6 +132,7 @@ struct JobRun {
             switch result {
             case .success(let output):
                 outputs[step.id] = output
+                if let cost = Money(output["cost"]) { job.cost = job.cost + cost }
                 try await submit(job, .completeStep(step: step.id, attempt: attempt, output: output, duration: duration, records: records.checkpointRecords))
                 index += 1
 

@@ -42,7 +42,9 @@ public struct ProviderKind: Sendable {
 
     /// The schema of a provider entry of this kind (`kind` included).
     public var schema: JSONSchema {
-        .object(description: summary, required: ["kind"], [.init("kind", .string(enum: [name]))] + settings + [.init("cooldown", CooldownPolicy.schema)])
+        .object(description: summary, required: ["kind"], [.init("kind", .string(enum: [name]))] + settings + [
+            .init("cooldown", CooldownPolicy.schema), .init("pricing", ModelPrice.pricingSchema),
+        ])
     }
 
     /// Checks the schema cannot express; each problem with the key it is about.

@@ -13,6 +13,7 @@ public struct CallModel: Stage {
     struct Configured: Sendable {
         var provider: any Provider
         var cooldown: CooldownPolicy?
+        var pricing: [String: ModelPrice]
     }
 
     public let descriptor: StageDescriptor
@@ -28,7 +29,9 @@ public struct CallModel: Stage {
     ///   - stateDirectory: where images sent as bytes are kept (under `images/`).
     init(providers: [String: ProviderConfig], health: ProviderHealth, http: HTTPClientSource, stateDirectory: String?, replies: ReplyBook? = nil) {
         self.providers = providers.compactMapValues { config in
-            ProviderKinds.named(config.kind).map { Configured(provider: $0.make(config.settings, secrets: config.secrets, http: http), cooldown: config.cooldown) }
+            ProviderKinds.named(config.kind).map { kind in
+                Configured(provider: kind.make(config.settings, secrets: config.secrets, http: http), cooldown: config.cooldown, pricing: config.pricing)
+            }
         }
         self.health = health
         self.replies = replies

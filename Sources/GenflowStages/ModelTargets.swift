@@ -59,6 +59,13 @@ extension CallModel {
                 health.succeeded(key)
                 guard var members = answer.objectValue else { return answer }
                 members["provider"] = .string(target.provider)
+                if let price = configured.pricing[target.model], let usage = members["usage"],
+                   let cost = price.cost(usage: usage, images: members["images"]?.arrayValue?.count ?? 0,
+                                         size: members["images"]?.arrayValue?.first?["resolution"]?.stringValue ?? context.config["size"]?.stringValue,
+                                         quality: context.config["quality"]?.stringValue) {
+                    members["cost"] = .string(cost.description)
+                    Counter(label: "genflow_model_cost_nanousd_total", dimensions: dimensions).increment(by: Int64(cost.nanos))
+                }
                 if !tried.isEmpty { members["tried"] = .array(tried) }
                 answer = .object(members)
                 return answer

@@ -101,8 +101,8 @@ extension StoreSession {
         guard owners.count == 1, let owner = owners.first else { throw PostgresError(message: "a batch holds the writes of one daemon") }
         let rows = try connection.query("""
             WITH input AS (
-                SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::bigint[])
-                    AS i(id, token, step, added, status, error, delay_ms)
+                SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::bigint[], $9::numeric[])
+                    AS i(id, token, step, added, status, error, delay_ms, cost)
             ), held AS MATERIALIZED (
                 SELECT j.id, i.token FROM genflow.jobs j JOIN input i ON i.id = j.id
                 WHERE j.lease_owner = $1 AND j.lease_token = i.token AND j.status = 'running'
@@ -112,6 +112,7 @@ extension StoreSession {
                 status = coalesce(i.status, j.status),
                 current_step = CASE WHEN i.status = 'completed' THEN NULL ELSE coalesce(i.step, j.current_step) END,
                 attempts = j.attempts + i.added,
+                cost = CASE WHEN i.cost IS NULL THEN j.cost ELSE j.cost + i.cost END,
                 error = CASE WHEN i.status IN ('failed', 'cancelled') THEN i.error ELSE j.error END,
                 run_at = CASE i.status WHEN 'waiting_retry' THEN now() + i.delay_ms * interval '1 millisecond'
                     WHEN 'queued' THEN least(j.run_at, now()) ELSE j.run_at END,
@@ -124,7 +125,7 @@ extension StoreSession {
             """, [
                 owner, PostgresArray(entries.map(\.jobID)), PostgresArray(entries.map(\.lease.token)),
                 PostgresArray(entries.map(\.currentStep)), PostgresArray(entries.map(\.addedAttempts)),
-                PostgresArray(status), PostgresArray(error), PostgresArray(delay),
+                PostgresArray(status), PostgresArray(error), PostgresArray(delay), PostgresArray(entries.map { $0.addedCost == .zero ? nil : $0.addedCost.description }),
             ]).rows
         return Set(rows.compactMap { row in
             row["id"].map { Claim(jobID: $0, token: row.decode("token") ?? -1) }

@@ -350,7 +350,8 @@ public final class StoreSession {
     }
 
     /// Operator figures: jobs by status, success rate and p50/p95 duration of finished jobs, and
-    /// queue depth (runnable now), overall and per pipeline.
+    /// queue depth (runnable now), overall and per pipeline; what jobs cost in money, in all, by
+    /// pipeline, by user (the 50 who spent most) and by provider and model.
     public func jobStats() throws -> JSON {
         let text = try connection.query("""
             WITH per AS (
@@ -377,6 +378,16 @@ public final class StoreSession {
                 'success_rate', (SELECT round(sum(completed)::numeric / nullif(sum(finished), 0), 4) FROM per),
                 'duration_ms', (SELECT json_build_object('p50', round(p50::numeric, 1), 'p95', round(p95::numeric, 1)) FROM overall),
                 'queue_depth', (SELECT COALESCE(sum(n), 0) FROM depth),
+                'cost', json_build_object(
+                    'total', (SELECT trim_scale(COALESCE(sum(cost), 0))::text FROM genflow.jobs),
+                    'by_pipeline', (SELECT COALESCE(json_object_agg(pipeline, total), '{}') FROM
+                        (SELECT pipeline, trim_scale(sum(cost))::text AS total FROM genflow.jobs GROUP BY 1 HAVING sum(cost) > 0) p),
+                    'by_user', (SELECT COALESCE(json_object_agg(user_id, total), '{}') FROM
+                        (SELECT user_id, trim_scale(sum(cost))::text AS total FROM genflow.jobs GROUP BY 1 HAVING sum(cost) > 0
+                         ORDER BY sum(cost) DESC LIMIT 50) u),
+                    'by_model', (SELECT COALESCE(json_object_agg(target, total), '{}') FROM
+                        (SELECT (output->>'provider') || ' ' || (output->>'model') AS target, trim_scale(sum((output->>'cost')::numeric))::text AS total
+                         FROM genflow.step_runs WHERE status IN ('completed', 'superseded') AND output ? 'cost' GROUP BY 1) m)),
                 'pipelines', COALESCE((SELECT json_object_agg(per.pipeline, json_build_object(
                     'by_status', per.by_status,
                     'success_rate', round(per.completed::numeric / nullif(per.finished, 0), 4),

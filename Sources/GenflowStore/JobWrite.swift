@@ -68,6 +68,8 @@ public struct JobBatch: Sendable {
         /// The step the job is on after the batch (nil: unchanged).
         var currentStep: String?
         var addedAttempts = 0
+        /// The `cost` of the steps this batch checkpoints.
+        var addedCost = Money.zero
         var outcome: Outcome?
         var interruptStaleRuns = false
         /// Attempt rows first written in this batch.
@@ -243,7 +245,13 @@ extension JobBatch.Entry {
         case .completeStep(let step, let attempt, let output, let duration, let records):
             end(step, attempt: attempt, status: "completed", at: instant, output: output)
             records.forEach { record($0, step: step) }
-            append("step.completed", step: step, ["duration_ms": .int(Int(duration.milliseconds))])
+            var data: [String: JSON] = ["duration_ms": .int(Int(duration.milliseconds))]
+            // The run counts it in `job.cost` (as it counts attempts); the statement adds it to the row.
+            if let cost = Money(output["cost"]) {
+                addedCost = addedCost + cost
+                data["cost"] = .string(cost.description)
+            }
+            append("step.completed", step: step, .object(data))
 
         case .send(let sent, let step):
             for event in sent { append(event.type, step: step, event.data) }
@@ -289,7 +297,7 @@ extension JobBatch.Entry {
 
         case .completeJob:
             outcome = .completed
-            append("job.completed", ["pipeline": .string(job.pipeline)])
+            append("job.completed", ["pipeline": .string(job.pipeline), "cost": .string(job.cost.description)])
         }
     }
 }

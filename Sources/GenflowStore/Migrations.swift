@@ -210,6 +210,11 @@ public enum Migrations {
             ALTER TABLE genflow.step_runs ADD COLUMN seq bigint;
             ALTER TABLE genflow.step_runs ALTER COLUMN seq SET DEFAULT nextval('genflow.step_runs_seq');
             """),
+        Migration(version: 9, name: "job_costs", sql: """
+            -- What a job cost in money (US dollars, exact): the sum of its steps' `cost`, added by the
+            -- flush that checkpoints each step. No index: every completed paid step changes it.
+            ALTER TABLE genflow.jobs ADD COLUMN cost numeric(20, 9) NOT NULL DEFAULT 0;
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

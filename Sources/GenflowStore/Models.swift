@@ -58,6 +58,8 @@ public struct Job: Sendable, Hashable {
     public var finishedAt: String?
     /// Changed by every claim: the writes of a run hold only under the token it claimed with.
     public var leaseToken: Int64
+    /// What its steps cost so far: the sum of their outputs' `cost`.
+    public var cost: Money
 
     /// The SELECT list that `init(row:)` reads, for the table aliased `t`.
     static func columns(_ t: String = "jobs") -> String {
@@ -68,7 +70,7 @@ public struct Job: Sendable, Hashable {
             FROM genflow.step_runs r WHERE r.job_id = \(t).id AND r.status = 'completed')) END)::text AS result, \(t).error::text AS error,
         \(t).idempotency_key, \(t).current_step, \(t).cancel_requested, genflow.iso(\(t).run_at) AS run_at,
         genflow.iso(\(t).created_at) AS created_at, genflow.iso(\(t).started_at) AS started_at,
-        genflow.iso(\(t).finished_at) AS finished_at, \(t).lease_token
+        genflow.iso(\(t).finished_at) AS finished_at, \(t).lease_token, \(t).cost::text AS cost
         """
     }
 
@@ -93,6 +95,7 @@ public struct Job: Sendable, Hashable {
         startedAt = row["started_at"]
         finishedAt = row["finished_at"]
         leaseToken = row.decode("lease_token") ?? 0
+        cost = row["cost"].flatMap { Money($0) } ?? .zero
     }
 }
 
@@ -237,6 +240,7 @@ extension Job {
             "attempts": .int(attempts), "rescues": .int(rescues), "input": input, "steps": .array(summaries),
             "run_at": .string(runAt), "created_at": .string(createdAt),
             "started_at": startedAt.map(JSON.string) ?? .null, "finished_at": finishedAt.map(JSON.string) ?? .null,
+            "cost": .string(cost.description),
         ]
         if let result { members["result"] = result }
         if let error { members["error"] = error }

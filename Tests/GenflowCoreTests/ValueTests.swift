@@ -140,3 +140,17 @@ struct SuggestionTests {
         #expect(!"\([secret])".contains("sk-live"))
     }
 }
+
+@Suite("Money")
+struct MoneyTests {
+    @Test("decimals read and written exactly; prices per million tokens round to the billionth")
+    func exact() {
+        #expect(Money("0.15")?.nanos == 150_000_000 && Money("12")?.description == "12" && Money("-3.000000001")?.description == "-3.000000001")
+        #expect(Money("1.0000000001") == nil && Money("abc") == nil && Money(".5") == nil && Money("1.") == nil)
+        #expect(Money(0.1).nanos == 100_000_000, "a binary 0.1 is the decimal 0.1")
+        let sum = (0..<10).reduce(Money.zero) { total, _ in total + Money(0.1) }
+        #expect(sum == Money("1"), "ten times 0.1 is exactly 1")
+        #expect(Money("0.15")!.perMillion(12).description == "0.0000018")
+        #expect(Money("2.5")!.perMillion(1).description == "0.0000025")
+    }
+}

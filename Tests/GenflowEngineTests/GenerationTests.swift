@@ -534,3 +534,49 @@ struct ProviderHealthAPITests {
         #expect(metrics.contains("genflow_provider_cooldowns_total") && metrics.contains("genflow_provider_skipped_total"), "\(metrics)")
     }
 }
+
+@Suite("Prices and costs", .serialized)
+struct CostTests {
+    @Test("a priced model's answer carries its cost; the job sums its steps' costs (REST, job.completed, /v1/stats by pipeline, user and model)")
+    func chatCosts() async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: priced
+            steps:
+              - id: one
+                stage: call_model
+                with: {provider: a, model: ok, output: canvas_objects}
+              - id: two
+                stage: call_model
+                with: {provider: a, model: ok, output: canvas_objects}
+            """
+        let prices = ModelPrice(["input_per_mtok": 0.15, "output_per_mtok": 0.6])
+        let harness = try await Harness.make(pipelines: ["priced": yaml], providers: [
+            "a": ProviderConfig(kind: "openai", settings: ["base_url": .string(server.url("/v1"))], pricing: ["ok": prices]),
+        ])
+        let job = try await runOnce(harness, "priced", input: [:])
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        // 12 prompt tokens at $0.15 and 30 completion tokens at $0.60 a million: $0.0000198 a call.
+        #expect(job.result?["one"]?["cost"] == "0.0000198" && job.result?["two"]?["cost"] == "0.0000198")
+        #expect(job.cost == Money("0.0000396"))
+        #expect(job.json(steps: [], runs: [])["cost"] == "0.0000396")
+        let completed = try await harness.events(job.id).first { $0.type == "job.completed" }
+        #expect(completed?.data["cost"] == "0.0000396")
+        let stats = try await harness.store.read { try $0.jobStats() }
+        #expect(stats["cost"]?["total"] == "0.0000396" && stats["cost"]?["by_pipeline"]?["priced"] == "0.0000396")
+        #expect(stats["cost"]?["by_user"]?["ann"] == "0.0000396" && stats["cost"]?["by_model"]?["a ok"] == "0.0000396")
+    }
+
+    @Test("images are priced per image, by size and quality, when the provider reports no usage")
+    func imageCosts() async throws {
+        let server = try FakeServer()
+        let yaml = try shipped("image-generation").replacingOccurrences(of: "model: gpt-image-1", with: "model: no-usage")
+        let prices = ModelPrice(["per_image": ["1024x1536": ["hd": 0.12, "default": 0.08], "default": 0.04]])
+        let harness = try await Harness.make(pipelines: ["image-generation": yaml], providers: [
+            "default": ProviderConfig(kind: "openai", settings: ["base_url": .string(server.url("/v1"))], pricing: ["no-usage": prices]),
+        ])
+        let job = try await runOnce(harness, "image-generation", input: ["prompt": "a fox", "aspect_ratio": "9:16", "quality": "hd", "n": 2])
+        #expect(job.status == .completed, "\(String(describing: job.error))")
+        #expect(job.result?["generate"]?["cost"] == "0.24" && job.cost == Money("0.24"))
+    }
+}

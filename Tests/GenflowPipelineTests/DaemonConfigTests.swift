@@ -1,6 +1,7 @@
 import Foundation
 import GenflowConfig
 import GenflowCore
+import GenflowProviders
 import Testing
 
 @Suite("Daemon config")
@@ -85,10 +86,21 @@ struct DaemonConfigTests {
         let claude = try #require(try DaemonConfig.load(file: good, environment: [:]).providers["claude"])
         #expect(claude.settings == ["base_url": "https://api.anthropic.com", "version": "2023-06-01", "max_tokens": 512])
         #expect(claude.secrets == ["api_key": Secret("sk-ant")])
+        let priced = try write("""
+            providers:
+              default: {kind: openai, pricing: {gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.6}, dall-e-3: {per_image: 0.04}}}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: priced) }
+        let prices = try #require(try DaemonConfig.load(file: priced, environment: [:]).providers["default"]?.pricing)
+        #expect(prices["gpt-4o-mini"]?.inputPerMtok == Money("0.15") && prices["gpt-4o-mini"]?.outputPerMtok == Money("0.6"))
+        #expect(prices["dall-e-3"]?.cost(usage: [:], images: 3, size: nil, quality: nil) == Money("0.12"))
         let bad = try write("""
             providers:
               claude: {kind: anthropic, base_url: "ftp://x"}
               slow: {kind: offline, delay: soon}
+              priced:
+                kind: openai
+                pricing: {gpt-4o: {input_per_mtok: -1}, dall-e-3: {per_image: {hd: cheap}}}
             """)
         defer { try? FileManager.default.removeItem(atPath: bad) }
         do {
@@ -98,6 +110,8 @@ struct DaemonConfigTests {
             #expect(error.diagnostics.map(\.description) == [
                 "\(bad):2:39: error: provider 'claude': 'base_url' must start with http:// or https://, not 'ftp://x'",
                 "\(bad):3:32: error: provider 'slow' (kind: offline): 'delay' must be a duration such as 500ms, 2s, 1m30s or 1h, not \"soon\"",
+                "\(bad):6:40: error: provider 'priced': 'pricing.gpt-4o.input_per_mtok' must be at least 0, not -1",
+                "\(bad):6:67: error: provider 'priced': 'pricing.dall-e-3.per_image' must be a price, or prices by size and quality",
             ])
         }
     }
@@ -139,7 +153,7 @@ struct DaemonConfigTests {
                 "\(file):1:9: error: 'listen' must be host:port with an IPv4 address or name (e.g. 127.0.0.1:8080), not 'localhost'",
                 "\(file):2:1: error: unknown key 'wokers' in the daemon config; did you mean 'workers'?",
                 "\(file):4:16: error: unknown provider kind 'ofline'; did you mean 'offline'? (kinds: openai, anthropic, offline)",
-                "\(file):5:25: error: provider 'slow' (kind: offline): unknown key 'api_key' (known keys: kind, delay, cooldown)",
+                "\(file):5:25: error: provider 'slow' (kind: offline): unknown key 'api_key' (known keys: kind, delay, cooldown, pricing)",
                 "\(file):6:14: error: unknown log level 'verbose' (levels: trace, debug, info, notice, warning, error, critical)",
                 "\(file):7:20: error: 'auth.jwt_secret' must be at least 32 bytes long",
                 "$GENFLOW_WORKERS:1:1: error: must be an integer between 1 and 100000, not 'many'",
