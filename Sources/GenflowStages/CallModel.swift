@@ -84,13 +84,6 @@ public struct CallModel: Stage {
             throw StepError(.invalidRequest, "provider '\(name)' is not configured (providers: \(providers.keys.sorted().joined(separator: ", ")))")
         }
         let output = config["output"]?.stringValue ?? "text"
-        switch replies?.reply(for: context) {
-        case .output(let answer)?: return answer
-        case .failure(let error)?: throw error
-        case .text(let text, let usage, let finishReason)?:
-            return try await runScripted(context, text: text, usage: usage, finishReason: finishReason, output: output)
-        case nil: break
-        }
         var messages = config["messages"]?.arrayValue ?? context.latestOutput(ofStage: "prepare_instructions")?["messages"]?.arrayValue
             ?? [["role": "user", "content": config["prompt"] ?? .string("")]]
         if let feedback = context.feedback {
@@ -98,7 +91,9 @@ public struct CallModel: Stage {
                 "Your previous reply could not be used: \(feedback["error"]?.stringValue ?? "it was invalid"). Reply again with valid JSON only."
             )])
         }
-        let cache = config["cache"]?["ttl"]?.stringValue.flatMap(DurationText.parse).map { ttl in
+        // A scripted job's replies stand for the providers: no cache between them.
+        let isScripted = replies?.knows(context.jobID) == true
+        let cache = isScripted ? nil : config["cache"]?["ttl"]?.stringValue.flatMap(DurationText.parse).map { ttl in
             (ttl: ttl, key: Self.cacheKey(
                 provider: name, identity: provider.identity, config: config, output: output,
                 // An image request's text is its prompt, however it was given.
@@ -250,7 +245,7 @@ public struct CallModel: Stage {
 
     /// A scripted model reply, streamed in eight chunks and answered as `runOpenAI` answers; a
     /// reply cut by the length limit is `output_invalid`, as from the provider.
-    private func runScripted(_ context: StageContext, text: String, usage: JSON?, finishReason: String?, output: String) async throws(StepError) -> JSON {
+    func runScripted(_ context: StageContext, text: String, usage: JSON?, finishReason: String?, output: String) async throws(StepError) -> JSON {
         let size = max(1, (text.count + 7) / 8)
         let chunks = stride(from: 0, to: text.count, by: size).map { start in
             String(text.dropFirst(start).prefix(size))

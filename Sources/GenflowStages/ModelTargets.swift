@@ -52,9 +52,20 @@ extension CallModel {
             }
             let started = ContinuousClock.now
             do throws(StepError) {
-                var answer = output == "image"
-                    ? try await runImages(context, provider: configured.provider, model: target.model)
-                    : try await runChat(context, provider: configured.provider, model: target.model, messages: messages, output: output)
+                var answer: JSON
+                // In `genflow test`, each target's call takes the step's next scripted reply.
+                switch replies?.reply(for: context) {
+                case .output(let scripted)?:
+                    return scripted
+                case .failure(let error)?:
+                    throw error
+                case .text(let text, let usage, let finishReason)?:
+                    answer = try await runScripted(context, text: text, usage: usage, finishReason: finishReason, output: output)
+                case nil:
+                    answer = output == "image"
+                        ? try await runImages(context, provider: configured.provider, model: target.model)
+                        : try await runChat(context, provider: configured.provider, model: target.model, messages: messages, output: output)
+                }
                 Self.record(provider: target.provider, since: started, outcome: "ok")
                 health.succeeded(key)
                 guard var members = answer.objectValue else { return answer }

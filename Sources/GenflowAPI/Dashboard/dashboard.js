@@ -798,9 +798,10 @@ async function submitJob(event) {
 
 async function loadOperator() {
   try {
-    const [stats, plugins] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/plugins")]);
+    const [stats, plugins, providers] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/plugins"), api("GET", "/v1/providers")]);
     renderStats(stats);
     renderPlugins(plugins.items);
+    renderProviders(providers.items);
     renderPipelines();
   } catch (error) {
     console.warn("loading operator panels failed:", error.message);
@@ -821,6 +822,7 @@ function renderStats(stats) {
     ["queue depth", stats.queue_depth],
     ["success rate", stats.success_rate === null || stats.success_rate === undefined ? "–" : `${(stats.success_rate * 100).toFixed(1)} %`],
     ["p50 / p95", stats.duration_ms ? `${seconds(stats.duration_ms.p50)} / ${seconds(stats.duration_ms.p95)}` : "–"],
+    ["cost", stats.cost ? `$${stats.cost.total}` : "–"],
     ...STATUSES.map((s) => [s.replace("_", " "), stats.by_status?.[s] ?? 0]),
   ];
   $("stats").replaceChildren(el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-stat": k }, String(v))])));
@@ -843,6 +845,20 @@ function renderPlugins(items) {
     ...items.map((p) => p.name
       ? el("tr", {}, el("td", {}, `${p.name} ${p.version}`), el("td", {}, badge(p.state)), el("td", {}, `${p.running}/${p.instances} ${p.pids.length ? `(pid ${p.pids.join(", ")})` : ""}`), el("td", {}, String(p.restarts)))
       : el("tr", {}, el("td", { colspan: "4", class: "load-error" }, p.error))),
+  );
+}
+
+// One row per model called on a provider: its state (cooling down, with the time left), calls and
+// failures; a provider with no calls yet shows its kind alone.
+function renderProviders(items) {
+  $("providers").replaceChildren(
+    el("tr", {}, el("th", {}, "provider"), el("th", {}, "model"), el("th", {}, "state"), el("th", {}, "calls / failures")),
+    ...items.flatMap((p) => (p.targets.length ? p.targets : [null]).map((t) => el("tr", {},
+      el("td", {}, `${p.name} (${p.kind})`),
+      el("td", {}, t ? t.model : "–"),
+      el("td", { title: t?.last_error ?? "" }, t ? badge(t.state) : "–", t?.cooling_down_ms ? ` ${seconds(t.cooling_down_ms)}` : ""),
+      el("td", {}, t ? `${t.calls} / ${t.failures}` : "0 / 0"),
+    ))),
   );
 }
 
