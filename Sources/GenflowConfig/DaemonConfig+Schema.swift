@@ -52,6 +52,13 @@ extension DaemonConfig {
                         "running_per_user": ["type": "integer", "minimum": 1],
                         "submit_per_minute": ["type": "integer", "minimum": 1],
                         "max_body_bytes": ["type": "integer", "minimum": 1_024],
+                        "budget": [
+                            "type": "object", "additionalProperties": false,
+                            "description": "Caps on each user's spend on priced model calls, in US dollars (budget_exceeded beyond).",
+                            "properties": [
+                                "per_user_daily": ["type": "number", "minimum": 0], "per_user_monthly": ["type": "number", "minimum": 0],
+                            ],
+                        ],
                     ],
                 ],
                 "listener": [

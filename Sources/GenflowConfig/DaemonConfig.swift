@@ -28,6 +28,8 @@ public struct DaemonConfig: Sendable {
     public var submitPerMinute = 600
     /// Largest accepted HTTP request body.
     public var maxBodyBytes = 1 << 20
+    /// Caps on each user's spend on priced model calls (`limits.budget`).
+    public var budget = SpendLimits()
     /// Browser origins the API answers with CORS headers; `*` is any.
     public var corsOrigins = ["*"]
     /// How long finished jobs and their events are kept.
@@ -146,7 +148,15 @@ public struct DaemonConfig: Sendable {
             reader.error(at: node.location, "'providers' must be a mapping of names to providers, not \(node.kindDescription)")
         }
         if let node = top["limits"]?.value,
-           let entries = reader.mapping(node, "limits", allowedKeys: ["running_per_user", "submit_per_minute", "max_body_bytes"]) {
+           let entries = reader.mapping(node, "limits", allowedKeys: ["running_per_user", "submit_per_minute", "max_body_bytes", "budget"]) {
+            if let node = entries["budget"]?.value,
+               let caps = reader.mapping(node, "limits.budget", allowedKeys: ["per_user_daily", "per_user_monthly"]) {
+                func cap(_ key: String) -> Money? {
+                    guard let node = caps[key]?.value, let value = reader.double(node, "limits.budget.\(key)", in: 0...1_000_000_000) else { return nil }
+                    return Money(value)
+                }
+                budget = SpendLimits(perUserDaily: cap("per_user_daily"), perUserMonthly: cap("per_user_monthly"))
+            }
             if let node = entries["running_per_user"]?.value { runningPerUser = reader.int(node, "running_per_user", in: 1...1_000_000) }
             if let node = entries["submit_per_minute"]?.value { submitPerMinute = reader.int(node, "submit_per_minute", in: 1...10_000_000) ?? submitPerMinute }
             if let node = entries["max_body_bytes"]?.value { maxBodyBytes = reader.int(node, "max_body_bytes", in: 1_024...(256 << 20)) ?? maxBodyBytes }

@@ -24,6 +24,8 @@ public struct ErrorClass: RawRepresentable, Sendable, Hashable, Codable, CustomS
     public static let outputInvalid: ErrorClass = "output_invalid"
     /// The user's token balance is below what the step requires.
     public static let insufficientTokens: ErrorClass = "insufficient_tokens"
+    /// The user's spend on priced model calls reached `limits.budget`.
+    public static let budgetExceeded: ErrorClass = "budget_exceeded"
     /// The job was cancelled.
     public static let cancelled: ErrorClass = "cancelled"
     /// A bug or an unimplemented feature in Genflow itself.
@@ -34,11 +36,11 @@ public struct ErrorClass: RawRepresentable, Sendable, Hashable, Codable, CustomS
     /// Every class Genflow itself produces.
     public static let known: [ErrorClass] = [
         .timeout, .rateLimited, .serverError, .network, .invalidRequest, .auth, .outputInvalid,
-        .insufficientTokens, .cancelled, .internal, .pluginCrashed,
+        .insufficientTokens, .budgetExceeded, .cancelled, .internal, .pluginCrashed,
     ]
 
     /// Classes no policy retries: repeating the same call cannot succeed.
-    public static let neverRetried: Set<ErrorClass> = [.invalidRequest, .auth, .insufficientTokens, .cancelled, .internal]
+    public static let neverRetried: Set<ErrorClass> = [.invalidRequest, .auth, .insufficientTokens, .budgetExceeded, .cancelled, .internal]
 }
 
 /// A classified failure of one step attempt.

@@ -74,7 +74,7 @@ public enum Daemon {
         for failure in plugins.failures { logger.error("plugin not loaded: \(failure)") }
         let health = ProviderHealth()
         let registry = BuiltinStages.makeRegistry(
-            providers: config.providers, health: health, stateDirectory: config.stateDir, testStages: testStagesEnabled, plugins: plugins.stages
+            providers: config.providers, health: health, budget: config.budget, stateDirectory: config.stateDir, testStages: testStagesEnabled, plugins: plugins.stages
         )
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         try await reload(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger)

@@ -54,6 +54,11 @@ final class AttemptRecords: StageRecords {
         return try await Self.classified { [store] in try await store.read { try $0.userOwnsCanvas(canvasID, userID: user) } }
     }
 
+    func spend() async throws(StepError) -> (day: Money, month: Money) {
+        let user = job.userID
+        return try await Self.classified { [store] in try await store.read { try $0.spend(userID: user) } }
+    }
+
     func cachedResponse(key: JSON) async throws(StepError) -> JSON? {
         try await Self.classified { [store] in try await store.read { try $0.cachedResponse(key: key) } }
     }

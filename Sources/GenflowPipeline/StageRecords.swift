@@ -31,6 +31,9 @@ public protocol StageRecords: Sendable {
     func debit(amount: Int, reason: String) async throws(StepError) -> Debit
     /// Whether `canvasID` is one of the user's canvases.
     func userOwnsCanvas(_ canvasID: String) async throws(StepError) -> Bool
+    /// What the user's jobs cost so far: those created since 00:00 UTC today, and since the 1st of
+    /// this month (`limits.budget`).
+    func spend() async throws(StepError) -> (day: Money, month: Money)
     /// A stored model response younger than its time to live.
     func cachedResponse(key: JSON) async throws(StepError) -> JSON?
     /// Stores a model response for `ttl`.
@@ -49,6 +52,7 @@ public struct NoRecords: StageRecords {
     public func balance() async throws(StepError) -> Int { throw refusal }
     public func debit(amount: Int, reason: String) async throws(StepError) -> Debit { throw refusal }
     public func userOwnsCanvas(_ canvasID: String) async throws(StepError) -> Bool { throw refusal }
+    public func spend() async throws(StepError) -> (day: Money, month: Money) { throw refusal }
     public func cachedResponse(key: JSON) async throws(StepError) -> JSON? { throw refusal }
     public func cacheResponse(_ response: JSON, key: JSON, ttl: Duration) async throws(StepError) { throw refusal }
 }

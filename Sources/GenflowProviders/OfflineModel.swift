@@ -9,38 +9,9 @@ public struct OfflineModel: Sendable {
 
     public init() {}
 
-    /// The canvas objects the offline model draws for `instructions` in `colourScheme`.
+    /// The canvas objects the offline model draws for `instructions` in `colourScheme` (`OfflineDrawing`).
     public func drawing(for instructions: String, colourScheme: String) -> [JSON] {
-        let words = instructions.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init)
-        let palette = Self.palette(colourScheme)
-        var objects: [JSON] = [Self.text(id: "title", x: 0, y: 0, text: String(instructions.prefix(80)), size: 24)]
-        if let steps = Self.stepCount(words) {
-            for index in 0..<steps {
-                let x = index * 220
-                objects.append(Self.shape(id: "step\(index + 1)", type: "rectangle", x: x, y: 80, width: 160, height: 80, fill: palette[index % palette.count]))
-                objects.append(Self.text(id: "step\(index + 1)-label", x: x + 20, y: 110, text: "Step \(index + 1)", size: 20))
-                if index > 0 {
-                    objects.append([
-                        "id": .string("arrow\(index)"), "type": "arrow", "x": .int(x - 60), "y": 120,
-                        "points": [[0, 0], [60, 0]], "start": .string("step\(index)"), "end": .string("step\(index + 1)"),
-                        "strokeColor": "#1e1e1e",
-                    ])
-                }
-            }
-            return objects
-        }
-        var shapes: [(String, String)] = []
-        for word in words {
-            if let type = Self.shapeWords[word] { shapes.append((word, type)) }
-        }
-        if shapes.isEmpty { shapes = [("idea", "rectangle"), ("note", "note")] }
-        for (index, (word, type)) in shapes.prefix(24).enumerated() {
-            let x = (index % 4) * 200, y = 80 + (index / 4) * 180
-            let id = "\(word)\(index + 1)"
-            objects.append(Self.shape(id: id, type: type, x: x, y: y, width: 140, height: 120, fill: palette[index % palette.count]))
-            objects.append(Self.text(id: "\(id)-label", x: x + 10, y: y + 130, text: word, size: 16))
-        }
-        return objects
+        OfflineDrawing(instructions: instructions, palette: Self.palette(colourScheme)).objects
     }
 
     /// Words that name a shape, and the shape.
@@ -52,15 +23,9 @@ public struct OfflineModel: Sendable {
         "roof": "diamond", "note": "note", "sticky": "note", "frame": "frame", "text": "text", "label": "text",
     ]
 
-    static func stepCount(_ words: [String]) -> Int? {
-        for (index, word) in words.enumerated() where ["step", "steps", "stage", "stages", "boxes"].contains(word) && index > 0 {
-            let previous = words[index - 1]
-            if let count = Int(previous) ?? numberWords[previous] { return min(max(count, 1), 12) }
-        }
-        return words.contains("flowchart") ? 3 : nil
-    }
-
-    static let numberWords = ["one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10]
+    static let numberWords = [
+        "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
+    ]
 
     static func palette(_ scheme: String) -> [String] {
         let palettes: [String: [String]] = [

@@ -13,6 +13,7 @@ public enum BuiltinStages {
     ///   - providers: the provider names configured in the daemon config, which `call_model`'s
     ///     `provider:` must name.
     ///   - health: which provider targets are cooling down (the daemon's, shown by `GET /v1/providers`).
+    ///   - budget: caps on each user's spend on priced calls (`limits.budget`).
     ///   - stateDirectory: where generated images are kept.
     ///   - testStages: also register `test.step` (tests and benchmarks only).
     ///   - plugins: stages plugins provide (their names never collide with built-in ones: the plugin
@@ -21,11 +22,12 @@ public enum BuiltinStages {
     ///     output or error; `call_model` also takes a model's text; `http.request` and plugin
     ///     stages fail rather than call out unscripted.
     public static func makeRegistry(
-        providers: [String: ProviderConfig], health: ProviderHealth = ProviderHealth(), stateDirectory: String? = nil, testStages: Bool = false,
+        providers: [String: ProviderConfig], health: ProviderHealth = ProviderHealth(), budget: SpendLimits = SpendLimits(),
+        stateDirectory: String? = nil, testStages: Bool = false,
         plugins: [any Stage] = [], replies: ReplyBook? = nil
     ) -> StageRegistry {
         let http = HTTPClientSource()
-        let model = CallModel(providers: providers, health: health, http: http, stateDirectory: stateDirectory, replies: replies)
+        let model = CallModel(providers: providers, health: health, budget: budget, http: http, stateDirectory: stateDirectory, replies: replies)
         let local: [any Stage] = (testStages ? [TestStage()] : []) + [
             PrepareInstructions(), ParseCanvasObjects(), PersistCanvas(), PersistImage(), Notify(), TokensRequire(), TokensDebit(),
         ]

@@ -19,6 +19,10 @@ public struct CallModel: Stage {
     public let descriptor: StageDescriptor
     let providers: [String: Configured]
     let health: ProviderHealth
+    /// Caps on each user's spend (`limits.budget`), and the estimated cost of the paid calls this
+    /// daemon has in flight, by user: counted as spent until they return.
+    let budget: SpendLimits
+    let inFlight = SpendInFlight()
     let imageFiles: ImageFiles
     /// Scripted replies (`genflow test`, recorded dry runs); nil in the daemon.
     let replies: ReplyBook?
@@ -27,7 +31,11 @@ public struct CallModel: Stage {
     ///   - providers: the daemon config's providers; `provider:` must name one of them.
     ///   - health: which targets are cooling down, shared by every job of the daemon.
     ///   - stateDirectory: where images sent as bytes are kept (under `images/`).
-    init(providers: [String: ProviderConfig], health: ProviderHealth, http: HTTPClientSource, stateDirectory: String?, replies: ReplyBook? = nil) {
+    init(
+        providers: [String: ProviderConfig], health: ProviderHealth, budget: SpendLimits, http: HTTPClientSource, stateDirectory: String?,
+        replies: ReplyBook? = nil
+    ) {
+        self.budget = budget
         self.providers = providers.compactMapValues { config in
             ProviderKinds.named(config.kind).map { kind in
                 Configured(provider: kind.make(config.settings, secrets: config.secrets, http: http), cooldown: config.cooldown, pricing: config.pricing)

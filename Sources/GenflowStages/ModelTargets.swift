@@ -2,6 +2,7 @@ public import GenflowCore
 public import GenflowPipeline
 internal import GenflowProviders
 internal import Metrics
+internal import Synchronization
 
 /// Fallbacks and cooldowns: within one attempt `call_model` tries its provider and model, then each
 /// of `fallbacks` in turn while the failures are of a class in `fallback_on`; a target cooling down
@@ -50,6 +51,8 @@ extension CallModel {
                 failures.append(error)
                 continue
             }
+            let reserved = try await reserveBudget(context, price: configured.pricing[target.model], output: output, messages: messages)
+            defer { inFlight.release(context.userID, reserved) }
             let started = ContinuousClock.now
             do throws(StepError) {
                 var answer: JSON
@@ -92,8 +95,47 @@ extension CallModel {
             }
         }
         guard let last = failures.last else { throw StepError(.internal, "call_model has no target") }
+        if last.errorClass == .budgetExceeded { throw last }
         if failures.count == 1 { throw last }
         let summary = zip(Self.targets(context.config), failures).map { "\($0.provider) \($0.model): \($1.message)" }.joined(separator: "; ")
         throw StepError(last.errorClass, "every target failed: \(summary)", retryAfter: failures.compactMap(\.retryAfter).min())
+    }
+
+    /// Before a priced call, with `limits.budget` set: refuses it (`budget_exceeded`, never
+    /// retried) when the user's spend, with this daemon's paid calls in flight, has reached a cap;
+    /// else counts the call's estimated cost as in flight until it returns. Returns that estimate.
+    func reserveBudget(_ context: StageContext, price: ModelPrice?, output: String, messages: [JSON]) async throws(StepError) -> Money {
+        guard let price, !budget.isEmpty else { return .zero }
+        let (day, month) = try await context.records.spend()
+        let held = inFlight.held(context.userID)
+        if let refusal = budget.refusal(day: day + held, month: month + held) { throw StepError(.budgetExceeded, refusal) }
+        let config = context.config
+        let count = config["n"]?.intValue ?? 1
+        let usage: JSON = output == "image"
+            ? ImageBytes.estimatedUsage(prompt: config["prompt"]?.stringValue ?? "", size: config["size"]?.stringValue, quality: config["quality"]?.stringValue, count: count)
+            : ["prompt_tokens": .int(messages.compactMap { $0["content"]?.stringValue?.count }.reduce(0, +) / 4),
+               "completion_tokens": .int(config["max_tokens"]?.intValue ?? 1_024)]
+        let estimate = price.cost(usage: usage, images: output == "image" ? count : 0, size: config["size"]?.stringValue, quality: config["quality"]?.stringValue) ?? .zero
+        inFlight.hold(context.userID, estimate)
+        return estimate
+    }
+}
+
+/// The estimated cost of the paid calls a daemon has in flight, by user.
+final class SpendInFlight: Sendable {
+    private let held = Mutex<[String: Money]>([:])
+
+    func held(_ user: String) -> Money { held.withLock { $0[user] ?? .zero } }
+
+    func hold(_ user: String, _ amount: Money) {
+        held.withLock { $0[user, default: .zero] = $0[user, default: .zero] + amount }
+    }
+
+    func release(_ user: String, _ amount: Money) {
+        guard amount != .zero else { return }
+        held.withLock { held in
+            let left = (held[user] ?? .zero) + Money(nanos: -amount.nanos)
+            held[user] = left.nanos <= 0 ? nil : left
+        }
     }
 }

@@ -349,6 +349,16 @@ public final class StoreSession {
         return (byStatus, depth)
     }
 
+    /// What `userID`'s jobs cost: those created since 00:00 UTC today, and since the 1st of this month.
+    public func spend(userID: String) throws -> (day: Money, month: Money) {
+        let row = try connection.query("""
+            SELECT coalesce(sum(cost) FILTER (WHERE created_at >= date_trunc('day', now(), 'UTC')), 0)::text AS day,
+                   coalesce(sum(cost), 0)::text AS month
+            FROM genflow.jobs WHERE user_id = $1 AND created_at >= date_trunc('month', now(), 'UTC') AND cost > 0
+            """, [userID]).rows.first
+        return (row?["day"].flatMap { Money($0) } ?? .zero, row?["month"].flatMap { Money($0) } ?? .zero)
+    }
+
     /// Operator figures: jobs by status, success rate and p50/p95 duration of finished jobs, and
     /// queue depth (runnable now), overall and per pipeline; what jobs cost in money, in all, by
     /// pipeline, by user (the 50 who spent most) and by provider and model.

@@ -580,3 +580,46 @@ struct CostTests {
         #expect(job.result?["generate"]?["cost"] == "0.24" && job.cost == Money("0.24"))
     }
 }
+
+@Suite("Budgets through the daemon", .serialized)
+struct BudgetTests {
+    @Test("limits.budget.per_user_daily: paid calls go on until the user's spend reaches the cap, then budget_exceeded, not retried; costs through the API")
+    func dailyBudget() async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: priced
+            steps:
+              - id: generate
+                stage: call_model
+                with: {provider: a, model: ok, output: canvas_objects}
+                retry: {max_attempts: 3, initial_interval: 10ms}
+            """
+        let harness = try await Harness.make(pipelines: ["priced": yaml], providers: ["a": .openai(baseURL: server.url("/v1"))], inProcess: false)
+        let config = """
+            providers:
+              a: {kind: openai, base_url: "\(server.url("/v1"))", pricing: {ok: {input_per_mtok: 0.15, output_per_mtok: 0.6}}}
+            limits: {budget: {per_user_daily: 0.00003}}
+            """
+        let daemon = try await DaemonProcess(harness: harness, extraConfig: config)
+        defer { daemon.terminate() }
+        let ann = userToken("ann")
+        var jobs: [JSON] = []
+        for _ in 0..<3 {
+            let id = try #require(try await daemon.call("POST", "/v1/jobs", token: ann, body: ["pipeline": "priced"]).json["job"]?["id"]?.stringValue)
+            jobs.append(try await daemon.finished(id, token: ann))
+        }
+        // $0.0000198 a call: after two the user has spent $0.0000396, past the $0.00003 cap.
+        #expect(jobs.map { $0["status"] } == ["completed", "completed", "failed"])
+        #expect(jobs.map { $0["cost"] } == ["0.0000198", "0.0000198", "0"])
+        let error = jobs[2]["error"]
+        #expect(error?["class"] == "budget_exceeded" && error?["message"]?.stringValue?.contains("per_user_daily ($0.00003)") == true, "\(String(describing: error))")
+        #expect(jobs[2]["steps"]?.arrayValue?.first?["attempts"] == 1, "budget_exceeded is not retried")
+        #expect(try await server.calls("ok") == 2)
+        let stats = try await daemon.operatorCall("GET", "/v1/stats").json
+        #expect(stats["cost"]?["by_user"]?["ann"] == "0.0000396")
+        // Another user has a budget of their own.
+        let bob = userToken("bob")
+        let other = try #require(try await daemon.call("POST", "/v1/jobs", token: bob, body: ["pipeline": "priced"]).json["job"]?["id"]?.stringValue)
+        #expect(try await daemon.finished(other, token: bob)["status"] == "completed")
+    }
+}

@@ -128,7 +128,7 @@ struct PipelineValidationTests {
             "p.yaml:12:27: error: 'max_attempts' must be between 1 and 100, not 0",
             "p.yaml:12:39: error: 'backoff' must be between 1 and 10, not 0.5",
             "p.yaml:12:52: error: 'jitter' must be between 0 and 1, not 1.5",
-            "p.yaml:12:114: error: unknown error class 'timout'; did you mean 'timeout'? (classes: timeout, rate_limited, server_error, network, invalid_request, auth, output_invalid, insufficient_tokens, cancelled, internal, plugin_crashed)",
+            "p.yaml:12:114: error: unknown error class 'timout'; did you mean 'timeout'? (classes: timeout, rate_limited, server_error, network, invalid_request, auth, output_invalid, insufficient_tokens, budget_exceeded, cancelled, internal, plugin_crashed)",
         ])
     }
 
