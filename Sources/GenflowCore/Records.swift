@@ -89,4 +89,6 @@ public enum RecordWrite: Sendable {
     case canvas(CanvasRecord, promptID: String, canvasID: String)
     /// Images of the step, by position (upserted by job, step and position), under `ids` when new.
     case images([ImageRecord], ids: [String])
+    /// Ends a budget hold (`StageRecords.holdSpend`): the call's cost is the step's `cost` now.
+    case releaseSpendHold(Int64)
 }

@@ -54,9 +54,19 @@ final class AttemptRecords: StageRecords {
         return try await Self.classified { [store] in try await store.read { try $0.userOwnsCanvas(canvasID, userID: user) } }
     }
 
-    func spend() async throws(StepError) -> (day: Money, month: Money) {
-        let user = job.userID
-        return try await Self.classified { [store] in try await store.read { try $0.spend(userID: user) } }
+    func holdSpend(_ amount: Money, limits: SpendLimits, expiry: Duration) async throws(StepError) -> Int64 {
+        let (user, jobID) = (job.userID, job.id)
+        let held = try await Self.classified { [store] in
+            try await store.write { try $0.holdSpend(userID: user, jobID: jobID, amount: amount, limits: limits, expiry: expiry) }
+        }
+        switch held {
+        case .success(let id): return id
+        case .failure(let refusal): throw StepError(.budgetExceeded, refusal.message)
+        }
+    }
+
+    func releaseSpendHold(_ id: Int64) async throws(StepError) {
+        try await Self.classified { [store] in try await store.write { try $0.releaseSpendHolds([id]) } }
     }
 
     func cachedResponse(key: JSON) async throws(StepError) -> JSON? {

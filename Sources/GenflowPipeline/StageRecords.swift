@@ -31,9 +31,12 @@ public protocol StageRecords: Sendable {
     func debit(amount: Int, reason: String) async throws(StepError) -> Debit
     /// Whether `canvasID` is one of the user's canvases.
     func userOwnsCanvas(_ canvasID: String) async throws(StepError) -> Bool
-    /// What the user's jobs cost so far: those created since 00:00 UTC today, and since the 1st of
-    /// this month (`limits.budget`).
-    func spend() async throws(StepError) -> (day: Money, month: Money)
+    /// Before a priced call (`limits.budget`): holds `amount` of the user's budget until the step's
+    /// checkpoint (`RecordWrite.releaseSpendHold`) or `releaseSpendHold`, or until `expiry`; throws
+    /// `budget_exceeded` when the user's spend, holds included, has reached a cap. Commits at once.
+    func holdSpend(_ amount: Money, limits: SpendLimits, expiry: Duration) async throws(StepError) -> Int64
+    /// Ends a hold now (its call failed). Commits at once.
+    func releaseSpendHold(_ id: Int64) async throws(StepError)
     /// A stored model response younger than its time to live.
     func cachedResponse(key: JSON) async throws(StepError) -> JSON?
     /// Stores a model response for `ttl`.
@@ -52,7 +55,8 @@ public struct NoRecords: StageRecords {
     public func balance() async throws(StepError) -> Int { throw refusal }
     public func debit(amount: Int, reason: String) async throws(StepError) -> Debit { throw refusal }
     public func userOwnsCanvas(_ canvasID: String) async throws(StepError) -> Bool { throw refusal }
-    public func spend() async throws(StepError) -> (day: Money, month: Money) { throw refusal }
+    public func holdSpend(_ amount: Money, limits: SpendLimits, expiry: Duration) async throws(StepError) -> Int64 { throw refusal }
+    public func releaseSpendHold(_ id: Int64) async throws(StepError) { throw refusal }
     public func cachedResponse(key: JSON) async throws(StepError) -> JSON? { throw refusal }
     public func cacheResponse(_ response: JSON, key: JSON, ttl: Duration) async throws(StepError) { throw refusal }
 }

@@ -19,10 +19,8 @@ public struct CallModel: Stage {
     public let descriptor: StageDescriptor
     let providers: [String: Configured]
     let health: ProviderHealth
-    /// Caps on each user's spend (`limits.budget`), and the estimated cost of the paid calls this
-    /// daemon has in flight, by user: counted as spent until they return.
+    /// Caps on each user's spend (`limits.budget`).
     let budget: SpendLimits
-    let inFlight = SpendInFlight()
     let imageFiles: ImageFiles
     /// Scripted replies (`genflow test`, recorded dry runs); nil in the daemon.
     let replies: ReplyBook?

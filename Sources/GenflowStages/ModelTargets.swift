@@ -2,7 +2,6 @@ public import GenflowCore
 public import GenflowPipeline
 internal import GenflowProviders
 internal import Metrics
-internal import Synchronization
 
 /// Fallbacks and cooldowns: within one attempt `call_model` tries its provider and model, then each
 /// of `fallbacks` in turn while the failures are of a class in `fallback_on`; a target cooling down
@@ -51,8 +50,7 @@ extension CallModel {
                 failures.append(error)
                 continue
             }
-            let reserved = try await reserveBudget(context, price: configured.pricing[target.model], output: output, messages: messages)
-            defer { inFlight.release(context.userID, reserved) }
+            let hold = try await holdBudget(context, price: configured.pricing[target.model], output: output, messages: messages)
             let started = ContinuousClock.now
             do throws(StepError) {
                 var answer: JSON
@@ -71,6 +69,7 @@ extension CallModel {
                 }
                 Self.record(provider: target.provider, since: started, outcome: "ok")
                 health.succeeded(key)
+                if let hold { context.records.withCheckpoint(.releaseSpendHold(hold)) }
                 guard var members = answer.objectValue else { return answer }
                 members["provider"] = .string(target.provider)
                 if let price = configured.pricing[target.model], let usage = members["usage"],
@@ -84,6 +83,7 @@ extension CallModel {
                 answer = .object(members)
                 return answer
             } catch {
+                if let hold { try? await context.records.releaseSpendHold(hold) }
                 Self.record(provider: target.provider, since: started, outcome: error.errorClass.rawValue)
                 guard fallbackOn.contains(error.errorClass.rawValue) else { throw error }
                 Counter(label: "genflow_provider_failures_total", dimensions: dimensions + [("class", error.errorClass.rawValue)]).increment()
@@ -101,14 +101,11 @@ extension CallModel {
         throw StepError(last.errorClass, "every target failed: \(summary)", retryAfter: failures.compactMap(\.retryAfter).min())
     }
 
-    /// Before a priced call, with `limits.budget` set: refuses it (`budget_exceeded`, never
-    /// retried) when the user's spend, with this daemon's paid calls in flight, has reached a cap;
-    /// else counts the call's estimated cost as in flight until it returns. Returns that estimate.
-    func reserveBudget(_ context: StageContext, price: ModelPrice?, output: String, messages: [JSON]) async throws(StepError) -> Money {
-        guard let price, !budget.isEmpty else { return .zero }
-        let (day, month) = try await context.records.spend()
-        let held = inFlight.held(context.userID)
-        if let refusal = budget.refusal(day: day + held, month: month + held) { throw StepError(.budgetExceeded, refusal) }
+    /// Before a priced call, with `limits.budget` set: holds the call's estimated cost of the
+    /// user's budget (refused with `budget_exceeded`, never retried, once their spend and the holds
+    /// of their calls in flight reach a cap). Nil when nothing needs holding.
+    func holdBudget(_ context: StageContext, price: ModelPrice?, output: String, messages: [JSON]) async throws(StepError) -> Int64? {
+        guard let price, !budget.isEmpty else { return nil }
         let config = context.config
         let count = config["n"]?.intValue ?? 1
         let usage: JSON = output == "image"
@@ -116,26 +113,7 @@ extension CallModel {
             : ["prompt_tokens": .int(messages.compactMap { $0["content"]?.stringValue?.count }.reduce(0, +) / 4),
                "completion_tokens": .int(config["max_tokens"]?.intValue ?? 1_024)]
         let estimate = price.cost(usage: usage, images: output == "image" ? count : 0, size: config["size"]?.stringValue, quality: config["quality"]?.stringValue) ?? .zero
-        inFlight.hold(context.userID, estimate)
-        return estimate
-    }
-}
-
-/// The estimated cost of the paid calls a daemon has in flight, by user.
-final class SpendInFlight: Sendable {
-    private let held = Mutex<[String: Money]>([:])
-
-    func held(_ user: String) -> Money { held.withLock { $0[user] ?? .zero } }
-
-    func hold(_ user: String, _ amount: Money) {
-        held.withLock { $0[user, default: .zero] = $0[user, default: .zero] + amount }
-    }
-
-    func release(_ user: String, _ amount: Money) {
-        guard amount != .zero else { return }
-        held.withLock { held in
-            let left = (held[user] ?? .zero) + Money(nanos: -amount.nanos)
-            held[user] = left.nanos <= 0 ? nil : left
-        }
+        // Past the attempt's end its daemon has checkpointed or released it, or died.
+        return try await context.records.holdSpend(estimate, limits: budget, expiry: context.timeout + .seconds(60))
     }
 }

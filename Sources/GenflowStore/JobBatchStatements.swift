@@ -41,6 +41,7 @@ extension StoreSession {
         try writePrompts(entries.compactMap(\.prompt))
         try writeCanvases(entries.flatMap(\.canvases))
         try writeImages(entries.flatMap { entry in entry.images.map { (entry.job.userID, entry.jobID, $0) } })
+        try releaseSpendHolds(entries.flatMap(\.releasedHolds))
         try endAttempts(entries.flatMap { entry in entry.ended.map { (entry.jobID, $0) } }, now: now)
         let superseded = entries.flatMap { entry in entry.superseded.map { (entry.jobID, $0) } }
         if !superseded.isEmpty {

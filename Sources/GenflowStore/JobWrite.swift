@@ -85,6 +85,8 @@ public struct JobBatch: Sendable {
         var canvases: [CanvasRow] = []
         var images: [ImageRow] = []
         var debits: [DebitRow] = []
+        /// Budget holds that end with this batch's checkpoints.
+        var releasedHolds: [Int64] = []
         var events: [NewEvent] = []
         var wakesWorkers = false
 
@@ -219,6 +221,8 @@ extension JobBatch.Entry {
             note(record, .completed, id: promptID)
             canvases.removeAll { $0.record.canvasID == record.canvasID }
             canvases.append(JobBatch.CanvasRow(id: canvasID, record: record))
+        case .releaseSpendHold(let id):
+            releasedHolds.append(id)
         case .images(let records, let ids):
             for (position, (image, id)) in zip(records, ids).enumerated() {
                 images.removeAll { $0.step == step && $0.position == position }

@@ -215,6 +215,19 @@ public enum Migrations {
             -- flush that checkpoints each step. No index: every completed paid step changes it.
             ALTER TABLE genflow.jobs ADD COLUMN cost numeric(20, 9) NOT NULL DEFAULT 0;
             """),
+        Migration(version: 10, name: "spend_holds", sql: """
+            -- The estimated cost of priced model calls in flight (limits.budget): counted as spent
+            -- from before a call until the flush that checkpoints it (which deletes the hold and adds
+            -- the cost to the job), or until it expires (its daemon died).
+            CREATE TABLE genflow.spend_holds (
+                id bigserial PRIMARY KEY,
+                user_id text NOT NULL,
+                job_id uuid NOT NULL,
+                amount numeric(20, 9) NOT NULL,
+                expires_at timestamptz NOT NULL
+            );
+            CREATE INDEX spend_holds_user ON genflow.spend_holds (user_id);
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

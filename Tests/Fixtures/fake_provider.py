@@ -85,6 +85,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(status, json.dumps({"error": {"message": f"{model} happened"}}))
         if model == "slow":
             time.sleep(8)  # past every test timeout (the longest is 5 s)
+        if model.startswith("sleep-"):
+            time.sleep(float(model[6:]))  # then answers as "ok" does
         if model == "garbage":
             return self.reply(200, "<html>not json</html>")
         finish = "length" if model == "length" else "stop"

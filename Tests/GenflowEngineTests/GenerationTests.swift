@@ -623,3 +623,37 @@ struct BudgetTests {
         #expect(try await daemon.finished(other, token: bob)["status"] == "completed")
     }
 }
+
+@Suite("Budgets across concurrent jobs", .serialized)
+struct ConcurrentBudgetTests {
+    @Test("eight jobs of one user at once, each call 0.3 s: the budget holds for calls in flight, so the spend passes the cap by at most one call")
+    func concurrentCalls() async throws {
+        let server = try FakeServer()
+        let yaml = """
+            name: priced
+            steps:
+              - id: generate
+                stage: call_model
+                with: {provider: a, model: sleep-0.3, output: canvas_objects}
+            """
+        let prices = ModelPrice(["input_per_mtok": 0.15, "output_per_mtok": 0.6])
+        let harness = try await Harness.make(pipelines: ["priced": yaml], providers: [
+            "a": ProviderConfig(kind: "openai", settings: ["base_url": .string(server.url("/v1"))], pricing: ["sleep-0.3": prices]),
+        ], budget: SpendLimits(perUserDaily: Money("0.00003")))
+        let jobs = try await harness.running(harness.engine(workers: 8)) {
+            var ids: [String] = []
+            for _ in 0..<8 { ids.append(try await harness.submit("priced", user: "ann").id) }
+            var finished: [Job] = []
+            for id in ids { finished.append(try await harness.wait(for: id)) }
+            return finished
+        }
+        let completed = jobs.filter { $0.status == .completed }
+        // $0.0000198 a call, a cap of $0.00003: a second call may start once the first is checkpointed
+        // ($0.0000198 < cap), a third never.
+        #expect((1...2).contains(completed.count), "\(jobs.map(\.status))")
+        #expect(jobs.filter { $0.status == .failed }.allSatisfy { $0.error?["class"] == "budget_exceeded" })
+        #expect(try await server.calls("sleep-0.3") == completed.count)
+        let holds = try await harness.query("SELECT count(*)::int AS n FROM genflow.spend_holds")
+        #expect(holds.first?.decode("n", as: Int.self) == 0, "every hold ended with its call")
+    }
+}

@@ -75,13 +75,16 @@ struct Harness {
     /// A harness with the given pipelines (`name: yaml`), written to a directory of their own.
     /// With `inProcess: false` the pipelines are for a daemon process (they may use plugin stages
     /// this process does not have), so the harness's own catalog is not required to load them.
-    static func make(pipelines: [String: String], providers: [String: ProviderConfig] = [:], inProcess: Bool = true) async throws -> Harness {
+    static func make(
+        pipelines: [String: String], providers: [String: ProviderConfig] = [:], budget: SpendLimits = SpendLimits(), inProcess: Bool = true
+    ) async throws -> Harness {
         let url = try await TestDatabases.make()
         let store = JobStore(pool: DatabasePool(connectionString: url, size: 8))
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-engine-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let registry = BuiltinStages.makeRegistry(
             providers: providers.merging(["default": ProviderConfig.offline(delay: .milliseconds(1))]) { mine, _ in mine },
+            budget: budget,
             stateDirectory: directory, testStages: true
         )
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
