@@ -47,10 +47,9 @@ public struct AnthropicProvider: Provider {
         if let temperature = request.temperature { body["temperature"] = .double(min(temperature, 1)) }
         var headers = [("anthropic-version", version)]
         if let apiKey, !apiKey.isEmpty { headers.append(("x-api-key", apiKey.value)) }
-        let events = StreamedReply(read: Self.readEvent) { onText($0, nil) }
-        let feed: @Sendable ([UInt8]) -> Void = { bytes in events.feed(bytes) }
-        let response = try await ProviderFailure.post(
-            http.client, baseURL + "/v1/messages", body: .object(body), headers: headers, timeout: timeout, onData: request.stream ? feed : nil
+        let (response, events) = try await StreamedReply.post(
+            http.client, baseURL + "/v1/messages", body: .object(body), headers: headers, timeout: timeout, streams: request.stream,
+            read: Self.readEvent, onText: onText
         )
         var result: ChatResult
         if request.stream {

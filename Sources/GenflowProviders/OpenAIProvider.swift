@@ -143,10 +143,9 @@ public struct OpenAIProvider: Provider {
         if let format = request.responseFormat { body["response_format"] = format }
         if let temperature = request.temperature { body["temperature"] = .double(temperature) }
         if let maxTokens = request.maxTokens { body["max_tokens"] = .int(maxTokens) }
-        let events = StreamedReply(read: Self.readChunk) { onText($0, nil) }
-        let feed: @Sendable ([UInt8]) -> Void = { bytes in events.feed(bytes) }
-        let response = try await ProviderFailure.post(
-            http.client, baseURL + "/chat/completions", body: .object(body), headers: authorization, timeout: timeout, onData: request.stream ? feed : nil
+        let (response, events) = try await StreamedReply.post(
+            http.client, baseURL + "/chat/completions", body: .object(body), headers: authorization, timeout: timeout, streams: request.stream,
+            read: Self.readChunk, onText: onText
         )
         let result: ChatResult
         if request.stream {

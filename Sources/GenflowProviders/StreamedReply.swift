@@ -1,4 +1,5 @@
 public import GenflowCore
+internal import GenflowHTTPClient
 internal import Synchronization
 
 /// A streamed chat reply (server-sent events) read as its bytes arrive, for any kind: the
@@ -23,6 +24,18 @@ final class StreamedReply: Sendable {
     init(read: @escaping Read, onText: @escaping @Sendable (String) -> Void) {
         self.read = read
         self.onText = onText
+    }
+
+    /// POSTs a chat request (`ProviderFailure.post`); with `streams`, the answer's events go
+    /// through `read` as they arrive, and the returned reader holds the reply.
+    static func post(
+        _ client: HTTPClient, _ url: String, body: JSON, headers: [(String, String)], timeout: Duration, streams: Bool,
+        read: @escaping Read, onText: @escaping @Sendable (String, Double?) -> Void
+    ) async throws(StepError) -> (response: HTTPResponse, stream: StreamedReply) {
+        let stream = StreamedReply(read: read) { onText($0, nil) }
+        let feed: @Sendable ([UInt8]) -> Void = { bytes in stream.feed(bytes) }
+        let response = try await ProviderFailure.post(client, url, body: body, headers: headers, timeout: timeout, onData: streams ? feed : nil)
+        return (response, stream)
     }
 
     func feed(_ bytes: [UInt8]) {

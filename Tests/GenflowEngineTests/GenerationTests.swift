@@ -535,25 +535,24 @@ struct ProviderHealthAPITests {
     }
 }
 
+/// A pipeline of one `call_model` step on provider `a` with `model` (`steps` of them, `one`, `two`, …).
+private func pricedPipeline(model: String = "ok", steps: [String] = ["generate"], retry: String = "") -> String {
+    "name: priced\nsteps:\n" + steps.map { step in
+        "  - id: \(step)\n    stage: call_model\n    with: {provider: a, model: \(model), output: canvas_objects}\n" + (retry.isEmpty ? "" : "    retry: \(retry)\n")
+    }.joined()
+}
+
+/// Provider `a` on `server`, `model` priced at $0.15 / $0.60 a million tokens: $0.0000198 a call of the local server.
+private func pricedProvider(_ server: FakeServer, model: String = "ok") -> [String: ProviderConfig] {
+    ["a": ProviderConfig(kind: "openai", settings: ["base_url": .string(server.url("/v1"))], pricing: [model: ModelPrice(["input_per_mtok": 0.15, "output_per_mtok": 0.6])])]
+}
+
 @Suite("Prices and costs", .serialized)
 struct CostTests {
     @Test("a priced model's answer carries its cost; the job sums its steps' costs (REST, job.completed, /v1/stats by pipeline, user and model)")
     func chatCosts() async throws {
         let server = try FakeServer()
-        let yaml = """
-            name: priced
-            steps:
-              - id: one
-                stage: call_model
-                with: {provider: a, model: ok, output: canvas_objects}
-              - id: two
-                stage: call_model
-                with: {provider: a, model: ok, output: canvas_objects}
-            """
-        let prices = ModelPrice(["input_per_mtok": 0.15, "output_per_mtok": 0.6])
-        let harness = try await Harness.make(pipelines: ["priced": yaml], providers: [
-            "a": ProviderConfig(kind: "openai", settings: ["base_url": .string(server.url("/v1"))], pricing: ["ok": prices]),
-        ])
+        let harness = try await Harness.make(pipelines: ["priced": pricedPipeline(steps: ["one", "two"])], providers: pricedProvider(server))
         let job = try await runOnce(harness, "priced", input: [:])
         #expect(job.status == .completed, "\(String(describing: job.error))")
         // 12 prompt tokens at $0.15 and 30 completion tokens at $0.60 a million: $0.0000198 a call.
@@ -586,15 +585,8 @@ struct BudgetTests {
     @Test("limits.budget.per_user_daily: paid calls go on until the user's spend reaches the cap, then budget_exceeded, not retried; costs through the API")
     func dailyBudget() async throws {
         let server = try FakeServer()
-        let yaml = """
-            name: priced
-            steps:
-              - id: generate
-                stage: call_model
-                with: {provider: a, model: ok, output: canvas_objects}
-                retry: {max_attempts: 3, initial_interval: 10ms}
-            """
-        let harness = try await Harness.make(pipelines: ["priced": yaml], providers: ["a": .openai(baseURL: server.url("/v1"))], inProcess: false)
+        let yaml = pricedPipeline(retry: "{max_attempts: 3, initial_interval: 10ms}")
+        let harness = try await Harness.make(pipelines: ["priced": yaml], providers: pricedProvider(server), inProcess: false)
         let config = """
             providers:
               a: {kind: openai, base_url: "\(server.url("/v1"))", pricing: {ok: {input_per_mtok: 0.15, output_per_mtok: 0.6}}}
@@ -629,17 +621,10 @@ struct ConcurrentBudgetTests {
     @Test("eight jobs of one user at once, each call 0.3 s: the budget holds for calls in flight, so the spend passes the cap by at most one call")
     func concurrentCalls() async throws {
         let server = try FakeServer()
-        let yaml = """
-            name: priced
-            steps:
-              - id: generate
-                stage: call_model
-                with: {provider: a, model: sleep-0.3, output: canvas_objects}
-            """
-        let prices = ModelPrice(["input_per_mtok": 0.15, "output_per_mtok": 0.6])
-        let harness = try await Harness.make(pipelines: ["priced": yaml], providers: [
-            "a": ProviderConfig(kind: "openai", settings: ["base_url": .string(server.url("/v1"))], pricing: ["sleep-0.3": prices]),
-        ], budget: SpendLimits(perUserDaily: Money("0.00003")))
+        let harness = try await Harness.make(
+            pipelines: ["priced": pricedPipeline(model: "sleep-0.3")], providers: pricedProvider(server, model: "sleep-0.3"),
+            budget: SpendLimits(perUserDaily: Money("0.00003"))
+        )
         let jobs = try await harness.running(harness.engine(workers: 8)) {
             var ids: [String] = []
             for _ in 0..<8 { ids.append(try await harness.submit("priced", user: "ann").id) }
