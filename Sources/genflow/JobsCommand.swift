@@ -48,7 +48,7 @@ struct JobsCommand: AsyncParsableCommand {
             }
             if jobs.isEmpty { print("no jobs") }
             for job in jobs {
-                print("\(job.id)  \(job.status.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0))  \(job.pipeline)  user \(job.userID)  attempts \(job.attempts)  created \(job.createdAt)")
+                print("\(job.id)  \(job.status.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0))  \(job.pipeline)  user \(job.userID)  attempts \(job.attempts)  cost $\(job.cost)  created \(job.createdAt)")
             }
             if let next { print("next page: --cursor \(next)") }
         }
@@ -82,7 +82,7 @@ struct JobsCommand: AsyncParsableCommand {
             print("  pipeline  \(job.pipeline) (version \(job.pipelineVersion.prefix(12)))")
             print("  user      \(job.userID)")
             print("  status    \(job.status.rawValue)\(job.cancelRequested && !job.status.isTerminal ? " (cancel requested)" : "")")
-            print("  priority  \(job.priority)   attempts \(job.attempts)   rescues \(job.rescues)")
+            print("  priority  \(job.priority)   attempts \(job.attempts)   rescues \(job.rescues)   cost $\(job.cost)")
             print("  created   \(job.createdAt)   started \(job.startedAt ?? "-")   finished \(job.finishedAt ?? "-")")
             if job.status == .waitingRetry || job.status == .queued { print("  run at    \(job.runAt)") }
             if let error = job.error {
