@@ -49,25 +49,40 @@ public struct CanvasParser: Sendable {
     }
 
     /// The objects complete so far in a reply that is still streaming (for `canvas.objects` events):
-    /// valid objects only, without failing on what is missing.
+    /// valid objects only, without failing on what is missing. A reply cut just after an object
+    /// (as a stream of one object per chunk is) is closed and read strictly; any other cut leniently.
     public func completeObjects(inPartial text: String) -> [JSON] {
-        (try? read(text))?.objects ?? []
+        if text.last(where: { !$0.isWhitespace }) == "}" {
+            for closing in ["]", "]}"] {
+                if let outcome = try? read(text + closing, lenient: false) { return outcome.objects }
+            }
+        }
+        return (try? read(text))?.objects ?? []
     }
 
     struct ReadFailure: Error {
         var message: String
     }
 
-    func read(_ text: String) throws(ReadFailure) -> Outcome {
+    /// Reads the reply's objects: strictly first (a well-formed reply, the usual case, costs one
+    /// fast parse), then, unless `lenient` is false, with `LenientJSON`'s repairs.
+    func read(_ text: String, lenient: Bool = true) throws(ReadFailure) -> Outcome {
         let body = Self.unfenced(text)
         guard let start = body.firstIndex(where: { $0 == "[" || $0 == "{" }) else {
             throw ReadFailure(message: "the reply holds no JSON list or object")
         }
+        let json = String(body[start...])
         let reading: LenientJSON.Reading
-        do {
-            reading = try LenientJSON.read(String(body[start...]))
-        } catch {
-            throw ReadFailure(message: "\(error)")
+        if let value = try? JSON(parsing: json) {
+            reading = LenientJSON.Reading(value: value, isTruncated: false)
+        } else if !lenient {
+            throw ReadFailure(message: "not strict JSON")
+        } else {
+            do {
+                reading = try LenientJSON.read(json)
+            } catch {
+                throw ReadFailure(message: "\(error)")
+            }
         }
         var warnings: [String] = []
         if reading.isTruncated { warnings.append("the reply was cut off; objects after the last complete one are lost") }
