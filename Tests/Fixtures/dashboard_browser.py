@@ -3,6 +3,7 @@
 
 usage: dashboard_browser.py PAGE_URL TOKEN OUT_DIR INSTRUCTIONS
 
+With DASHBOARD_PANELS=1 it only reads an operator's panels (stats, providers) and prints them.
 Opens PAGE_URL with ?token=TOKEN added (an operator's page may name the user to watch: /?user=ID), waits for the event socket to be live, types INSTRUCTIONS into the
 canvas-generation form and clicks Submit like a user, then watches the page: a screenshot while the
 job runs (with objects drawn), another once it completed. Prints one JSON document of what the page
@@ -131,6 +132,20 @@ async def drive(base, token, out, instructions):
                 " && document.querySelectorAll('#pipeline option').length > 0"
                 " && /^-?\\d+$/.test(document.getElementById('balance').textContent)",
                 "the page to sign in, load the pipelines and the balance, and go live")
+            if os.environ.get("DASHBOARD_PANELS"):
+                # An operator's panels only: what the stats and providers tables show.
+                try:
+                    await page.wait_for("document.querySelectorAll('#providers tr').length > 1 && document.querySelector('#stats dd') !== null",
+                                        "the operator panels", timeout=20)
+                except TimeoutError:
+                    seen = await page.evaluate("JSON.stringify({operator: state.operator, providers: document.getElementById('providers')?.outerHTML, stats: document.getElementById('stats')?.innerHTML?.slice(0, 300), plugins: document.getElementById('plugins')?.outerHTML?.slice(0, 200)})")
+                    raise TimeoutError(f"no operator panels: {seen}")
+                print(json.dumps({
+                    "providers": await page.evaluate("[...document.querySelectorAll('#providers tr')].slice(1).map(r => [...r.children].map(c => c.textContent.trim()))"),
+                    "cost": await page.evaluate("document.querySelector('#stats dd[data-stat=cost]')?.textContent ?? null"),
+                    "screenshot": await page.screenshot(os.path.join(out, "dashboard-operator.png")),
+                }))
+                return
             before = int(await page.evaluate("document.getElementById('balance').textContent"))
             url_after_sign_in = await page.evaluate("location.href")
 

@@ -1,5 +1,7 @@
 import Foundation
+import GenflowConfig
 import GenflowCore
+import GenflowTestSupport
 import Testing
 
 private let repository = FileManager.default.currentDirectoryPath
@@ -105,5 +107,44 @@ struct DashboardTests {
             let bytes = try #require(FileManager.default.contents(atPath: shot))
             #expect(bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) && bytes.count > 20_000, "\(shot) is a PNG screenshot")
         }
+    }
+
+    @Test("in a real browser, an operator's panels: the providers' targets with their calls and state, and the jobs' cost")
+    func operatorPanels() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed: run scripts/install-deps.sh")
+        let server = try FakeServer()
+        let yaml = """
+            name: priced
+            steps:
+              - id: generate
+                stage: call_model
+                with: {provider: a, model: ok, output: canvas_objects, fallbacks: [{model: server-error}]}
+            """
+        let harness = try await Harness.make(pipelines: ["priced": yaml], providers: ["a": .openai(baseURL: server.url("/v1"))], inProcess: false)
+        let config = """
+            providers:
+              a: {kind: openai, base_url: "\(server.url("/v1"))", cooldown: {}, pricing: {ok: {input_per_mtok: 0.15, output_per_mtok: 0.6}}}
+            """
+        let daemon = try await DaemonProcess(harness: harness, extraConfig: config)
+        defer { daemon.terminate() }
+        let job = try await harness.submit("priced", user: "ann")
+        #expect(try await harness.wait(for: job.id).status == .completed)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["Tests/Fixtures/dashboard_browser.py", daemon.url("/?user=ann"), DaemonProcess.adminToken, testArtifacts + "/dashboard", "-"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["DASHBOARD_PANELS": "1"]) { $1 }
+        let stdout = Pipe(), stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        let report = stdout.fileHandleForReading.readDataToEndOfFile()
+        let problems = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "the browser run failed: \(problems)")
+        let seen = try JSON(parsing: report)
+        let rows = seen["providers"]?.arrayValue?.compactMap { $0.arrayValue?.compactMap(\.stringValue) } ?? []
+        #expect(rows.contains(["a (openai)", "ok", "ok", "1 / 0"]), "\(rows)")
+        #expect(seen["cost"] == "$0.0000198", "\(seen)")
     }
 }
