@@ -110,7 +110,7 @@ struct OfflineDrawing {
             OfflineModel.shape(id: "centre", type: "ellipse", x: cx - 110, y: cy - 60, width: 220, height: 120, fill: colour(0)),
             OfflineModel.text(id: "centre-label", x: cx - 80, y: cy - 12, text: topic, size: 24),
         ]
-        let names = labels(count, otherwise: { "Idea \($0 + 1)" }, skipping: [topic.lowercased()])
+        let names = labels(count, otherwise: { "Idea \($0 + 1)" }, words: contentWords.filter { $0 != topic.lowercased() }.map(\.capitalized))
         for index in 0..<count {
             let angle = Double(index) / Double(count) * 2 * Double.pi - Double.pi / 2
             let bx = cx + Int((Double(radius) * cos(angle)).rounded()), by = cy + Int((Double(radius) * 0.75 * sin(angle)).rounded())
@@ -210,19 +210,15 @@ struct OfflineDrawing {
         return contentWords.first?.capitalized
     }
 
-    /// `count` labels: the items listed after a colon, else the content words (not `skipping`), then `otherwise`.
-    private func labels(_ count: Int, otherwise: (Int) -> String, skipping: Set<String> = []) -> [String] {
-        var given: [String] = []
+    /// `count` labels: the items listed after a colon, else `words`, then `otherwise`.
+    private func labels(_ count: Int, otherwise: (Int) -> String, words: [String] = []) -> [String] {
+        var given = words
         if let colon = instructions.firstIndex(of: ":") {
             given = instructions[instructions.index(after: colon)...]
                 .split(whereSeparator: { $0 == "," || $0 == ";" || $0 == "\n" })
                 .map { String($0.trimmingPrefix(while: \.isWhitespace)).replacingOccurrences(of: "and ", with: "") }
                 .map { String($0.prefix(40)).trimmingSuffix }
                 .filter { !$0.isEmpty }
-        } else if skipping.isEmpty {
-            given = []
-        } else {
-            given = contentWords.filter { !skipping.contains($0) }.map(\.capitalized)
         }
         return (0..<count).map { $0 < given.count ? given[$0] : otherwise($0) }
     }
