@@ -66,19 +66,7 @@ struct DashboardTests {
         let credit = try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "browser", "amount": 1_000])
         #expect(credit.status == 201)
 
-        let output = testArtifacts + "/dashboard"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["Tests/Fixtures/dashboard_browser.py", daemon.url("/"), userToken("browser"), output, "a house with a sun and two trees"]
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        let report = stdout.fileHandleForReading.readDataToEndOfFile()
-        let problems = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "the browser run failed: \(problems)")
-        let seen = try JSON(parsing: report)
+        let seen = try browse(daemon.url("/"), token: userToken("browser"), instructions: "a house with a sun and two trees")
 
         let job = try #require(seen["job_id"]?.stringValue)
         #expect(seen["status"] == "completed", "\(seen)")
@@ -130,10 +118,19 @@ struct DashboardTests {
         let job = try await harness.submit("priced", user: "ann")
         #expect(try await harness.wait(for: job.id).status == .completed)
 
+        let seen = try browse(daemon.url("/?user=ann"), token: DaemonProcess.adminToken, panelsOnly: true)
+        let rows = seen["providers"]?.arrayValue?.compactMap { $0.arrayValue?.compactMap(\.stringValue) } ?? []
+        #expect(rows.contains(["a (openai)", "ok", "ok", "1 / 0"]), "\(rows)")
+        #expect(seen["cost"] == "$0.0000198", "\(seen)")
+    }
+
+    /// What Tests/Fixtures/dashboard_browser.py reports of `page` signed in with `token`: after
+    /// submitting `instructions` from the page, or (`panelsOnly`) an operator's panels alone.
+    func browse(_ page: String, token: String, instructions: String = "-", panelsOnly: Bool = false) throws -> JSON {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["Tests/Fixtures/dashboard_browser.py", daemon.url("/?user=ann"), DaemonProcess.adminToken, testArtifacts + "/dashboard", "-"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["DASHBOARD_PANELS": "1"]) { $1 }
+        process.arguments = ["Tests/Fixtures/dashboard_browser.py", page, token, testArtifacts + "/dashboard", instructions]
+        if panelsOnly { process.environment = ProcessInfo.processInfo.environment.merging(["DASHBOARD_PANELS": "1"]) { $1 } }
         let stdout = Pipe(), stderr = Pipe()
         process.standardOutput = stdout
         process.standardError = stderr
@@ -142,9 +139,6 @@ struct DashboardTests {
         let problems = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         try #require(process.terminationStatus == 0, "the browser run failed: \(problems)")
-        let seen = try JSON(parsing: report)
-        let rows = seen["providers"]?.arrayValue?.compactMap { $0.arrayValue?.compactMap(\.stringValue) } ?? []
-        #expect(rows.contains(["a (openai)", "ok", "ok", "1 / 0"]), "\(rows)")
-        #expect(seen["cost"] == "$0.0000198", "\(seen)")
+        return try JSON(parsing: report)
     }
 }
