@@ -62,6 +62,11 @@ struct EmbeddedDatabaseTests {
         let job = try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any]
         #expect((job?["error"] as? [String: Any])?["class"] as? String == "insufficient_tokens")
         #expect((job?["steps"] as? [[String: Any]])?.map { $0["status"] as? String } == ["failed"] + Array(repeating: "pending", count: 7))
+        // What each job cost (nothing here: the offline model has no price), in the list and in one job.
+        let plain = try genflow("jobs", "list", "--config", config, environment: environment)
+        #expect(plain.stdout.contains("  cost $0  created "), "\(plain.stdout)")
+        let detail = try genflow("jobs", "show", completedID, "--config", config, environment: environment)
+        #expect(detail.stdout.contains("   cost $0\n"), "\(detail.stdout)")
         let refused = try genflow("jobs", "cancel", completedID, "--config", config, environment: environment)
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("is completed; only queued, waiting_retry or running jobs can be cancelled"))
