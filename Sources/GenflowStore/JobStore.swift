@@ -436,7 +436,8 @@ public final class StoreSession {
     /// Claims up to `limit` runnable jobs for `owner` in one statement: queued or waiting jobs whose
     /// `run_at` has come, highest priority first, then oldest; and running jobs whose lease expired
     /// (their daemon died). With `runningPerUser`, no user gets more than that many running jobs;
-    /// claims are then serialised across daemons so the cap holds exactly.
+    /// claims are then serialised across daemons so the cap holds exactly. The jobs come back in
+    /// that order (the engine starts them in it).
     ///
     /// Without a cap, ready jobs and expired leases are found by two index scans (`jobs_ready`,
     /// `jobs_leases`) merged afterwards: one condition with OR cannot use either index and scanned
@@ -482,12 +483,14 @@ public final class StoreSession {
                 """
         }
         let rows = try connection.query("""
-            \(candidates)
-            UPDATE genflow.jobs t SET status = 'running', lease_owner = $1, lease_token = t.lease_token + 1,
-                lease_expires_at = now() + $3 * interval '1 millisecond', started_at = coalesce(t.started_at, now()),
-                rescues = t.rescues + (c.previous = 'running')::int, updated_at = now()
-            FROM candidates c WHERE t.id = c.id
-            RETURNING \(Job.columns("t")), c.previous
+            \(candidates), claimed AS (
+                UPDATE genflow.jobs t SET status = 'running', lease_owner = $1, lease_token = t.lease_token + 1,
+                    lease_expires_at = now() + $3 * interval '1 millisecond', started_at = coalesce(t.started_at, now()),
+                    rescues = t.rescues + (c.previous = 'running')::int, updated_at = now()
+                FROM candidates c WHERE t.id = c.id
+                RETURNING \(Job.columns("t")), c.previous, t.run_at AS claimed_run_at
+            )
+            SELECT * FROM claimed ORDER BY priority DESC, claimed_run_at, id
             """, parameters).rows
         return try rows.map { ClaimedJob(job: try Job(row: $0), wasRescued: $0["previous"] == "running") }
     }

@@ -21,6 +21,9 @@ public enum JobWrite: Sendable {
     case failJob(step: String?, attempt: Int?, error: StepError, reason: String)
     /// The job goes back to the queue (shutdown): the attempt is interrupted, any daemon may run it.
     case release(step: String?, attempt: Int?)
+    /// A job claimed ahead goes back to the queue before it ran here (the daemon stops, or it
+    /// waited too long for a worker): no event, nothing of it changed.
+    case unclaim
     /// `on_invalid`: the attempt fails and the checkpoints of `discard` are superseded, to run again.
     case reask(step: String, attempt: Int, error: StepError, retryStep: String, discard: [String])
     /// The job ends completed; its result is its checkpoints' outputs (`Job.result`).
@@ -289,6 +292,10 @@ extension JobBatch.Entry {
             outcome = .released
             wakesWorkers = true
             append("job.queued", step: step, ["released": true])
+
+        case .unclaim:
+            outcome = .released
+            wakesWorkers = true
 
         case .reask(let step, let attempt, let error, let retryStep, let discard):
             end(step, attempt: attempt, status: "failed", at: instant, error: error)

@@ -100,13 +100,17 @@ struct Harness {
     func path(_ name: String) -> String { "\(directory)/\(name)" }
 
     /// An engine over this harness's database.
-    func engine(workers: Int = 8, lease: Duration = .seconds(30), runningPerUser: Int? = nil, grace: Duration = .seconds(1)) -> Engine {
+    func engine(
+        workers: Int = 8, lease: Duration = .seconds(30), runningPerUser: Int? = nil, grace: Duration = .seconds(1),
+        claimAhead: Duration = .milliseconds(100), readyTimeToLive: Duration = .seconds(2)
+    ) -> Engine {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         return Engine(
             store: store, catalog: catalog, registry: registry,
             configuration: EngineConfiguration(
-                workers: workers, lease: lease, pollInterval: .milliseconds(50), runningPerUser: runningPerUser, shutdownGrace: grace
+                workers: workers, lease: lease, pollInterval: .milliseconds(50), runningPerUser: runningPerUser, shutdownGrace: grace,
+                claimAheadWindow: claimAhead, readyTimeToLive: readyTimeToLive
             ),
             logger: logger
         )

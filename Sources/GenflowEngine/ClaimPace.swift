@@ -1,0 +1,36 @@
+internal import GenflowCore
+
+/// How fast a daemon's jobs end, smoothed, and so how many it may claim ahead of its free workers:
+/// the jobs expected to end within a short window. Fast jobs get a worker the moment one frees up;
+/// slow jobs are not claimed ahead at all, so no daemon hoards work another could start.
+struct ClaimPace {
+    private var sampledAt: ContinuousClock.Instant
+    private var endedAtSample = 0
+    /// Jobs ended per second, smoothed (each sample of at least `minimumSample` weighs half).
+    private(set) var rate = 0.0
+
+    static let minimumSample = Duration.milliseconds(50)
+
+    /// A pace with no rate yet, counting from `endedSoFar` jobs ended at `now`.
+    init(now: ContinuousClock.Instant, endedSoFar: Int = 0) {
+        sampledAt = now
+        endedAtSample = endedSoFar
+    }
+
+    /// Takes a sample: `endedSoFar` jobs had ended by `now`. Samples closer than `minimumSample`
+    /// to the last one are skipped.
+    mutating func observe(endedSoFar: Int, now: ContinuousClock.Instant) {
+        let elapsed = now - sampledAt
+        guard elapsed >= Self.minimumSample else { return }
+        let recent = Double(endedSoFar - endedAtSample) / elapsed.seconds
+        rate = rate == 0 ? recent : (rate + recent) / 2
+        sampledAt = now
+        endedAtSample = endedSoFar
+    }
+
+    /// Jobs expected to end within `window` at the current rate.
+    func jobs(within window: Duration) -> Int {
+        let expected = rate * window.seconds
+        return expected < Double(Int.max) ? Int(expected) : Int.max
+    }
+}

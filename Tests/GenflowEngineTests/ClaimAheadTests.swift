@@ -1,0 +1,84 @@
+import GenflowCore
+@testable import GenflowEngine
+@testable import GenflowStore
+import Testing
+
+@Suite("Claiming ahead of free workers")
+struct ClaimPaceTests {
+    @Test("the pace is the smoothed rate at which jobs end; no jobs ending means nothing claimed ahead")
+    func pace() {
+        let start = ContinuousClock.now
+        var pace = ClaimPace(now: start, endedSoFar: 7)
+        #expect(pace.jobs(within: .seconds(1)) == 0)
+        pace.observe(endedSoFar: 9, now: start + .milliseconds(10))
+        #expect(pace.rate == 0, "a sample closer than 50 ms is skipped")
+        pace.observe(endedSoFar: 107, now: start + .milliseconds(100))
+        #expect(pace.rate == 1_000)
+        #expect(pace.jobs(within: .milliseconds(100)) == 100)
+        pace.observe(endedSoFar: 107, now: start + .milliseconds(200))
+        #expect(pace.rate == 500, "a sample without ends halves the rate")
+        #expect(pace.jobs(within: .seconds(3600)) == 1_800_000)
+    }
+}
+
+@Suite("Claiming ahead against a real PostgreSQL", .serialized)
+struct ClaimAheadTests {
+    /// An engine with one worker that claims one job ahead as soon as one job has ended.
+    private func eager(_ harness: Harness, readyTimeToLive: Duration) -> Engine {
+        harness.engine(workers: 1, claimAhead: .seconds(3_600), readyTimeToLive: readyTimeToLive)
+    }
+
+    /// Runs a quick job to completion (so the engine has a pace), then a slow one, then submits a
+    /// quick job and waits until the busy engine has claimed it ahead: running, not started.
+    private func claimAheadBehindSlowJob(_ harness: Harness) async throws -> (slow: Job, quick: Job) {
+        try await harness.wait(for: try await harness.submit("sleeper", input: ["sleep": "0ms"]).id)
+        let slow = try await harness.submit("sleeper", input: ["sleep": "3s"])
+        try await harness.wait(for: slow.id, [.running])
+        let quick = try await harness.submit("sleeper", input: ["sleep": "0ms"])
+        #expect(try await harness.wait(for: quick.id, [.running]).status == .running)
+        #expect(try await harness.runs(quick.id).isEmpty, "claimed ahead: no attempt started")
+        return (slow, quick)
+    }
+
+    /// The events of a job that was claimed ahead and given back: as if it had waited in the queue.
+    private func expectUntouched(_ harness: Harness, _ job: Job) async throws {
+        let events = try await harness.events(job.id)
+        #expect(events.filter { $0.type == "job.queued" }.count == 1, "\(events.map(\.type))")
+        #expect(events.contains { $0.data["released"] != nil } == false)
+    }
+
+    @Test("a job claimed ahead of a busy worker goes back to the queue untouched after its time to live, and an idle engine runs it")
+    func returnedAfterTimeToLive() async throws {
+        let harness = try await Harness.make(pipelines: ["sleeper": sleeper])
+        let busy = eager(harness, readyTimeToLive: .milliseconds(300))
+        try await harness.running(busy) {
+            let (slow, quick) = try await claimAheadBehindSlowJob(harness)
+            let back = try await harness.wait(for: quick.id, [.queued])
+            #expect(back.attempts == 0 && back.leaseToken > quick.leaseToken)
+            try await expectUntouched(harness, quick)
+            let idle = harness.engine(workers: 1)
+            try await harness.running(idle) {
+                #expect(try await harness.wait(for: quick.id).status == .completed)
+                #expect(try await harness.job(slow.id).status == .running, "the quick job did not wait for the slow one")
+                let started = try await harness.events(quick.id).first { $0.type == "step.started" }
+                #expect(started?.data["daemon"]?.stringValue == idle.owner)
+            }
+            #expect(try await harness.wait(for: slow.id).status == .completed)
+        }
+    }
+
+    @Test("at shutdown a job claimed ahead goes back to the queue at once, untouched; the job that ran is released")
+    func returnedAtShutdown() async throws {
+        let harness = try await Harness.make(pipelines: ["sleeper": sleeper])
+        let busy = eager(harness, readyTimeToLive: .seconds(60))
+        let (slow, quick) = try await harness.running(busy) { try await claimAheadBehindSlowJob(harness) }
+        let back = try await harness.job(quick.id)
+        #expect(back.status == .queued && back.attempts == 0)
+        try await expectUntouched(harness, quick)
+        #expect(try await harness.job(slow.id).status == .queued, "released after the grace period")
+        let finished = try await harness.running(harness.engine(workers: 2)) {
+            [try await harness.wait(for: slow.id), try await harness.wait(for: quick.id)]
+        }
+        #expect(finished.map(\.status) == [.completed, .completed])
+    }
+}
