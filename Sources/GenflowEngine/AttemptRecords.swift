@@ -14,15 +14,18 @@ final class AttemptRecords: StageRecords {
     private let job: Job
     private let lease: Lease
     private let step: String
+    /// The `for_each` item the attempt runs for: its debit is its own (`step[item]`).
+    private let item: Int?
     private let pending = Mutex<[RecordWrite]>([])
 
-    init(writer: JobWriter, balances: BalanceReader, store: JobStore, job: Job, lease: Lease, step: String) {
+    init(writer: JobWriter, balances: BalanceReader, store: JobStore, job: Job, lease: Lease, step: String, item: Int? = nil) {
         self.writer = writer
         self.balances = balances
         self.store = store
         self.job = job
         self.lease = lease
         self.step = step
+        self.item = item
     }
 
     /// The records the stage wrote for the checkpoint.
@@ -43,8 +46,9 @@ final class AttemptRecords: StageRecords {
     }
 
     func debit(amount: Int, reason: String) async throws(StepError) -> Debit {
-        let (entry, created) = try await Self.classified { [writer, job, lease, step] in
-            try await writer.debit(step: step, amount: amount, reason: reason, for: job, lease: lease)
+        let debitStep = item.map { "\(step)[\($0)]" } ?? step
+        let (entry, created) = try await Self.classified { [writer, job, lease] in
+            try await writer.debit(step: debitStep, amount: amount, reason: reason, for: job, lease: lease)
         }
         return Debit(transactionID: Int(entry.id), balanceAfter: entry.balanceAfter, isNew: created)
     }

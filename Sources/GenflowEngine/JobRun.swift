@@ -3,9 +3,12 @@ internal import GenflowPipeline
 internal import GenflowStore
 internal import Logging
 
-/// One daemon's run of one claimed job: its steps in order from the first without a checkpoint,
-/// each attempt recorded, each completion checkpointed. A retryable failure reschedules the job in
-/// the database and ends the run; nothing sleeps here.
+/// One daemon's run of one claimed job: every step (or `for_each` item) whose needs have completed
+/// runs at once, each attempt in a task of its own, each recorded, each completion checkpointed.
+/// A retryable failure makes its unit wait; the others go on, and when nothing is left to run but
+/// waiting units, the job waits in the database (`waitForRetry`) and the run ends: nothing sleeps
+/// here. A failure that gives up fails the job and cancels the running branches, unless the step
+/// says `continue_on_error` (its output then carries the error).
 ///
 /// Every write goes through the daemon's `JobWriter`, which commits the writes of many jobs
 /// together. A step with outside effects (`Stage.hasOutsideEffects`) waits until its start is
@@ -14,7 +17,7 @@ internal import Logging
 /// waits for nothing: its start and checkpoint ride with whatever the job writes next, often as one
 /// row. A daemon killed before they commit runs such a step again on resume, which changes nothing
 /// outside. The run waits for the writer only before an outside step, and at its end.
-struct JobRun {
+final class JobRun {
     let engine: Engine
     var job: Job
     let wasRescued: Bool
@@ -31,168 +34,347 @@ struct JobRun {
     var lease: Lease { Lease(owner: engine.owner, token: job.leaseToken) }
 
     /// Queues `writes` for the next flush.
-    private func submit(_ job: Job, _ writes: JobWrite...) async throws {
+    private func submit(_ writes: JobWrite...) async throws {
         try await engine.writer.submit(writes, for: job, lease: lease)
     }
 
     /// Queues `writes` and waits until they are committed.
-    private func commit(_ job: Job, _ writes: JobWrite...) async throws {
+    private func commit(_ writes: [JobWrite]) async throws {
         try await engine.writer.commit(writes, for: job, lease: lease)
     }
 
+    /// An attempt in flight.
+    struct Attempt: Sendable {
+        var unit: StepUnit
+        var stage: String
+        var number: Int
+        var policyAttempt: Int
+        var startedAt: ContinuousClock.Instant
+        var records: AttemptRecords
+    }
+
+    /// What a task of the run's group ends with.
+    enum Finished: Sendable {
+        case attempt(Attempt, Result<JSON, StepError>)
+        /// The attempt's start could not be written (its lease was lost, its writes refused).
+        case startFailed(Attempt, any Error)
+        /// A waiting unit may be due.
+        case wake
+    }
+
+    /// How the run ends the job when it stops early.
+    enum Ending {
+        case failed(StepUnit?, attempt: Int?, StepError, reason: String)
+        case stopped(Engine.StopReason)
+    }
+
     func run() async throws {
-        var job = job
-        let store = engine.store
         if wasRescued {
             if job.rescues > engine.configuration.maxRescues {
                 let error = StepError(.internal, "poisoned: the job was taken over \(job.rescues) times after its daemon stopped responding")
-                try await commit(job, .interruptStaleRuns, .failJob(step: job.currentStep, attempt: nil, error: error, reason: "poisoned"))
+                try await commit([.interruptStaleRuns, .failJob(step: job.currentStep, attempt: nil, error: error, reason: "poisoned")])
                 logger.error("job failed as poisoned", metadata: ["genflow.rescues": "\(job.rescues)"])
                 return
             }
-            try await submit(job, .interruptStaleRuns)
+            try await submit(.interruptStaleRuns)
             logger.notice("resuming a job whose daemon stopped", metadata: ["genflow.rescues": "\(job.rescues)"])
         }
 
         let pipeline: Pipeline
         do {
-            pipeline = try await engine.catalog.pipeline(named: job.pipeline, version: job.pipelineVersion, store: store)
+            pipeline = try await engine.catalog.pipeline(named: job.pipeline, version: job.pipelineVersion, store: engine.store)
         } catch let error as StepError {
-            try await fail(job, step: nil, attempt: nil, error, reason: "pipeline")
+            try await fail(nil, attempt: nil, error, reason: "pipeline", running: [])
             return
         }
-
         let jobID = job.id
         // A job never attempted has no step runs to read.
-        var runs = job.attempts == 0 ? [] : try await store.read { try $0.stepRuns(jobID: jobID) }
-        var outputs: [String: JSON] = [:]
-        for run in runs where run.status == "completed" { outputs[run.stepID] = run.output ?? .null }
-        var feedback: [String: JSON] = [:]
-        var index = 0
+        let runs = job.attempts == 0 ? [] : try await engine.store.read { try $0.stepRuns(jobID: jobID) }
+        var progress = JobProgress(pipeline: pipeline, generation: job.generation, runs: runs, now: .now)
+        // Starts what may start and handles what ends, until the job completes, waits for a
+        // retry, or ends early.
+        try await withThrowingTaskGroup(of: Finished.self) { group in
+            var feedback: [String: JSON] = [:]
+            var inFlight: [StepUnit: Attempt] = [:]
+            var interrupted: [Attempt] = []
+            var wakeAt: ContinuousClock.Instant?
+            var ending: Ending?
 
-        while index < pipeline.steps.count {
-            let step = pipeline.steps[index]
-            if outputs[step.id] != nil {
-                index += 1
-                continue
-            }
-            if let reason = engine.stopReason(Claim(job)) {
-                try await stop(job, reason: reason, step: nil, attempt: nil)
-                return
-            }
-            guard let stage = engine.registry.stage(named: step.stage) else {
-                try await fail(job, step: step.id, attempt: nil, StepError(.internal, "stage '\(step.stage)' is not registered in this daemon"), reason: "stage")
-                return
-            }
-
-            let previous = runs.filter { $0.stepID == step.id }
-            let attempt = (previous.map(\.attempt).max() ?? 0) + 1
-            let counted = previous.filter { $0.generation == job.generation && $0.status == "failed" }
-            let policyAttempt = counted.count + 1
-            let elapsed = Duration.milliseconds(previous.filter { $0.generation == job.generation }.map(\.ageMilliseconds).max() ?? 0)
-
-            let scope: JSON = [
-                "input": job.input,
-                "steps": .object(outputs.mapValues { ["output": $0] }),
-                "job": ["id": .string(job.id), "user_id": .string(job.userID), "pipeline": .string(job.pipeline)],
-            ]
-            // An option whose template renders to null (an optional input left out) is not set:
-            // its default applies, as if the pipeline had not named it.
-            var rendered = step.template.render(scope)
-            if case .object(let members) = rendered { rendered = .object(members.filter { $0.value != .null }) }
-            let config = stage.descriptor.config.applyingDefaults(to: rendered)
-            let violations = stage.descriptor.config.violations(of: config)
-            guard violations.isEmpty else {
-                let message = "'with' of step '\(step.id)' after rendering: " + violations.map(\.description).joined(separator: "; ")
-                try await fail(job, step: step.id, attempt: nil, StepError(.invalidRequest, message), reason: "config")
-                return
-            }
-
-            let start = JobWrite.startStep(step: step.id, stage: stage.name, attempt: attempt, policyAttempt: policyAttempt)
-            if stage.hasOutsideEffects(config) {
-                try await commit(job, start)
-            } else {
-                try await submit(job, start)
-            }
-            job.attempts += 1
-            let attemptStart = ContinuousClock.now
-            let records = AttemptRecords(writer: engine.writer, balances: engine.balances, store: store, job: job, lease: lease, step: step.id)
-            let context = StageContext(
-                config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id,
-                attempt: policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback[step.id],
-                previous: pipeline.steps[..<index].compactMap { earlier in
-                    outputs[earlier.id].map { StageContext.PreviousStep(id: earlier.id, stage: earlier.stage, output: $0) }
-                },
-                records: records
-            )
-            let result = await Self.invoke(stage, context)
-            let duration = ContinuousClock.now - attemptStart
-            StepMetrics.attempt(stage: stage.name, duration: duration, error: result.failure)
-
-            switch result {
-            case .success(let output):
-                outputs[step.id] = output
-                if let cost = Money(output["cost"]) { job.cost = job.cost + cost }
-                try await submit(job, .completeStep(step: step.id, attempt: attempt, output: output, duration: duration, records: records.checkpointRecords))
-                index += 1
-
-            case .failure(let error):
+            while ending == nil {
                 if let reason = engine.stopReason(Claim(job)) {
-                    try await stop(job, reason: reason, step: step.id, attempt: attempt)
-                    return
+                    ending = .stopped(reason)
+                    break
                 }
-                if error.errorClass == .outputInvalid, let onInvalid = step.onInvalid,
-                   let target = pipeline.steps.firstIndex(where: { $0.id == onInvalid.retryStep }), target < index {
-                    let reasks = runs.filter { $0.stepID == step.id && $0.generation == job.generation && $0.errorClass == ErrorClass.outputInvalid.rawValue }.count
-                    if reasks < onInvalid.max {
-                        let discard = pipeline.steps[target..<index].map(\.id)
-                        try await commit(job, .reask(step: step.id, attempt: attempt, error: error, retryStep: onInvalid.retryStep, discard: discard))
-                        discard.forEach { outputs[$0] = nil }
-                        feedback[onInvalid.retryStep] = ["from_step": .string(step.id), "error": .string(error.message)]
-                        runs = try await store.read { try $0.stepRuns(jobID: jobID) }
-                        index = target
-                        logger.info("output invalid; asking an earlier step again", metadata: ["genflow.step": "\(step.id)", "genflow.retry_step": "\(onInvalid.retryStep)"])
-                        continue
+                // Gather finished for_each steps, render the items of newly ready ones, start units.
+                for (step, outputs) in progress.gatherable {
+                    try await submit(.gatherItems(step: step.id, stage: step.stage, attempt: progress.takeAttempt(of: step.id), outputs: outputs))
+                    progress.gathered(step.id, outputs: outputs)
+                }
+                for step in progress.readySteps where step.forEach != nil && progress.items[step.id] == nil {
+                    switch ForEach.items(of: step.forEach!.items.render(scope(progress))) {
+                    case .success(let items): progress.setItems(items, of: step.id)
+                    case .failure(let error):
+                        if step.continueOnError {
+                            try await submit(.gatherItems(step: step.id, stage: step.stage, attempt: progress.takeAttempt(of: step.id), outputs: []))
+                            progress.gathered(step.id, outputs: [])
+                        } else {
+                            ending = .failed(StepUnit(step: step.id), attempt: nil, StepError(error.errorClass, "step '\(step.id)': \(error.message)"), reason: "for_each")
+                        }
                     }
                 }
-                let spent = elapsed + (ContinuousClock.now - attemptStart)
-                switch step.retry.decide(after: error, attempt: policyAttempt, elapsed: spent, random: Double.random(in: 0..<1)) {
-                case .retry(let delay):
-                    StepMetrics.retry(stage: stage.name, errorClass: error.errorClass)
-                    try await commit(job, .scheduleRetry(step: step.id, attempt: attempt, policyAttempt: policyAttempt, error: error, delay: delay))
-                    logger.info("step failed; retry scheduled", metadata: [
-                        "genflow.step": "\(step.id)", "genflow.error_class": "\(error.errorClass)", "genflow.delay_ms": "\(delay.milliseconds)",
-                    ])
-                case .giveUp(let reason):
-                    try await fail(job, step: step.id, attempt: attempt, error, reason: reason.rawValue)
+                if ending != nil { break }
+                if !progress.gatherable.isEmpty { continue }
+                let now = ContinuousClock.now
+                for unit in progress.startable(at: now) {
+                    let prepared: Prepared
+                    do throws(StepError) {
+                        prepared = try prepare(unit, &progress, feedback: feedback[unit.step])
+                    } catch {
+                        ending = .failed(unit, attempt: nil, error, reason: "config")
+                        break
+                    }
+                    progress.started(unit, at: now)
+                    inFlight[unit] = prepared.attempt
+                    let start = prepared.start
+                    if !prepared.isOutside { try await submit(start) }
+                    let writer = engine.writer, job = job, lease = lease
+                    group.addTask { await Self.perform(prepared, start: start, writer: writer, job: job, lease: lease) }
+                    // Later writes carry the count (the first start is the job's `job.started`).
+                    self.job.attempts += 1
                 }
-                return
+                if ending != nil { break }
+
+                if inFlight.isEmpty {
+                    if progress.isComplete {
+                        // The run is over once its end is queued: the worker takes the next job while
+                        // the flush commits this one. A flush that fails leaves the job to be resumed
+                        // from its checkpoints, as a crash would.
+                        group.cancelAll()
+                        try await submit(.completeJob)
+                        return
+                    }
+                    guard let retryAt = progress.nextRetry else {
+                        ending = .failed(nil, attempt: nil, StepError(.internal, "no step of the job can run: the graph is stuck"), reason: "graph")
+                        break
+                    }
+                    group.cancelAll()
+                    let delay = max(.zero, retryAt - .now)
+                    try await commit([.waitForRetry(delay: delay)])
+                    logger.info("job waits for a retry", metadata: ["genflow.delay_ms": "\(delay.milliseconds)"])
+                    return
+                }
+                // A unit waiting for its retry while others run: wake when it is due.
+                if let retryAt = progress.nextRetry, wakeAt.map({ retryAt < $0 }) ?? true {
+                    wakeAt = retryAt
+                    group.addTask {
+                        try? await Task.sleep(until: retryAt, clock: .continuous)
+                        return .wake
+                    }
+                }
+
+                guard let finished = try await group.next() else { continue }
+                switch finished {
+                case .wake:
+                    if let due = wakeAt, due <= .now { wakeAt = nil }
+                case .startFailed(let attempt, let error):
+                    inFlight[attempt.unit] = nil
+                    progress.stopped(attempt.unit)
+                    throw error
+                case .attempt(let attempt, let result):
+                    inFlight[attempt.unit] = nil
+                    ending = try await handle(attempt, result, &progress, &feedback)
+                    // An attempt the job's stop ended is recorded with the others it stopped.
+                    if case .stopped = ending { interrupted.append(attempt) }
+                }
+            }
+
+            // The job ends early: stop the other branches, record how their attempts ended, end the job.
+            group.cancelAll()
+            var stopped = interrupted
+            while let finished = try? await group.next() {
+                guard case .attempt(let attempt, let result) = finished else { continue }
+                inFlight[attempt.unit] = nil
+                if case .success(let output) = result {
+                    try await checkpoint(attempt, output, &progress)
+                } else {
+                    stopped.append(attempt)
+                }
+            }
+            switch ending {
+            case .failed(let unit, let attempt, let error, let reason)?:
+                try await fail(unit, attempt: attempt, error, reason: reason, running: stopped)
+            case .stopped(let reason)?:
+                try await stop(reason: reason, running: stopped)
+            case nil:
+                break
             }
         }
-        // The run is over once its end is queued: the worker takes the next job while the flush
-        // commits this one (waiting here kept the daemon's CPU and the database's taking turns).
-        // A flush that fails leaves the job to be resumed from its checkpoints, as a crash would.
-        try await submit(job, .completeJob)
     }
 
-    private func fail(_ job: Job, step: String?, attempt: Int?, _ error: StepError, reason: String) async throws {
-        try await commit(job, .failJob(step: step, attempt: attempt, error: error, reason: reason))
-        logger.info("job failed", metadata: ["genflow.step": "\(step ?? "-")", "genflow.error_class": "\(error.errorClass)", "genflow.reason": "\(reason)"])
+    /// What became of an attempt: its checkpoint, or what its failure means for the job (nil: the
+    /// run goes on).
+    private func handle(_ attempt: Attempt, _ result: Result<JSON, StepError>, _ progress: inout JobProgress, _ feedback: inout [String: JSON]) async throws -> Ending? {
+        let duration = ContinuousClock.now - attempt.startedAt
+        StepMetrics.attempt(stage: attempt.stage, duration: duration, error: result.failure)
+        let unit = attempt.unit
+        guard let step = progress.pipeline.step(unit.step) else { return nil }
+        let error: StepError
+        switch result {
+        case .success(let output):
+            try await checkpoint(attempt, output, &progress)
+            return nil
+        case .failure(let failure):
+            error = failure
+        }
+        if let reason = engine.stopReason(Claim(job)) {
+            progress.stopped(unit)
+            return .stopped(reason)
+        }
+        if error.errorClass == .outputInvalid, unit.item == nil, let onInvalid = step.onInvalid,
+           progress.history(of: unit).invalid < onInvalid.max {
+            // Ask the earlier step again, and every step between it and this one.
+            let graph = progress.pipeline.graph
+            let upstream = graph.upstream[step.id] ?? []
+            let discard = graph.ids.filter { $0 == onInvalid.retryStep || (upstream.contains($0) && graph.upstream[$0]?.contains(onInvalid.retryStep) == true) }
+            progress.failed(unit, error: error, retryAt: nil)
+            try await commit([.reask(step: step.id, attempt: attempt.number, error: error, retryStep: onInvalid.retryStep, discard: discard)])
+            progress.discard(discard)
+            feedback[onInvalid.retryStep] = ["from_step": .string(step.id), "error": .string(error.message)]
+            logger.info("output invalid; asking an earlier step again", metadata: ["genflow.step": "\(step.id)", "genflow.retry_step": "\(onInvalid.retryStep)"])
+            return nil
+        }
+        let spent = ContinuousClock.now - (progress.history(of: unit).since ?? attempt.startedAt)
+        switch step.retry.decide(after: error, attempt: attempt.policyAttempt, elapsed: spent, random: Double.random(in: 0..<1)) {
+        case .retry(let delay):
+            StepMetrics.retry(stage: attempt.stage, errorClass: error.errorClass)
+            progress.failed(unit, error: error, retryAt: .now + delay)
+            try await submit(.retryLater(step: step.id, attempt: attempt.number, policyAttempt: attempt.policyAttempt, error: error, delay: delay, item: unit.item))
+            logger.info("step failed; retry scheduled", metadata: [
+                "genflow.step": "\(unit)", "genflow.error_class": "\(error.errorClass)", "genflow.delay_ms": "\(delay.milliseconds)",
+            ])
+            return nil
+        case .giveUp(let reason):
+            guard step.continueOnError else {
+                progress.failed(unit, error: error, retryAt: nil)
+                return .failed(unit, attempt: attempt.number, error, reason: reason.rawValue)
+            }
+            let output: JSON = ["error": ["class": .string(error.errorClass.rawValue), "message": .string(error.message), "reason": .string(reason.rawValue)]]
+            progress.completed(unit, output: output)
+            try await submit(.completeStep(step: step.id, attempt: attempt.number, output: output, duration: duration, item: unit.item, error: error))
+            logger.info("step failed; the job goes on without it (continue_on_error)", metadata: ["genflow.step": "\(unit)", "genflow.error_class": "\(error.errorClass)"])
+            return nil
+        }
     }
 
-    private func stop(_ job: Job, reason: Engine.StopReason, step: String?, attempt: Int?) async throws {
+    /// Checkpoints a successful attempt.
+    private func checkpoint(_ attempt: Attempt, _ output: JSON, _ progress: inout JobProgress) async throws {
+        progress.completed(attempt.unit, output: output)
+        if let cost = Money(output["cost"]) { job.cost = job.cost + cost }
+        try await submit(.completeStep(
+            step: attempt.unit.step, attempt: attempt.number, output: output, duration: .now - attempt.startedAt,
+            records: attempt.records.checkpointRecords, item: attempt.unit.item))
+    }
+
+    /// An attempt ready to start.
+    struct Prepared: Sendable {
+        var attempt: Attempt
+        var stage: any Stage
+        var context: StageContext
+        /// Its start must commit before it runs (`Stage.hasOutsideEffects`).
+        var isOutside: Bool
+
+        var start: JobWrite {
+            .startStep(step: attempt.unit.step, stage: attempt.stage, attempt: attempt.number, policyAttempt: attempt.policyAttempt, item: attempt.unit.item)
+        }
+    }
+
+    /// Renders a unit's settings and makes its attempt; a failure is the job's (bad settings).
+    private func prepare(_ unit: StepUnit, _ progress: inout JobProgress, feedback: JSON?) throws(StepError) -> Prepared {
+        guard let step = progress.pipeline.step(unit.step) else { throw StepError(.internal, "step '\(unit.step)' is not in the pipeline") }
+        guard let stage = engine.registry.stage(named: step.stage) else {
+            throw StepError(.internal, "stage '\(step.stage)' is not registered in this daemon")
+        }
+        var scope = scope(progress)
+        if let item = unit.item, case .object(var members) = scope {
+            members["item"] = progress.items[unit.step]?[item] ?? .null
+            members["index"] = .int(item)
+            scope = .object(members)
+        }
+        // An option whose template renders to null (an optional input left out) is not set: its
+        // default applies, as if the pipeline had not named it.
+        var rendered = step.template.render(scope)
+        if case .object(let members) = rendered { rendered = .object(members.filter { $0.value != .null }) }
+        let config = stage.descriptor.config.applyingDefaults(to: rendered)
+        let violations = stage.descriptor.config.violations(of: config)
+        guard violations.isEmpty else {
+            throw StepError(.invalidRequest, "'with' of step '\(unit)' after rendering: " + violations.map(\.description).joined(separator: "; "))
+        }
+        let history = progress.history(of: unit)
+        let now = ContinuousClock.now
+        let elapsed = history.since.map { now - $0 } ?? .zero
+        let records = AttemptRecords(
+            writer: engine.writer, balances: engine.balances, store: engine.store, job: job, lease: lease, step: step.id, item: unit.item)
+        let attempt = Attempt(
+            unit: unit, stage: stage.name, number: progress.takeAttempt(of: step.id), policyAttempt: history.failures + 1, startedAt: now, records: records)
+        let upstream = progress.pipeline.graph.upstream[step.id] ?? []
+        let context = StageContext(
+            config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id,
+            attempt: attempt.policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback,
+            previous: progress.pipeline.steps.compactMap { earlier in
+                guard upstream.contains(earlier.id), let output = progress.outputs[earlier.id] else { return nil }
+                return StageContext.PreviousStep(id: earlier.id, stage: earlier.stage, output: output)
+            },
+            records: records
+        )
+        return Prepared(attempt: attempt, stage: stage, context: context, isOutside: stage.hasOutsideEffects(config))
+    }
+
+    /// What templates see: the input, the completed steps' outputs, the job.
+    private func scope(_ progress: JobProgress) -> JSON {
+        [
+            "input": job.input,
+            "steps": .object(progress.outputs.mapValues { ["output": $0] }),
+            "job": ["id": .string(job.id), "user_id": .string(job.userID), "pipeline": .string(job.pipeline)],
+        ]
+    }
+
+    /// Writes that end the attempts stopped around the job's end with `status`.
+    private static func ending(_ attempts: [Attempt], status: String) -> [JobWrite] {
+        attempts.map { .stopAttempt(step: $0.unit.step, attempt: $0.number, status: status) }
+    }
+
+    private func fail(_ unit: StepUnit?, attempt: Int?, _ error: StepError, reason: String, running: [Attempt]) async throws {
+        try await commit(Self.ending(running, status: "cancelled") + [.failJob(step: unit?.step, attempt: attempt, error: error, reason: reason)])
+        logger.info("job failed", metadata: ["genflow.step": "\(unit?.description ?? "-")", "genflow.error_class": "\(error.errorClass)", "genflow.reason": "\(reason)"])
+    }
+
+    private func stop(reason: Engine.StopReason, running: [Attempt]) async throws {
+        let first = running.first
         switch reason {
         case .cancelRequested:
-            try await commit(job, .failJob(step: step, attempt: attempt, error: StepError(.cancelled, "cancelled while running"), reason: "cancel"))
+            let error = StepError(.cancelled, "cancelled while running")
+            try await commit(Self.ending(Array(running.dropFirst()), status: "cancelled") + [.failJob(step: first?.unit.step, attempt: first?.number, error: error, reason: "cancel")])
             logger.info("job cancelled while running")
         case .shutdown:
-            try await commit(job, .release(step: step, attempt: attempt))
-            logger.info("job released at shutdown", metadata: ["genflow.step": "\(step ?? "-")"])
+            try await commit(Self.ending(Array(running.dropFirst()), status: "interrupted") + [.release(step: first?.unit.step, attempt: first?.number)])
+            logger.info("job released at shutdown", metadata: ["genflow.step": "\(first?.unit.description ?? "-")"])
         case .leaseLost:
             throw LeaseLost(jobID: job.id)
         case .writesStopped(let error):
             throw error
         }
+    }
+
+    /// Runs a prepared attempt; first, for a step with outside effects, commits its start.
+    private static func perform(_ prepared: Prepared, start: JobWrite, writer: JobWriter, job: Job, lease: Lease) async -> Finished {
+        if prepared.isOutside {
+            do {
+                try await writer.commit([start], for: job, lease: lease)
+            } catch {
+                return .startFailed(prepared.attempt, error)
+            }
+        }
+        return .attempt(prepared.attempt, await invoke(prepared.stage, prepared.context))
     }
 
     /// Runs one attempt, bounded by its timeout and stopped when the job's task is cancelled.

@@ -200,7 +200,7 @@ private final class BatchApplier: Sendable {
         logger.error("the database refused a job's writes; the job fails", metadata: ["genflow.job_id": "\(first.job.id)", "genflow.error": "\(error)"])
         var failed = JobBatch()
         let started = submissions.flatMap(\.writes).compactMap { write -> String? in
-            if case .startStep(let step, _, _, _) = write { return step }
+            if case .startStep(let step, _, _, _, _) = write { return step }
             return nil
         }
         let step = started.last ?? first.job.currentStep

@@ -49,6 +49,22 @@ public enum EditorSchema {
                         "id": ["type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$"],
                         "stage": ["type": "string", "description": "A registered stage (`genflow stages`).", "enum": .array(registry.names.map(JSON.string))],
                         "description": ["type": "string"],
+                        "needs": [
+                            "description": "Steps that must complete before this one runs (default: the step written above it).",
+                            "anyOf": [["type": "string"], ["type": "array", "items": ["type": "string"], "uniqueItems": true]],
+                        ],
+                        "for_each": [
+                            "description": "Run the step once per item of a list (or 0..<n for a number): {{item}} and {{index}} in its settings.",
+                            "anyOf": [["type": "array"], ["type": "integer", "minimum": 0], ["$ref": "#/definitions/reference"]],
+                        ],
+                        "max_parallel": [
+                            "type": "integer", "minimum": .int(ForEach.maxParallelRange.lowerBound), "maximum": .int(ForEach.maxParallelRange.upperBound),
+                            "default": .int(ForEach.defaultMaxParallel), "description": "With for_each: most items running at once.",
+                        ],
+                        "continue_on_error": [
+                            "type": "boolean", "default": false,
+                            "description": "When the step fails for good, its output carries the error and the steps that need it still run.",
+                        ],
                         "with": ["type": "object"],
                         "retry": ["$ref": "#/definitions/retry"],
                         "timeout": duration,

@@ -11,6 +11,8 @@ public struct Pipeline: Sendable {
     /// The schema job input is checked against (defaults filled in at submission).
     public var input: JSONSchema
     public var steps: [PipelineStep]
+    /// The order the steps run in (`needs`).
+    public var graph: StepGraph
     /// SHA-256 of the canonical form (hex): equal content gives an equal version, whatever the formatting.
     public var version: String
     /// The pipeline as canonical JSON, stored with the version so a job can run on it after a reload.
@@ -37,8 +39,52 @@ public struct PipelineStep: Sendable {
     /// The merged policy: step, then pipeline defaults, then the stage's defaults.
     public var retry: RetryPolicy
     public var onInvalid: OnInvalid?
+    /// The steps that must complete before this one runs: `needs:` as written, or else the step
+    /// written above it (none for the first).
+    public var needs: [String]
+    /// `for_each:` — the step runs once per item of the list (or number) this renders to.
+    public var forEach: ForEach?
+    /// `continue_on_error:` — when the step fails for good, its output carries the error and the
+    /// steps that need it still run; the job does not fail.
+    public var continueOnError: Bool
     /// Where the step is declared.
     public var location: SourceLocation
+}
+
+/// `for_each:` of a step: what it renders to gives the items (a list, or a number n for 0..<n),
+/// each run as an item of its own (`{{item}}`, `{{index}}`), at most `maxParallel` at once.
+public struct ForEach: Sendable {
+    public var items: ValueTemplate
+    public var maxParallel: Int
+
+    public init(items: ValueTemplate, maxParallel: Int) {
+        self.items = items
+        self.maxParallel = maxParallel
+    }
+
+    /// Accepted values of `max_parallel`, and its default.
+    public static let maxParallelRange = 1...1_000
+    public static let defaultMaxParallel = 10
+    /// Most items one step may run over.
+    public static let maxItems = 10_000
+
+    /// The items `rendered` stands for, or why it stands for none.
+    public static func items(of rendered: JSON) -> Result<[JSON], StepError> {
+        switch rendered {
+        case .array(let elements) where elements.count <= maxItems:
+            return .success(elements)
+        case .int(let count) where (0...maxItems).contains(count):
+            return .success((0..<count).map { .int($0) })
+        case .double(let count) where count.rounded() == count && (0...Double(maxItems)).contains(count):
+            return .success((0..<Int(count)).map { .int($0) })
+        case .array(let elements):
+            return .failure(StepError(.invalidRequest, "for_each gave \(elements.count) items; at most \(maxItems) are allowed"))
+        case .int, .double:
+            return .failure(StepError(.invalidRequest, "for_each gave \(rendered); a number of items must be between 0 and \(maxItems)"))
+        default:
+            return .failure(StepError(.invalidRequest, "for_each gave a value of type \(rendered.typeName), not a list or a number of items"))
+        }
+    }
 }
 
 /// `on_invalid:` — when this step fails with `output_invalid`, run `retryStep` again (at most `max`

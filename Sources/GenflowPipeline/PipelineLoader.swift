@@ -13,10 +13,14 @@ public struct PipelineLoader: Sendable {
     }
 
     static let topKeys = ["name", "description", "input", "defaults", "steps"]
-    static let stepKeys = ["id", "stage", "description", "with", "retry", "timeout", "deadline", "on_invalid"]
+    static let stepKeys = [
+        "id", "stage", "description", "needs", "for_each", "max_parallel", "with", "retry", "timeout", "deadline", "on_invalid", "continue_on_error",
+    ]
     static let defaultsKeys = ["retry", "timeout", "deadline"]
     static let retryKeys = ["max_attempts", "initial_interval", "backoff", "max_interval", "jitter", "non_retryable"]
     static let referenceRoots = ["input", "steps", "job"]
+    /// References that only a `for_each` step has.
+    static let itemRoots = ["item", "index"]
     static let jobFields = ["id", "user_id", "pipeline"]
 
     /// Loads the pipeline in `file`.
@@ -116,19 +120,71 @@ public struct PipelineLoader: Sendable {
             checkIntervals(RetrySettings.resolve([defaults]), at: entries["retry"]?.value.location ?? node.location, of: "defaults", reader: &reader)
         }
         var steps: [PipelineStep] = []
+        var graph: StepGraph?
         if let node = top["steps"]?.value, let elements = reader.list(node, "steps") {
             if elements.isEmpty { reader.error(at: node.location, "a pipeline needs at least one step") }
             let ids = stepIDs(elements, reader: &reader)
+            let needs = stepNeeds(elements, ids: ids, reader: &reader)
+            graph = StepGraph(ids: ids.compactMap { $0 }, needs: needs)
+            let order = Order(ids: ids, graph: graph)
             for (index, element) in elements.enumerated() {
-                if let step = buildStep(element, index: index, ids: ids, input: input, defaults: defaults, reader: &reader) {
+                if let step = buildStep(element, index: index, order: order, needs: ids[index].flatMap { needs[$0] } ?? [], input: input, defaults: defaults, reader: &reader) {
                     steps.append(step)
                 }
             }
         }
         let canonical = root.json
         let version = SHA256.hash(data: canonical.canonicalData).map { String(format: "%02x", $0) }.joined()
+        guard let graph else { return nil }
         return Pipeline(
-            name: name, description: description, file: file, nameLocation: top["name"]?.value.location ?? root.location, input: input, steps: steps, version: version, canonical: canonical)
+            name: name, description: description, file: file, nameLocation: top["name"]?.value.location ?? root.location, input: input, steps: steps,
+            graph: graph, version: version, canonical: canonical)
+    }
+
+    /// The steps' ids (file order, nil where malformed) and, once the needs form no cycle, the graph.
+    struct Order {
+        var ids: [String?]
+        var graph: StepGraph?
+    }
+
+    /// Each step's needs: as written (`needs: [a, b]` or `needs: a`), else the step above it.
+    /// Reports unknown and repeated ids, a step that needs itself, and a cycle (with its path).
+    private func stepNeeds(_ elements: [YAMLNode], ids: [String?], reader: inout NodeReader) -> [String: [String]] {
+        var needs: [String: [String]] = [:]
+        var locations: [String: SourceLocation] = [:]
+        let known = ids.compactMap { $0 }
+        for (index, element) in elements.enumerated() {
+            guard let id = ids[index] else { continue }
+            guard let node = element["needs"] else {
+                needs[id] = index > 0 ? ids[index - 1].map { [$0] } ?? [] : []
+                continue
+            }
+            locations[id] = node.location
+            let written: [(String, YAMLNode)]
+            if node.scalar != nil, let one = reader.string(node, "needs") {
+                written = [(one, node)]
+            } else {
+                written = reader.stringList(node, "needs") ?? []
+            }
+            var list: [String] = []
+            for (need, needNode) in written {
+                if need == id {
+                    reader.error(at: needNode.location, "step '\(id)' cannot need itself")
+                } else if !known.contains(need) {
+                    reader.error(at: needNode.location, "unknown step '\(need)' in needs\(Suggestions.didYouMean(need, in: known)) (steps: \(known.joined(separator: ", ")))")
+                } else if list.contains(need) {
+                    reader.error(at: needNode.location, "step '\(need)' is named twice in needs")
+                } else {
+                    list.append(need)
+                }
+            }
+            needs[id] = list
+        }
+        if let cycle = StepGraph.cycle(ids: known, needs: needs) {
+            let at = locations[cycle[0]] ?? locations.values.first ?? elements[0].location
+            reader.error(at: at, "the steps' needs form a cycle: \(cycle.joined(separator: " needs ")); no step of it could ever run")
+        }
+        return needs
     }
 
     /// The ids of all steps in order (nil where missing or malformed), reporting malformed and duplicate ids.
@@ -151,12 +207,13 @@ public struct PipelineLoader: Sendable {
     }
 
     private func buildStep(
-        _ node: YAMLNode, index: Int, ids: [String?], input: JSONSchema, defaults: RetrySettings, reader: inout NodeReader
+        _ node: YAMLNode, index: Int, order: Order, needs: [String], input: JSONSchema, defaults: RetrySettings, reader: inout NodeReader
     ) -> PipelineStep? {
         guard let entries = reader.mapping(node, "a step", allowedKeys: Self.stepKeys, required: ["id", "stage"]) else { return nil }
         if let idNode = entries["id"]?.value { _ = reader.string(idNode, "id") }
         if let descriptionNode = entries["description"]?.value { _ = reader.string(descriptionNode, "description", allowEmpty: true) }
-        let id = ids[index]
+        let id = order.ids[index]
+        let scope = ReferenceScope(stepIndex: index, order: order, hasItems: entries["for_each"] != nil)
         let label = id.map { "step '\($0)'" } ?? "step \(index + 1)"
         var stage: (any Stage)?
         if let stageNode = entries["stage"]?.value, let name = reader.string(stageNode, "stage") {
@@ -173,16 +230,33 @@ public struct PipelineLoader: Sendable {
         } else if let stage {
             reader.append(stage.descriptor.config.diagnostics(for: withNode, allowTemplates: true, context: "'with' of \(label)"))
         }
-        checkReferences(in: withNode, stepIndex: index, ids: ids, input: input, reader: &reader)
+        checkReferences(in: withNode, scope: scope, input: input, reader: &reader)
+        var forEach: ForEach?
+        if let itemsNode = entries["for_each"]?.value {
+            checkReferences(in: itemsNode, scope: scope, input: input, reader: &reader)
+            if itemsNode.mapping != nil || itemsNode.isNull {
+                reader.error(at: itemsNode.location, "'for_each' of \(label) must be a list, a number or a '{{reference}}' to one, not \(itemsNode.kindDescription)")
+            } else if case .string(let text) = itemsNode.json, !TemplateScanner.isTemplate(text) {
+                reader.error(at: itemsNode.location, "'for_each' of \(label) must be a list, a number or a '{{reference}}' to one, not the text '\(text)'")
+            } else if let items = try? ValueTemplate.compile(itemsNode.json) {
+                let maxParallel = entries["max_parallel"].flatMap { reader.int($0.value, "max_parallel", in: ForEach.maxParallelRange) }
+                forEach = ForEach(items: items, maxParallel: maxParallel ?? ForEach.defaultMaxParallel)
+            }
+        } else if let maxNode = entries["max_parallel"] {
+            reader.error(at: maxNode.key.location, "'max_parallel' of \(label) only applies to a step with 'for_each'")
+        }
+        let continueOnError = entries["continue_on_error"].flatMap { reader.bool($0.value, "continue_on_error") } ?? false
         // Malformed tags were reported by checkReferences with their position.
         let template = try? ValueTemplate.compile(config)
         let settings = readRetry(entries, reader: &reader)
         var onInvalid: OnInvalid?
-        if let node = entries["on_invalid"]?.value,
+        if let node = entries["on_invalid"]?.value, entries["for_each"] != nil {
+            reader.error(at: node.location, "'on_invalid' of \(label) cannot be used with 'for_each': the earlier step it would ask again feeds every item; use 'retry' for the item that failed")
+        } else if let node = entries["on_invalid"]?.value,
            let fields = reader.mapping(node, "on_invalid", allowedKeys: ["retry_step", "max"], required: ["retry_step"]) {
             let max = fields["max"].flatMap { reader.int($0.value, "max", in: OnInvalid.maxRange) } ?? 1
             if let targetNode = fields["retry_step"]?.value, let target = reader.string(targetNode, "retry_step"),
-               checkStepReference(target, at: targetNode.location, stepIndex: index, ids: ids, reader: &reader) {
+               checkStepReference(target, at: targetNode.location, scope: scope, reader: &reader) {
                 onInvalid = OnInvalid(retryStep: target, max: max)
             }
         }
@@ -193,7 +267,7 @@ public struct PipelineLoader: Sendable {
         guard let id, let stage, let template else { return nil }
         return PipelineStep(
             id: id, stage: stage.name, config: config, template: template, retry: policy, onInvalid: onInvalid,
-            location: node.location
+            needs: needs, forEach: forEach, continueOnError: continueOnError, location: node.location
         )
     }
 
@@ -235,13 +309,21 @@ public struct PipelineLoader: Sendable {
 
     static let problemsShownPerValue = 10
 
+    /// Where a reference is written: which step, and what it may see.
+    struct ReferenceScope {
+        var stepIndex: Int
+        var order: Order
+        /// The step has `for_each`: `{{item}}` and `{{index}}` mean something.
+        var hasItems: Bool
+    }
+
     /// Checks every `{{…}}` tag in the scalars under `node`.
-    private func checkReferences(in node: YAMLNode, stepIndex: Int, ids: [String?], input: JSONSchema, reader: inout NodeReader) {
+    private func checkReferences(in node: YAMLNode, scope: ReferenceScope, input: JSONSchema, reader: inout NodeReader) {
         switch node.content {
         case .mapping(let pairs):
-            for pair in pairs { checkReferences(in: pair.value, stepIndex: stepIndex, ids: ids, input: input, reader: &reader) }
+            for pair in pairs { checkReferences(in: pair.value, scope: scope, input: input, reader: &reader) }
         case .sequence(let elements):
-            for element in elements { checkReferences(in: element, stepIndex: stepIndex, ids: ids, input: input, reader: &reader) }
+            for element in elements { checkReferences(in: element, scope: scope, input: input, reader: &reader) }
         case .scalar(let scalar):
             guard TemplateScanner.isTemplate(scalar.text) else { return }
             let tags: [TemplateScanner.Tag]
@@ -254,7 +336,7 @@ public struct PipelineLoader: Sendable {
             // The first few problems of one value, then a count: a value of ten thousand bad tags
             // is one mistake repeated, and placing each costs a scan of the text.
             let problems = tags.lazy.filter { $0.kind != .sectionEnd }.compactMap { tag in
-                problem(with: tag, stepIndex: stepIndex, ids: ids, input: input).map { (tag, $0) }
+                problem(with: tag, scope: scope, input: input).map { (tag, $0) }
             }
             for (index, (tag, message)) in problems.enumerated() {
                 guard index < Self.problemsShownPerValue else {
@@ -268,7 +350,7 @@ public struct PipelineLoader: Sendable {
     }
 
     /// What is wrong with the reference in `tag`, if anything.
-    private func problem(with tag: TemplateScanner.Tag, stepIndex: Int, ids: [String?], input: JSONSchema) -> String? {
+    private func problem(with tag: TemplateScanner.Tag, scope: ReferenceScope, input: JSONSchema) -> String? {
         if tag.name == "." {
             return tag.depth > 0 ? nil : "'{{.}}' only means something inside a section ({{#list}}…{{/list}})"
         }
@@ -283,7 +365,7 @@ public struct PipelineLoader: Sendable {
             return nil
         case "steps":
             guard parts.count > 1 else { return "'{{steps}}' needs a step: write '{{steps.<id>.output}}'" }
-            if let message = stepProblem(parts[1], stepIndex: stepIndex, ids: ids, in: "'{{\(tag.name)}}'") { return message }
+            if let message = stepProblem(parts[1], scope: scope, in: "'{{\(tag.name)}}'") { return message }
             guard parts.count > 2, parts[2] == "output" else {
                 return "'{{\(tag.name)}}' must go through the step's output: write '{{steps.\(parts[1]).output…}}'"
             }
@@ -293,34 +375,49 @@ public struct PipelineLoader: Sendable {
                 return "unknown job field in '{{\(tag.name)}}' (job fields: \(Self.jobFields.map { "job.\($0)" }.joined(separator: ", ")))"
             }
             return nil
+        case "item", "index":
+            guard scope.hasItems else {
+                return "'{{\(tag.name)}}' only means something in a step with for_each (it is the item that step runs for)"
+            }
+            return parts[0] == "index" && parts.count > 1 ? "'{{\(tag.name)}}': the index is a number, it has no fields" : nil
         case "env":
             return "'{{\(tag.name)}}': environment variables are not available to pipelines; secrets belong in the daemon config"
         default:
             if tag.depth > 0 { return nil }
-            return "unknown reference '{{\(tag.name)}}'\(Suggestions.didYouMean(parts[0], in: Self.referenceRoots).replacingOccurrences(of: "'?", with: ".…'?")) (references start with input., steps.<id>.output or job.)"
+            let roots = Self.referenceRoots + (scope.hasItems ? Self.itemRoots : [])
+            return "unknown reference '{{\(tag.name)}}'\(Suggestions.didYouMean(parts[0], in: roots).replacingOccurrences(of: "'?", with: ".…'?")) (references start with input., steps.<id>.output or job.\(scope.hasItems ? ", or are item or index" : ""))"
         }
     }
 
-    /// Checks that `target` names a step that runs before step number `stepIndex`; reports otherwise.
-    private func checkStepReference(_ target: String, at location: SourceLocation, stepIndex: Int, ids: [String?], reader: inout NodeReader) -> Bool {
-        if ids.firstIndex(of: target) == stepIndex {
+    /// Checks that `target` names a step upstream of the step in `scope`; reports otherwise.
+    private func checkStepReference(_ target: String, at location: SourceLocation, scope: ReferenceScope, reader: inout NodeReader) -> Bool {
+        if scope.order.ids.firstIndex(of: target) == scope.stepIndex {
             reader.error(at: location, "on_invalid.retry_step '\(target)' is this step; name an earlier step to run again")
             return false
         }
-        guard let message = stepProblem(target, stepIndex: stepIndex, ids: ids, in: "'\(target)'") else { return true }
+        guard let message = stepProblem(target, scope: scope, in: "'\(target)'") else { return true }
         reader.error(at: location, message)
         return false
     }
 
-    private func stepProblem(_ target: String, stepIndex: Int, ids: [String?], in context: String) -> String? {
+    /// What is wrong with naming step `target` from the step in `scope`: it must be upstream of it
+    /// (needed by it, directly or through others), so that its output exists when this step runs.
+    private func stepProblem(_ target: String, scope: ReferenceScope, in context: String) -> String? {
+        let ids = scope.order.ids
+        let graph = scope.order.graph
+        let id = ids[scope.stepIndex]
+        // With a cycle (reported on its own) nothing is known to be upstream.
+        let upstream = graph.flatMap { graph in id.flatMap { graph.upstream[$0] } }
+        let listed = ids.compactMap { $0 }.filter { upstream?.contains($0) == true }
+        let around = listed.isEmpty ? "no step runs before this one" : "upstream of this step: \(listed.joined(separator: ", "))"
         guard let position = ids.firstIndex(of: target) else {
-            let earlier = ids.prefix(stepIndex).compactMap { $0 }
-            return "unknown step '\(target)' in \(context)\(Suggestions.didYouMean(target, in: ids.compactMap { $0 }))\(earlier.isEmpty ? " (no step runs before this one)" : " (earlier steps: \(earlier.joined(separator: ", ")))")"
+            return "unknown step '\(target)' in \(context)\(Suggestions.didYouMean(target, in: ids.compactMap { $0 })) (\(around))"
         }
-        if position == stepIndex { return "\(context): a step cannot use its own output" }
-        if position > stepIndex {
-            return "\(context): step '\(target)' runs after this step; only earlier steps' outputs are available"
+        if position == scope.stepIndex { return "\(context): a step cannot use its own output" }
+        guard let graph, let id, let upstream, !upstream.contains(target) else { return nil }
+        if graph.upstream[target]?.contains(id) == true {
+            return "\(context): step '\(target)' runs after this step (it needs this one); only upstream steps' outputs are available"
         }
-        return nil
+        return "\(context): step '\(target)' is not upstream of this step, so its output may not exist when this step runs; add it to needs (\(around))"
     }
 }

@@ -145,7 +145,8 @@ extension StoreSession {
         guard !rows.isEmpty else { return }
         try connection.query("""
             UPDATE genflow.step_runs s SET status = u.status, output = u.output, error_class = u.error_class,
-                error_message = u.error_message, retry_delay_ms = u.delay_ms, finished_at = now() - u.finished_us * interval '1 microsecond'
+                error_message = u.error_message, retry_delay_ms = u.delay_ms, finished_at = now() - u.finished_us * interval '1 microsecond',
+                retry_at = now() - u.finished_us * interval '1 microsecond' + u.delay_ms * interval '1 millisecond'
             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
                 AS u(job_id, step_id, attempt, status, output, error_class, error_message, delay_ms, finished_us)
             WHERE s.job_id = u.job_id AND s.step_id = u.step_id AND s.attempt = u.attempt
@@ -159,16 +160,18 @@ extension StoreSession {
         guard !rows.isEmpty else { return }
         try connection.query("""
             INSERT INTO genflow.step_runs (job_id, step_id, attempt, status, output, error_class, error_message, retry_delay_ms,
-                generation, stage, started_at, finished_at)
+                generation, stage, started_at, finished_at, item, retry_at)
             SELECT job_id, step_id, attempt, status, output, error_class, error_message, delay_ms, generation, stage,
-                now() - started_us * interval '1 microsecond', CASE WHEN status = 'running' THEN NULL ELSE now() - finished_us * interval '1 microsecond' END
+                now() - started_us * interval '1 microsecond', CASE WHEN status = 'running' THEN NULL ELSE now() - finished_us * interval '1 microsecond' END,
+                item, now() - finished_us * interval '1 microsecond' + delay_ms * interval '1 millisecond'
             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::bigint[], $9::int[], $10::text[],
-                $11::bigint[], $12::bigint[])
-                AS u(job_id, step_id, attempt, status, output, error_class, error_message, delay_ms, generation, stage, started_us, finished_us)
+                $11::bigint[], $12::bigint[], $13::int[])
+                AS u(job_id, step_id, attempt, status, output, error_class, error_message, delay_ms, generation, stage, started_us, finished_us, item)
             """, Self.attemptColumns(rows.map(\.row), jobs: rows.map(\.entry.jobID)) + [
                 PostgresArray(rows.map(\.entry.job.generation)), PostgresArray(rows.map(\.row.stage)),
                 PostgresArray(rows.map { Self.microsecondsAgo($0.row.startedAt, now: now) }),
                 PostgresArray(rows.map { Self.microsecondsAgo($0.row.finishedAt, now: now) }),
+                PostgresArray(rows.map(\.row.item)),
             ])
     }
 

@@ -521,6 +521,9 @@ public final class StoreSession {
     @discardableResult
     public func runNow(jobID: String) throws -> Bool {
         try connection.query("""
+            WITH due AS (
+                UPDATE genflow.step_runs SET retry_at = now() WHERE job_id = $1::uuid AND retry_at > now()
+            )
             UPDATE genflow.jobs SET run_at = now(), updated_at = now() WHERE id = $1::uuid AND status IN ('queued', 'waiting_retry') AND run_at > now()
             RETURNING id
             """, [jobID]).rows.count == 1

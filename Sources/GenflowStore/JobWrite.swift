@@ -6,17 +6,27 @@ public enum JobWrite: Sendable {
     /// Attempts left `running` by a daemon that died become `interrupted` (a rescued job, first).
     case interruptStaleRuns
     /// An attempt starts: its row and `step.started` (after `job.started` for the job's first).
-    case startStep(step: String, stage: String, attempt: Int, policyAttempt: Int)
-    /// An attempt completed: its checkpoint (the step never runs again), the records its stage
-    /// wrote with it, and `step.completed`.
-    case completeStep(step: String, attempt: Int, output: JSON, duration: Duration, records: [RecordWrite] = [])
+    /// `item`: the index of the `for_each` item it runs for.
+    case startStep(step: String, stage: String, attempt: Int, policyAttempt: Int, item: Int? = nil)
+    /// An attempt completed: its checkpoint (the step, or its item, never runs again), the records
+    /// its stage wrote with it, and `step.completed`. With `error`, the attempt failed for good and
+    /// the step goes on without it (`continue_on_error`): its output carries the error.
+    case completeStep(step: String, attempt: Int, output: JSON, duration: Duration, records: [RecordWrite] = [], item: Int? = nil, error: StepError? = nil)
+    /// Every item of a `for_each` step completed: the step's checkpoint, the items' outputs in order.
+    case gatherItems(step: String, stage: String, attempt: Int, outputs: [JSON])
     /// Events a stage sends while `step` runs (progress): written with the job's next write.
     case send([StageEvent], step: String)
     /// Debits the job's user once per job step (`debit:<job>:<step>`), with `token_balance_updated`;
     /// the entry (new or the one made before) comes back in the flush's `BatchOutcome`.
     case debit(step: String, amount: Int, reason: String)
-    /// A retryable failure: the attempt fails and the job waits in the database until the delay is over.
-    case scheduleRetry(step: String, attempt: Int, policyAttempt: Int, error: StepError, delay: Duration)
+    /// A retryable failure: the attempt fails; the step (or item) may run again after `delay`.
+    case retryLater(step: String, attempt: Int, policyAttempt: Int, error: StepError, delay: Duration, item: Int? = nil)
+    /// Nothing of the job can run before `delay` is over (its steps wait for retries): it waits in
+    /// the database, holding no worker.
+    case waitForRetry(delay: Duration)
+    /// An attempt stopped because the job ended around it (another branch failed, the job was
+    /// cancelled or released): `cancelled` or `interrupted`.
+    case stopAttempt(step: String, attempt: Int, status: String)
     /// The job ends failed (cancelled for `.cancelled` errors), recording the failed attempt.
     case failJob(step: String?, attempt: Int?, error: StepError, reason: String)
     /// The job goes back to the queue (shutdown): the attempt is interrupted, any daemon may run it.
@@ -141,6 +151,8 @@ public struct JobBatch: Sendable {
     struct AttemptRow: Sendable {
         var step: String
         var attempt: Int
+        /// The `for_each` item it ran for (nil: the step itself).
+        var item: Int?
         var stage: String = ""
         var status: String
         var output: JSON?
@@ -196,6 +208,12 @@ extension JobBatch.Entry {
         }
     }
 
+    /// Event data of an item's attempt carry the item's index.
+    private static func withItem(_ item: Int?, _ data: [String: JSON]) -> JSON {
+        guard let item else { return .object(data) }
+        return .object(data.merging(["item": .int(item)]) { _, new in new })
+    }
+
     private static func errorData(_ error: StepError) -> JSON {
         ["class": .string(error.errorClass.rawValue), "message": .string(error.message)]
     }
@@ -239,18 +257,18 @@ extension JobBatch.Entry {
         case .interruptStaleRuns:
             interruptStaleRuns = true
 
-        case .startStep(let step, let stage, let attempt, let policyAttempt):
+        case .startStep(let step, let stage, let attempt, let policyAttempt, let item):
             if job.attempts == 0 {
                 append("job.started", ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)])
             }
             job.attempts += 1
             addedAttempts += 1
             currentStep = step
-            inserted.append(JobBatch.AttemptRow(step: step, attempt: attempt, stage: stage, status: "running", startedAt: instant))
-            append("step.started", step: step, ["attempt": .int(policyAttempt), "stage": .string(stage), "daemon": .string(lease.owner)])
+            inserted.append(JobBatch.AttemptRow(step: step, attempt: attempt, item: item, stage: stage, status: "running", startedAt: instant))
+            append("step.started", step: step, Self.withItem(item, ["attempt": .int(policyAttempt), "stage": .string(stage), "daemon": .string(lease.owner)]))
 
-        case .completeStep(let step, let attempt, let output, let duration, let records):
-            end(step, attempt: attempt, status: "completed", at: instant, output: output)
+        case .completeStep(let step, let attempt, let output, let duration, let records, let item, let error):
+            end(step, attempt: attempt, status: "completed", at: instant, output: output, error: error)
             records.forEach { record($0, step: step) }
             var data: [String: JSON] = ["duration_ms": .int(Int(duration.milliseconds))]
             // The run counts it in `job.cost` (as it counts attempts); the statement adds it to the row.
@@ -258,7 +276,16 @@ extension JobBatch.Entry {
                 addedCost = addedCost + cost
                 data["cost"] = .string(cost.description)
             }
-            append("step.completed", step: step, .object(data))
+            if let error {
+                data["error"] = Self.errorData(error)
+                data["continued"] = true
+            }
+            append("step.completed", step: step, Self.withItem(item, data))
+
+        case .gatherItems(let step, let stage, let attempt, let outputs):
+            inserted.append(JobBatch.AttemptRow(
+                step: step, attempt: attempt, stage: stage, status: "completed", output: .array(outputs), startedAt: instant, finishedAt: instant))
+            append("step.completed", step: step, ["items": .int(outputs.count)])
 
         case .send(let sent, let step):
             for event in sent { append(event.type, step: step, event.data) }
@@ -266,13 +293,18 @@ extension JobBatch.Entry {
         case .debit(let step, let amount, let reason):
             debits.append(JobBatch.DebitRow(step: step, amount: amount, reason: reason, key: JobBatch.debitKey(job: job.id, step: step)))
 
-        case .scheduleRetry(let step, let attempt, let policyAttempt, let error, let delay):
+        case .retryLater(let step, let attempt, let policyAttempt, let error, let delay, let item):
             end(step, attempt: attempt, status: "failed", at: instant, error: error, retryDelay: delay)
+            append("step.retrying", step: step, Self.withItem(item, [
+                "attempt": .int(policyAttempt), "delay_ms": .int(Int(delay.milliseconds)), "error": Self.errorData(error),
+            ]))
+
+        case .waitForRetry(let delay):
             outcome = .waitingRetry(delay: delay)
             wakesWorkers = true
-            append("step.retrying", step: step, [
-                "attempt": .int(policyAttempt), "delay_ms": .int(Int(delay.milliseconds)), "error": Self.errorData(error),
-            ])
+
+        case .stopAttempt(let step, let attempt, let status):
+            end(step, attempt: attempt, status: status, at: instant)
 
         case .failJob(let step, let attempt, let error, let reason):
             let isCancel = error.errorClass == .cancelled

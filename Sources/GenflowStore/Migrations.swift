@@ -228,6 +228,16 @@ public enum Migrations {
             );
             CREATE INDEX spend_holds_user ON genflow.spend_holds (user_id);
             """),
+        Migration(version: 11, name: "step_items", sql: """
+            -- A `for_each` step runs once per item: each item's attempts carry its index, and each
+            -- item has at most one checkpoint, as a step does (the step's own checkpoint, the items'
+            -- outputs in order, has none). Attempt numbers stay unique per step.
+            -- Branches wait for their retries on their own: a failed attempt keeps when the next may
+            -- start (`genflow test` moves it to now, as it moves the job's run_at).
+            ALTER TABLE genflow.step_runs ADD COLUMN item integer, ADD COLUMN retry_at timestamptz;
+            DROP INDEX genflow.step_runs_checkpoint;
+            CREATE UNIQUE INDEX step_runs_checkpoint ON genflow.step_runs (job_id, step_id, coalesce(item, -1)) WHERE status = 'completed';
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

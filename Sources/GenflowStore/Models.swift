@@ -67,7 +67,7 @@ public struct Job: Sendable, Hashable {
         \(t).id::text AS id, \(t).pipeline, \(t).pipeline_version, \(t).user_id, \(t).status, \(t).priority, \(t).attempts,
         \(t).rescues, \(t).generation, \(t).input::text AS input,
         (CASE WHEN \(t).status = 'completed' THEN coalesce(\(t).result, (SELECT jsonb_object_agg(r.step_id, r.output)
-            FROM genflow.step_runs r WHERE r.job_id = \(t).id AND r.status = 'completed')) END)::text AS result, \(t).error::text AS error,
+            FROM genflow.step_runs r WHERE r.job_id = \(t).id AND r.status = 'completed' AND r.item IS NULL)) END)::text AS result, \(t).error::text AS error,
         \(t).idempotency_key, \(t).current_step, \(t).cancel_requested, genflow.iso(\(t).run_at) AS run_at,
         genflow.iso(\(t).created_at) AS created_at, genflow.iso(\(t).started_at) AS started_at,
         genflow.iso(\(t).finished_at) AS finished_at, \(t).lease_token, \(t).cost::text AS cost
@@ -113,6 +113,11 @@ public struct StepRun: Sendable, Hashable {
     public var errorMessage: String?
     /// The delay scheduled before the next attempt, when this one failed and was retried.
     public var retryDelayMilliseconds: Int?
+    /// When this attempt failed with a retry delay: milliseconds from the read until the next
+    /// attempt may start (≤ 0: it may start now).
+    public var retryInMilliseconds: Int?
+    /// The `for_each` item it ran for (nil: the step itself).
+    public var item: Int?
     public var startedAt: String
     public var finishedAt: String?
     /// Milliseconds from `startedAt` to when the row was read.
@@ -121,7 +126,8 @@ public struct StepRun: Sendable, Hashable {
     static let columns = """
         step_id, attempt, generation, stage, status, output::text, error_class, error_message, retry_delay_ms,
         genflow.iso(started_at) AS started_at, genflow.iso(finished_at) AS finished_at,
-        (extract(epoch FROM now() - started_at) * 1000)::bigint AS age_ms
+        (extract(epoch FROM now() - started_at) * 1000)::bigint AS age_ms, item,
+        (extract(epoch FROM retry_at - now()) * 1000)::bigint AS retry_in_ms
         """
 
     init(row: PostgresRow) throws {
@@ -137,6 +143,8 @@ public struct StepRun: Sendable, Hashable {
         startedAt = row["started_at"] ?? ""
         finishedAt = row["finished_at"]
         ageMilliseconds = row.decode("age_ms") ?? 0
+        item = row.decode("item")
+        retryInMilliseconds = row.decode("retry_in_ms")
     }
 
     public var json: JSON {
@@ -146,6 +154,7 @@ public struct StepRun: Sendable, Hashable {
         ]
         if let errorClass { members["error"] = ["class": .string(errorClass), "message": .string(errorMessage ?? "")] }
         if let retryDelayMilliseconds { members["retry_delay_ms"] = .int(retryDelayMilliseconds) }
+        if let item { members["item"] = .int(item) }
         return .object(members)
     }
 }

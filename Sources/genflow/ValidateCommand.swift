@@ -13,7 +13,9 @@ struct ValidateCommand: AsyncParsableCommand {
         discussion: """
             With no PATH, checks the daemon config, every plugin in its plugins_dir (each is started to \
             compare its hello with its manifest) and every pipeline in its pipelines_dir. A PATH may be \
-            a pipeline file or a directory of them. Exits 1 when anything is wrong.
+            a pipeline file or a directory of them. Exits 1 when anything is wrong. With --graph, prints \
+            each valid pipeline's steps as a Graphviz DOT graph (an edge per need) instead: \
+            genflow validate --graph pipelines/x.yaml | dot -Tsvg > x.svg
             """
     )
 
@@ -21,6 +23,9 @@ struct ValidateCommand: AsyncParsableCommand {
 
     @Flag(help: "One line per error, without the source snippet.")
     var brief = false
+
+    @Flag(help: "Print each pipeline's steps as a Graphviz DOT graph.")
+    var graph = false
 
     @Argument(help: "Pipeline files or directories.")
     var paths: [String] = []
@@ -74,13 +79,29 @@ struct ValidateCommand: AsyncParsableCommand {
             print("\(Self.count(errorCount, "error")) (\(checked))")
             throw ExitCode(1)
         }
+        if graph {
+            pipelines.forEach { print(Self.dot($0), terminator: "") }
+            return
+        }
         for pipeline in pipelines {
-            print("ok  \(pipeline.name)  version \(pipeline.shortVersion)  \(Self.count(pipeline.steps.count, "step"))  \(pipeline.file)")
+            let levels = pipeline.graph.isChain ? "" : " in \(Self.count(pipeline.graph.levels.count, "level"))"
+            print("ok  \(pipeline.name)  version \(pipeline.shortVersion)  \(Self.count(pipeline.steps.count, "step"))\(levels)  \(pipeline.file)")
         }
         print("\(checked): no errors")
     }
 
     private static func count(_ number: Int, _ noun: String) -> String {
         "\(number) \(noun)\(number == 1 ? "" : "s")"
+    }
+
+    /// A pipeline as DOT: each node shows the step, its stage, and how it runs.
+    static func dot(_ pipeline: Pipeline) -> String {
+        pipeline.graph.dot(name: pipeline.name) { id in
+            guard let step = pipeline.step(id) else { return id }
+            var lines = [id, step.stage]
+            if let forEach = step.forEach { lines.append("for each item, \(forEach.maxParallel) at once") }
+            if step.continueOnError { lines.append("continues on error") }
+            return lines.joined(separator: "\n")
+        }
     }
 }

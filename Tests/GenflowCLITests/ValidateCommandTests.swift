@@ -47,9 +47,9 @@ struct ValidateCommandTests {
         ("unknown-stage", valid.replacingOccurrences(of: "stage: notify", with: "stage: notfy"),
          "15:12: error: unknown stage 'notfy'; did you mean 'notify'? (`genflow stages` lists them)"),
         ("unknown-step-reference", valid.replacingOccurrences(of: "{{steps.generate.output.text}}", with: "{{steps.nope.output}}"),
-         "16:43: error: unknown step 'nope' in '{{steps.nope.output}}' (earlier steps: prompt, generate)"),
+         "16:43: error: unknown step 'nope' in '{{steps.nope.output}}' (upstream of this step: prompt, generate)"),
         ("later-step-reference", valid.replacingOccurrences(of: "\"Draw {{input.instructions}}\"", with: "\"{{steps.done.output}}\""),
-         "9:23: error: '{{steps.done.output}}': step 'done' runs after this step; only earlier steps' outputs are available"),
+         "9:23: error: '{{steps.done.output}}': step 'done' runs after this step (it needs this one); only upstream steps' outputs are available"),
         ("bad-duration", valid.replacingOccurrences(of: "timeout: 30s", with: "timeout: 30 secs"),
          "13:14: error: 'timeout' must be a duration such as 500ms, 2s, 1m30s or 1h, not '30 secs'"),
         ("schema", valid.replacingOccurrences(of: "output: canvas_objects", with: "output: canvas_objects, stream: maybe"),
@@ -70,6 +70,28 @@ struct ValidateCommandTests {
         // The snippet under the error shows the offending line with a caret.
         #expect(result.stderrLines.dropFirst().contains { $0.contains("^") }, "\(testCase.name)")
         #expect(result.stdoutLines.last == "1 error (checked 1 pipeline file, 2 plugins and etc/genflow.yaml)", "\(testCase.name): \(result.stdout)")
+    }
+
+    @Test("--graph prints each pipeline's steps as DOT; a cycle in needs is an error with its path")
+    func graph() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let branching = valid.replacingOccurrences(of: "  - id: done\n", with: "  - id: done\n    needs: [prompt]\n")
+            .replacingOccurrences(of: "{{steps.generate.output.text}}", with: "{{steps.prompt.output}}")
+        let file = try directory.write("branching.yaml", branching)
+        let result = try genflow("validate", "--graph", file)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdoutLines.first == "digraph \"demo\" {")
+        #expect(result.stdoutLines.contains("  \"prompt\" -> \"generate\";"))
+        #expect(result.stdoutLines.contains("  \"prompt\" -> \"done\";"))
+        #expect(result.stdoutLines.contains("  \"generate\" [label=\"generate\\ncall_model\"];"))
+        #expect(try genflow("validate", file).stdoutLines.first?.contains("3 steps in 2 levels") == true)
+
+        let cyclic = try directory.write("cyclic.yaml", branching.replacingOccurrences(of: "    stage: prepare_instructions\n", with: "    stage: prepare_instructions\n    needs: [done]\n"))
+        let refused = try genflow("validate", "--brief", "--graph", cyclic)
+        #expect(refused.status == 1)
+        #expect(refused.stderrLines == ["\(cyclic):9:12: error: the steps' needs form a cycle: prompt needs done needs prompt; no step of it could ever run"])
+        #expect(refused.stdout.contains("digraph") == false)
     }
 
     @Test("--brief prints exactly one line per error; every error in a file is reported")

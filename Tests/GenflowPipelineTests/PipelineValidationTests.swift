@@ -99,7 +99,7 @@ struct PipelineValidationTests {
         ) + "\n  - id: self\n    stage: notify\n    with: {event: x, data: {a: \"{{steps.self.output}}\", b: \"{{steps.prompt}}\"}}"
         #expect(diagnostics(yaml) == [
             "p.yaml:9:23: error: unknown step 'nope' in '{{steps.nope.output}}' (no step runs before this one)",
-            "p.yaml:9:45: error: '{{steps.generate.output.text}}': step 'generate' runs after this step; only earlier steps' outputs are available",
+            "p.yaml:9:45: error: '{{steps.generate.output.text}}': step 'generate' runs after this step (it needs this one); only upstream steps' outputs are available",
             "p.yaml:9:76: error: unknown input 'instructons' in '{{input.instructons}}'; did you mean 'instructions'? (inputs: instructions)",
             "p.yaml:9:98: error: '{{env.HOME}}': environment variables are not available to pipelines; secrets belong in the daemon config",
             "p.yaml:9:111: error: unknown reference '{{foo}}' (references start with input., steps.<id>.output or job.)",
@@ -173,7 +173,7 @@ struct PipelineValidationTests {
         let parse = "\n  - id: objects\n    stage: parse_canvas_objects\n    with: {text: \"{{steps.generate.output.text}}\"}\n    on_invalid: {retry_step: TARGET, max: 1}"
         #expect(diagnostics(base + parse.replacingOccurrences(of: "TARGET", with: "generate")) == [])
         #expect(diagnostics(base + parse.replacingOccurrences(of: "TARGET", with: "generat")) == [
-            "p.yaml:16:30: error: unknown step 'generat' in 'generat'; did you mean 'generate'? (earlier steps: prompt, generate)",
+            "p.yaml:16:30: error: unknown step 'generat' in 'generat'; did you mean 'generate'? (upstream of this step: prompt, generate)",
         ])
         #expect(diagnostics(base + parse.replacingOccurrences(of: "TARGET", with: "objects")) == [
             "p.yaml:16:30: error: on_invalid.retry_step 'objects' is this step; name an earlier step to run again",
