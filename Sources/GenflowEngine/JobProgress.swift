@@ -25,6 +25,8 @@ struct JobProgress {
     }
 
     let pipeline: Pipeline
+    /// Whether any step has `for_each` (else there are no items to render or gather).
+    let hasItems: Bool
     /// Outputs of completed steps (a `for_each` step's: its items' outputs in order).
     private(set) var outputs: [String: JSON] = [:]
     /// Outputs of completed items of `for_each` steps not yet gathered.
@@ -40,6 +42,7 @@ struct JobProgress {
     /// Progress as the stored attempts of a job `runs` leave it, read at `now`.
     init(pipeline: Pipeline, generation: Int, runs: [StepRun], now: ContinuousClock.Instant) {
         self.pipeline = pipeline
+        hasItems = pipeline.steps.contains { $0.forEach != nil }
         var last: [StepUnit: StepRun] = [:]
         for run in runs {
             nextAttempt[run.stepID] = max(nextAttempt[run.stepID] ?? 1, run.attempt + 1)

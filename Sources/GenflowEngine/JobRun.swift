@@ -106,11 +106,11 @@ final class JobRun {
                     break
                 }
                 // Gather finished for_each steps, render the items of newly ready ones, start units.
-                for (step, outputs) in progress.gatherable {
+                for (step, outputs) in progress.hasItems ? progress.gatherable : [] {
                     try await submit(.gatherItems(step: step.id, stage: step.stage, attempt: progress.takeAttempt(of: step.id), outputs: outputs))
                     progress.gathered(step.id, outputs: outputs)
                 }
-                for step in progress.readySteps where step.forEach != nil && progress.items[step.id] == nil {
+                for step in progress.hasItems ? progress.readySteps : [] where step.forEach != nil && progress.items[step.id] == nil {
                     switch ForEach.items(of: step.forEach!.items.render(scope(progress))) {
                     case .success(let items): progress.setItems(items, of: step.id)
                     case .failure(let error):
@@ -123,9 +123,13 @@ final class JobRun {
                     }
                 }
                 if ending != nil { break }
-                if !progress.gatherable.isEmpty { continue }
+                if progress.hasItems && !progress.gatherable.isEmpty { continue }
                 let now = ContinuousClock.now
-                for unit in progress.startable(at: now) {
+                let units = progress.startable(at: now)
+                // One unit and nothing else in flight or waiting (a chain of steps): it runs in this
+                // task, without a child task of its own.
+                var inline: (prepared: Prepared, job: Job)?
+                for unit in units {
                     let prepared: Prepared
                     do throws(StepError) {
                         prepared = try prepare(unit, &progress, feedback: feedback[unit.step])
@@ -137,8 +141,12 @@ final class JobRun {
                     inFlight[unit] = prepared.attempt
                     let start = prepared.start
                     if !prepared.isOutside { try await submit(start) }
-                    let writer = engine.writer, job = job, lease = lease
-                    group.addTask { await Self.perform(prepared, start: start, writer: writer, job: job, lease: lease) }
+                    if units.count == 1 && inFlight.count == 1 && progress.nextRetry == nil {
+                        inline = (prepared, job)
+                    } else {
+                        let writer = engine.writer, job = job, lease = lease
+                        group.addTask { await Self.perform(prepared, start: start, writer: writer, job: job, lease: lease) }
+                    }
                     // Later writes carry the count (the first start is the job's `job.started`).
                     self.job.attempts += 1
                 }
@@ -172,7 +180,14 @@ final class JobRun {
                     }
                 }
 
-                guard let finished = try await group.next() else { continue }
+                let finished: Finished
+                if let inline {
+                    finished = await Self.perform(inline.prepared, start: inline.prepared.start, writer: engine.writer, job: inline.job, lease: lease)
+                } else if let next = try await group.next() {
+                    finished = next
+                } else {
+                    continue
+                }
                 switch finished {
                 case .wake:
                     if let due = wakeAt, due <= .now { wakeAt = nil }

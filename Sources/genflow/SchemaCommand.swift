@@ -7,11 +7,15 @@ import GenflowStages
 import GenflowTesting
 
 /// `genflow schema pipeline|config`: the JSON Schemas editors use, generated from the validation tables.
-struct SchemaCommand: ParsableCommand {
+struct SchemaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schema",
         abstract: "Print the JSON Schema of pipeline files, the daemon config, plugin manifests or pipeline test files (for editors).",
-        discussion: "The shipped copies live in etc/schema/; regenerate them with `make schemas`."
+        discussion: """
+            The pipeline schema knows the built-in stages and the plugin stages of the config's \
+            plugins_dir (their manifests: names and config schemas; nothing is started). The shipped \
+            copies live in etc/schema/; regenerate them with `make schemas`.
+            """
     )
 
     enum Document: String, ExpressibleByArgument, CaseIterable {
@@ -23,11 +27,14 @@ struct SchemaCommand: ParsableCommand {
     @Argument(help: "pipeline, config, plugin or test")
     var document: Document
 
-    func run() {
+    func run() async throws {
         switch document {
         case .pipeline:
             // Without provider names, so the shipped schema does not depend on one deployment's config.
-            print(EditorSchema.pipeline(registry: BuiltinStages.makeRegistry(providers: [:])).prettyPrinted, terminator: "")
+            let config = (try? options.loadConfig()) ?? DaemonConfig()
+            let plugins = await config.loadPlugins(start: false)
+            let registry = BuiltinStages.makeRegistry(providers: [:], plugins: plugins.stages)
+            print(EditorSchema.pipeline(registry: registry).prettyPrinted, terminator: "")
         case .config:
             print(DaemonConfig.editorSchema.prettyPrinted, terminator: "")
         case .plugin:

@@ -18,8 +18,44 @@ struct SchemaCommandTests {
         let schema = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         let step = try #require((schema["definitions"] as? [String: Any])?["step"] as? [String: Any])
         let stage = try #require((step["properties"] as? [String: Any])?["stage"] as? [String: Any])
-        #expect((stage["enum"] as? [String])?.count == StagesCommandTests.builtins.count)
-        #expect((step["allOf"] as? [Any])?.count == StagesCommandTests.builtins.count)
+        // The built-in stages and the two shipped plugins' (plugins/: anthropic.messages, moderation.check).
+        #expect((stage["enum"] as? [String])?.count == StagesCommandTests.builtins.count + 2)
+        #expect((step["allOf"] as? [Any])?.count == StagesCommandTests.builtins.count + 2)
+    }
+
+    @Test("every shipped pipeline, plugin stages and graphs included, passes the editor schema under a real JSON Schema validator; a broken one does not")
+    func shippedPipelinesValidate() throws {
+        let pipelines = try FileManager.default.contentsOfDirectory(atPath: "pipelines").filter { $0.hasSuffix(".yaml") }.sorted().map { "pipelines/\($0)" }
+        #expect(pipelines.contains("pipelines/claude-canvas-generation.yaml"))
+        let accepted = try python(["Tests/Fixtures/validate_schema.py", "etc/schema/pipeline.schema.json"] + pipelines)
+        #expect(accepted.status == 0, "\(accepted.stdout)\(accepted.stderr)")
+
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let broken = try directory.write("broken.yaml", """
+            name: broken
+            steps:
+              - {id: a, stage: moderation.check, with: {text: 42}}
+              - {id: b, stage: notify, needs: a, for_each: {x: 1}, with: {event: x}}
+            """)
+        let refused = try python(["Tests/Fixtures/validate_schema.py", "etc/schema/pipeline.schema.json", broken])
+        #expect(refused.status == 1)
+        #expect(refused.stdout.contains("steps/0/with: {'text': 42} is not valid"), "a plugin stage's settings are checked: \(refused.stdout)")
+        #expect(refused.stdout.contains("steps/1/for_each"), "\(refused.stdout)")
+    }
+
+    /// Runs `python3` with `arguments` from the package root and waits for it.
+    private func python(_ arguments: [String]) throws -> CommandResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
     }
 
     @Test("the config schema names exactly the keys the loader accepts")
