@@ -26,11 +26,14 @@ public struct EngineConfiguration: Sendable {
     public var claimAheadWindow: Duration
     /// Longest a job claimed ahead waits for a worker before it goes back to the queue.
     public var readyTimeToLive: Duration
+    /// False: a step's retry is due at once; the delay its policy computed is recorded, not waited
+    /// (`genflow test`, which makes waiting jobs due at once too).
+    public var waitsOutRetries: Bool
 
     public init(
         workers: Int = 64, lease: Duration = .seconds(30), pollInterval: Duration = .seconds(1), maxRescues: Int = 5,
         runningPerUser: Int? = nil, shutdownGrace: Duration = .seconds(30), claimBatch: Int = 256,
-        claimAheadWindow: Duration = .milliseconds(100), readyTimeToLive: Duration = .seconds(2)
+        claimAheadWindow: Duration = .milliseconds(100), readyTimeToLive: Duration = .seconds(2), waitsOutRetries: Bool = true
     ) {
         self.workers = workers
         self.lease = lease
@@ -41,6 +44,7 @@ public struct EngineConfiguration: Sendable {
         self.claimBatch = claimBatch
         self.claimAheadWindow = claimAheadWindow
         self.readyTimeToLive = min(readyTimeToLive, lease / 2)
+        self.waitsOutRetries = waitsOutRetries
     }
 }
 

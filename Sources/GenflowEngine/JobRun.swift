@@ -262,7 +262,7 @@ final class JobRun {
         switch step.retry.decide(after: error, attempt: attempt.policyAttempt, elapsed: spent, random: Double.random(in: 0..<1)) {
         case .retry(let delay):
             StepMetrics.retry(stage: attempt.stage, errorClass: error.errorClass)
-            progress.failed(unit, error: error, retryAt: .now + delay)
+            progress.failed(unit, error: error, retryAt: .now + (engine.configuration.waitsOutRetries ? delay : .zero))
             try await submit(.retryLater(step: step.id, attempt: attempt.number, policyAttempt: attempt.policyAttempt, error: error, delay: delay, item: unit.item))
             logger.info("step failed; retry scheduled", metadata: [
                 "genflow.step": "\(unit)", "genflow.error_class": "\(error.errorClass)", "genflow.delay_ms": "\(delay.milliseconds)",
@@ -333,7 +333,7 @@ final class JobRun {
             unit: unit, stage: stage.name, number: progress.takeAttempt(of: step.id), policyAttempt: history.failures + 1, startedAt: now, records: records)
         let upstream = progress.pipeline.graph.upstream[step.id] ?? []
         let context = StageContext(
-            config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id,
+            config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id, item: unit.item,
             attempt: attempt.policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback,
             previous: progress.pipeline.steps.compactMap { earlier in
                 guard upstream.contains(earlier.id), let output = progress.outputs[earlier.id] else { return nil }

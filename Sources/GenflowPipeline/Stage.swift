@@ -37,6 +37,8 @@ public struct StageContext: Sendable {
     public var jobID: String
     public var userID: String
     public var stepID: String
+    /// The index of the `for_each` item this attempt runs for (nil: the step itself).
+    public var item: Int?
     /// 1-based attempt number.
     public var attempt: Int
     /// The most this attempt may take (timeout, shortened by the step's deadline).
@@ -69,9 +71,10 @@ public struct StageContext: Sendable {
     }
 
     public init(
-        config: JSON, input: JSON, jobID: String, userID: String, stepID: String, attempt: Int, timeout: Duration,
+        config: JSON, input: JSON, jobID: String, userID: String, stepID: String, item: Int? = nil, attempt: Int, timeout: Duration,
         feedback: JSON? = nil, previous: [PreviousStep] = [], records: any StageRecords = NoRecords()
     ) {
+        self.item = item
         self.feedback = feedback
         self.previous = previous
         self.records = records

@@ -35,13 +35,19 @@ public struct PluginStage: Stage {
             }
         }
         let deadline = context.timeout
-        let invocation: JSON = [
+        // An item of a for_each step is a call of its own: its index, and a key of its own.
+        let unit = context.item.map { "\(step)[\($0)]" } ?? step
+        var invocation: JSON = [
             "job_id": .string(job), "user_id": .string(user), "step": .string(step), "attempt": .int(context.attempt),
             "deadline_ms": .int(Int(deadline.milliseconds)),
-            "idempotency_key": .string("\(job):\(step)"),
+            "idempotency_key": .string("\(job):\(unit)"),
             // on_invalid: why the previous answer was refused, so the plugin can ask differently.
             "feedback": context.feedback ?? .null,
         ]
+        if let item = context.item, case .object(var members) = invocation {
+            members["item"] = .int(item)
+            invocation = .object(members)
+        }
         let outcome = await slot.current.invoke(stage: name, config: context.config, input: context.input, context: invocation, deadline: deadline, observer: observer)
         events.finish()
         await writer.value

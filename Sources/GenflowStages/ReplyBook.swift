@@ -93,16 +93,20 @@ public final class ReplyBook: Sendable {
     /// Whether `jobID` is scripted.
     func knows(_ jobID: String) -> Bool { jobs.withLock { $0[jobID] != nil } }
 
-    /// The reply to the step's next call, nil when the step has none scripted. A call past the
-    /// list fails without retry, saying so.
+    /// The reply to the step's next call, nil when the step has none scripted. An item of a
+    /// `for_each` step takes its own replies (`step[index]`) when it has some, else the step's next
+    /// (items run in any order). A call past the list fails without retry, saying so.
     func reply(for context: StageContext) -> ScriptedReply? {
         jobs.withLock { jobs -> ScriptedReply? in
-            guard var script = jobs[context.jobID], let replies = script.replies[context.stepID] else { return nil }
-            let call = script.calls[context.stepID, default: 0]
-            script.calls[context.stepID] = call + 1
+            guard var script = jobs[context.jobID] else { return nil }
+            let itemKey = context.item.map { "\(context.stepID)[\($0)]" }
+            guard let key = [itemKey, context.stepID].compactMap({ $0 }).first(where: { script.replies[$0] != nil }),
+                  let replies = script.replies[key] else { return nil }
+            let call = script.calls[key, default: 0]
+            script.calls[key] = call + 1
             jobs[context.jobID] = script
             guard call < replies.count else {
-                return .failure(StepError(.invalidRequest, "step '\(context.stepID)' has \(replies.count) scripted \(replies.count == 1 ? "reply" : "replies"); call \(call + 1) has none"))
+                return .failure(StepError(.invalidRequest, "step '\(key)' has \(replies.count) scripted \(replies.count == 1 ? "reply" : "replies"); call \(call + 1) has none"))
             }
             return replies[call]
         }

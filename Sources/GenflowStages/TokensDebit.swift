@@ -12,7 +12,9 @@ public struct TokensDebit: Stage {
         name: "tokens.debit",
         summary: "Debit the user's tokens exactly once per job step (idempotency key); emit token_balance_updated.",
         config: .object(required: ["amount", "reason"], [
-            .init("amount", .integer("Tokens to debit.", minimum: 0)),
+            .init("amount", JSONSchema(
+                types: ["integer", "array"], description: "Tokens to debit, or a list of amounts to add up (the usage of several calls).",
+                items: .integer(minimum: 0), minimum: 0, maxItems: 100)),
             .init("reason", .string("Ledger reason, e.g. canvas_generation.", minLength: 1, maxLength: 200)),
         ]),
         retryDefaults: RetrySettings(maxAttempts: 10)
@@ -23,7 +25,7 @@ public struct TokensDebit: Stage {
     public func hasOutsideEffects(_ config: JSON) -> Bool { false }
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
-        let amount = context.config["amount"]?.intValue ?? 0
+        let amount = context.config["amount"]?.arrayValue?.reduce(0) { $0 + ($1.intValue ?? 0) } ?? context.config["amount"]?.intValue ?? 0
         let reason = context.config["reason"]?.stringValue ?? ""
         let debit = try await context.records.debit(amount: amount, reason: reason)
         return ["transaction_id": .int(debit.transactionID), "balance": .int(debit.balanceAfter), "debited": .int(amount), "repeated": .bool(!debit.isNew)]

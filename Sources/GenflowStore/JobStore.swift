@@ -310,13 +310,20 @@ public final class StoreSession {
         ).rows.map(StepRun.init(row:))
     }
 
-    /// The steps of the pipeline version a job runs on: `(id, stage)` in order.
-    public func pipelineSteps(name: String, version: String) throws -> [(id: String, stage: String)] {
-        try connection.query("""
-            SELECT s.value->>'id' AS id, s.value->>'stage' AS stage
+    /// The steps of the pipeline version a job runs on, in file order, with what each needs (as
+    /// written, else the step above it) and whether it runs per item (`for_each`).
+    public func pipelineSteps(name: String, version: String) throws -> [StepOutline] {
+        var steps: [StepOutline] = []
+        for row in try connection.query("""
+            SELECT s.value->>'id' AS id, s.value->>'stage' AS stage, s.value->'needs' AS needs, s.value ? 'for_each' AS per_item
             FROM genflow.pipeline_versions v, jsonb_array_elements(v.definition->'steps') WITH ORDINALITY AS s(value, n)
             WHERE v.name = $1 AND v.version = $2 ORDER BY s.n
-            """, [name, version]).rows.map { ($0["id"] ?? "", $0["stage"] ?? "") }
+            """, [name, version]).rows {
+            let written = try row["needs"].map { try JSON(parsing: $0) }
+            let needs = written.map { $0.arrayValue?.compactMap(\.stringValue) ?? $0.stringValue.map { [$0] } ?? [] } ?? steps.last.map { [$0.id] } ?? []
+            steps.append(StepOutline(id: row["id"] ?? "", stage: row["stage"] ?? "", needs: needs, perItem: row.decode("per_item") ?? false))
+        }
+        return steps
     }
 
     /// Jobs newest first, filtered; `before` is the cursor of the last job of the previous page.

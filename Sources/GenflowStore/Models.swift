@@ -159,6 +159,23 @@ public struct StepRun: Sendable, Hashable {
     }
 }
 
+/// A step of a pipeline version as job documents show it.
+public struct StepOutline: Sendable, Hashable {
+    public var id: String
+    public var stage: String
+    /// The steps it waits for: as written, else the step above it.
+    public var needs: [String]
+    /// It runs once per item (`for_each`).
+    public var perItem: Bool
+
+    public init(id: String, stage: String, needs: [String] = [], perItem: Bool = false) {
+        self.id = id
+        self.stage = stage
+        self.needs = needs
+        self.perItem = perItem
+    }
+}
+
 /// A stored event.
 public struct Event: Sendable, Hashable {
     public var id: Int64
@@ -227,19 +244,42 @@ extension Job {
     /// - Parameters:
     ///   - steps: the pipeline version's steps in order (`JobStore.pipelineSteps`).
     ///   - runs: the job's step runs (`JobStore.stepRuns`); with `includeRuns`, listed as `runs`.
-    public func json(steps: [(id: String, stage: String)], runs: [StepRun], includeRuns: Bool = false) -> JSON {
+    /// A step's (or an item's) state from its attempts of the job.
+    private func summary(of runs: [StepRun]) -> [String: JSON] {
+        let counted = runs.filter { $0.status != "interrupted" && $0.generation == generation }
+        let last = runs.last
+        var summary: [String: JSON] = [
+            "status": .string(last?.status ?? "pending"), "attempts": .int(counted.count),
+            "started_at": runs.first.map { .string($0.startedAt) } ?? .null,
+            "finished_at": last?.finishedAt.map(JSON.string) ?? .null,
+        ]
+        if let failed = runs.last(where: { $0.errorClass != nil }) {
+            summary["error"] = ["class": .string(failed.errorClass ?? ""), "message": .string(failed.errorMessage ?? ""), "attempt": .int(failed.attempt)]
+        }
+        return summary
+    }
+
+    public func json(steps: [StepOutline], runs: [StepRun], includeRuns: Bool = false) -> JSON {
         let summaries: [JSON] = steps.map { step in
             let mine = runs.filter { $0.stepID == step.id && $0.status != "superseded" }
-            let counted = mine.filter { $0.status != "interrupted" && $0.generation == generation }
-            let last = mine.last
-            var summary: [String: JSON] = [
-                "id": .string(step.id), "stage": .string(step.stage),
-                "status": .string(last?.status ?? "pending"), "attempts": .int(counted.count),
-                "started_at": mine.first.map { .string($0.startedAt) } ?? .null,
-                "finished_at": last?.finishedAt.map(JSON.string) ?? .null,
-            ]
-            if let failed = mine.last(where: { $0.errorClass != nil }) {
-                summary["error"] = ["class": .string(failed.errorClass ?? ""), "message": .string(failed.errorMessage ?? ""), "attempt": .int(failed.attempt)]
+            var summary = summary(of: mine.filter { $0.item == nil })
+            summary["id"] = .string(step.id)
+            summary["stage"] = .string(step.stage)
+            summary["needs"] = .array(step.needs.map(JSON.string))
+            guard step.perItem else { return .object(summary) }
+            // A for_each step: its items so far, each summarised like a step; the step runs while
+            // they do and completes with their gathered output.
+            let byItem = Dictionary(grouping: mine.filter { $0.item != nil }, by: { $0.item ?? 0 })
+            let items = byItem.keys.sorted().map { item in
+                var entry = self.summary(of: byItem[item] ?? [])
+                entry["item"] = .int(item)
+                return JSON.object(entry)
+            }
+            summary["items"] = .array(items)
+            summary["items_completed"] = .int(items.filter { $0["status"] == "completed" }.count)
+            if summary["status"] == "pending", !items.isEmpty {
+                summary["status"] = items.contains { $0["status"] == "running" } ? "running" : items.last?["status"] ?? "pending"
+                summary["started_at"] = items.compactMap { $0["started_at"]?.stringValue }.min().map(JSON.string) ?? .null
             }
             return .object(summary)
         }

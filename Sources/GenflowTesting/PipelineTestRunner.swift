@@ -54,7 +54,8 @@ public struct PipelineTestRunner: Sendable {
         quiet.logLevel = .error
         let engine = Engine(
             store: store, catalog: catalog, registry: registry,
-            configuration: EngineConfiguration(workers: 8, lease: .seconds(30), pollInterval: .milliseconds(10), shutdownGrace: .seconds(1)),
+            configuration: EngineConfiguration(
+                workers: 8, lease: .seconds(30), pollInterval: .milliseconds(10), shutdownGrace: .seconds(1), waitsOutRetries: false),
             logger: quiet
         )
         let task = Task { try await engine.run() }
@@ -142,14 +143,20 @@ public struct PipelineTestRunner: Sendable {
         let objects = try await store.read { try $0.canvasObjects(jobID: id) }
         let ledger = try await store.read { try $0.ledger(userID: user, limit: 1_000) }
         // Attempts: every time the step ran, a re-ask by a later step's on_invalid included.
-        let steps = (document["steps"]?.arrayValue ?? []).map { step in
+        // A for_each step's items are also steps of their own, `id[index]`.
+        let steps = (document["steps"]?.arrayValue ?? []).flatMap { step in
             let id = step["id"]?.stringValue ?? ""
-            return (id: id, status: step["status"]?.stringValue ?? "", attempts: events.filter { $0.type == "step.started" && $0.step == id }.count)
+            let starts = events.filter { $0.type == "step.started" && $0.step == id }
+            let items = (step["items"]?.arrayValue ?? []).map { item in
+                let index = item["item"]?.intValue ?? 0
+                return (id: "\(id)[\(index)]", status: item["status"]?.stringValue ?? "", attempts: starts.filter { $0.data["item"]?.intValue == index }.count)
+            }
+            return [(id: id, status: step["status"]?.stringValue ?? "", attempts: starts.count)] + items
         }
         let retries: [CaseOutcome.Retry] = events.filter { $0.type == "step.retrying" }.map { event in
             let error = event.data["error"]
             return CaseOutcome.Retry(
-                step: event.step ?? "", attempt: event.data["attempt"]?.intValue ?? 0,
+                step: (event.step ?? "") + (event.data["item"]?.intValue.map { "[\($0)]" } ?? ""), attempt: event.data["attempt"]?.intValue ?? 0,
                 error: "\(error?["class"]?.stringValue ?? ""): \(error?["message"]?.stringValue ?? "")",
                 delay: event.data["delay_ms"]?.intValue.map { .milliseconds($0) }, reAskedBy: event.data["retry_step"]?.stringValue
             )

@@ -65,7 +65,7 @@ struct JobsCommand: AsyncParsableCommand {
             let config = try options.loadConfigOrExit()
             let id = id
             let found = try await options.withStore(config) { store in
-                try await store.read { session -> (Job, [(id: String, stage: String)], [StepRun])? in
+                try await store.read { session -> (Job, [StepOutline], [StepRun])? in
                     guard let job = try session.job(id: id) else { return nil }
                     return (job, try session.pipelineSteps(name: job.pipeline, version: job.pipelineVersion), try session.stepRuns(jobID: id))
                 }
@@ -89,11 +89,12 @@ struct JobsCommand: AsyncParsableCommand {
                 print("  error     \(error["class"]?.stringValue ?? "?") in step \(error["step"]?.stringValue ?? "-"): \(error["message"]?.stringValue ?? "")")
             }
             print("  steps")
-            for step in steps {
+            for (index, step) in steps.enumerated() {
                 let mine = runs.filter { $0.stepID == step.id }
-                print("    \(step.id) (\(step.stage)): \(mine.last?.status ?? "pending")")
+                let after = step.needs == (index == 0 ? [] : [steps[index - 1].id]) ? "" : "  needs \(step.needs.isEmpty ? "nothing" : step.needs.joined(separator: ", "))"
+                print("    \(step.id) (\(step.stage)\(step.perItem ? ", for each item" : "")): \(mine.last(where: { $0.item == nil })?.status ?? mine.last?.status ?? "pending")\(after)")
                 for run in mine {
-                    var line = "      attempt \(run.attempt)  \(run.status)  started \(run.startedAt)  finished \(run.finishedAt ?? "-")"
+                    var line = "      \(run.item.map { "item \($0)  " } ?? "")attempt \(run.attempt)  \(run.status)  started \(run.startedAt)  finished \(run.finishedAt ?? "-")"
                     if let errorClass = run.errorClass { line += "  \(errorClass): \(run.errorMessage ?? "")" }
                     if let delay = run.retryDelayMilliseconds { line += "  retry in \(delay) ms" }
                     print(line)

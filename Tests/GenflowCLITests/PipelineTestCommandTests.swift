@@ -11,7 +11,9 @@ struct PipelineTestCommandTests {
     func shipped() throws {
         let result = try genflow("test", "pipelines/")
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-        #expect(result.stdout.contains("17 passed, 0 failed"))
+        #expect(result.stdout.contains("22 passed, 0 failed"))
+        #expect(result.stdout.contains("ok    illustrated-canvas › the picture branch retries on its own; the canvas branch is not asked again"))
+        #expect(result.stdout.contains("variants[1]: attempt 1 failed, rate_limited: slow down → retry after 2s (computed, not waited)"))
         #expect(result.stdout.contains("ok    fallbacks › the first target fails with a server error, the fallback answers in the same attempt"))
         #expect(result.stdout.contains("ok    canvas-generation › a rate limit, then an answer; the retry waits what the provider asked"))
         #expect(result.stdout.contains("generate: attempt 1 failed, rate_limited: slow down → retry after 7s (computed, not waited)"))

@@ -25,8 +25,11 @@ struct SchemaCommandTests {
 
     @Test("every shipped pipeline, plugin stages and graphs included, passes the editor schema under a real JSON Schema validator; a broken one does not")
     func shippedPipelinesValidate() throws {
-        let pipelines = try FileManager.default.contentsOfDirectory(atPath: "pipelines").filter { $0.hasSuffix(".yaml") }.sorted().map { "pipelines/\($0)" }
-        #expect(pipelines.contains("pipelines/claude-canvas-generation.yaml"))
+        func files(_ directory: String) throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".yaml") && !$0.hasSuffix(".test.yaml") }.sorted().map { "\(directory)/\($0)" }
+        }
+        let pipelines = try files("pipelines") + files("pipelines/tests")
+        #expect(pipelines.contains("pipelines/claude-canvas-generation.yaml") && pipelines.contains("pipelines/tests/variants.yaml"))
         let accepted = try python(["Tests/Fixtures/validate_schema.py", "etc/schema/pipeline.schema.json"] + pipelines)
         #expect(accepted.status == 0, "\(accepted.stdout)\(accepted.stderr)")
 

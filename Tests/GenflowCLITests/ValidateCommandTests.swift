@@ -31,9 +31,10 @@ struct ValidateCommandTests {
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  canvas-generation  version ") })
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  image-generation  version ") })
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  claude-canvas-generation  version ") }, "its plugin stages are known")
+        #expect(result.stdoutLines.contains { $0.hasPrefix("ok  illustrated-canvas  version ") && $0.contains("10 steps in 8 levels") })
         let defaults = try genflow("validate")
         #expect(defaults.status == 0, "\(defaults.stderr)")
-        #expect(defaults.stdoutLines.last == "checked 3 pipeline files, 2 plugins and etc/genflow.yaml: no errors")
+        #expect(defaults.stdoutLines.last == "checked 4 pipeline files, 2 plugins and etc/genflow.yaml: no errors")
     }
 
     /// Each broken variant and the exact first line `genflow validate` must print for it.
@@ -176,7 +177,7 @@ struct StagesCommandTests {
         #expect(Set(headers) == Set(Self.listed))
         #expect(result.stdout.contains("moderation.check  (plugin moderation)"))
         #expect(result.stdout.contains("    minimum  integer ≥ 0, required — Smallest balance that lets the job go on."))
-        #expect(result.stdout.contains("    amount  integer ≥ 0, required"))
+        #expect(result.stdout.contains("    amount  integer|array of integer ≥ 0, required"))
         #expect(result.stdout.contains("    template  string, required"))
     }
 

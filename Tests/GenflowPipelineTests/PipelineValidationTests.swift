@@ -164,7 +164,7 @@ struct PipelineValidationTests {
         let step = "\n  - id: debit\n    stage: tokens.debit\n    with: {amount: AMOUNT, reason: r}"
         #expect(diagnostics(base + step.replacingOccurrences(of: "AMOUNT", with: "\"{{ steps.generate.output.usage.total_tokens }}\"")) == [])
         #expect(diagnostics(base + step.replacingOccurrences(of: "AMOUNT", with: "\"{{steps.generate.output.usage.total_tokens}} tokens\"")) == [
-            "p.yaml:15:20: error: 'with' of step 'debit': 'amount' must be an integer, not text with a template (only a value that is exactly one {{reference}} keeps its type)",
+            "p.yaml:15:20: error: 'with' of step 'debit': 'amount' must be an integer or a list, not text with a template (only a value that is exactly one {{reference}} keeps its type)",
         ])
     }
 
