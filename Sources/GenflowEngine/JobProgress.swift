@@ -12,8 +12,9 @@ struct StepUnit: Hashable, Sendable, CustomStringConvertible {
 
 /// Where a job's steps stand during one run: which are done (their outputs), running, or waiting
 /// for a retry, and what each unit's attempts so far count for. Pure bookkeeping: the run asks it
-/// what may start and tells it what happened; it reads and writes nothing.
-struct JobProgress {
+/// what may start and tells it what happened; it reads and writes nothing. A class: one run owns
+/// it, and passing it around must not copy its tables.
+final class JobProgress {
     /// What a unit's earlier attempts of this generation count for.
     struct History {
         /// Failed attempts (the retry policy's count).
@@ -29,6 +30,9 @@ struct JobProgress {
     let hasItems: Bool
     /// Outputs of completed steps (a `for_each` step's: its items' outputs in order).
     private(set) var outputs: [String: JSON] = [:]
+    /// The completed steps (the keys of `outputs`), by position.
+    private(set) var done: [Bool]
+    private var doneCount = 0
     /// Outputs of completed items of `for_each` steps not yet gathered.
     private(set) var itemOutputs: [String: [Int: JSON]] = [:]
     /// The items of each `for_each` step whose needs are met (rendered once).
@@ -43,6 +47,7 @@ struct JobProgress {
     init(pipeline: Pipeline, generation: Int, runs: [StepRun], now: ContinuousClock.Instant) {
         self.pipeline = pipeline
         hasItems = pipeline.steps.contains { $0.forEach != nil }
+        done = Array(repeating: false, count: pipeline.steps.count)
         var last: [StepUnit: StepRun] = [:]
         for run in runs {
             nextAttempt[run.stepID] = max(nextAttempt[run.stepID] ?? 1, run.attempt + 1)
@@ -60,21 +65,28 @@ struct JobProgress {
             history[unit] = counted
         }
         for (step, _) in outputs { itemOutputs[step] = nil }
+        for step in outputs.keys { markDone(step, true) }
         for (unit, run) in last where run.status == "failed" {
             if let wait = run.retryInMilliseconds, wait > 0 { waiting[unit] = now + .milliseconds(wait) }
         }
     }
 
+    private func markDone(_ step: String, _ isDone: Bool) {
+        guard let position = pipeline.graph.position[step], done[position] != isDone else { return }
+        done[position] = isDone
+        doneCount += isDone ? 1 : -1
+    }
+
     /// Whether every step completed.
-    var isComplete: Bool { pipeline.steps.allSatisfy { outputs[$0.id] != nil } }
+    var isComplete: Bool { doneCount == pipeline.steps.count }
 
     /// Steps whose needs are met and that have not completed, in file order.
     var readySteps: [PipelineStep] {
-        pipeline.graph.ready(done: Set(outputs.keys)).compactMap(pipeline.step)
+        pipeline.graph.readyPositions(done: done).map { pipeline.steps[$0] }
     }
 
     /// Records the items of a `for_each` step.
-    mutating func setItems(_ items: [JSON], of step: String) {
+    func setItems(_ items: [JSON], of step: String) {
         self.items[step] = items
     }
 
@@ -86,16 +98,17 @@ struct JobProgress {
         func free(_ unit: StepUnit) -> Bool {
             !running.contains(unit) && (waiting[unit].map { $0 <= now } ?? true)
         }
-        for step in readySteps {
-            guard let forEach = step.forEach else {
-                if free(StepUnit(step: step.id)) { units.append(StepUnit(step: step.id)) }
+        for position in pipeline.graph.readyPositions(done: done) {
+            let step = pipeline.graph.ids[position]
+            guard hasItems, let maxParallel = pipeline.steps[position].forEach?.maxParallel else {
+                if free(StepUnit(step: step)) { units.append(StepUnit(step: step)) }
                 continue
             }
-            guard let items = items[step.id] else { continue }
-            var active = running.filter { $0.step == step.id }.count
-            let done = itemOutputs[step.id] ?? [:]
-            for index in items.indices where active < forEach.maxParallel && done[index] == nil {
-                let unit = StepUnit(step: step.id, item: index)
+            guard let items = items[step] else { continue }
+            var active = running.filter { $0.step == step }.count
+            let done = itemOutputs[step] ?? [:]
+            for index in items.indices where active < maxParallel && done[index] == nil {
+                let unit = StepUnit(step: step, item: index)
                 if free(unit) {
                     units.append(unit)
                     active += 1
@@ -121,36 +134,38 @@ struct JobProgress {
     func history(of unit: StepUnit) -> History { history[unit] ?? History() }
 
     /// A new attempt number for `step` (unique across its items).
-    mutating func takeAttempt(of step: String) -> Int {
+    func takeAttempt(of step: String) -> Int {
         let attempt = nextAttempt[step] ?? 1
         nextAttempt[step] = attempt + 1
         return attempt
     }
 
-    mutating func started(_ unit: StepUnit, at now: ContinuousClock.Instant) {
+    func started(_ unit: StepUnit, at now: ContinuousClock.Instant) {
         running.insert(unit)
         waiting[unit] = nil
         if history[unit]?.since == nil { history[unit, default: History()].since = now }
     }
 
     /// The unit completed with `output` (for a step: the step; for an item: that item).
-    mutating func completed(_ unit: StepUnit, output: JSON) {
+    func completed(_ unit: StepUnit, output: JSON) {
         running.remove(unit)
         if let item = unit.item {
             itemOutputs[unit.step, default: [:]][item] = output
         } else {
             outputs[unit.step] = output
+            markDone(unit.step, true)
         }
     }
 
     /// The `for_each` step's items were gathered into its output.
-    mutating func gathered(_ step: String, outputs: [JSON]) {
+    func gathered(_ step: String, outputs: [JSON]) {
         self.outputs[step] = .array(outputs)
+        markDone(step, true)
         itemOutputs[step] = nil
     }
 
     /// The unit's attempt failed; with `retryAt` it may run again from then.
-    mutating func failed(_ unit: StepUnit, error: StepError, retryAt: ContinuousClock.Instant?) {
+    func failed(_ unit: StepUnit, error: StepError, retryAt: ContinuousClock.Instant?) {
         running.remove(unit)
         history[unit, default: History()].failures += 1
         if error.errorClass == .outputInvalid { history[unit, default: History()].invalid += 1 }
@@ -158,14 +173,15 @@ struct JobProgress {
     }
 
     /// The attempt ended without counting (the job is stopping around it).
-    mutating func stopped(_ unit: StepUnit) {
+    func stopped(_ unit: StepUnit) {
         running.remove(unit)
     }
 
     /// `on_invalid`: the outputs of `steps` are dropped (their checkpoints superseded), to run again.
-    mutating func discard(_ steps: [String]) {
+    func discard(_ steps: [String]) {
         for step in steps {
             outputs[step] = nil
+            markDone(step, false)
             itemOutputs[step] = nil
             items[step] = nil
         }

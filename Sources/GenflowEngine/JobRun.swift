@@ -90,7 +90,7 @@ final class JobRun {
         let jobID = job.id
         // A job never attempted has no step runs to read.
         let runs = job.attempts == 0 ? [] : try await engine.store.read { try $0.stepRuns(jobID: jobID) }
-        var progress = JobProgress(pipeline: pipeline, generation: job.generation, runs: runs, now: .now)
+        let progress = JobProgress(pipeline: pipeline, generation: job.generation, runs: runs, now: .now)
         // Starts what may start and handles what ends, until the job completes, waits for a
         // retry, or ends early.
         try await withThrowingTaskGroup(of: Finished.self) { group in
@@ -111,7 +111,7 @@ final class JobRun {
                     progress.gathered(step.id, outputs: outputs)
                 }
                 for step in progress.hasItems ? progress.readySteps : [] where step.forEach != nil && progress.items[step.id] == nil {
-                    switch ForEach.items(of: step.forEach!.items.render(scope(progress))) {
+                    switch ForEach.items(of: step.forEach!.items.render(scope(progress.outputs))) {
                     case .success(let items): progress.setItems(items, of: step.id)
                     case .failure(let error):
                         if step.continueOnError {
@@ -128,11 +128,11 @@ final class JobRun {
                 let units = progress.startable(at: now)
                 // One unit and nothing else in flight or waiting (a chain of steps): it runs in this
                 // task, without a child task of its own.
-                var inline: (prepared: Prepared, job: Job)?
+                var inline: Prepared?
                 for unit in units {
                     let prepared: Prepared
                     do throws(StepError) {
-                        prepared = try prepare(unit, &progress, feedback: feedback[unit.step])
+                        prepared = try prepare(unit, progress, feedback: feedback[unit.step])
                     } catch {
                         ending = .failed(unit, attempt: nil, error, reason: "config")
                         break
@@ -142,7 +142,8 @@ final class JobRun {
                     let start = prepared.start
                     if !prepared.isOutside { try await submit(start) }
                     if units.count == 1 && inFlight.count == 1 && progress.nextRetry == nil {
-                        inline = (prepared, job)
+                        if prepared.isOutside { try await commit([start]) }
+                        inline = prepared
                     } else {
                         let writer = engine.writer, job = job, lease = lease
                         group.addTask { await Self.perform(prepared, start: start, writer: writer, job: job, lease: lease) }
@@ -182,7 +183,7 @@ final class JobRun {
 
                 let finished: Finished
                 if let inline {
-                    finished = await Self.perform(inline.prepared, start: inline.prepared.start, writer: engine.writer, job: inline.job, lease: lease)
+                    finished = .attempt(inline.attempt, await Self.invoke(inline.stage, inline.context))
                 } else if let next = try await group.next() {
                     finished = next
                 } else {
@@ -197,7 +198,7 @@ final class JobRun {
                     throw error
                 case .attempt(let attempt, let result):
                     inFlight[attempt.unit] = nil
-                    ending = try await handle(attempt, result, &progress, &feedback)
+                    ending = try await handle(attempt, result, progress, &feedback)
                     // An attempt the job's stop ended is recorded with the others it stopped.
                     if case .stopped = ending { interrupted.append(attempt) }
                 }
@@ -210,7 +211,7 @@ final class JobRun {
                 guard case .attempt(let attempt, let result) = finished else { continue }
                 inFlight[attempt.unit] = nil
                 if case .success(let output) = result {
-                    try await checkpoint(attempt, output, &progress)
+                    try await checkpoint(attempt, output, progress)
                 } else {
                     stopped.append(attempt)
                 }
@@ -228,7 +229,7 @@ final class JobRun {
 
     /// What became of an attempt: its checkpoint, or what its failure means for the job (nil: the
     /// run goes on).
-    private func handle(_ attempt: Attempt, _ result: Result<JSON, StepError>, _ progress: inout JobProgress, _ feedback: inout [String: JSON]) async throws -> Ending? {
+    private func handle(_ attempt: Attempt, _ result: Result<JSON, StepError>, _ progress: JobProgress, _ feedback: inout [String: JSON]) async throws -> Ending? {
         let duration = ContinuousClock.now - attempt.startedAt
         StepMetrics.attempt(stage: attempt.stage, duration: duration, error: result.failure)
         let unit = attempt.unit
@@ -236,7 +237,7 @@ final class JobRun {
         let error: StepError
         switch result {
         case .success(let output):
-            try await checkpoint(attempt, output, &progress)
+            try await checkpoint(attempt, output, progress)
             return nil
         case .failure(let failure):
             error = failure
@@ -282,7 +283,7 @@ final class JobRun {
     }
 
     /// Checkpoints a successful attempt.
-    private func checkpoint(_ attempt: Attempt, _ output: JSON, _ progress: inout JobProgress) async throws {
+    private func checkpoint(_ attempt: Attempt, _ output: JSON, _ progress: JobProgress) async throws {
         progress.completed(attempt.unit, output: output)
         if let cost = Money(output["cost"]) { job.cost = job.cost + cost }
         try await submit(.completeStep(
@@ -304,12 +305,12 @@ final class JobRun {
     }
 
     /// Renders a unit's settings and makes its attempt; a failure is the job's (bad settings).
-    private func prepare(_ unit: StepUnit, _ progress: inout JobProgress, feedback: JSON?) throws(StepError) -> Prepared {
+    private func prepare(_ unit: StepUnit, _ progress: JobProgress, feedback: JSON?) throws(StepError) -> Prepared {
         guard let step = progress.pipeline.step(unit.step) else { throw StepError(.internal, "step '\(unit.step)' is not in the pipeline") }
         guard let stage = engine.registry.stage(named: step.stage) else {
             throw StepError(.internal, "stage '\(step.stage)' is not registered in this daemon")
         }
-        var scope = scope(progress)
+        var scope = scope(progress.outputs)
         if let item = unit.item, case .object(var members) = scope {
             members["item"] = progress.items[unit.step]?[item] ?? .null
             members["index"] = .int(item)
@@ -331,13 +332,13 @@ final class JobRun {
             writer: engine.writer, balances: engine.balances, store: engine.store, job: job, lease: lease, step: step.id, item: unit.item)
         let attempt = Attempt(
             unit: unit, stage: stage.name, number: progress.takeAttempt(of: step.id), policyAttempt: history.failures + 1, startedAt: now, records: records)
-        let upstream = progress.pipeline.graph.upstream[step.id] ?? []
+        let upstream = progress.pipeline.graph.position[step.id].map { progress.pipeline.graph.upstreamPositions[$0] } ?? []
         let context = StageContext(
             config: config, input: job.input, jobID: job.id, userID: job.userID, stepID: step.id, item: unit.item,
             attempt: attempt.policyAttempt, timeout: step.retry.attemptTimeout(elapsed: elapsed), feedback: feedback,
-            previous: progress.pipeline.steps.compactMap { earlier in
-                guard upstream.contains(earlier.id), let output = progress.outputs[earlier.id] else { return nil }
-                return StageContext.PreviousStep(id: earlier.id, stage: earlier.stage, output: output)
+            previous: upstream.compactMap { position in
+                let earlier = progress.pipeline.steps[position]
+                return progress.outputs[earlier.id].map { StageContext.PreviousStep(id: earlier.id, stage: earlier.stage, output: $0) }
             },
             records: records
         )
@@ -345,10 +346,10 @@ final class JobRun {
     }
 
     /// What templates see: the input, the completed steps' outputs, the job.
-    private func scope(_ progress: JobProgress) -> JSON {
+    private func scope(_ outputs: [String: JSON]) -> JSON {
         [
             "input": job.input,
-            "steps": .object(progress.outputs.mapValues { ["output": $0] }),
+            "steps": .object(outputs.mapValues { ["output": $0] }),
             "job": ["id": .string(job.id), "user_id": .string(job.userID), "pipeline": .string(job.pipeline)],
         ]
     }

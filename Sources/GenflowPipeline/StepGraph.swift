@@ -9,6 +9,12 @@ public struct StepGraph: Sendable, Hashable {
     public let needs: [String: [String]]
     /// Each step's upstream: every step it needs, directly or through others.
     public let upstream: [String: Set<String>]
+    /// Each step's position in file order.
+    public let position: [String: Int]
+    /// By position: the positions each step needs (the engine's hot path hashes no ids).
+    public let needPositions: [[Int]]
+    /// By position: the positions upstream of each step, in file order.
+    public let upstreamPositions: [[Int]]
 
     /// The graph of `ids` (file order) with their `needs`; nil when the needs form a cycle
     /// (`cycle(ids:needs:)` says which).
@@ -16,6 +22,7 @@ public struct StepGraph: Sendable, Hashable {
         guard Self.cycle(ids: ids, needs: needs) == nil else { return nil }
         self.ids = ids
         self.needs = needs
+        position = Dictionary(ids.enumerated().map { ($1, $0) }) { first, _ in first }
         var upstream: [String: Set<String>] = [:]
         func collect(_ id: String) -> Set<String> {
             if let known = upstream[id] { return known }
@@ -29,6 +36,14 @@ public struct StepGraph: Sendable, Hashable {
         }
         for id in ids { _ = collect(id) }
         self.upstream = upstream
+        let position = position
+        needPositions = ids.map { id in (needs[id] ?? []).compactMap { position[$0] } }
+        upstreamPositions = ids.map { id in ids.indices.filter { upstream[id]?.contains(ids[$0]) == true } }
+    }
+
+    /// Positions of the steps not `done` whose needs are all `done` (by position), in file order.
+    public func readyPositions(done: [Bool]) -> [Int] {
+        ids.indices.filter { index in !done[index] && needPositions[index].allSatisfy { done[$0] } }
     }
 
     /// A cycle among `needs`, as the ids along it from a step back to that step, each needing the
