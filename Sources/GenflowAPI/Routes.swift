@@ -189,7 +189,16 @@ extension API {
                 guard let pipeline = catalog.pipeline(named: name) else { throw APIError.notFound("pipeline") }
                 var document = pipelineDocument(pipeline, catalog: catalog)
                 document["input"] = pipeline.input.json
-                document["steps"] = .array(pipeline.steps.map { ["id": .string($0.id), "stage": .string($0.stage)] })
+                let levels = pipeline.graph.levels
+                document["steps"] = .array(pipeline.steps.map { step in
+                    var entry: [String: JSON] = [
+                        "id": .string(step.id), "stage": .string(step.stage), "needs": .array(step.needs.map(JSON.string)),
+                        "level": .int(levels.firstIndex { $0.contains(step.id) } ?? 0),
+                    ]
+                    if let forEach = step.forEach { entry["max_parallel"] = .int(forEach.maxParallel) }
+                    if step.continueOnError { entry["continue_on_error"] = true }
+                    return .object(entry)
+                })
                 document["definition"] = pipeline.canonical
                 return .json(.object(document))
             },

@@ -33,7 +33,15 @@ final class AttemptRecords: StageRecords {
 
     func send(_ events: [StageEvent]) async throws(StepError) {
         guard !events.isEmpty else { return }
-        try await Self.classified { [self] in try await writer.submit([.send(events, step: step)], for: job, lease: lease) }
+        // An item's events say which item they belong to.
+        let sent = item.map { item in
+            events.map { event in
+                guard case .object(var members) = event.data else { return event }
+                members["item"] = .int(item)
+                return StageEvent(type: event.type, data: .object(members))
+            }
+        } ?? events
+        try await Self.classified { [self] in try await writer.submit([.send(sent, step: step)], for: job, lease: lease) }
     }
 
     func withCheckpoint(_ record: RecordWrite) {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GenflowConfig
 import GenflowCore
+import GenflowPipeline
 import GenflowTesting
 
 /// `genflow run PIPELINE --input JSON --dry-run`: one job in-process, on a throwaway database.
@@ -69,6 +70,16 @@ struct RunCommand: AsyncParsableCommand {
         }
         print("job \(outcome.jobID) \(outcome.status) in \(result.elapsed.milliseconds) ms (dry run: throwaway database, no network)")
         if let error = outcome.error { print("error: \(error)") }
+        // The order the graph gives (steps of one level may run side by side), then the order they started in.
+        let plugins = await config.loadPlugins(start: false)
+        if let pipeline = try? PipelineLoader(registry: config.makeStageRegistry(plugins: plugins)).load(file: file), !pipeline.graph.isChain {
+            print("\norder (steps on one line run side by side):")
+            for (level, ids) in pipeline.graph.levels.enumerated() { print("  \(level + 1). \(ids.joined(separator: ", "))") }
+        }
+        let started = outcome.events.filter { $0["type"] == "step.started" }.compactMap { event in
+            event["step"]?.stringValue.map { $0 + (event["data"]?["item"]?.intValue.map { "[\($0)]" } ?? "") }
+        }
+        print("\nstarted: \(started.joined(separator: " → "))")
         print("\nsteps:")
         for step in outcome.steps {
             let output = outcome.result[step.id].map(Self.brief) ?? "(no output)"

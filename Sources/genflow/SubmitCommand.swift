@@ -99,32 +99,34 @@ struct SubmitCommand: AsyncParsableCommand {
     }
 
     /// Prints the job's events as they are committed until it ends; returns the exit code.
-    /// On a terminal, a step's progress is one line redrawn in place as a bar; otherwise every
-    /// event is a plain line.
+    /// On a terminal, the steps running now (branches and items side by side) are lines under the
+    /// events, each with its progress bar, redrawn in place (`FollowBoard`); otherwise every event
+    /// is a plain line.
     static func follow(jobID: String, store: JobStore) async throws -> Int32 {
         var cursor = EventCursor.start
         let isTerminal = isatty(STDOUT_FILENO) == 1
-        var barShown = false
-        var progress: Event?
+        var board = FollowBoard()
         var drawn = 0
         while true {
             let current = cursor
             let events = try await store.read { try $0.events(after: current, jobID: jobID) }
+            var output = ""
+            if isTerminal { output += String(repeating: "\u{1B}[1A\u{1B}[2K", count: drawn) }  // erase the board
             for event in events {
                 cursor = EventCursor(after: event)
-                if isTerminal, event.type == "step.progress" || event.type == "canvas.objects" {
-                    // Objects as they stream are counted on the step's bar, not a line each.
-                    if event.type == "canvas.objects" { drawn += event.data["objects"]?.arrayValue?.count ?? 0 } else { progress = event }
-                    guard let progress else { continue }
-                    print("\r\u{1B}[K" + progressBar(progress) + (drawn > 0 ? " · \(drawn) objects" : ""), terminator: "")
-                    barShown = true
-                } else {
-                    if barShown { print("\r\u{1B}[K", terminator: "") }
-                    if event.type == "step.completed" || event.type == "step.started" { (progress, drawn) = (nil, 0) }
-                    barShown = false
-                    print(describe(event))
+                let onBoard = board.apply(event)
+                if !isTerminal || !(onBoard && (event.type == "step.progress" || event.type == "canvas.objects")) {
+                    output += describe(event) + "\n"
                 }
-                fflush(nil)  // each line as it happens, also when stdout is a pipe
+            }
+            if isTerminal {
+                let lines = board.rendered
+                output += lines.map { $0 + "\n" }.joined()
+                drawn = lines.count
+            }
+            print(output, terminator: "")
+            fflush(nil)  // each line as it happens, also when stdout is a pipe
+            for event in events {
                 switch event.type {
                 case "job.completed": return 0
                 case "job.failed": return 1
@@ -155,7 +157,10 @@ struct SubmitCommand: AsyncParsableCommand {
     static func recording(jobID: String, pipeline: String, store: JobStore) async throws -> JSON {
         let runs = try await store.read { try $0.stepRuns(jobID: jobID) }.sorted { ($0.stepID, $0.attempt) < ($1.stepID, $1.attempt) }
         var replies: [String: [ScriptedReply]] = [:]
+        // A for_each step's own checkpoint gathers its items' outputs: the items' rows are the calls.
+        let perItem = Set(runs.filter { $0.item != nil }.map(\.stepID))
         for run in runs where run.stage == "call_model" || run.stage == "http.request" || !BuiltinStages.names.contains(run.stage) {
+            if run.item == nil && perItem.contains(run.stepID) { continue }
             let reply: ScriptedReply
             if let output = run.output {
                 if run.stage == "call_model", output["images"] == nil, let text = output["text"]?.stringValue {
@@ -168,27 +173,21 @@ struct SubmitCommand: AsyncParsableCommand {
             } else {
                 continue
             }
-            replies[run.stepID, default: []].append(reply)
+            replies[run.item.map { "\(run.stepID)[\($0)]" } ?? run.stepID, default: []].append(reply)
         }
         return RecordedReplies.document(pipeline: pipeline, jobID: jobID, replies: replies)
     }
 
-    /// `step generate [##########··········]  50% received 812 characters`.
-    static func progressBar(_ event: Event) -> String {
-        let message = event.data["message"]?.stringValue ?? ""
-        guard let reported = event.data["fraction"]?.doubleValue else { return "step \(event.step ?? "") \(message)" }
-        let fraction = min(max(reported, 0), 1)
-        let filled = Int((fraction * 20).rounded())
-        let bar = String(repeating: "#", count: filled) + String(repeating: "·", count: 20 - filled)
-        let percent = String(Int(fraction * 100)).leftPadded(to: 3)
-        return "step \(event.step ?? "") [\(bar)] \(percent)% \(message)"
-    }
-
     static func describe(_ event: Event) -> String {
-        let step = event.step.map { " \($0)" } ?? ""
+        let step = event.step.map { _ in " " + FollowBoard.unit(of: event) } ?? ""
         switch event.type {
         case "step.started": return "step\(step) started (attempt \(event.data["attempt"]?.intValue ?? 1))"
-        case "step.completed": return "step\(step) completed in \(event.data["duration_ms"]?.intValue ?? 0) ms"
+        case "step.completed":
+            if let items = event.data["items"]?.intValue { return "step\(step) completed: \(items) items" }
+            if let error = event.data["error"] {
+                return "step\(step) failed, continuing: \(error["class"]?.stringValue ?? "?"): \(error["message"]?.stringValue ?? "")"
+            }
+            return "step\(step) completed in \(event.data["duration_ms"]?.intValue ?? 0) ms"
         case "step.retrying":
             let error = event.data["error"]
             let delay = event.data["delay_ms"]?.intValue.map { " in \($0) ms" } ?? ""
@@ -201,11 +200,5 @@ struct SubmitCommand: AsyncParsableCommand {
         default:
             return "\(event.type)\(step)"
         }
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: " ", count: width - count) + self
     }
 }

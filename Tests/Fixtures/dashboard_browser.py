@@ -151,7 +151,7 @@ async def drive(base, token, out, instructions):
 
             # Choose the pipeline, then type the instructions and click Submit as a user would.
             await page.evaluate(
-                "(() => { const s = document.getElementById('pipeline'); s.value = 'canvas-generation';"
+                f"(() => {{ const s = document.getElementById('pipeline'); s.value = {json.dumps(os.environ.get('DASHBOARD_PIPELINE', 'canvas-generation'))};"
                 " s.dispatchEvent(new Event('change')); })()")
             await page.evaluate("document.querySelector('#fields [name=instructions]').focus()")
             await page.call("Input.insertText", text=instructions)
@@ -161,6 +161,13 @@ async def drive(base, token, out, instructions):
             job_id = await page.wait_for(
                 f"(id => id && id !== {json.dumps(earlier)} && id)({SELECTED_JOB}?.dataset.jobId)", "the submitted job, selected in the list", timeout=20)
             shots = []
+            # Steps shown with a progress bar while the job runs (each running branch has one).
+            step_bars = 0
+            try:
+                step_bars = await page.wait_for("(n => n > 0 && n)(document.querySelectorAll('#steps tr[data-step] .progress').length)",
+                                                "a running step's progress bar in the steps table", timeout=30)
+            except TimeoutError as error:
+                print(f"no step progress bar seen: {error}", file=sys.stderr)
             try:
                 await page.wait_for(
                     f"['running', 'waiting_retry'].includes({SELECTED_JOB}?.dataset.status)"
@@ -184,12 +191,15 @@ async def drive(base, token, out, instructions):
                 "balance_after": int(await page.evaluate("document.getElementById('balance').textContent")),
                 "balance_change_shown": await page.evaluate("document.getElementById('balance-change').textContent"),
                 "drawn_pixels": await page.evaluate(DRAWN_PIXELS),
-                "steps_shown": await page.evaluate("[...document.querySelectorAll('#steps tr')].slice(1).filter(r => r.children.length === 6).map(r => r.children[0].textContent)"),
+                "steps_shown": await page.evaluate("[...document.querySelectorAll('#steps tr[data-step]')].map(r => r.dataset.step)"),
+                "levels_shown": await page.evaluate("[...document.querySelectorAll('#steps tr.level')].map(r => r.textContent)"),
+                "step_bars_seen": step_bars,
                 "connection": await page.evaluate("document.getElementById('connection').dataset.state"),
                 "token_in_address_bar": "token=" in await page.evaluate("location.href") or "token=" in url_after_sign_in,
                 "screenshots": shots,
             }
-            report["reconnect"] = await check_reconnect(page)
+            if os.environ.get("DASHBOARD_PIPELINE", "canvas-generation") == "canvas-generation":
+                report["reconnect"] = await check_reconnect(page)
             print(json.dumps(report))
     finally:
         browser.kill()

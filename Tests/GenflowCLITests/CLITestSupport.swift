@@ -18,8 +18,13 @@ let genflowBinary: URL = {
 
 /// Runs `genflow` with `arguments` from the package root and waits for it.
 func genflow(_ arguments: String..., environment: [String: String] = [:]) throws -> CommandResult {
+    try run(genflowBinary.path, arguments, environment: environment)
+}
+
+/// Runs `executable` with `arguments` from the package root and waits for it.
+func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
-    process.executableURL = genflowBinary
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.environment = commandEnvironment(environment)
     let out = Pipe(), err = Pipe()

@@ -12,6 +12,7 @@ struct EmbeddedDatabaseTests {
             pipelines_dir: pipelines
             queue: {poll_interval: 100ms}
             log: {level: notice}
+            providers: {default: {kind: offline, delay: 300ms}}   # slow enough to watch a step run
             """)
         let environment = ["GENFLOW_LISTEN": "127.0.0.1:0", "DATABASE_URL": "", "GENFLOW_STATE_DIR": "", "GENFLOW_PIPELINES_DIR": "", "PGHOST": "", "PGDATABASE": ""]
         let log = directory.path + "/serve.log"
@@ -50,6 +51,20 @@ struct EmbeddedDatabaseTests {
         #expect(paid.stdout.contains("canvas.objects generate"))
         #expect(paid.stdout.contains("token_balance_updated debit"))
         #expect(paid.stdout.hasSuffix("job.completed\n"))
+        // Branches side by side: plain lines through a pipe; on a terminal (script(1) gives it one)
+        // the steps running now are lines under the events, redrawn in place.
+        _ = try genflow("credit", "--config", config, "--user", "local", "--amount", "2000", environment: environment)
+        let piped = try genflow("submit", "illustrated-canvas", "--config", config, "--input", input, "--follow", environment: environment)
+        #expect(piped.status == 0, "\(piped.stdout)\(piped.stderr)")
+        #expect(piped.stdout.contains("step picture started (attempt 1)") && piped.stdout.contains("step generate started (attempt 1)"))
+        #expect(piped.stdout.contains("\u{1B}[") == false, "no terminal escapes through a pipe")
+        let command = ([genflowBinary.path, "submit", "illustrated-canvas", "--config", config, "--input", input, "--follow"])
+            .map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let terminal = try run("/usr/bin/script", ["-qfec", command, "/dev/null"], environment: environment)
+        #expect(terminal.status == 0, "\(terminal.stdout)\(terminal.stderr)")
+        #expect(terminal.stdout.contains("  ▸ generate  "), "the running step's line: \(terminal.stdout)")
+        #expect(terminal.stdout.contains("\u{1B}[1A\u{1B}[2K"), "the board is redrawn in place")
+        #expect(terminal.stdout.contains("job.completed"))
         let listed = try genflow("jobs", "list", "--config", config, "--json", environment: environment)
         #expect(listed.status == 0)
         #expect(listed.stdout.contains(#""status":"failed""#) && listed.stdout.contains(#""status":"completed""#))

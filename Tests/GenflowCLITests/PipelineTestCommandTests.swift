@@ -72,6 +72,12 @@ struct PipelineTestCommandTests {
         #expect(result.stdout.contains("  generate completed, 1 attempt: {\"cached\":false"))
         #expect(result.stdout.contains("  canvas.objects generate {\"objects\":"))
         #expect(result.stdout.contains("  job.completed"))
+        #expect(result.stdout.contains("started: balance → prompt → record → generate → objects → save → done → debit"))
+        #expect(result.stdout.contains("order (") == false, "a chain has no levels to show")
+        let branching = try genflow("run", "illustrated-canvas", "--input", #"{"instructions": "a cat"}"#, "--dry-run", "--balance", "1000",
+                                    "--database-url", ProcessInfo.processInfo.environment["GENFLOW_TEST_DATABASE_URL"] ?? "")
+        #expect(branching.status == 0, "\(branching.stderr)")
+        #expect(branching.stdout.contains("order (steps on one line run side by side):\n  1. balance\n  2. prompt\n  3. record, picture\n  4. generate, picture_saved\n"))
         let refused = try genflow("run", "canvas-generation", "--input", "{}")
         #expect(refused.status == 2 && refused.stderr.contains("needs --dry-run"))
     }

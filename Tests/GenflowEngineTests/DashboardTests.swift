@@ -97,6 +97,24 @@ struct DashboardTests {
         }
     }
 
+    @Test("in a real browser: a pipeline with branches shows its steps by level, two side by side, and a running step's progress bar")
+    func branches() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed: run scripts/install-deps.sh")
+        let harness = try await Harness.make(pipelines: ["illustrated-canvas": try String(contentsOfFile: "pipelines/illustrated-canvas.yaml", encoding: .utf8)], inProcess: false)
+        let daemon = try await DaemonProcess(harness: harness, extraConfig: "providers: {default: {kind: offline, delay: 150ms}}")
+        defer { daemon.terminate() }
+        #expect(try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "browser", "amount": 1_000]).status == 201)
+
+        let seen = try browse(daemon.url("/"), token: userToken("browser"), instructions: "a lighthouse", pipeline: "illustrated-canvas")
+
+        #expect(seen["status"] == "completed", "\(seen)")
+        #expect(seen["levels_shown"] == [
+            "level 1", "level 2", "level 3 · 2 side by side", "level 4 · 2 side by side", "level 5", "level 6", "level 7", "level 8",
+        ], "\(seen)")
+        #expect(seen["steps_shown"] == ["balance", "prompt", "record", "picture", "generate", "picture_saved", "objects", "save", "done", "debit"])
+        #expect((seen["step_bars_seen"]?.intValue ?? 0) >= 1, "a running step showed its progress: \(seen)")
+    }
+
     @Test("in a real browser, an operator's panels: the providers' targets with their calls and state, and the jobs' cost")
     func operatorPanels() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed: run scripts/install-deps.sh")
@@ -126,11 +144,14 @@ struct DashboardTests {
 
     /// What Tests/Fixtures/dashboard_browser.py reports of `page` signed in with `token`: after
     /// submitting `instructions` from the page, or (`panelsOnly`) an operator's panels alone.
-    func browse(_ page: String, token: String, instructions: String = "-", panelsOnly: Bool = false) throws -> JSON {
+    func browse(_ page: String, token: String, instructions: String = "-", pipeline: String = "canvas-generation", panelsOnly: Bool = false) throws -> JSON {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = ["Tests/Fixtures/dashboard_browser.py", page, token, testArtifacts + "/dashboard", instructions]
-        if panelsOnly { process.environment = ProcessInfo.processInfo.environment.merging(["DASHBOARD_PANELS": "1"]) { $1 } }
+        var environment = ProcessInfo.processInfo.environment
+        environment["DASHBOARD_PIPELINE"] = pipeline
+        if panelsOnly { environment["DASHBOARD_PANELS"] = "1" }
+        process.environment = environment
         let stdout = Pipe(), stderr = Pipe()
         process.standardOutput = stdout
         process.standardError = stderr

@@ -243,23 +243,30 @@ function applyStatus(job, event) {
       break;
     case "step.started":
       job.status = "running";
-      job.progress = { step: event.step, fraction: 0, message: `attempt ${data.attempt}` };
+      job.progress = { step: unitOf(event), fraction: 0, message: `attempt ${data.attempt}` };
+      job.running.set(unitOf(event), job.progress);
       break;
     case "step.progress":
-      job.progress = { step: event.step, fraction: data.fraction ?? job.progress?.fraction ?? 0, message: data.message ?? "" };
+      job.progress = { step: unitOf(event), fraction: data.fraction ?? job.running.get(unitOf(event))?.fraction ?? 0, message: data.message ?? "" };
+      job.running.set(unitOf(event), job.progress);
       break;
     case "step.retrying":
-      if (data.reason !== "on_invalid") job.status = "waiting_retry";
-      job.progress = { step: event.step, fraction: 0, message: `retry${data.delay_ms ? ` in ${seconds(data.delay_ms)}` : ""}: ${data.error?.class ?? ""} ${data.error?.message ?? ""}` };
+      // A branch waiting for its retry: the job runs on unless nothing else does.
+      job.running.delete(unitOf(event));
+      if (data.reason !== "on_invalid" && job.running.size === 0) job.status = "waiting_retry";
+      job.progress = { step: unitOf(event), fraction: 0, message: `retry${data.delay_ms ? ` in ${seconds(data.delay_ms)}` : ""}: ${data.error?.class ?? ""} ${data.error?.message ?? ""}` };
       break;
     case "step.completed":
-      job.progress = { step: event.step, fraction: 1, message: "done" };
+      job.running.delete(unitOf(event));
+      if (data.item === undefined) job.done.add(event.step);
+      job.progress = { step: unitOf(event), fraction: 1, message: "done" };
       break;
     case "job.completed":
     case "job.failed":
     case "job.cancelled":
       job.status = event.type.slice(4);
       job.progress = null;
+      job.running.clear();
       job.error = data.error ?? null;
       refreshJob(job.id);
       if (job.images.length || job.pipeline.startsWith("image")) loadGallery();
@@ -272,7 +279,7 @@ function applyStatus(job, event) {
 function addJob(doc) {
   let job = state.jobs.get(doc.id);
   if (!job) {
-    job = { id: doc.id, pipeline: doc.pipeline, status: doc.status, progress: null, objects: new Map(), events: [], lastId: 0, doc: null, images: [] };
+    job = { id: doc.id, pipeline: doc.pipeline, status: doc.status, progress: null, running: new Map(), done: new Set(), objects: new Map(), events: [], lastId: 0, doc: null, images: [] };
     state.jobs.set(job.id, job);
   }
   return job;
@@ -375,13 +382,18 @@ function bar(fraction) {
   return el("div", { class: "progress" }, fill);
 }
 
-/** Steps done plus the running step's fraction, over the pipeline's steps. */
+/** `step`, or `step[item]` for an item of a for_each step. */
+function unitOf(event) {
+  return event.data?.item === undefined ? event.step : `${event.step}[${event.data.item}]`;
+}
+
+/** Steps done plus the fractions of the steps running now (branches side by side), over the pipeline's steps. */
 function overallProgress(job) {
-  const steps = state.pipelines.get(job.pipeline)?.steps?.map((s) => s.id);
-  const fraction = Math.max(0, Math.min(1, job.progress.fraction ?? 0));
-  if (!steps?.length) return fraction;
-  const index = Math.max(0, steps.indexOf(job.progress.step));
-  return (index + fraction) / steps.length;
+  const steps = state.pipelines.get(job.pipeline)?.steps;
+  const clamp = (value) => Math.max(0, Math.min(1, value ?? 0));
+  if (!steps?.length) return clamp(job.progress?.fraction);
+  const running = [...job.running.entries()].filter(([unit]) => !unit.includes("[")).reduce((sum, [, p]) => sum + clamp(p.fraction), 0);
+  return Math.min(1, (job.done.size + running) / steps.length);
 }
 
 // MARK: The selected job
@@ -423,21 +435,56 @@ function renderDetail() {
   $("events").scrollTop = $("events").scrollHeight;
 }
 
+/**
+ * The steps by level: a level's steps can run side by side (they need only steps of earlier
+ * levels). A running step shows its progress bar; a for_each step its items done over started.
+ */
 function renderSteps(doc) {
-  const rows = [el("tr", {}, ...["step", "stage", "status", "attempts", "time", "error"].map((h) => el("th", {}, h)))];
-  for (const step of doc.steps ?? []) {
-    const took = step.started_at && step.finished_at ? seconds(Date.parse(step.finished_at) - Date.parse(step.started_at)) : "";
-    rows.push(el("tr", {},
-      el("td", {}, step.id), el("td", {}, step.stage), el("td", {}, badge(step.status)), el("td", {}, String(step.attempts)), el("td", {}, took),
-      el("td", {}, step.error ? el("span", { class: "error" }, `${step.error.class}: ${step.error.message}`) : "")));
-    for (const run of (doc.runs ?? []).filter((r) => r.step === step.id && (r.attempt > 1 || r.error))) {
+  const job = state.jobs.get(state.selected);
+  const steps = doc.steps ?? [];
+  const level = levelsOf(steps);
+  const rows = [el("tr", {}, ...["step", "stage", "status", "attempts", "time", "progress / error"].map((h) => el("th", {}, h)))];
+  let shown = -1;
+  for (const step of [...steps].sort((a, b) => level.get(a.id) - level.get(b.id))) {
+    if (level.get(step.id) !== shown) {
+      shown = level.get(step.id);
+      const side = steps.filter((s) => level.get(s.id) === shown).length;
+      rows.push(el("tr", { class: "level" }, el("td", { colspan: "6" }, `level ${shown + 1}${side > 1 ? ` · ${side} side by side` : ""}`)));
+    }
+    // Times of one job's attempts are placed by the flushes that wrote them, to within a millisecond or so.
+    const took = step.started_at && step.finished_at ? seconds(Math.max(0, Date.parse(step.finished_at) - Date.parse(step.started_at))) : "";
+    const live = job?.running.get(step.id);
+    let detail = "";
+    if (step.error) detail = el("span", { class: "error" }, `${step.error.class}: ${step.error.message}`);
+    else if (step.items) detail = el("span", {}, `items ${step.items_completed}/${step.items.length}`, bar(step.items.length ? step.items_completed / step.items.length : 0));
+    else if (live && step.status !== "completed") detail = el("span", {}, live.message ?? "", bar(live.fraction ?? 0));
+    rows.push(el("tr", { "data-step": step.id },
+      el("td", {}, step.id, step.needs?.length > 1 ? el("span", { class: "sub" }, ` ← ${step.needs.join(", ")}`) : ""),
+      el("td", {}, step.stage), el("td", {}, badge(step.status)), el("td", {}, String(step.attempts)), el("td", {}, took), el("td", {}, detail)));
+    for (const run of (doc.runs ?? []).filter((r) => r.step === step.id && (r.attempt > 1 || r.error) && !(r.item === undefined && step.items))) {
       const ran = run.finished_at ? seconds(Date.parse(run.finished_at) - Date.parse(run.started_at)) : "running";
       rows.push(el("tr", {},
-        el("td", { class: "attempt", colspan: "3" }, `attempt ${run.attempt} · ${run.status}`), el("td", {}, ""), el("td", {}, ran),
+        el("td", { class: "attempt", colspan: "3" }, `${run.item !== undefined ? `item ${run.item} · ` : ""}attempt ${run.attempt} · ${run.status}`), el("td", {}, ""), el("td", {}, ran),
         el("td", {}, run.error ? el("span", { class: "error" }, `${run.error.class}: ${run.error.message}${run.retry_delay_ms ? ` (retried after ${seconds(run.retry_delay_ms)})` : ""}`) : "")));
     }
   }
   $("steps").replaceChildren(...(doc.steps ? rows : []));
+}
+
+/** Each step's level: one more than its deepest need's (a step without needs listed: level 0). */
+function levelsOf(steps) {
+  const needs = new Map(steps.map((s) => [s.id, s.needs ?? []]));
+  const level = new Map();
+  const depth = (id, seen = new Set()) => {
+    if (level.has(id)) return level.get(id);
+    if (seen.has(id)) return 0;
+    seen.add(id);
+    const value = Math.max(-1, ...(needs.get(id) ?? []).map((need) => depth(need, seen))) + 1;
+    level.set(id, value);
+    return value;
+  };
+  for (const step of steps) depth(step.id);
+  return level;
 }
 
 async function control(id, action) {
