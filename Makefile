@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit bench-latency bench-scaling clean
+.PHONY: deps build run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit bench-latency bench-branches bench-scaling clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -80,6 +80,11 @@ bench-submit: deps
 ## measures a release build of that commit in the same run. See bench/README.md.
 bench-latency: deps
 	bench/latency
+
+## Parallel steps: a pipeline of three branches whose model calls take 1 s each, next to the same
+## calls in sequence, against a local provider (bench/slow_provider.py). See bench/README.md.
+bench-branches: deps
+	bench/branches
 
 ## Queue scaling and the hot path: throughput by worker count and with 1, 2 and 3 daemons on one
 ## database, the canvas pipeline on the offline provider at zero delay, and commits and round trips
