@@ -246,14 +246,14 @@ final class JobRun {
             progress.stopped(unit)
             return .stopped(reason)
         }
-        if error.errorClass == .outputInvalid, unit.item == nil, let onInvalid = step.onInvalid,
-           progress.history(of: unit).invalid < onInvalid.max {
-            // Ask the earlier step again, and every step between it and this one.
+        if error.errorClass == .outputInvalid, let onInvalid = step.onInvalid, progress.history(of: unit).invalid < onInvalid.max {
+            // Ask the earlier step again, and every step between it and this one; then the unit
+            // that failed runs again (an item alone: the items that completed keep their outputs).
             let graph = progress.pipeline.graph
             let upstream = graph.upstream[step.id] ?? []
             let discard = graph.ids.filter { $0 == onInvalid.retryStep || (upstream.contains($0) && graph.upstream[$0]?.contains(onInvalid.retryStep) == true) }
             progress.failed(unit, error: error, retryAt: nil)
-            try await commit([.reask(step: step.id, attempt: attempt.number, error: error, retryStep: onInvalid.retryStep, discard: discard)])
+            try await commit([.reask(step: step.id, attempt: attempt.number, error: error, retryStep: onInvalid.retryStep, discard: discard, item: unit.item)])
             progress.discard(discard)
             feedback[onInvalid.retryStep] = ["from_step": .string(step.id), "error": .string(error.message)]
             logger.info("output invalid; asking an earlier step again", metadata: ["genflow.step": "\(step.id)", "genflow.retry_step": "\(onInvalid.retryStep)"])

@@ -250,9 +250,7 @@ public struct PipelineLoader: Sendable {
         let template = try? ValueTemplate.compile(config)
         let settings = readRetry(entries, reader: &reader)
         var onInvalid: OnInvalid?
-        if let node = entries["on_invalid"]?.value, entries["for_each"] != nil {
-            reader.error(at: node.location, "'on_invalid' of \(label) cannot be used with 'for_each': the earlier step it would ask again feeds every item; use 'retry' for the item that failed")
-        } else if let node = entries["on_invalid"]?.value,
+        if let node = entries["on_invalid"]?.value,
            let fields = reader.mapping(node, "on_invalid", allowedKeys: ["retry_step", "max"], required: ["retry_step"]) {
             let max = fields["max"].flatMap { reader.int($0.value, "max", in: OnInvalid.maxRange) } ?? 1
             if let targetNode = fields["retry_step"]?.value, let target = reader.string(targetNode, "retry_step"),

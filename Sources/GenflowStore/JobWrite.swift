@@ -35,7 +35,7 @@ public enum JobWrite: Sendable {
     /// waited too long for a worker): no event, nothing of it changed.
     case unclaim
     /// `on_invalid`: the attempt fails and the checkpoints of `discard` are superseded, to run again.
-    case reask(step: String, attempt: Int, error: StepError, retryStep: String, discard: [String])
+    case reask(step: String, attempt: Int, error: StepError, retryStep: String, discard: [String], item: Int? = nil)
     /// The job ends completed; its result is its checkpoints' outputs (`Job.result`).
     case completeJob
 }
@@ -329,14 +329,14 @@ extension JobBatch.Entry {
             outcome = .released
             wakesWorkers = true
 
-        case .reask(let step, let attempt, let error, let retryStep, let discard):
+        case .reask(let step, let attempt, let error, let retryStep, let discard, let item):
             end(step, attempt: attempt, status: "failed", at: instant, error: error)
             // Checkpoints of this batch are superseded here; stored ones by the statement.
             for index in inserted.indices where inserted[index].status == "completed" && discard.contains(inserted[index].step) {
                 inserted[index].status = "superseded"
             }
             superseded += discard
-            append("step.retrying", step: step, ["reason": "on_invalid", "retry_step": .string(retryStep), "error": Self.errorData(error)])
+            append("step.retrying", step: step, Self.withItem(item, ["reason": "on_invalid", "retry_step": .string(retryStep), "error": Self.errorData(error)]))
 
         case .completeJob:
             outcome = .completed

@@ -168,6 +168,37 @@ struct GraphTests {
         #expect(events.first { $0.type == "step.completed" && $0.step == "each" && $0.data["items"] != nil }?.data["items"] == 5)
     }
 
+    @Test("on_invalid on a for_each step: the item that failed asks the earlier step again, then runs again alone; the other items keep their outputs")
+    func itemReask() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-reask-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let yaml = """
+            name: reasking
+            input:
+              properties:
+                fails: {type: array, items: {type: integer}}
+            steps:
+              - id: source
+                stage: test.step
+                with: {record: "\(directory)/source", output: fresh}
+              - id: each
+                stage: test.step
+                for_each: "{{input.fails}}"
+                on_invalid: {retry_step: source, max: 1}
+                with: {record: "\(directory)/each-{{index}}", fail_attempts: "{{item}}", fail_class: output_invalid, output: "{{index}}"}
+            """
+        let harness = try await Harness.make(pipelines: ["reasking": yaml])
+        let job = try await harness.submit("reasking", input: ["fails": [0, 1, 0]])
+        let finished = try await harness.running(harness.engine(workers: 1)) { try await harness.wait(for: job.id) }
+        #expect(finished.status == .completed, "\(finished.error ?? .null)")
+        #expect(finished.result?["each"]?.arrayValue?.map { $0["output"] } == [0, 1, 2])
+        func runs(_ file: String) throws -> Int { try String(contentsOfFile: "\(directory)/\(file)", encoding: .utf8).split(separator: "\n").count }
+        #expect(try runs("source") == 2, "asked again once")
+        #expect(try [runs("each-0"), runs("each-1"), runs("each-2")] == [1, 2, 1], "only the item that failed ran again")
+        let retrying = try await harness.events(job.id).filter { $0.type == "step.retrying" }
+        #expect(retrying.map { $0.data["item"] } == [1] && retrying.first?.data["retry_step"] == "source")
+    }
+
     @Test("for_each over something that is not a list or a number fails the job with a clear error")
     func badItems() async throws {
         let yaml = """
