@@ -20,7 +20,7 @@ public struct Pipeline: Sendable {
 
     /// The step called `id`.
     public func step(_ id: String) -> PipelineStep? {
-        graph.position[id].flatMap { $0 < steps.count && steps[$0].id == id ? steps[$0] : nil } ?? steps.first(where: { $0.id == id })
+        graph.position[id].map { steps[$0] }
     }
 
     /// The first 12 hex digits of the version, for display.

@@ -76,18 +76,6 @@ public struct StepGraph: Sendable, Hashable {
         return nil
     }
 
-    /// Steps that need `id`, directly or through others, in file order.
-    public func downstream(of id: String) -> [String] {
-        ids.filter { upstream[$0]?.contains(id) == true }
-    }
-
-    /// Steps not in `done` or `excluded` whose needs are all in `done`, in file order.
-    public func ready(done: Set<String>, excluded: Set<String> = []) -> [String] {
-        ids.filter { id in
-            !done.contains(id) && !excluded.contains(id) && (needs[id] ?? []).allSatisfy(done.contains)
-        }
-    }
-
     /// The steps by level: a step's level is one more than its deepest need's; steps of one level
     /// can run side by side. In file order within a level.
     public var levels: [[String]] {

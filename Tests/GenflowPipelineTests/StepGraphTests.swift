@@ -29,11 +29,15 @@ struct StepGraphTests {
         #expect(pipeline.steps.map(\.needs) == [[], ["a"], ["a"], ["b", "c"], ["d"]])
         #expect(graph.levels == [["a"], ["b", "c"], ["d"], ["e"]])
         #expect(graph.upstream["e"] == ["a", "b", "c", "d"])
-        #expect(graph.downstream(of: "b") == ["d", "e"])
-        #expect(graph.ready(done: []) == ["a"])
-        #expect(graph.ready(done: ["a"]) == ["b", "c"])
-        #expect(graph.ready(done: ["a", "b"], excluded: ["c"]) == [])
-        #expect(graph.ready(done: ["a", "b", "c"]) == ["d"])
+        #expect(graph.upstreamPositions[graph.position["d"]!] == [0, 1, 2])
+        /// The steps ready once `done` completed.
+        func ready(_ done: Set<String>) -> [String] {
+            graph.readyPositions(done: graph.ids.map(done.contains)).map { graph.ids[$0] }
+        }
+        #expect(ready([]) == ["a"])
+        #expect(ready(["a"]) == ["b", "c"])
+        #expect(ready(["a", "b"]) == ["c"])
+        #expect(ready(["a", "b", "c"]) == ["d"])
         #expect(graph.isChain == false)
         #expect(try load("  - {id: a, stage: notify, with: {event: x}}\n  - {id: b, stage: notify, with: {event: x}}").graph.isChain)
     }
