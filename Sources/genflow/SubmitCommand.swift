@@ -110,6 +110,10 @@ struct SubmitCommand: AsyncParsableCommand {
         while true {
             let current = cursor
             let events = try await store.read { try $0.events(after: current, jobID: jobID) }
+            guard !events.isEmpty else {
+                try await Task.sleep(for: .milliseconds(100))
+                continue
+            }
             var output = ""
             if isTerminal { output += String(repeating: "\u{1B}[1A\u{1B}[2K", count: drawn) }  // erase the board
             for event in events {
@@ -134,7 +138,6 @@ struct SubmitCommand: AsyncParsableCommand {
                 default: break
                 }
             }
-            if events.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
         }
     }
 
