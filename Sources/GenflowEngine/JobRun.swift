@@ -110,8 +110,9 @@ final class JobRun {
                     try await submit(.gatherItems(step: step.id, stage: step.stage, attempt: progress.takeAttempt(of: step.id), outputs: outputs))
                     progress.gathered(step.id, outputs: outputs)
                 }
-                for step in progress.hasItems ? progress.readySteps : [] where step.forEach != nil && progress.items[step.id] == nil {
-                    switch ForEach.items(of: step.forEach!.items.render(scope(progress.outputs))) {
+                for step in progress.hasItems ? progress.readySteps : [] where progress.items[step.id] == nil {
+                    guard let forEach = step.forEach else { continue }
+                    switch ForEach.items(of: forEach.items.render(scope(progress.outputs))) {
                     case .success(let items): progress.setItems(items, of: step.id)
                     case .failure(let error):
                         if step.continueOnError {
@@ -139,14 +140,13 @@ final class JobRun {
                     }
                     progress.started(unit, at: now)
                     inFlight[unit] = prepared.attempt
-                    let start = prepared.start
-                    if !prepared.isOutside { try await submit(start) }
+                    if !prepared.isOutside { try await submit(prepared.start) }
                     if units.count == 1 && inFlight.count == 1 && progress.nextRetry == nil {
-                        if prepared.isOutside { try await commit([start]) }
+                        if prepared.isOutside { try await commit([prepared.start]) }
                         inline = prepared
                     } else {
                         let writer = engine.writer, job = job, lease = lease
-                        group.addTask { await Self.perform(prepared, start: start, writer: writer, job: job, lease: lease) }
+                        group.addTask { await Self.perform(prepared, writer: writer, job: job, lease: lease) }
                     }
                     // Later writes carry the count (the first start is the job's `job.started`).
                     self.job.attempts += 1
@@ -382,10 +382,10 @@ final class JobRun {
     }
 
     /// Runs a prepared attempt; first, for a step with outside effects, commits its start.
-    private static func perform(_ prepared: Prepared, start: JobWrite, writer: JobWriter, job: Job, lease: Lease) async -> Finished {
+    private static func perform(_ prepared: Prepared, writer: JobWriter, job: Job, lease: Lease) async -> Finished {
         if prepared.isOutside {
             do {
-                try await writer.commit([start], for: job, lease: lease)
+                try await writer.commit([prepared.start], for: job, lease: lease)
             } catch {
                 return .startFailed(prepared.attempt, error)
             }

@@ -30,7 +30,7 @@ struct SchemaCommandTests {
         }
         let pipelines = try files("pipelines") + files("pipelines/tests")
         #expect(pipelines.contains("pipelines/claude-canvas-generation.yaml") && pipelines.contains("pipelines/tests/variants.yaml"))
-        let accepted = try python(["Tests/Fixtures/validate_schema.py", "etc/schema/pipeline.schema.json"] + pipelines)
+        let accepted = try run("/usr/bin/python3", ["Tests/Fixtures/validate_schema.py", "etc/schema/pipeline.schema.json"] + pipelines)
         #expect(accepted.status == 0, "\(accepted.stdout)\(accepted.stderr)")
 
         let directory = try TemporaryDirectory()
@@ -41,24 +41,10 @@ struct SchemaCommandTests {
               - {id: a, stage: moderation.check, with: {text: 42}}
               - {id: b, stage: notify, needs: a, for_each: {x: 1}, with: {event: x}}
             """)
-        let refused = try python(["Tests/Fixtures/validate_schema.py", "etc/schema/pipeline.schema.json", broken])
+        let refused = try run("/usr/bin/python3", ["Tests/Fixtures/validate_schema.py", "etc/schema/pipeline.schema.json", broken])
         #expect(refused.status == 1)
         #expect(refused.stdout.contains("steps/0/with: {'text': 42} is not valid"), "a plugin stage's settings are checked: \(refused.stdout)")
         #expect(refused.stdout.contains("steps/1/for_each"), "\(refused.stdout)")
-    }
-
-    /// Runs `python3` with `arguments` from the package root and waits for it.
-    private func python(_ arguments: [String]) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
     }
 
     @Test("the config schema names exactly the keys the loader accepts")
