@@ -20,9 +20,11 @@ run: build
 	.build/debug/genflow validate --config $(CONFIG)
 	.build/debug/genflow serve --config $(CONFIG)
 
-## Run the test suite against a throwaway PostgreSQL cluster of its own, then the shipped pipeline
-## tests (genflow test pipelines/) on the same cluster.
+## Check that Package.swift declares exactly what each module imports, run the test suite against a
+## throwaway PostgreSQL cluster of its own, then the shipped pipeline tests (genflow test pipelines/)
+## on the same cluster.
 test: deps
+	scripts/check-imports.py
 	$(SWIFT) build --build-tests
 	scripts/with-test-db.sh bash -c "$(SWIFT) test --skip-build && .build/debug/genflow test pipelines/"
 

@@ -31,8 +31,12 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CWebSockets", pkgConfig: "libwebsockets", providers: [.apt(["libwebsockets-dev"])]),
-        // Typed shims for what Swift cannot import: variadic functions and function-like macros.
-        .target(name: "CGenflowShims", dependencies: ["CCurl", "CWebSockets"], linkerSettings: [.linkedLibrary("ev")]),
+        // Shims for what Swift cannot import, one target per C library: variadic functions, macros,
+        // libev's watcher structs, and the Linux/GNU parts Swift's Glibc module leaves out.
+        .target(name: "CCurlShims", dependencies: ["CCurl"]),
+        .target(name: "CWebSocketsShims", dependencies: ["CWebSockets"]),
+        .target(name: "CEventLoop", linkerSettings: [.linkedLibrary("ev")]),
+        .target(name: "CLinux"),
 
         // Pure logic: values, errors, durations, retry policy, diagnostics.
         .target(name: "GenflowCore", swiftSettings: swiftSettings),
@@ -51,11 +55,18 @@ let package = Package(
         // Canvas objects: lenient JSON extraction from model replies and schema v1 validation.
         .target(name: "GenflowCanvas", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
         // Outbound HTTP on libcurl's multi interface, one thread for every transfer.
-        .target(name: "GenflowHTTPClient", dependencies: ["GenflowCore", "CCurl", "CGenflowShims"], swiftSettings: swiftSettings),
+        .target(name: "GenflowHTTPClient", dependencies: ["GenflowCore", "CCurl", "CCurlShims", "CLinux"], swiftSettings: swiftSettings),
         // Model providers: the Provider protocol, its kinds (openai, anthropic, offline) and their settings' schemas.
         .target(name: "GenflowProviders", dependencies: ["GenflowCore", "GenflowHTTPClient", "GenflowPipeline"], swiftSettings: swiftSettings),
         // The HTTP + WebSocket listener on libwebsockets (I/O only; routes live in GenflowAPI).
-        .target(name: "GenflowHTTPServer", dependencies: ["GenflowCore", "CWebSockets", "CGenflowShims", .product(name: "Metrics", package: "swift-metrics")], swiftSettings: swiftSettings),
+        .target(
+            name: "GenflowHTTPServer",
+            dependencies: [
+                "GenflowCore", "CWebSockets", "CWebSocketsShims", "CEventLoop", "CLinux",
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The built-in stages of SPEC §6.
         .target(
             name: "GenflowStages",
@@ -98,7 +109,7 @@ let package = Package(
         // The shipped Swift example plugin: Anthropic's Messages API as a stage (plugins/anthropic).
         .executableTarget(
             name: "genflow-plugin-anthropic",
-            dependencies: ["GenflowCore", "GenflowPluginKit", "GenflowHTTPClient", "GenflowProviders"],
+            dependencies: ["GenflowCore", "GenflowPluginKit", "GenflowProviders"],
             swiftSettings: swiftSettings
         ),
 
@@ -109,7 +120,6 @@ let package = Package(
                 "GenflowCore", "GenflowPipeline", "GenflowStore", "GenflowPostgres", "GenflowEngine", "GenflowHTTPServer",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -134,8 +144,10 @@ let package = Package(
             name: "GenflowDaemon",
             dependencies: [
                 "GenflowCore", "GenflowConfig", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
-                "GenflowAPI", "GenflowPlugins", "GenflowProviders", "CGenflowShims",
+                "GenflowAPI", "GenflowPlugins", "GenflowProviders", "GenflowHTTPServer", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -179,8 +191,9 @@ let package = Package(
             dependencies: ["GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowProviders"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "GenflowPostgresTests", dependencies: ["GenflowPostgres", "CGenflowShims"], swiftSettings: swiftSettings),
-        .testTarget(name: "GenflowHTTPServerTests", dependencies: ["GenflowHTTPServer"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowPostgresTests", dependencies: ["GenflowPostgres"], swiftSettings: swiftSettings),
+        .testTarget(name: "CShimTests", dependencies: ["CCurl", "CCurlShims", "CWebSocketsShims", "CEventLoop", "CLinux"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowHTTPServerTests", dependencies: ["GenflowCore", "GenflowHTTPServer"], swiftSettings: swiftSettings),
         .testTarget(name: "GenflowCLITests", dependencies: ["genflow"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GenflowEngineTests",

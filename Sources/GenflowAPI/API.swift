@@ -40,11 +40,11 @@ public struct API: Sendable {
     let registry: StageRegistry
     let configuration: Configuration
     let limiter: RateLimiter
-    let metrics: Metrics
+    let metrics: MetricsPage
     let logger: Logger
     let routes: [Route]
 
-    public init(store: JobStore, catalog: PipelineCatalog, registry: StageRegistry, configuration: Configuration, metrics: Metrics, logger: Logger) {
+    public init(store: JobStore, catalog: PipelineCatalog, registry: StageRegistry, configuration: Configuration, metrics: MetricsPage, logger: Logger) {
         self.logger = logger
         self.store = store
         self.catalog = catalog

@@ -15,7 +15,7 @@ internal import Synchronization
 public final class EventHub: Sendable {
     let store: JobStore
     let authenticator: Authenticator
-    let metrics: Metrics
+    let metrics: MetricsPage
     let logger: Logger
     let wake = WakeSignal()
 
@@ -44,7 +44,7 @@ public final class EventHub: Sendable {
     }
     let state = Mutex(State())
 
-    public init(store: JobStore, authenticator: Authenticator, metrics: Metrics, logger: Logger) {
+    public init(store: JobStore, authenticator: Authenticator, metrics: MetricsPage, logger: Logger) {
         self.store = store
         self.authenticator = authenticator
         self.metrics = metrics

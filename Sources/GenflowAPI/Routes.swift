@@ -7,7 +7,7 @@ internal import GenflowStore
 extension API {
     /// Every endpoint of SPEC §9 but the WebSocket (`/v1/events`, upgraded before routing).
     static func makeRoutes(
-        store: JobStore, catalog: PipelineCatalog, registry: StageRegistry, configuration: Configuration, limiter: RateLimiter, metrics: Metrics
+        store: JobStore, catalog: PipelineCatalog, registry: StageRegistry, configuration: Configuration, limiter: RateLimiter, metrics: MetricsPage
     ) -> [Route] {
         let submitter = JobSubmitter(catalog: catalog, store: store)
         @Sendable func read<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T { try await store.read(body) }

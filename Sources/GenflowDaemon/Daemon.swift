@@ -87,7 +87,7 @@ public enum Daemon {
             ),
             logger: logger
         )
-        let metrics = Metrics()
+        let metrics = MetricsPage()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
         let secrets = try config.authSecrets()
         if secrets.isNew, let file = secrets.file {

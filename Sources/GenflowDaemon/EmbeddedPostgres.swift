@@ -1,5 +1,5 @@
 public import Logging
-internal import CGenflowShims
+internal import CLinux
 internal import Foundation
 #if canImport(Glibc)
 internal import Glibc

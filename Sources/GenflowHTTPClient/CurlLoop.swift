@@ -1,5 +1,6 @@
 internal import CCurl
-internal import CGenflowShims
+internal import CCurlShims
+internal import CLinux
 
 /// The curl thread: waits on one epoll set for the inbox's eventfd and every socket curl asks to
 /// watch, and drives the multi handle with `curl_multi_socket_action`: for each ready socket, and

@@ -1,4 +1,4 @@
-internal import CGenflowShims
+internal import CLinux
 internal import Glibc
 
 /// Owns an epoll instance (closed in `deinit`) and the buffer its waits fill. Level-triggered, as

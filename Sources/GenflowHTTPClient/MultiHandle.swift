@@ -1,5 +1,5 @@
 internal import CCurl
-internal import CGenflowShims
+internal import CCurlShims
 
 /// Owns a curl multi handle (freed in `deinit`). Used only on the curl thread.
 final class MultiHandle {

@@ -1,5 +1,5 @@
 internal import CCurl
-internal import CGenflowShims
+internal import CCurlShims
 internal import GenflowCore
 internal import Synchronization
 

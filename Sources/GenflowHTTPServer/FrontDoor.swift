@@ -1,4 +1,5 @@
-internal import CGenflowShims
+internal import CEventLoop
+internal import CLinux
 internal import GenflowCore
 internal import Foundation
 

@@ -1,6 +1,7 @@
 public import GenflowCore
 internal import Metrics
-internal import CGenflowShims
+internal import CEventLoop
+internal import CWebSocketsShims
 internal import CWebSockets
 internal import Foundation
 internal import Synchronization

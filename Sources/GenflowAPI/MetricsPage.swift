@@ -5,7 +5,7 @@ public import GenflowStore
 /// stages record go through swift-metrics into `registry` (the daemon bootstraps the factory);
 /// the listener's own figures are recorded here; jobs by status and queue depth are read from the
 /// database at each scrape.
-public final class Metrics: Sendable {
+public final class MetricsPage: Sendable {
     public let registry: PrometheusCollectorRegistry
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {

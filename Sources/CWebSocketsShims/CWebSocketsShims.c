@@ -1,0 +1,5 @@
+#include "CWebSocketsShims.h"
+
+size_t gf_lws_pre(void) {
+    return LWS_PRE;
+}
