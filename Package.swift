@@ -80,13 +80,19 @@ let package = Package(
         .target(name: "GenflowConfig", dependencies: ["GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowProviders"], swiftSettings: swiftSettings),
         // PostgreSQL client on libpq.
         .target(name: "GenflowPostgres", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
-        // The schema, the job queue and the event log, in SQL.
-        .target(name: "GenflowStore", dependencies: ["GenflowCore", "GenflowPostgres"], swiftSettings: swiftSettings),
+        // The database schema: numbered migrations, applied under an advisory lock.
+        .target(name: "GenflowSchema", dependencies: ["GenflowPostgres"], swiftSettings: swiftSettings),
+        // The job queue in SQL: jobs, step runs, leases, claims, the event log, and JobBatch (many
+        // jobs' writes in set-based statements).
+        .target(name: "GenflowQueue", dependencies: ["GenflowCore", "GenflowPostgres"], swiftSettings: swiftSettings),
+        // The product's records in SQL: prompts, canvases, images, the token ledger, budget holds and
+        // the model cache, as typed values; RecordBatch rides in the queue's flush.
+        .target(name: "GenflowRecords", dependencies: ["GenflowCore", "GenflowPostgres", "GenflowQueue"], swiftSettings: swiftSettings),
         // The durable runner: claims jobs, runs steps with checkpoints and retries, heartbeats leases.
         .target(
             name: "GenflowEngine",
             dependencies: [
-                "GenflowCore", "GenflowPipeline", "GenflowStore", "GenflowPostgres",
+                "GenflowCore", "GenflowPipeline", "GenflowQueue", "GenflowRecords", "GenflowPostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -117,7 +123,7 @@ let package = Package(
         .target(
             name: "GenflowAPI",
             dependencies: [
-                "GenflowCore", "GenflowPipeline", "GenflowStore", "GenflowPostgres", "GenflowEngine", "GenflowHTTPServer",
+                "GenflowCore", "GenflowPipeline", "GenflowQueue", "GenflowRecords", "GenflowPostgres", "GenflowEngine", "GenflowHTTPServer",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -133,7 +139,7 @@ let package = Package(
         .target(
             name: "GenflowTesting",
             dependencies: [
-                "GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowEngine", "GenflowConfig",
+                "GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowQueue", "GenflowEngine", "GenflowConfig",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -143,7 +149,7 @@ let package = Package(
         .target(
             name: "GenflowDaemon",
             dependencies: [
-                "GenflowCore", "GenflowConfig", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
+                "GenflowCore", "GenflowConfig", "GenflowPipeline", "GenflowStages", "GenflowQueue", "GenflowSchema", "GenflowPostgres", "GenflowEngine",
                 "GenflowAPI", "GenflowPlugins", "GenflowProviders", "GenflowHTTPServer", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -157,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "genflow",
             dependencies: [
-                "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres", "GenflowStore",
+                "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres", "GenflowQueue", "GenflowSchema",
                 "GenflowEngine", "GenflowDaemon", "GenflowAPI", "GenflowPlugins", "GenflowTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -198,7 +204,7 @@ let package = Package(
         .testTarget(
             name: "GenflowEngineTests",
             dependencies: [
-                "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowStore", "GenflowPostgres", "GenflowEngine",
+                "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowQueue", "GenflowRecords", "GenflowSchema", "GenflowPostgres", "GenflowEngine",
                 "GenflowConfig", "GenflowTestSupport", "GenflowHTTPClient", "GenflowAPI", "GenflowProviders",
                 .product(name: "Logging", package: "swift-log"),
             ],

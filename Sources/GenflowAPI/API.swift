@@ -2,7 +2,7 @@ public import GenflowCore
 public import GenflowEngine
 public import GenflowHTTPServer
 public import GenflowPipeline
-public import GenflowStore
+public import GenflowQueue
 internal import GenflowPostgres
 internal import Foundation
 public import Logging

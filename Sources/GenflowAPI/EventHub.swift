@@ -1,6 +1,6 @@
 internal import GenflowCore
 public import GenflowHTTPServer
-public import GenflowStore
+public import GenflowQueue
 internal import Foundation
 public import Logging
 internal import Synchronization

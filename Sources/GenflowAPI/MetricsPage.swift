@@ -1,5 +1,5 @@
 public import Prometheus
-public import GenflowStore
+public import GenflowQueue
 
 /// What `/metrics` shows, in Prometheus text format. Counters and histograms the engine and
 /// stages record go through swift-metrics into `registry` (the daemon bootstraps the factory);

@@ -2,7 +2,8 @@ internal import Foundation
 internal import GenflowCore
 internal import GenflowEngine
 internal import GenflowPipeline
-internal import GenflowStore
+internal import GenflowQueue
+internal import GenflowRecords
 
 extension API {
     /// Every endpoint of SPEC §9 but the WebSocket (`/v1/events`, upgraded before routing).
@@ -86,7 +87,7 @@ extension API {
             },
             Route(method: "POST", pattern: "/v1/jobs/{id}/cancel", access: .user, summary: "Cancel a queued, waiting or running job (409 once finished).", status: 202) { call in
                 let (id, user) = (call.parameter("id"), call.scope)
-                switch try await write({ try $0.cancel(jobID: id, userID: user) }) {
+                switch try await write({ try $0.cancelJob(id: id, userID: user) }) {
                 case .notFound: throw APIError.notFound("job")
                 case .notAllowed(let status): throw APIError(409, "not_cancellable", "job is \(status.rawValue); only queued, waiting or running jobs can be cancelled")
                 case .requested(let job): return .json(["job": job.json(steps: [], runs: []), "cancel_requested": true], status: 202)
@@ -95,7 +96,7 @@ extension API {
             },
             Route(method: "POST", pattern: "/v1/jobs/{id}/retry", access: .user, summary: "Queue a failed or cancelled job again from its failed step (409 otherwise).", status: 202) { call in
                 let (id, user) = (call.parameter("id"), call.scope)
-                let (job, status) = try await write { try $0.retry(jobID: id, userID: user) }
+                let (job, status) = try await write { try $0.retryJob(id: id, userID: user) }
                 guard let job else {
                     guard let status else { throw APIError.notFound("job") }
                     throw APIError(409, "not_retryable", "job is \(status.rawValue); only failed or cancelled jobs can be retried")
@@ -107,17 +108,17 @@ extension API {
             Route(method: "GET", pattern: "/v1/prompts", access: .user, summary: "Prompt history, newest first, with canvases and objects.", query: ["user_id", "limit", "cursor"]) { call in
                 let (user, (limit, text)) = (try call.owner(), try call.page())
                 let after = try cursor(text)
-                let prompts = try await read { try $0.prompts(userID: user, before: after, limit: limit) }
+                let prompts = try await read { try $0.prompts(userID: user, before: after, limit: limit) }.map(\.json)
                 return .page(prompts, next: PageCursor.next(after: prompts, limit: limit)?.text)
             },
             Route(method: "GET", pattern: "/v1/prompts/stats", access: .user, summary: "Prompt counts by status, success rate, last day, objects drawn.", query: ["user_id"]) { call in
                 let user = try call.owner()
-                return .json(try await read { try $0.promptStats(userID: user) })
+                return .json(try await read { try $0.promptStats(userID: user) }.json)
             },
             Route(method: "GET", pattern: "/v1/prompts/{id}", access: .user, summary: "One prompt with its canvases and objects.") { call in
                 let (id, user) = (call.parameter("id"), try call.owner())
                 guard let prompt = try await read({ try $0.prompt(id: id, userID: user) }) else { throw APIError.notFound("prompt") }
-                return .json(prompt)
+                return .json(prompt.json)
             },
             Route(method: "DELETE", pattern: "/v1/prompts/{id}", access: .user, summary: "Delete a prompt with its canvases and objects.", status: 204) { call in
                 let (id, user) = (call.parameter("id"), try call.owner())
@@ -127,21 +128,21 @@ extension API {
             Route(method: "GET", pattern: "/v1/images", access: .user, summary: "Generated images, newest first.", query: ["dataset_id", "user_id", "limit", "cursor"]) { call in
                 let (user, (limit, text)) = (try call.owner(), try call.page())
                 let (after, dataset) = (try cursor(text), call.request.query["dataset_id"])
-                let images = try await read { try $0.images(userID: user, datasetID: dataset, before: after, limit: limit) }
+                let images = try await read { try $0.images(userID: user, datasetID: dataset, before: after, limit: limit) }.map(\.json)
                 return .page(images, next: PageCursor.next(after: images, limit: limit)?.text)
             },
             Route(method: "GET", pattern: "/v1/images/{id}", access: .user, summary: "One generated image's record.") { call in
                 let (id, user) = (call.parameter("id"), try call.owner())
                 guard let image = try await read({ try $0.image(id: id, userID: user) }) else { throw APIError.notFound("image") }
-                return .json(image)
+                return .json(image.json)
             },
             Route(method: "GET", pattern: "/v1/images/{id}/content", access: .user, summary: "The bytes of an image kept under the state directory.") { call in
                 let (id, user) = (call.parameter("id"), try call.owner())
-                guard let file = try await read({ try $0.imageFile(id: id, userID: user) }),
-                      !file.path.contains(".."), let bytes = FileManager.default.contents(atPath: "\(configuration.stateDirectory)/\(file.path)") else {
+                guard let image = try await read({ try $0.image(id: id, userID: user) }), let path = image.filePath,
+                      !path.contains(".."), let bytes = FileManager.default.contents(atPath: "\(configuration.stateDirectory)/\(path)") else {
                     throw APIError.notFound("image file")
                 }
-                let type = ["png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"][file.format ?? ""] ?? "application/octet-stream"
+                let type = ["png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"][image.format ?? ""] ?? "application/octet-stream"
                 return Reply(status: 200, raw: (type, [UInt8](bytes)))
             },
 

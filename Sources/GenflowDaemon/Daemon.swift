@@ -11,7 +11,8 @@ internal import GenflowPlugins
 internal import GenflowPostgres
 internal import GenflowStages
 internal import GenflowProviders
-internal import GenflowStore
+internal import GenflowQueue
+internal import GenflowSchema
 internal import Foundation
 internal import ServiceLifecycle
 internal import UnixSignals

@@ -1,6 +1,7 @@
 public import GenflowCore
 public import GenflowPipeline
-internal import GenflowStore
+internal import GenflowQueue
+internal import GenflowRecords
 internal import Synchronization
 
 /// A stage's records for one attempt (`StageContext.records`): events it sends and debits go to

@@ -1,5 +1,6 @@
 internal import GenflowCore
-internal import GenflowStore
+internal import GenflowQueue
+internal import GenflowRecords
 
 /// The balance reads of `tokens.require` steps, many users per statement: the reads that arrive
 /// while one statement runs go in the next (`GroupCommit`), as the writer's writes do.

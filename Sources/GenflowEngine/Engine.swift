@@ -1,6 +1,6 @@
 internal import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
+public import GenflowQueue
 public import Logging
 public import ServiceLifecycle
 internal import Foundation

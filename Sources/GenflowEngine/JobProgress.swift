@@ -1,6 +1,6 @@
 internal import GenflowCore
 internal import GenflowPipeline
-internal import GenflowStore
+internal import GenflowQueue
 
 /// One thing a run starts: a step, or one item of a `for_each` step.
 struct StepUnit: Hashable, Sendable, CustomStringConvertible {

@@ -1,6 +1,6 @@
 internal import GenflowCore
 internal import GenflowPipeline
-internal import GenflowStore
+internal import GenflowQueue
 internal import Logging
 
 /// One daemon's run of one claimed job: every step (or `for_each` item) whose needs have completed

@@ -1,6 +1,6 @@
 public import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
+public import GenflowQueue
 internal import GenflowPostgres
 internal import Foundation
 internal import Synchronization

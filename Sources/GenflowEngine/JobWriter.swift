@@ -1,6 +1,7 @@
 internal import GenflowCore
 internal import GenflowPostgres
-public import GenflowStore
+public import GenflowQueue
+internal import GenflowRecords
 internal import Logging
 internal import Synchronization
 

@@ -1,6 +1,6 @@
 public import GenflowCore
 public import GenflowPipeline
-public import GenflowStore
+public import GenflowQueue
 internal import Synchronization
 internal import Foundation
 

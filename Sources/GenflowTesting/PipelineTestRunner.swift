@@ -2,7 +2,7 @@ public import GenflowCore
 public import GenflowEngine
 public import GenflowPipeline
 internal import GenflowStages
-public import GenflowStore
+public import GenflowQueue
 internal import GenflowConfig
 internal import Foundation
 public import Logging

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import GenflowCore
-import GenflowStore
+import GenflowQueue
 
 /// `genflow credit --user ID --amount N`: add tokens to a user's balance.
 struct CreditCommand: AsyncParsableCommand {

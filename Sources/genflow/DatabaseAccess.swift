@@ -6,8 +6,9 @@ import GenflowDaemon
 import GenflowEngine
 import GenflowPipeline
 import GenflowPostgres
+import GenflowQueue
+import GenflowSchema
 import GenflowStages
-import GenflowStore
 import Logging
 
 /// Logging to standard error at the configured level, set up once per process.

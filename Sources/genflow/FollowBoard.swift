@@ -1,5 +1,5 @@
 import GenflowCore
-import GenflowStore
+import GenflowQueue
 
 /// What `genflow submit --follow` keeps below the event lines on a terminal: one line per step or
 /// item running now, with its progress bar, so branches that run side by side show side by side.

@@ -2,10 +2,10 @@ import ArgumentParser
 import Foundation
 import GenflowConfig
 import GenflowCore
-import GenflowPipeline
 import GenflowDaemon
-import GenflowStages
+import GenflowPipeline
 import GenflowPlugins
+import GenflowStages
 import Logging
 
 /// Options every command takes.

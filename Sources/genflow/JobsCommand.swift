@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import GenflowConfig
 import GenflowCore
-import GenflowStore
+import GenflowQueue
 
 /// `genflow jobs list|show|cancel|retry`: the operator's view of the queue.
 struct JobsCommand: AsyncParsableCommand {
@@ -112,7 +112,7 @@ struct JobsCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try options.loadConfigOrExit()
             let id = id
-            let outcome = try await options.withStore(config) { store in try await store.write { try $0.cancel(jobID: id) } }
+            let outcome = try await options.withStore(config) { store in try await store.write { try $0.cancelJob(id: id) } }
             switch outcome {
             case .cancelled: print("cancelled job \(id)")
             case .requested: print("job \(id) is running: its daemon was told to stop it")
@@ -135,7 +135,7 @@ struct JobsCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try options.loadConfigOrExit()
             let id = id
-            let (job, status) = try await options.withStore(config) { store in try await store.write { try $0.retry(jobID: id) } }
+            let (job, status) = try await options.withStore(config) { store in try await store.write { try $0.retryJob(id: id) } }
             if job != nil {
                 print("queued job \(id) again")
             } else if let status {

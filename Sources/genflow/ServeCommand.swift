@@ -1,6 +1,8 @@
 import ArgumentParser
 import GenflowConfig
 import GenflowDaemon
+import GenflowQueue
+import GenflowSchema
 
 /// `genflow serve`: run the daemon until SIGTERM (graceful drain) or SIGINT.
 struct ServeCommand: AsyncParsableCommand {
@@ -47,5 +49,3 @@ struct MigrateCommand: AsyncParsableCommand {
         print(applied.isEmpty ? "database is up to date" : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
     }
 }
-
-import GenflowStore

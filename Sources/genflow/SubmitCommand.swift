@@ -3,8 +3,8 @@ import Foundation
 import GenflowConfig
 import GenflowCore
 import GenflowEngine
+import GenflowQueue
 import GenflowStages
-import GenflowStore
 import GenflowTesting
 
 /// `genflow submit PIPELINE --input JSON`: enqueue a job, optionally following it to the end.

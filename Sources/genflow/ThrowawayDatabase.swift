@@ -2,7 +2,8 @@ import Foundation
 import GenflowConfig
 import GenflowDaemon
 import GenflowPostgres
-import GenflowStore
+import GenflowQueue
+import GenflowSchema
 import GenflowTesting
 import Logging
 

@@ -2,7 +2,8 @@ import Foundation
 import GenflowAPI
 import GenflowCore
 import GenflowHTTPClient
-import GenflowStore
+import GenflowQueue
+import GenflowRecords
 import Testing
 
 /// A user's bearer token for the test daemons' secret.

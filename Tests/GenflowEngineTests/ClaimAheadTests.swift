@@ -1,6 +1,6 @@
 import GenflowCore
 @testable import GenflowEngine
-@testable import GenflowStore
+@testable import GenflowQueue
 import Testing
 
 @Suite("Claiming ahead of free workers")

@@ -2,7 +2,8 @@ import Foundation
 import GenflowConfig
 import GenflowCore
 import GenflowHTTPClient
-import GenflowStore
+import GenflowQueue
+import GenflowRecords
 import GenflowTestSupport
 import Testing
 

@@ -2,10 +2,13 @@ import GenflowTestSupport
 import GenflowConfig
 import GenflowPipeline
 import Foundation
+import GenflowAPI
 import GenflowCore
 @testable import GenflowEngine
 import Logging
-import GenflowStore
+import GenflowQueue
+import GenflowSchema
+import GenflowRecords
 import Testing
 
 private let threeSteps = """
@@ -646,20 +649,20 @@ struct PersistImageTests {
             try await harness.wait(for: try await harness.submit("pictures", input: ["prompt": "a lighthouse", "dataset_id": "ds1"], user: "ann").id)
         }
         #expect(job.status == .completed, "\(String(describing: job.error))")
-        let images = try await harness.store.read { try $0.images(userID: "ann", datasetID: "ds1") }
+        let images = try await harness.store.read { try $0.images(userID: "ann", datasetID: "ds1") }.map(\.json)
         #expect(images.count == 2)
         let first = try #require(images.first { $0["image_url"] == "https://img.test/1.png" })
         #expect(first["prompt"] == "a lighthouse")
         #expect(first["full_prompt"] == "a lighthouse. Style: natural.")
         #expect(first["style"] == "natural" && first["aspect_ratio"] == "16:9" && first["quality"] == "hd" && first["format"] == "png")
         #expect(first["resolution"] == "1792x1024" && first["dataset_id"] == "ds1" && first["reference_images_count"] == 2)
-        #expect(try await harness.store.read { try $0.images(userID: "ann", datasetID: "other") }.isEmpty)
+        #expect(try await harness.store.read { try $0.images(userID: "ann", datasetID: "other") }.map(\.json).isEmpty)
         // The step written again (its records are keyed by job, step and position): the same two rows, updated.
-        let before = try await harness.store.read { try $0.images(userID: "ann") }.compactMap { $0["id"]?.stringValue }.sorted()
+        let before = try await harness.store.read { try $0.images(userID: "ann") }.map(\.json).compactMap { $0["id"]?.stringValue }.sorted()
         let again = [ImageRecord(prompt: "a lighthouse", fullPrompt: nil, imageURL: "https://img.test/1b.png", datasetID: "ds1", style: nil,
                                  aspectRatio: nil, quality: nil, format: "png", resolution: nil, referenceImagesCount: 0)]
         let ids = try await harness.store.write { try $0.recordImages(again, userID: "ann", jobID: job.id, step: "save") }
-        let after = try await harness.store.read { try $0.images(userID: "ann") }
+        let after = try await harness.store.read { try $0.images(userID: "ann") }.map(\.json)
         #expect(after.count == 2 && after.compactMap { $0["id"]?.stringValue }.sorted() == before)
         #expect(before.contains(ids[0]) && after.contains { $0["image_url"] == "https://img.test/1b.png" })
     }

@@ -1,9 +1,11 @@
 import Foundation
 import GenflowConfig
+import GenflowAPI
 import GenflowCore
 import GenflowEngine
 import GenflowProviders
-import GenflowStore
+import GenflowQueue
+import GenflowRecords
 import GenflowTestSupport
 import Testing
 
@@ -40,7 +42,7 @@ struct ImagePipelineTests {
         #expect(sent["size"] == "1536x1024" && sent["n"] == 2 && sent["quality"] == "hd" && sent["output_format"] == "webp")
         #expect(sent["prompt"] == "a lighthouse at dusk. Style: watercolour.")
 
-        let images = try await harness.store.read { try $0.images(userID: "ann") }
+        let images = try await harness.store.read { try $0.images(userID: "ann") }.map(\.json)
         #expect(images.count == 2)
         for image in images {
             let id = try #require(image["id"]?.stringValue)
@@ -50,8 +52,8 @@ struct ImagePipelineTests {
             #expect(image["dataset_id"] == "coast" && image["style"] == "watercolour" && image["aspect_ratio"] == "16:9")
             #expect(image["quality"] == "hd" && image["format"] == "webp" && image["resolution"] == "1536x1024")
             #expect(image["reference_images_count"] == 0 && image["created_at"]?.stringValue != nil)
-            let file = try #require(try await harness.store.read { try $0.imageFile(id: id, userID: "ann") })
-            let bytes = try Data(contentsOf: URL(fileURLWithPath: harness.path(file.path)))
+            let file = try #require(try await harness.store.read { try $0.image(id: id, userID: "ann") }?.filePath)
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: harness.path(file)))
             #expect(bytes.count == 69 && bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]), "the bytes the server sent")
             #expect(image["bytes"] == 69)
             #expect(try await harness.store.read { try $0.image(id: id, userID: "bob") } == nil, "another user's image is not found")
@@ -72,7 +74,7 @@ struct ImagePipelineTests {
         #expect(job.status == .completed, "\(String(describing: job.error))")
         let sent = try await server.json("/last?model=dall-e-3")
         #expect(sent["output_format"] == nil, "only gpt-image models take output_format")
-        let images = try await harness.store.read { try $0.images(userID: "ann") }
+        let images = try await harness.store.read { try $0.images(userID: "ann") }.map(\.json)
         #expect(images.map { $0["image_url"] } == ["https://images.example/dall-e-3/0.png"])
         #expect(images.first?["resolution"] == "1024x1536" && images.first?["format"] == "png")
         #expect(!FileManager.default.fileExists(atPath: harness.path("images/\(job.id)")))
@@ -106,7 +108,7 @@ struct ImagePipelineTests {
         let job = try await runOnce(harness, "image-generation", input: ["prompt": "a fox"])
         #expect(job.status == .failed)
         #expect(try await harness.runs(job.id).filter { $0.stepID == "generate" }.map(\.errorClass) == ["output_invalid"])
-        #expect(try await harness.store.read { try $0.images(userID: "ann") }.isEmpty)
+        #expect(try await harness.store.read { try $0.images(userID: "ann") }.map(\.json).isEmpty)
     }
 
     @Test("a server error is retried as the step's policy says, then the job fails with no image and no debit")
@@ -123,7 +125,7 @@ struct ImagePipelineTests {
         #expect(job.error?["class"] == "attempts_exhausted" || job.error?["class"] == "server_error")
         #expect(try await harness.runs(job.id).filter { $0.stepID == "generate" }.count == 2)
         #expect(try await server.calls("server-error") == 2)
-        #expect(try await harness.store.read { try $0.images(userID: "ann") }.isEmpty)
+        #expect(try await harness.store.read { try $0.images(userID: "ann") }.map(\.json).isEmpty)
         #expect(try await harness.store.read { try $0.ledger(userID: "ann") }.map(\.change) == [10_000])
     }
 
@@ -133,10 +135,10 @@ struct ImagePipelineTests {
         let job = try await runOnce(harness, "image-generation", input: ["prompt": "a house under the sun", "aspect_ratio": "4:3", "n": 2])
         #expect(job.status == .completed, "\(String(describing: job.error))")
         #expect(job.result?["generate"]?["model"]?.stringValue?.hasPrefix("offline") == true)
-        let images = try await harness.store.read { try $0.images(userID: "ann") }
+        let images = try await harness.store.read { try $0.images(userID: "ann") }.map(\.json)
         #expect(images.count == 2 && images.allSatisfy { $0["resolution"] == "256x192" && $0["format"] == "png" })
         let id = try #require(images.first?["id"]?.stringValue)
-        let file = try #require(try await harness.store.read { try $0.imageFile(id: id, userID: "ann") })
+        let file = try #require(try await harness.store.read { try $0.image(id: id, userID: "ann") }?.filePath)
         // Python's zlib and struct read it back: a valid PNG of the size recorded, with the sun's yellow in it.
         let check = """
             import struct, sys, zlib
@@ -154,7 +156,7 @@ struct ImagePipelineTests {
             assert len(pixels) == size[1] * (size[0] * 3 + 1)
             print(size[0], size[1], len(set(pixels[i:i + 3] for i in range(1, len(pixels) - 3, 3))) > 2)
             """
-        #expect(try runPython(check, harness.path(file.path)) == "256 192 True\n")
+        #expect(try runPython(check, harness.path(file)) == "256 192 True\n")
     }
 }
 
@@ -275,12 +277,12 @@ struct PromptHistoryTests {
         ])
         let job = try await runOnce(harness, "canvas-generation", input: ["instructions": "a red square"])
         #expect(job.status == .failed)
-        let prompt = try #require(try await harness.store.read { try $0.prompts(userID: "ann") }.first)
+        let prompt = try #require(try await harness.store.read { try $0.prompts(userID: "ann") }.map(\.json).first)
         #expect(prompt["status"] == "failed")
         #expect(prompt["error"]?.stringValue?.hasPrefix("invalid_request: provider answered 400") == true, "\(prompt)")
         #expect(prompt["canvases"] == [])
-        _ = try await harness.store.write { try $0.retry(jobID: job.id) }
-        #expect(try await harness.store.read { try $0.prompts(userID: "ann") }.first?["status"] == "processing")
+        _ = try await harness.store.write { try $0.retryJob(id: job.id) }
+        #expect(try await harness.store.read { try $0.prompts(userID: "ann") }.map(\.json).first?["status"] == "processing")
     }
 
     @Test("history pages by cursor, a prompt comes with its canvas and objects, stats count, delete removes")
@@ -298,29 +300,29 @@ struct PromptHistoryTests {
         var seen: [String] = []
         var cursor: PageCursor?
         repeat {
-            let page = try await harness.store.read { [cursor] in try $0.prompts(userID: "ann", before: cursor, limit: 3) }
+            let page = try await harness.store.read { [cursor] in try $0.prompts(userID: "ann", before: cursor, limit: 3) }.map(\.json)
             seen += page.compactMap { $0["instructions"]?.stringValue }
             cursor = PageCursor.next(after: page, limit: 3)
             if let text = cursor?.text { #expect(PageCursor(text: text) == cursor) }
         } while cursor != nil
         #expect(seen == ["two boxes", "a house", "a sun and a tree", "a flowchart with 3 steps"], "newest first, each once")
 
-        let first = try #require(try await harness.store.read { try $0.prompts(userID: "ann", limit: 10) }.last)
+        let first = try #require(try await harness.store.read { try $0.prompts(userID: "ann", limit: 10) }.map(\.json).last)
         let id = try #require(first["id"]?.stringValue)
-        let prompt = try #require(try await harness.store.read { try $0.prompt(id: id, userID: "ann") })
+        let prompt = try #require(try await harness.store.read { try $0.prompt(id: id, userID: "ann") }?.json)
         #expect(prompt["status"] == "completed" && prompt["style"] == "modern" && prompt["color_scheme"] == "default")
         let objects = try #require(prompt["canvases"]?.arrayValue?.first?["objects"]?.arrayValue)
         #expect(objects.filter { $0["type"] == "rectangle" }.count == 3)
         #expect(try await harness.store.read { try $0.prompt(id: id, userID: "bob") } == nil)
         #expect(try await harness.store.read { try $0.prompt(id: "not-a-uuid", userID: "ann") } == nil)
 
-        let stats = try await harness.store.read { try $0.promptStats(userID: "ann") }
+        let stats = try await harness.store.read { try $0.promptStats(userID: "ann") }.json
         #expect(stats["total"] == 4 && stats["by_status"]?["completed"] == 4 && stats["last_24h"] == 4)
         #expect(stats["success_rate"]?.doubleValue == 1.0)
 
         #expect(try await harness.store.write { try $0.deletePrompt(id: id, userID: "bob") } == false)
         #expect(try await harness.store.write { try $0.deletePrompt(id: id, userID: "ann") } == true)
-        #expect(try await harness.store.read { try $0.prompts(userID: "ann") }.count == 3)
+        #expect(try await harness.store.read { try $0.prompts(userID: "ann") }.map(\.json).count == 3)
         let canvases = try await harness.query("SELECT count(*)::int AS n FROM genflow.canvases WHERE prompt_id = $1::uuid", [id])
         #expect(canvases.first?["n"] == "0", "the prompt's canvas and objects went with it")
         #expect(PageCursor(text: "2026-01-01T00:00:00Z,not-a-uuid") == nil && PageCursor(text: "x'; DROP TABLE x;--,\(id)") == nil)

@@ -1,6 +1,6 @@
 import Foundation
 import GenflowCore
-import GenflowStore
+import GenflowQueue
 import Testing
 
 /// A fan-out and fan-in: `a`, then `b` and `c` (both need `a`), then `d` (needs both). `b` and `c`

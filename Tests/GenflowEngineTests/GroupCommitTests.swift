@@ -2,7 +2,8 @@ import Foundation
 import GenflowCore
 @testable import GenflowEngine
 import GenflowPostgres
-@testable import GenflowStore
+@testable import GenflowQueue
+import GenflowRecords
 import Logging
 import Synchronization
 import Testing

@@ -7,7 +7,8 @@ import GenflowPostgres
 import GenflowStages
 import GenflowHTTPClient
 import GenflowTestSupport
-import GenflowStore
+import GenflowQueue
+import GenflowSchema
 import Logging
 import Testing
 

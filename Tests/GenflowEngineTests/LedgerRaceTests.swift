@@ -1,6 +1,7 @@
 import Foundation
 import GenflowPostgres
-@testable import GenflowStore
+@testable import GenflowQueue
+import GenflowRecords
 import Testing
 
 @Suite("The token ledger under concurrent writers")

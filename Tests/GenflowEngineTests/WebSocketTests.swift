@@ -1,6 +1,6 @@
 import Foundation
 import GenflowCore
-import GenflowStore
+import GenflowQueue
 import Testing
 
 extension DaemonProcess {

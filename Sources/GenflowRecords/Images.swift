@@ -1,19 +1,41 @@
 public import GenflowCore
 public import GenflowPostgres
+public import GenflowQueue
 internal import Foundation
+
+/// A generated image as stored: its metadata and, when its bytes are kept, where.
+public struct GeneratedImage: Sendable, Hashable {
+    public var id: String
+    public var jobID: String?
+    public var prompt: String
+    public var fullPrompt: String?
+    /// The provider's URL (nil when the provider sent bytes, kept under `filePath`).
+    public var imageURL: String?
+    public var datasetID: String?
+    public var style: String?
+    public var aspectRatio: String?
+    public var quality: String?
+    public var format: String?
+    public var resolution: String?
+    public var referenceImagesCount: Int
+    /// Where the bytes are, relative to the state directory.
+    public var filePath: String?
+    public var byteCount: Int?
+    public var createdAt: String
+}
 
 extension StoreSession {
     /// Records the images of one job step, keyed by job, step and position: running the step again
     /// updates the same rows. Returns the image ids in order.
     public func recordImages(_ images: [ImageRecord], userID: String, jobID: String, step: String) throws -> [String] {
         try writeImages(images.enumerated().map { position, image in
-            (userID: userID, jobID: jobID, row: JobBatch.ImageRow(id: UUID().uuidString.lowercased(), step: step, position: position, record: image))
+            (userID: userID, jobID: jobID, row: RecordBatch.ImageRow(id: UUID().uuidString.lowercased(), step: step, position: position, record: image))
         })
     }
 
     /// Upserts images of job steps by (job, step, position) in one statement; returns their ids in order.
     @discardableResult
-    func writeImages(_ images: [(userID: String, jobID: String, row: JobBatch.ImageRow)]) throws -> [String] {
+    func writeImages(_ images: [(userID: String, jobID: String, row: RecordBatch.ImageRow)]) throws -> [String] {
         guard !images.isEmpty else { return [] }
         let records = images.map(\.row.record)
         let ids = try connection.query("""
@@ -39,10 +61,9 @@ extension StoreSession {
         return images.map { byKey["\($0.jobID) \($0.row.step) \($0.row.position)"] ?? $0.row.id }
     }
 
-    /// A user's generated images, newest first, optionally of one dataset: the API's image shape.
-    /// An image kept as a file has `image_url` `/v1/images/{id}/content`, where the API serves it.
-    public func images(userID: String, datasetID: String? = nil, before cursor: PageCursor? = nil, limit: Int = 50) throws -> [JSON] {
-        try imageRows("""
+    /// A user's generated images, newest first, optionally of one dataset.
+    public func images(userID: String, datasetID: String? = nil, before cursor: PageCursor? = nil, limit: Int = 50) throws -> [GeneratedImage] {
+        try images("""
             user_id = $1 AND ($2::text IS NULL OR dataset_id = $2)
               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
             ORDER BY created_at DESC, id DESC LIMIT $5
@@ -50,28 +71,23 @@ extension StoreSession {
     }
 
     /// One of the user's images; nil when there is none with that id for this user.
-    public func image(id: String, userID: String) throws -> JSON? {
+    public func image(id: String, userID: String) throws -> GeneratedImage? {
         guard UUID(uuidString: id) != nil else { return nil }
-        return try imageRows("user_id = $1 AND id = $2::uuid", [userID, id]).first
+        return try images("user_id = $1 AND id = $2::uuid", [userID, id]).first
     }
 
-    /// Where one of the user's images is kept under the state directory, and its format.
-    public func imageFile(id: String, userID: String) throws -> (path: String, format: String?)? {
-        guard UUID(uuidString: id) != nil else { return nil }
-        let row = try connection.query(
-            "SELECT file_path, format FROM genflow.generated_images WHERE id = $1::uuid AND user_id = $2 AND file_path IS NOT NULL", [id, userID]
-        ).rows.first
-        return row?["file_path"].map { ($0, row?["format"]) }
-    }
-
-    private func imageRows(_ condition: String, _ parameters: [(any PostgresEncodable)?]) throws -> [JSON] {
+    private func images(_ condition: String, _ parameters: [(any PostgresEncodable)?]) throws -> [GeneratedImage] {
         try connection.query("""
-            SELECT json_build_object('id', id, 'job_id', job_id, 'prompt', prompt, 'full_prompt', full_prompt,
-                'image_url', COALESCE(image_url, CASE WHEN file_path IS NOT NULL THEN '/v1/images/' || id || '/content' END),
-                'dataset_id', dataset_id, 'style', style, 'aspect_ratio', aspect_ratio, 'quality', quality, 'format', format,
-                'resolution', resolution, 'reference_images_count', reference_images_count, 'bytes', byte_count,
-                'created_at', genflow.iso(created_at))::text AS image
+            SELECT id::text, job_id::text, prompt, full_prompt, image_url, dataset_id, style, aspect_ratio, quality, format, resolution,
+                reference_images_count, file_path, byte_count, genflow.iso(created_at) AS created_at
             FROM genflow.generated_images WHERE \(condition)
-            """, parameters).rows.compactMap { $0["image"] }.map { try JSON(parsing: $0) }
+            """, parameters).rows.map { row in
+            GeneratedImage(
+                id: row["id"] ?? "", jobID: row["job_id"], prompt: row["prompt"] ?? "", fullPrompt: row["full_prompt"], imageURL: row["image_url"],
+                datasetID: row["dataset_id"], style: row["style"], aspectRatio: row["aspect_ratio"], quality: row["quality"], format: row["format"],
+                resolution: row["resolution"], referenceImagesCount: row.decode("reference_images_count") ?? 0, filePath: row["file_path"],
+                byteCount: row.decode("byte_count"), createdAt: row["created_at"] ?? ""
+            )
+        }
     }
 }

@@ -1,5 +1,6 @@
 public import GenflowCore
 public import GenflowPostgres
+public import GenflowQueue
 
 extension StoreSession {
     /// The stored response of the request `key` (canonical JSON of everything that shapes the

@@ -94,7 +94,8 @@ public struct LeaseLost: Error, Sendable {
 
 /// Queue and event operations on one connection, composable into one transaction.
 public final class StoreSession {
-    let connection: PostgresConnection
+    /// For the modules that keep their tables in this transaction (GenflowRecords).
+    package let connection: PostgresConnection
     private var wroteEvents = false
     private var wokeWorkers = false
     private var askedCancel = false
@@ -270,7 +271,6 @@ public final class StoreSession {
             """, [jobID]).rows
         guard let row = rows.first else { return try cancel(jobID: jobID, userID: userID) }
         let job = try Job(row: row)
-        try failPrompt(jobID: job.id, error: "cancelled")
         try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.cancelled", data: ["while": .string(current.status.rawValue), "error": job.error ?? .null]))
         return .cancelled(job)
     }
@@ -287,7 +287,6 @@ public final class StoreSession {
             """, [jobID]).rows
         guard let row = rows.first else { return (nil, current.status) }
         let job = try Job(row: row)
-        try reopenPrompt(jobID: job.id)
         try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.queued", data: ["retry": true, "generation": .int(job.generation)]))
         wokeWorkers = true
         return (job, nil)
@@ -354,38 +353,6 @@ public final class StoreSession {
             SELECT count(*)::int AS n FROM genflow.jobs WHERE status IN ('queued', 'waiting_retry') AND run_at <= now()
             """).rows.first?.decode("n") ?? 0
         return (byStatus, depth)
-    }
-
-    /// Holds `amount` of `userID`'s budget for a priced call of `jobID` until `expiry` (or the flush
-    /// that checkpoints the call), unless the user's spend has reached a cap of `limits`: the cost
-    /// of their jobs created since 00:00 UTC today (since the 1st of the month), plus the holds of
-    /// calls in flight. One user's holds are taken one at a time across daemons (an advisory lock),
-    /// so every call let through is counted before the next is decided. Returns the hold's id, or
-    /// why it was refused. Call in a write transaction.
-    public func holdSpend(userID: String, jobID: String, amount: Money, limits: SpendLimits, expiry: Duration) throws -> Result<Int64, BudgetRefusal> {
-        _ = try connection.query("SELECT pg_advisory_xact_lock(hashtextextended('genflow-spend:' || $1, 0))", [userID])
-        let row = try connection.query("""
-            WITH gone AS (DELETE FROM genflow.spend_holds WHERE user_id = $1 AND expires_at <= now()),
-            held AS (SELECT coalesce(sum(amount), 0) AS amount FROM genflow.spend_holds WHERE user_id = $1 AND expires_at > now()),
-            spent AS (
-                SELECT coalesce(sum(cost) FILTER (WHERE created_at >= date_trunc('day', now(), 'UTC')), 0) AS day, coalesce(sum(cost), 0) AS month
-                FROM genflow.jobs WHERE user_id = $1 AND created_at >= date_trunc('month', now(), 'UTC') AND cost > 0
-            )
-            SELECT (spent.day + held.amount)::text AS day, (spent.month + held.amount)::text AS month FROM spent, held
-            """, [userID]).rows.first
-        let day = row?["day"].flatMap { Money($0) } ?? .zero, month = row?["month"].flatMap { Money($0) } ?? .zero
-        if let refusal = limits.refusal(day: day, month: month) { return .failure(BudgetRefusal(message: refusal)) }
-        let id: Int64? = try connection.query("""
-            INSERT INTO genflow.spend_holds (user_id, job_id, amount, expires_at)
-            VALUES ($1, $2::uuid, $3::numeric, now() + $4::bigint * interval '1 millisecond') RETURNING id
-            """, [userID, jobID, amount.description, Int(expiry.milliseconds)]).rows.first?.decode("id")
-        return .success(id ?? 0)
-    }
-
-    /// Ends the holds `ids` (their calls failed, or were checkpointed).
-    public func releaseSpendHolds(_ ids: [Int64]) throws {
-        guard !ids.isEmpty else { return }
-        try connection.query("DELETE FROM genflow.spend_holds WHERE id = ANY($1::bigint[])", [PostgresArray(ids)])
     }
 
     /// Operator figures: jobs by status, success rate and p50/p95 duration of finished jobs, and
@@ -624,9 +591,4 @@ public struct PageCursor: Sendable, Hashable {
               let id = last["id"]?.stringValue else { return nil }
         return PageCursor(createdAt: createdAt, id: id)
     }
-}
-
-/// Why a priced call was not let through (`StoreSession.holdSpend`).
-public struct BudgetRefusal: Error, Sendable {
-    public var message: String
 }

@@ -1,5 +1,6 @@
 public import GenflowCore
 public import GenflowPostgres
+public import GenflowQueue
 
 /// One row of the append-only token ledger.
 public struct LedgerEntry: Sendable, Hashable {
@@ -29,14 +30,6 @@ public struct LedgerEntry: Sendable, Hashable {
         NewEvent(userID: userID, jobID: jobID, type: "token_balance_updated", step: step, data: [
             "balance": .int(balanceAfter), "change": .int(change), "reason": .string(reason), "transaction_id": .int(Int(id)),
         ])
-    }
-
-    /// The API form: `{id, change, balance_after, reason, job_id, created_at}`.
-    public var json: JSON {
-        [
-            "id": .int(Int(id)), "change": .int(change), "balance_after": .int(balanceAfter), "reason": .string(reason),
-            "job_id": jobID.map(JSON.string) ?? .null, "created_at": .string(createdAt),
-        ]
     }
 }
 

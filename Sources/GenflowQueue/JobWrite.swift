@@ -17,7 +17,7 @@ public enum JobWrite: Sendable {
     /// Events a stage sends while `step` runs (progress): written with the job's next write.
     case send([StageEvent], step: String)
     /// Debits the job's user once per job step (`debit:<job>:<step>`), with `token_balance_updated`;
-    /// the entry (new or the one made before) comes back in the flush's `BatchOutcome`.
+    /// the entry (new or the one made before) comes back in the flush's `BatchOutcome` (GenflowRecords).
     case debit(step: String, amount: Int, reason: String)
     /// A retryable failure: the attempt fails; the step (or item) may run again after `delay`.
     case retryLater(step: String, attempt: Int, policyAttempt: Int, error: StepError, delay: Duration, item: Int? = nil)
@@ -91,15 +91,13 @@ public struct JobBatch: Sendable {
         var ended: [AttemptRow] = []
         /// Steps whose checkpoints are superseded (before this batch's inserts).
         var superseded: [String] = []
-        /// Set when the job fails or is cancelled: its prompt's error.
-        var promptError: String?
-        /// The job's prompt as its stages last wrote it in this batch.
-        var prompt: PromptRow?
-        var canvases: [CanvasRow] = []
-        var images: [ImageRow] = []
-        var debits: [DebitRow] = []
-        /// Budget holds that end with this batch's checkpoints.
-        var releasedHolds: [Int64] = []
+        /// Set when the job fails or is cancelled: why, in a line ("cancelled", or "class: message").
+        public internal(set) var failure: String?
+        /// What the batch's checkpoints recorded besides events, in order, for the product's records
+        /// (GenflowRecords writes them in the flush's transaction).
+        public internal(set) var records: [StepRecord] = []
+        /// Debits of the job's user, in order.
+        public internal(set) var debits: [Debit] = []
         var events: [NewEvent] = []
         var wakesWorkers = false
 
@@ -117,34 +115,18 @@ public struct JobBatch: Sendable {
         case released
     }
 
-    /// The job's prompt: its id when new, the request, its status and metadata.
-    struct PromptRow: Sendable {
-        var id: String
-        var record: CanvasRecord
-        var status: PromptStatus
+    /// A record a step's checkpoint carries.
+    public struct StepRecord: Sendable {
+        public var step: String
+        public var write: RecordWrite
     }
 
-    /// Objects for a canvas: the user's (`record.canvasID`), or the job's own, new under `id`.
-    struct CanvasRow: Sendable {
-        var id: String
-        var record: CanvasRecord
-        var isJobCanvas: Bool { record.canvasID == nil }
-    }
-
-    /// A debit of the job's user for one step.
-    struct DebitRow: Sendable {
-        var step: String
-        var amount: Int
-        var reason: String
-        var key: String
-    }
-
-    /// One image of a step.
-    struct ImageRow: Sendable {
-        var id: String
-        var step: String
-        var position: Int
-        var record: ImageRecord
+    /// A debit of the job's user for one step, made once per `key`.
+    public struct Debit: Sendable {
+        public var step: String
+        public var amount: Int
+        public var reason: String
+        public var key: String
     }
 
     /// One attempt row of `genflow.step_runs`.
@@ -218,37 +200,12 @@ extension JobBatch.Entry {
         ["class": .string(error.errorClass.rawValue), "message": .string(error.message)]
     }
 
-    /// Adds a stage's record. Writes to one row in one batch merge as the statements would have
-    /// applied them one after another: the prompt keeps `completed` and merges its metadata, and a
-    /// canvas written twice keeps the later objects (the later write replaced the job's objects).
+    /// Adds a stage's record: an event joins the job's events, the rest the batch's records.
     private mutating func record(_ write: RecordWrite, step: String) {
-        func note(_ record: CanvasRecord, _ status: PromptStatus, id: String) {
-            guard var current = prompt else {
-                prompt = JobBatch.PromptRow(id: id, record: record, status: status)
-                return
-            }
-            let metadata = (current.record.metadata.objectValue ?? [:]).merging(record.metadata.objectValue ?? [:]) { _, new in new }
-            current.record = record
-            current.record.metadata = .object(metadata)
-            if current.status != .completed { current.status = status }
-            prompt = current
-        }
-        switch write {
-        case .event(let event):
+        if case .event(let event) = write {
             append(event.type, step: step, event.data)
-        case .prompt(let record, let status, let promptID):
-            note(record, status, id: promptID)
-        case .canvas(let record, let promptID, let canvasID):
-            note(record, .completed, id: promptID)
-            canvases.removeAll { $0.record.canvasID == record.canvasID }
-            canvases.append(JobBatch.CanvasRow(id: canvasID, record: record))
-        case .releaseSpendHold(let id):
-            releasedHolds.append(id)
-        case .images(let records, let ids):
-            for (position, (image, id)) in zip(records, ids).enumerated() {
-                images.removeAll { $0.step == step && $0.position == position }
-                images.append(JobBatch.ImageRow(id: id, step: step, position: position, record: image))
-            }
+        } else {
+            records.append(JobBatch.StepRecord(step: step, write: write))
         }
     }
 
@@ -291,7 +248,7 @@ extension JobBatch.Entry {
             for event in sent { append(event.type, step: step, event.data) }
 
         case .debit(let step, let amount, let reason):
-            debits.append(JobBatch.DebitRow(step: step, amount: amount, reason: reason, key: JobBatch.debitKey(job: job.id, step: step)))
+            debits.append(JobBatch.Debit(step: step, amount: amount, reason: reason, key: JobBatch.debitKey(job: job.id, step: step)))
 
         case .retryLater(let step, let attempt, let policyAttempt, let error, let delay, let item):
             end(step, attempt: attempt, status: "failed", at: instant, error: error, retryDelay: delay)
@@ -316,7 +273,7 @@ extension JobBatch.Entry {
                 "step": step.map(JSON.string) ?? .null, "reason": .string(reason),
             ]
             outcome = .failed(status: isCancel ? .cancelled : .failed, error: errorJSON)
-            promptError = isCancel ? "cancelled" : "\(error.errorClass.rawValue): \(error.message)"
+            failure = isCancel ? "cancelled" : "\(error.errorClass.rawValue): \(error.message)"
             append(isCancel ? "job.cancelled" : "job.failed", step: step, ["error": errorJSON])
 
         case .release(let step, let attempt):

@@ -1,36 +1,18 @@
 public import GenflowCore
 public import GenflowPostgres
 
-extension JobStore {
-    /// Applies `batch` in one transaction: one statement per kind of change (arrays through
-    /// `unnest`), one NOTIFY per channel with the COMMIT. Returns the claims whose lease held; the
-    /// writes of the others were dropped by the statements, not failed.
-    public func apply(_ batch: JobBatch) async throws -> BatchOutcome {
-        guard !batch.isEmpty else { return BatchOutcome() }
-        return try await write { try $0.apply(batch) }
-    }
-}
-
-/// What a flush did: the claims whose lease held, and the ledger entries of its debits by key
-/// (`created` false for a debit made before, found by its key).
-public struct BatchOutcome: Sendable {
-    public var held: Set<Claim> = []
-    public var debits: [String: (entry: LedgerEntry, created: Bool)] = [:]
-}
-
 extension StoreSession {
-    /// Applies `batch` in this transaction (`JobStore.apply`); returns the claims whose lease held.
+    /// Applies the queue's part of `batch` in this transaction: jobs, attempts and events. Returns
+    /// the entries whose lease held (their records are the caller's: GenflowRecords' flush).
     ///
     /// The first statement locks the batch's jobs in id order (so flushes of several daemons
     /// cannot deadlock), keeps those still held under the batch's lease (owner and claim token)
     /// and updates them; every later statement writes only for those.
-    public func apply(_ batch: JobBatch) throws -> BatchOutcome {
+    public func apply(_ batch: JobBatch) throws -> [JobBatch.Entry] {
         let now = ContinuousClock.now
-        var outcome = BatchOutcome()
-        outcome.held = try updateJobs(batch.entries)
-        var entries = batch.entries.filter { outcome.held.contains($0.claim) }
-        guard !entries.isEmpty else { return outcome }
-        outcome.debits = try writeDebits(&entries)
+        let held = try updateJobs(batch.entries)
+        let entries = batch.entries.filter { held.contains($0.claim) }
+        guard !entries.isEmpty else { return [] }
 
         let stale = entries.filter(\.interruptStaleRuns).map(\.jobID)
         if !stale.isEmpty {
@@ -38,10 +20,6 @@ extension StoreSession {
                 UPDATE genflow.step_runs SET status = 'interrupted', finished_at = now() WHERE job_id = ANY($1::uuid[]) AND status = 'running'
                 """, [PostgresArray(stale)])
         }
-        try writePrompts(entries.compactMap(\.prompt))
-        try writeCanvases(entries.flatMap(\.canvases))
-        try writeImages(entries.flatMap { entry in entry.images.map { (entry.job.userID, entry.jobID, $0) } })
-        try releaseSpendHolds(entries.flatMap(\.releasedHolds))
         try endAttempts(entries.flatMap { entry in entry.ended.map { (entry.jobID, $0) } }, now: now)
         let superseded = entries.flatMap { entry in entry.superseded.map { (entry.jobID, $0) } }
         if !superseded.isEmpty {
@@ -52,32 +30,9 @@ extension StoreSession {
                 """, [PostgresArray(superseded.map(\.0)), PostgresArray(superseded.map(\.1))])
         }
         try insertAttempts(entries.flatMap { entry in entry.inserted.map { (entry, $0) } }, now: now)
-        let failed = entries.compactMap { entry in entry.promptError.map { (entry.jobID, $0) } }
-        if !failed.isEmpty {
-            try connection.query("""
-                UPDATE genflow.prompts p SET status = 'failed', error = u.error, updated_at = now()
-                FROM unnest($1::uuid[], $2::text[]) AS u(job_id, error) WHERE p.job_id = u.job_id AND p.status <> 'completed'
-                """, [PostgresArray(failed.map(\.0)), PostgresArray(failed.map(\.1))])
-        }
         try append(entries.flatMap(\.events))
         if entries.contains(where: \.wakesWorkers) { wakeWorkers() }
-        return outcome
-    }
-
-    /// Debits of the batch's jobs (`StoreSession.recordLedger`); each new one's event goes with its job's.
-    private func writeDebits(_ entries: inout [JobBatch.Entry]) throws -> [String: (entry: LedgerEntry, created: Bool)] {
-        let changes = entries.flatMap { entry in
-            entry.debits.map { LedgerChange(userID: entry.job.userID, change: -$0.amount, reason: $0.reason, jobID: entry.jobID, step: $0.step, key: $0.key) }
-        }
-        guard !changes.isEmpty else { return [:] }
-        let made = try recordLedger(changes)
-        var announced: Set<String> = []
-        for index in entries.indices {
-            for debit in entries[index].debits where made[debit.key]?.created == true && announced.insert(debit.key).inserted {
-                if let entry = made[debit.key]?.entry { entries[index].events.append(entry.balanceEvent(step: debit.step)) }
-            }
-        }
-        return made
+        return entries
     }
 
     /// Locks the jobs in id order, keeps those held under their entry's lease and records the
