@@ -56,7 +56,7 @@ extension API {
                 let (job, created) = try await submitter.submit(
                     pipeline: pipeline, input: input, userID: user, priority: priorityValue, idempotencyKey: key, runAt: body["run_at"]?.stringValue
                 )
-                return .json(["job": job.json(steps: [], runs: []), "created": .bool(created)], status: 202)
+                return .json(["job": job.json(), "created": .bool(created)], status: 202)
             },
             Route(method: "GET", pattern: "/v1/jobs", access: .user, summary: "List jobs, newest first.", query: ["status", "pipeline", "user_id", "limit", "cursor"]) { call in
                 let (limit, text) = try call.page()
@@ -69,12 +69,12 @@ extension API {
                 }
                 let (user, pipeline) = (call.scope, call.request.query["pipeline"])
                 let jobs = try await read { try $0.jobs(userID: user, status: status, pipeline: pipeline, before: after, limit: limit) }
-                return .page(jobs.map { $0.json(steps: [], runs: []) }, next: jobs.count == limit ? jobs.last.map { PageCursor(after: $0).text } : nil)
+                return .page(jobs.map { $0.json() }, next: jobs.count == limit ? jobs.last.map { PageCursor(after: $0).text } : nil)
             },
             Route(method: "GET", pattern: "/v1/jobs/{id}", access: .user, summary: "A job with its steps, attempts, errors and timings.") { call in
                 let (id, user) = (call.parameter("id"), call.scope)
-                guard let job = try await read({ try $0.jobDocument(id: id, userID: user) }) else { throw APIError.notFound("job") }
-                return .json(job)
+                guard let detail = try await read({ try $0.jobDetail(id: id, userID: user) }) else { throw APIError.notFound("job") }
+                return .json(detail.json)
             },
             Route(method: "GET", pattern: "/v1/jobs/{id}/result", access: .user, summary: "A completed job's result (409 until it completes).") { call in
                 let (id, user) = (call.parameter("id"), call.scope)
@@ -90,8 +90,8 @@ extension API {
                 switch try await write({ try $0.cancelJob(id: id, userID: user) }) {
                 case .notFound: throw APIError.notFound("job")
                 case .notAllowed(let status): throw APIError(409, "not_cancellable", "job is \(status.rawValue); only queued, waiting or running jobs can be cancelled")
-                case .requested(let job): return .json(["job": job.json(steps: [], runs: []), "cancel_requested": true], status: 202)
-                case .cancelled(let job): return .json(["job": job.json(steps: [], runs: [])])
+                case .requested(let job): return .json(["job": job.json(), "cancel_requested": true], status: 202)
+                case .cancelled(let job): return .json(["job": job.json()])
                 }
             },
             Route(method: "POST", pattern: "/v1/jobs/{id}/retry", access: .user, summary: "Queue a failed or cancelled job again from its failed step (409 otherwise).", status: 202) { call in
@@ -101,7 +101,7 @@ extension API {
                     guard let status else { throw APIError.notFound("job") }
                     throw APIError(409, "not_retryable", "job is \(status.rawValue); only failed or cancelled jobs can be retried")
                 }
-                return .json(["job": job.json(steps: [], runs: [])], status: 202)
+                return .json(["job": job.json()], status: 202)
             },
 
             // MARK: Prompts and images

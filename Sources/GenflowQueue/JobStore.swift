@@ -335,12 +335,12 @@ public final class StoreSession {
             """, [userID, status?.rawValue, pipeline, cursor?.createdAt, cursor?.id, limit]).rows.map(Job.init(row:))
     }
 
-    /// A job as the API shows it: with its pipeline's steps, each with attempts, errors and
-    /// timings (and every attempt under `runs`). Nil when not found (or not `userID`'s).
-    public func jobDocument(id: String, userID: String? = nil) throws -> JSON? {
+    /// A job with its pipeline's steps, each with attempts, errors and timings, and every attempt.
+    /// Nil when not found (or not `userID`'s).
+    public func jobDetail(id: String, userID: String? = nil) throws -> JobDetail? {
         guard let job = try job(id: id, userID: userID) else { return nil }
-        let steps = try pipelineSteps(name: job.pipeline, version: job.pipelineVersion)
-        return job.json(steps: steps, runs: try stepRuns(jobID: job.id), includeRuns: true)
+        let runs = try stepRuns(jobID: job.id)
+        return JobDetail(job: job, steps: StepState.of(job, steps: try pipelineSteps(name: job.pipeline, version: job.pipelineVersion), runs: runs), runs: runs)
     }
 
     /// Jobs by status and the queue depth (runnable now): two cheap counts for `/metrics`.

@@ -146,17 +146,6 @@ public struct StepRun: Sendable, Hashable {
         item = row.decode("item")
         retryInMilliseconds = row.decode("retry_in_ms")
     }
-
-    public var json: JSON {
-        var members: [String: JSON] = [
-            "step": .string(stepID), "attempt": .int(attempt), "stage": .string(stage), "status": .string(status),
-            "started_at": .string(startedAt), "finished_at": finishedAt.map(JSON.string) ?? .null,
-        ]
-        if let errorClass { members["error"] = ["class": .string(errorClass), "message": .string(errorMessage ?? "")] }
-        if let retryDelayMilliseconds { members["retry_delay_ms"] = .int(retryDelayMilliseconds) }
-        if let item { members["item"] = .int(item) }
-        return .object(members)
-    }
 }
 
 /// A step of a pipeline version as job documents show it.
@@ -200,14 +189,6 @@ public struct Event: Sendable, Hashable {
         data = try JSON(parsing: row["data"] ?? "{}")
         createdAt = row["created_at"] ?? ""
     }
-
-    /// The WebSocket message form: `{op: event, id, type, job_id, step, at, data}`.
-    public var json: JSON {
-        [
-            "op": "event", "id": .int(Int(id)), "type": .string(type), "job_id": jobID.map(JSON.string) ?? .null,
-            "step": step.map(JSON.string) ?? .null, "at": .string(createdAt), "data": data,
-        ]
-    }
 }
 
 /// An event to record in the transaction that makes the change it reports.
@@ -237,65 +218,4 @@ public struct NewEvent: Sendable {
 
 extension JSON: PostgresEncodable {
     public var postgresText: String { description }
-}
-
-extension Job {
-    /// The API and `--json` form: the job with a summary of each pipeline step.
-    /// - Parameters:
-    ///   - steps: the pipeline version's steps in order (`JobStore.pipelineSteps`).
-    ///   - runs: the job's step runs (`JobStore.stepRuns`); with `includeRuns`, listed as `runs`.
-    /// A step's (or an item's) state from its attempts of the job.
-    private func summary(of runs: [StepRun]) -> [String: JSON] {
-        let counted = runs.filter { $0.status != "interrupted" && $0.generation == generation }
-        let last = runs.last
-        var summary: [String: JSON] = [
-            "status": .string(last?.status ?? "pending"), "attempts": .int(counted.count),
-            "started_at": runs.first.map { .string($0.startedAt) } ?? .null,
-            "finished_at": last?.finishedAt.map(JSON.string) ?? .null,
-        ]
-        if let failed = runs.last(where: { $0.errorClass != nil }) {
-            summary["error"] = ["class": .string(failed.errorClass ?? ""), "message": .string(failed.errorMessage ?? ""), "attempt": .int(failed.attempt)]
-        }
-        return summary
-    }
-
-    public func json(steps: [StepOutline], runs: [StepRun], includeRuns: Bool = false) -> JSON {
-        let summaries: [JSON] = steps.map { step in
-            let mine = runs.filter { $0.stepID == step.id && $0.status != "superseded" }
-            var summary = summary(of: mine.filter { $0.item == nil })
-            summary["id"] = .string(step.id)
-            summary["stage"] = .string(step.stage)
-            summary["needs"] = .array(step.needs.map(JSON.string))
-            guard step.perItem else { return .object(summary) }
-            // A for_each step: its items so far, each summarised like a step; the step runs while
-            // they do and completes with their gathered output.
-            let byItem = Dictionary(grouping: mine.filter { $0.item != nil }, by: { $0.item ?? 0 })
-            let items = byItem.keys.sorted().map { item in
-                var entry = self.summary(of: byItem[item] ?? [])
-                entry["item"] = .int(item)
-                return JSON.object(entry)
-            }
-            summary["items"] = .array(items)
-            summary["items_completed"] = .int(items.filter { $0["status"] == "completed" }.count)
-            if summary["status"] == "pending", !items.isEmpty {
-                summary["status"] = items.contains { $0["status"] == "running" } ? "running" : items.last?["status"] ?? "pending"
-                summary["started_at"] = items.compactMap { $0["started_at"]?.stringValue }.min().map(JSON.string) ?? .null
-            }
-            return .object(summary)
-        }
-        var members: [String: JSON] = [
-            "id": .string(id), "pipeline": .string(pipeline), "pipeline_version": .string(pipelineVersion),
-            "user_id": .string(userID), "status": .string(status.rawValue), "priority": .int(priority),
-            "attempts": .int(attempts), "rescues": .int(rescues), "input": input, "steps": .array(summaries),
-            "run_at": .string(runAt), "created_at": .string(createdAt),
-            "started_at": startedAt.map(JSON.string) ?? .null, "finished_at": finishedAt.map(JSON.string) ?? .null,
-            "cost": .string(cost.description),
-        ]
-        if let result { members["result"] = result }
-        if let error { members["error"] = error }
-        if let idempotencyKey { members["idempotency_key"] = .string(idempotencyKey) }
-        if cancelRequested && !status.isTerminal { members["cancel_requested"] = true }
-        if includeRuns { members["runs"] = .array(runs.map(\.json)) }
-        return .object(members)
-    }
 }

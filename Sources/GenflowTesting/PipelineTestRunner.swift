@@ -133,7 +133,7 @@ public struct PipelineTestRunner: Sendable {
     /// The ended job as the expectations see it. Its events are read once the last one is visible
     /// (an older open transaction anywhere in the cluster can hold them back for a moment).
     private func outcome(of id: String, user: String) async throws -> CaseOutcome {
-        guard let document = try await store.read({ try $0.jobDocument(id: id) }) else { throw CaseFailure(location: SourceLocation(file: "", line: 0, column: 0), message: "job \(id) not found") }
+        guard let detail = try await store.read({ try $0.jobDetail(id: id) }) else { throw CaseFailure(location: SourceLocation(file: "", line: 0, column: 0), message: "job \(id) not found") }
         var events: [Event] = []
         for _ in 0..<2_000 {
             events = try await store.read { try $0.events(after: .start, jobID: id, limit: 10_000) }
@@ -144,14 +144,13 @@ public struct PipelineTestRunner: Sendable {
         let ledger = try await store.read { try $0.ledger(userID: user, limit: 1_000) }
         // Attempts: every time the step ran, a re-ask by a later step's on_invalid included.
         // A for_each step's items are also steps of their own, `id[index]`.
-        let steps = (document["steps"]?.arrayValue ?? []).flatMap { step in
-            let id = step["id"]?.stringValue ?? ""
-            let starts = events.filter { $0.type == "step.started" && $0.step == id }
-            let items = (step["items"]?.arrayValue ?? []).map { item in
-                let index = item["item"]?.intValue ?? 0
-                return (id: "\(id)[\(index)]", status: item["status"]?.stringValue ?? "", attempts: starts.filter { $0.data["item"]?.intValue == index }.count)
+        let steps = detail.steps.flatMap { step in
+            let starts = events.filter { $0.type == "step.started" && $0.step == step.id }
+            let items = (step.items ?? []).map { item in
+                let index = item.item ?? 0
+                return (id: "\(step.id)[\(index)]", status: item.status, attempts: starts.filter { $0.data["item"]?.intValue == index }.count)
             }
-            return [(id: id, status: step["status"]?.stringValue ?? "", attempts: starts.count)] + items
+            return [(id: step.id, status: step.status, attempts: starts.count)] + items
         }
         let retries: [CaseOutcome.Retry] = events.filter { $0.type == "step.retrying" }.map { event in
             let error = event.data["error"]
@@ -162,7 +161,7 @@ public struct PipelineTestRunner: Sendable {
             )
         }
         return CaseOutcome(
-            jobID: id, status: document["status"]?.stringValue ?? "", error: document["error"], result: document["result"] ?? [:],
+            jobID: id, status: detail.job.status.rawValue, error: detail.job.error, result: detail.job.result ?? [:],
             steps: steps, retries: retries, canvasObjects: objects,
             events: events.map { ["type": .string($0.type), "step": $0.step.map(JSON.string) ?? .null, "data": $0.data] },
             debited: ledger.filter { $0.jobID == id && $0.change < 0 }.reduce(0) { $0 - $1.change }

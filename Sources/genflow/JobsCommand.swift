@@ -42,7 +42,7 @@ struct JobsCommand: AsyncParsableCommand {
             }
             let next = jobs.count == limit ? jobs.last.map { PageCursor(after: $0).text } : nil
             if json {
-                let items = jobs.map { $0.json(steps: [], runs: []) }
+                let items = jobs.map { $0.json() }
                 print(JSON.object(["items": .array(items), "next_cursor": next.map(JSON.string) ?? .null]))
                 return
             }
@@ -65,19 +65,17 @@ struct JobsCommand: AsyncParsableCommand {
             let config = try options.loadConfigOrExit()
             let id = id
             let found = try await options.withStore(config) { store in
-                try await store.read { session -> (Job, [StepOutline], [StepRun])? in
-                    guard let job = try session.job(id: id) else { return nil }
-                    return (job, try session.pipelineSteps(name: job.pipeline, version: job.pipelineVersion), try session.stepRuns(jobID: id))
-                }
+                try await store.read { try $0.jobDetail(id: id) }
             }
-            guard let (job, steps, runs) = found else {
+            guard let found else {
                 printError("no job \(id)")
                 throw ExitCode(1)
             }
             if json {
-                print(job.json(steps: steps, runs: runs, includeRuns: true))
+                print(found.json)
                 return
             }
+            let (job, steps, runs) = (found.job, found.steps, found.runs)
             print("job \(job.id)")
             print("  pipeline  \(job.pipeline) (version \(job.pipelineVersion.prefix(12)))")
             print("  user      \(job.userID)")
@@ -92,7 +90,7 @@ struct JobsCommand: AsyncParsableCommand {
             for (index, step) in steps.enumerated() {
                 let mine = runs.filter { $0.stepID == step.id }
                 let after = step.needs == (index == 0 ? [] : [steps[index - 1].id]) ? "" : "  needs \(step.needs.isEmpty ? "nothing" : step.needs.joined(separator: ", "))"
-                print("    \(step.id) (\(step.stage)\(step.perItem ? ", for each item" : "")): \(mine.last(where: { $0.item == nil })?.status ?? mine.last?.status ?? "pending")\(after)")
+                print("    \(step.id) (\(step.stage)\(step.items != nil ? ", for each item" : "")): \(step.status)\(after)")
                 for run in mine {
                     var line = "      \(run.item.map { "item \($0)  " } ?? "")attempt \(run.attempt)  \(run.status)  started \(run.startedAt)  finished \(run.finishedAt ?? "-")"
                     if let errorClass = run.errorClass { line += "  \(errorClass): \(run.errorMessage ?? "")" }

@@ -64,7 +64,7 @@ struct SubmitCommand: AsyncParsableCommand {
             let job = submitted.job
             if json && !follow {
                 let steps = try await store.read { try $0.pipelineSteps(name: job.pipeline, version: job.pipelineVersion) }
-                print(JSON.object(["job": job.json(steps: steps, runs: []), "created": .bool(submitted.created)]))
+                print(JSON.object(["job": job.json(steps: StepState.of(job, steps: steps, runs: [])), "created": .bool(submitted.created)]))
                 return 0
             }
             print(submitted.created ? "queued job \(job.id) (\(job.pipeline) \(job.pipelineVersion.prefix(12)))"

@@ -560,7 +560,7 @@ struct CostTests {
         // 12 prompt tokens at $0.15 and 30 completion tokens at $0.60 a million: $0.0000198 a call.
         #expect(job.result?["one"]?["cost"] == "0.0000198" && job.result?["two"]?["cost"] == "0.0000198")
         #expect(job.cost == Money("0.0000396"))
-        #expect(job.json(steps: [], runs: [])["cost"] == "0.0000396")
+        #expect(job.json()["cost"] == "0.0000396")
         let completed = try await harness.events(job.id).first { $0.type == "job.completed" }
         #expect(completed?.data["cost"] == "0.0000396")
         let stats = try await harness.store.read { try $0.jobStats() }
