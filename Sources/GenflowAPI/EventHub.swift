@@ -118,7 +118,7 @@ public final class EventHub: Sendable {
 
         init(_ event: Event) {
             text = event.json.description
-            coalescingKey = event.type == "step.progress" ? "progress:\(event.jobID ?? ""):\(event.step ?? "")" : nil
+            coalescingKey = event.kind == .stepProgress ? "progress:\(event.jobID ?? ""):\(event.step ?? "")" : nil
         }
 
         func send(to connection: WebSocketConnection) -> Bool {

@@ -39,11 +39,11 @@ extension StepState {
     /// items_completed?}`; an item: `{item, status, attempts, started_at, finished_at, error?}`.
     public var json: JSON {
         var members: [String: JSON] = [
-            "status": .string(status), "attempts": .int(attempts),
+            "status": .string(status.rawValue), "attempts": .int(attempts),
             "started_at": startedAt.map(JSON.string) ?? .null, "finished_at": finishedAt.map(JSON.string) ?? .null,
         ]
         if let failure {
-            members["error"] = ["class": .string(failure.errorClass), "message": .string(failure.message), "attempt": .int(failure.attempt)]
+            members["error"] = ["class": .string(failure.errorClass.rawValue), "message": .string(failure.message), "attempt": .int(failure.attempt)]
         }
         if let item {
             members["item"] = .int(item)
@@ -63,10 +63,10 @@ extension StepState {
 extension StepRun {
     public var json: JSON {
         var members: [String: JSON] = [
-            "step": .string(stepID), "attempt": .int(attempt), "stage": .string(stage), "status": .string(status),
+            "step": .string(stepID), "attempt": .int(attempt), "stage": .string(stage), "status": .string(status.rawValue),
             "started_at": .string(startedAt), "finished_at": finishedAt.map(JSON.string) ?? .null,
         ]
-        if let errorClass { members["error"] = ["class": .string(errorClass), "message": .string(errorMessage ?? "")] }
+        if let errorClass { members["error"] = ["class": .string(errorClass.rawValue), "message": .string(errorMessage ?? "")] }
         if let retryDelayMilliseconds { members["retry_delay_ms"] = .int(retryDelayMilliseconds) }
         if let item { members["item"] = .int(item) }
         return .object(members)

@@ -75,6 +75,10 @@ public struct StageEvent: Sendable {
         self.type = type
         self.data = data
     }
+
+    public init(type: EventType, data: JSON = [:]) {
+        self.init(type: type.rawValue, data: data)
+    }
 }
 
 /// A record a stage writes with its step's checkpoint (`StageRecords.withCheckpoint`).

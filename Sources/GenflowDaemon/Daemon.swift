@@ -173,13 +173,13 @@ public enum Daemon {
         // Operators see reloads as events of no user (`user_id` ""): an operator's WebSocket
         // without ?user_id= receives them.
         var events = report.added.map { pipeline in
-            NewEvent(userID: "", jobID: nil, type: "pipeline.loaded", data: [
+            NewEvent(userID: "", jobID: nil, type: .pipelineLoaded, data: [
                 "name": .string(pipeline.name), "version": .string(pipeline.version), "file": .string(pipeline.file),
             ])
         }
-        events += report.removed.map { NewEvent(userID: "", jobID: nil, type: "pipeline.removed", data: ["name": .string($0)]) }
+        events += report.removed.map { NewEvent(userID: "", jobID: nil, type: .pipelineRemoved, data: ["name": .string($0)]) }
         events += report.newlyRejected.map { failure in
-            NewEvent(userID: "", jobID: nil, type: "pipeline.rejected", data: [
+            NewEvent(userID: "", jobID: nil, type: .pipelineRejected, data: [
                 "file": .string(failure.diagnostics.first?.location.file ?? ""), "error": .string(failure.description),
             ])
         }

@@ -52,21 +52,21 @@ final class JobProgress {
         for run in runs {
             nextAttempt[run.stepID] = max(nextAttempt[run.stepID] ?? 1, run.attempt + 1)
             let unit = StepUnit(step: run.stepID, item: run.item)
-            if run.status == "completed" {
+            if run.status == .completed {
                 if let item = run.item { itemOutputs[run.stepID, default: [:]][item] = run.output ?? .null } else { outputs[run.stepID] = run.output ?? .null }
             }
             guard run.generation == generation else { continue }
             last[unit] = run
             var counted = history[unit] ?? History()
-            if run.status == "failed" { counted.failures += 1 }
-            if run.errorClass == ErrorClass.outputInvalid.rawValue { counted.invalid += 1 }
+            if run.status == .failed { counted.failures += 1 }
+            if run.errorClass == .outputInvalid { counted.invalid += 1 }
             let started = now - .milliseconds(run.ageMilliseconds)
             counted.since = min(counted.since ?? started, started)
             history[unit] = counted
         }
         for (step, _) in outputs { itemOutputs[step] = nil }
         for step in outputs.keys { markDone(step, true) }
-        for (unit, run) in last where run.status == "failed" {
+        for (unit, run) in last where run.status == .failed {
             if let wait = run.retryInMilliseconds, wait > 0 { waiting[unit] = now + .milliseconds(wait) }
         }
     }

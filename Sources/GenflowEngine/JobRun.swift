@@ -355,12 +355,12 @@ final class JobRun {
     }
 
     /// Writes that end the attempts stopped around the job's end with `status`.
-    private static func ending(_ attempts: [Attempt], status: String) -> [JobWrite] {
+    private static func ending(_ attempts: [Attempt], status: StepStatus) -> [JobWrite] {
         attempts.map { .stopAttempt(step: $0.unit.step, attempt: $0.number, status: status) }
     }
 
     private func fail(_ unit: StepUnit?, attempt: Int?, _ error: StepError, reason: String, running: [Attempt]) async throws {
-        try await commit(Self.ending(running, status: "cancelled") + [.failJob(step: unit?.step, attempt: attempt, error: error, reason: reason)])
+        try await commit(Self.ending(running, status: .cancelled) + [.failJob(step: unit?.step, attempt: attempt, error: error, reason: reason)])
         logger.info("job failed", metadata: ["genflow.step": "\(unit?.description ?? "-")", "genflow.error_class": "\(error.errorClass)", "genflow.reason": "\(reason)"])
     }
 
@@ -369,10 +369,10 @@ final class JobRun {
         switch reason {
         case .cancelRequested:
             let error = StepError(.cancelled, "cancelled while running")
-            try await commit(Self.ending(Array(running.dropFirst()), status: "cancelled") + [.failJob(step: first?.unit.step, attempt: first?.number, error: error, reason: "cancel")])
+            try await commit(Self.ending(Array(running.dropFirst()), status: .cancelled) + [.failJob(step: first?.unit.step, attempt: first?.number, error: error, reason: "cancel")])
             logger.info("job cancelled while running")
         case .shutdown:
-            try await commit(Self.ending(Array(running.dropFirst()), status: "interrupted") + [.release(step: first?.unit.step, attempt: first?.number)])
+            try await commit(Self.ending(Array(running.dropFirst()), status: .interrupted) + [.release(step: first?.unit.step, attempt: first?.number)])
             logger.info("job released at shutdown", metadata: ["genflow.step": "\(first?.unit.description ?? "-")"])
         case .leaseLost:
             throw LeaseLost(jobID: job.id)

@@ -232,7 +232,7 @@ final class PluginProcess: Sendable {
             guard let observer = state.withLock({ $0.calls[id]?.observer }) else { return stray("an event for unknown call \(id.prefix(40))") }
             guard let name = message["event"]?.stringValue, !name.isEmpty, name.count <= 100 else { return stray("an event without a name") }
             // The lifecycle's own events are the engine's to write, never a plugin's.
-            guard !EventNames.isReserved(name) else { return stray("a reserved event name '\(name)'") }
+            guard !EventType.isReserved(name) else { return stray("a reserved event name '\(name)'") }
             observer.event(name, message["data"] ?? [:])
         default:
             stray("an unknown message type '\(type.prefix(40))'")

@@ -21,7 +21,7 @@ public struct PluginStage: Stage {
         let (user, job, step) = (context.userID, context.jobID, context.stepID)
         let observer = PluginProcess.Observer(
             progress: { fraction, message in
-                events.add(StageEvent(type: "step.progress", data: [
+                events.add(StageEvent(type: .stepProgress, data: [
                     "fraction": fraction.map(JSON.double) ?? .null, "message": message.map(JSON.string) ?? .null,
                 ]))
             },

@@ -133,7 +133,7 @@ extension StoreSession {
     /// `$1…$8` of both attempt statements: job, step, attempt, status, output, error class and message, retry delay.
     private static func attemptColumns(_ rows: [JobBatch.AttemptRow], jobs: [String]) -> [(any PostgresEncodable)?] {
         [
-            PostgresArray(jobs), PostgresArray(rows.map(\.step)), PostgresArray(rows.map(\.attempt)), PostgresArray(rows.map(\.status)),
+            PostgresArray(jobs), PostgresArray(rows.map(\.step)), PostgresArray(rows.map(\.attempt)), PostgresArray(rows.map(\.status.rawValue)),
             PostgresArray(rows.map { $0.output?.description }), PostgresArray(rows.map { $0.error?.errorClass.rawValue }),
             PostgresArray(rows.map { $0.error?.message }), PostgresArray(rows.map { $0.retryDelay.map { String($0.milliseconds) } }),
         ]

@@ -271,7 +271,7 @@ public final class StoreSession {
             """, [jobID]).rows
         guard let row = rows.first else { return try cancel(jobID: jobID, userID: userID) }
         let job = try Job(row: row)
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.cancelled", data: ["while": .string(current.status.rawValue), "error": job.error ?? .null]))
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: .jobCancelled, data: ["while": .string(current.status.rawValue), "error": job.error ?? .null]))
         return .cancelled(job)
     }
 
@@ -287,7 +287,7 @@ public final class StoreSession {
             """, [jobID]).rows
         guard let row = rows.first else { return (nil, current.status) }
         let job = try Job(row: row)
-        try append(NewEvent(userID: job.userID, jobID: job.id, type: "job.queued", data: ["retry": true, "generation": .int(job.generation)]))
+        try append(NewEvent(userID: job.userID, jobID: job.id, type: .jobQueued, data: ["retry": true, "generation": .int(job.generation)]))
         wokeWorkers = true
         return (job, nil)
     }

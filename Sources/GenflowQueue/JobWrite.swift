@@ -26,7 +26,7 @@ public enum JobWrite: Sendable {
     case waitForRetry(delay: Duration)
     /// An attempt stopped because the job ended around it (another branch failed, the job was
     /// cancelled or released): `cancelled` or `interrupted`.
-    case stopAttempt(step: String, attempt: Int, status: String)
+    case stopAttempt(step: String, attempt: Int, status: StepStatus)
     /// The job ends failed (cancelled for `.cancelled` errors), recording the failed attempt.
     case failJob(step: String?, attempt: Int?, error: StepError, reason: String)
     /// The job goes back to the queue (shutdown): the attempt is interrupted, any daemon may run it.
@@ -136,7 +136,7 @@ public struct JobBatch: Sendable {
         /// The `for_each` item it ran for (nil: the step itself).
         var item: Int?
         var stage: String = ""
-        var status: String
+        var status: StepStatus
         var output: JSON?
         var error: StepError?
         var retryDelay: Duration?
@@ -177,8 +177,12 @@ extension JobBatch.Entry {
         events.append(NewEvent(userID: job.userID, jobID: job.id, type: type, step: step, data: data))
     }
 
+    private mutating func append(_ type: EventType, step: String? = nil, _ data: JSON) {
+        append(type.rawValue, step: step, data)
+    }
+
     /// Ends an attempt: the row inserted in this batch if there is one, else an update of the stored row.
-    private mutating func end(_ step: String, attempt: Int, status: String, at instant: ContinuousClock.Instant, output: JSON? = nil, error: StepError? = nil, retryDelay: Duration? = nil) {
+    private mutating func end(_ step: String, attempt: Int, status: StepStatus, at instant: ContinuousClock.Instant, output: JSON? = nil, error: StepError? = nil, retryDelay: Duration? = nil) {
         if let index = inserted.lastIndex(where: { $0.step == step && $0.attempt == attempt }) {
             inserted[index].status = status
             inserted[index].output = output
@@ -216,16 +220,16 @@ extension JobBatch.Entry {
 
         case .startStep(let step, let stage, let attempt, let policyAttempt, let item):
             if job.attempts == 0 {
-                append("job.started", ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)])
+                append(.jobStarted, ["pipeline": .string(job.pipeline), "version": .string(job.pipelineVersion)])
             }
             job.attempts += 1
             addedAttempts += 1
             currentStep = step
-            inserted.append(JobBatch.AttemptRow(step: step, attempt: attempt, item: item, stage: stage, status: "running", startedAt: instant))
-            append("step.started", step: step, Self.withItem(item, ["attempt": .int(policyAttempt), "stage": .string(stage), "daemon": .string(lease.owner)]))
+            inserted.append(JobBatch.AttemptRow(step: step, attempt: attempt, item: item, stage: stage, status: .running, startedAt: instant))
+            append(.stepStarted, step: step, Self.withItem(item, ["attempt": .int(policyAttempt), "stage": .string(stage), "daemon": .string(lease.owner)]))
 
         case .completeStep(let step, let attempt, let output, let duration, let records, let item, let error):
-            end(step, attempt: attempt, status: "completed", at: instant, output: output, error: error)
+            end(step, attempt: attempt, status: .completed, at: instant, output: output, error: error)
             records.forEach { record($0, step: step) }
             var data: [String: JSON] = ["duration_ms": .int(Int(duration.milliseconds))]
             // The run counts it in `job.cost` (as it counts attempts); the statement adds it to the row.
@@ -237,12 +241,12 @@ extension JobBatch.Entry {
                 data["error"] = Self.errorData(error)
                 data["continued"] = true
             }
-            append("step.completed", step: step, Self.withItem(item, data))
+            append(.stepCompleted, step: step, Self.withItem(item, data))
 
         case .gatherItems(let step, let stage, let attempt, let outputs):
             inserted.append(JobBatch.AttemptRow(
-                step: step, attempt: attempt, stage: stage, status: "completed", output: .array(outputs), startedAt: instant, finishedAt: instant))
-            append("step.completed", step: step, ["items": .int(outputs.count)])
+                step: step, attempt: attempt, stage: stage, status: .completed, output: .array(outputs), startedAt: instant, finishedAt: instant))
+            append(.stepCompleted, step: step, ["items": .int(outputs.count)])
 
         case .send(let sent, let step):
             for event in sent { append(event.type, step: step, event.data) }
@@ -251,8 +255,8 @@ extension JobBatch.Entry {
             debits.append(JobBatch.Debit(step: step, amount: amount, reason: reason, key: JobBatch.debitKey(job: job.id, step: step)))
 
         case .retryLater(let step, let attempt, let policyAttempt, let error, let delay, let item):
-            end(step, attempt: attempt, status: "failed", at: instant, error: error, retryDelay: delay)
-            append("step.retrying", step: step, Self.withItem(item, [
+            end(step, attempt: attempt, status: .failed, at: instant, error: error, retryDelay: delay)
+            append(.stepRetrying, step: step, Self.withItem(item, [
                 "attempt": .int(policyAttempt), "delay_ms": .int(Int(delay.milliseconds)), "error": Self.errorData(error),
             ]))
 
@@ -266,7 +270,7 @@ extension JobBatch.Entry {
         case .failJob(let step, let attempt, let error, let reason):
             let isCancel = error.errorClass == .cancelled
             if let step, let attempt {
-                end(step, attempt: attempt, status: isCancel ? "cancelled" : "failed", at: instant, error: error)
+                end(step, attempt: attempt, status: isCancel ? .cancelled : .failed, at: instant, error: error)
             }
             let errorJSON: JSON = [
                 "class": .string(error.errorClass.rawValue), "message": .string(error.message),
@@ -274,30 +278,30 @@ extension JobBatch.Entry {
             ]
             outcome = .failed(status: isCancel ? .cancelled : .failed, error: errorJSON)
             failure = isCancel ? "cancelled" : "\(error.errorClass.rawValue): \(error.message)"
-            append(isCancel ? "job.cancelled" : "job.failed", step: step, ["error": errorJSON])
+            append(isCancel ? .jobCancelled : .jobFailed, step: step, ["error": errorJSON])
 
         case .release(let step, let attempt):
-            if let step, let attempt { end(step, attempt: attempt, status: "interrupted", at: instant) }
+            if let step, let attempt { end(step, attempt: attempt, status: .interrupted, at: instant) }
             outcome = .released
             wakesWorkers = true
-            append("job.queued", step: step, ["released": true])
+            append(.jobQueued, step: step, ["released": true])
 
         case .unclaim:
             outcome = .released
             wakesWorkers = true
 
         case .reask(let step, let attempt, let error, let retryStep, let discard, let item):
-            end(step, attempt: attempt, status: "failed", at: instant, error: error)
+            end(step, attempt: attempt, status: .failed, at: instant, error: error)
             // Checkpoints of this batch are superseded here; stored ones by the statement.
-            for index in inserted.indices where inserted[index].status == "completed" && discard.contains(inserted[index].step) {
-                inserted[index].status = "superseded"
+            for index in inserted.indices where inserted[index].status == .completed && discard.contains(inserted[index].step) {
+                inserted[index].status = .superseded
             }
             superseded += discard
-            append("step.retrying", step: step, Self.withItem(item, ["reason": "on_invalid", "retry_step": .string(retryStep), "error": Self.errorData(error)]))
+            append(.stepRetrying, step: step, Self.withItem(item, ["reason": "on_invalid", "retry_step": .string(retryStep), "error": Self.errorData(error)]))
 
         case .completeJob:
             outcome = .completed
-            append("job.completed", ["pipeline": .string(job.pipeline), "cost": .string(job.cost.description)])
+            append(.jobCompleted, ["pipeline": .string(job.pipeline), "cost": .string(job.cost.description)])
         }
     }
 }

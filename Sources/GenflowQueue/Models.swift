@@ -99,17 +99,25 @@ public struct Job: Sendable, Hashable {
     }
 }
 
+/// Where an attempt of a step stands (`genflow.step_runs.status`). `pending` is what a step with
+/// no attempt yet shows; it is never stored.
+public enum StepStatus: String, Sendable, Hashable, CaseIterable {
+    case pending, running, completed, failed, cancelled
+    /// Its daemon died or shut down while it ran; not counted as an attempt.
+    case interrupted
+    /// Its output was discarded (`on_invalid`, or a retry of the job).
+    case superseded
+}
+
 /// One attempt of one step.
 public struct StepRun: Sendable, Hashable {
     public var stepID: String
     public var attempt: Int
     public var generation: Int
     public var stage: String
-    /// running, completed, failed, cancelled, interrupted (its daemon died or shut down), superseded
-    /// (its output was discarded by `on_invalid` or a manual retry).
-    public var status: String
+    public var status: StepStatus
     public var output: JSON?
-    public var errorClass: String?
+    public var errorClass: ErrorClass?
     public var errorMessage: String?
     /// The delay scheduled before the next attempt, when this one failed and was retried.
     public var retryDelayMilliseconds: Int?
@@ -135,9 +143,9 @@ public struct StepRun: Sendable, Hashable {
         attempt = row.decode("attempt") ?? 0
         generation = row.decode("generation") ?? 0
         stage = row["stage"] ?? ""
-        status = row["status"] ?? ""
+        status = row["status"].flatMap(StepStatus.init(rawValue:)) ?? .pending
         output = try row["output"].map { try JSON(parsing: $0) }
-        errorClass = row["error_class"]
+        errorClass = row["error_class"].map(ErrorClass.init(rawValue:))
         errorMessage = row["error_message"]
         retryDelayMilliseconds = row.decode("retry_delay_ms")
         startedAt = row["started_at"] ?? ""
@@ -177,6 +185,9 @@ public struct Event: Sendable, Hashable {
     public var data: JSON
     public var createdAt: String
 
+    /// The catalogue's name for `type`; nil for a pipeline's or a plugin's own event.
+    public var kind: EventType? { EventType(rawValue: type) }
+
     static let columns = "id, tx::text, user_id, job_id::text, type, step, data::text, genflow.iso(created_at) AS created_at"
 
     init(row: PostgresRow) throws {
@@ -205,6 +216,10 @@ public struct NewEvent: Sendable {
         self.type = type
         self.step = step
         self.data = data
+    }
+
+    public init(userID: String, jobID: String?, type: EventType, step: String? = nil, data: JSON = [:]) {
+        self.init(userID: userID, jobID: jobID, type: type.rawValue, step: step, data: data)
     }
 
     /// `$1…$5` of `StoreSession.insertEvents`: the events as columns of arrays.

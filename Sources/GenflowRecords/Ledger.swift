@@ -27,7 +27,7 @@ public struct LedgerEntry: Sendable, Hashable {
 
     /// `token_balance_updated` for this entry, to the user (and the job's channel).
     func balanceEvent(step: String?) -> NewEvent {
-        NewEvent(userID: userID, jobID: jobID, type: "token_balance_updated", step: step, data: [
+        NewEvent(userID: userID, jobID: jobID, type: .tokenBalanceUpdated, step: step, data: [
             "balance": .int(balanceAfter), "change": .int(change), "reason": .string(reason), "transaction_id": .int(Int(id)),
         ])
     }

@@ -140,7 +140,7 @@ public struct CallModel: Stage {
         guard var answer = stored.objectValue else { throw StepError(.internal, "a cached model response is not an object") }
         answer["cached"] = true
         if output == "canvas_objects", let objects = Self.objects(in: stored), !objects.isEmpty {
-            try await context.records.send([StageEvent(type: "canvas.objects", data: ["objects": .array(objects), "cached": true])])
+            try await context.records.send([StageEvent(type: .canvasObjects, data: ["objects": .array(objects), "cached": true])])
         }
         return .object(answer)
     }
@@ -294,13 +294,13 @@ private struct StreamReporter {
 
     mutating func received(_ piece: String, fraction: Double?) async throws(StepError) {
         text += piece
-        var events = [StageEvent(type: "step.progress", data: [
+        var events = [StageEvent(type: .stepProgress, data: [
             "fraction": fraction.map(JSON.double) ?? .null, "message": .string("received \(text.count) characters"),
         ])]
         if output == "canvas_objects" {
             let fresh = CanvasParser().completeObjects(inPartial: text).filter { !announced.contains($0["id"]?.stringValue ?? "") }
             if !fresh.isEmpty {
-                events.append(StageEvent(type: "canvas.objects", data: ["objects": .array(fresh)]))
+                events.append(StageEvent(type: .canvasObjects, data: ["objects": .array(fresh)]))
                 announced.formUnion(fresh.compactMap { $0["id"]?.stringValue })
             }
         }

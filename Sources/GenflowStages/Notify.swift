@@ -22,8 +22,8 @@ public struct Notify: Stage {
 
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let name = context.config["event"]?.stringValue ?? ""
-        guard !EventNames.isReserved(name) else {
-            throw StepError(.invalidRequest, "event name '\(name)' is the daemon's own (reserved: \(EventNames.reservedPrefixes.joined(separator: ", "))); name it for your application, e.g. ai_generation_completed")
+        guard !EventType.isReserved(name) else {
+            throw StepError(.invalidRequest, "event name '\(name)' is the daemon's own (reserved: \(EventType.reservedPrefixes.joined(separator: ", "))); name it for your application, e.g. ai_generation_completed")
         }
         context.records.withCheckpoint(.event(StageEvent(type: name, data: context.config["data"] ?? [:])))
         return ["event": .string(name)]

@@ -137,7 +137,7 @@ public struct PipelineTestRunner: Sendable {
         var events: [Event] = []
         for _ in 0..<2_000 {
             events = try await store.read { try $0.events(after: .start, jobID: id, limit: 10_000) }
-            if events.contains(where: { ["job.completed", "job.failed", "job.cancelled"].contains($0.type) }) { break }
+            if events.contains(where: { $0.kind.map(EventType.jobEnds.contains) == true }) { break }
             try await Task.sleep(for: .milliseconds(5))
         }
         let objects = try await store.read { try $0.canvasObjects(jobID: id) }
@@ -145,14 +145,14 @@ public struct PipelineTestRunner: Sendable {
         // Attempts: every time the step ran, a re-ask by a later step's on_invalid included.
         // A for_each step's items are also steps of their own, `id[index]`.
         let steps = detail.steps.flatMap { step in
-            let starts = events.filter { $0.type == "step.started" && $0.step == step.id }
+            let starts = events.filter { $0.kind == .stepStarted && $0.step == step.id }
             let items = (step.items ?? []).map { item in
                 let index = item.item ?? 0
-                return (id: "\(step.id)[\(index)]", status: item.status, attempts: starts.filter { $0.data["item"]?.intValue == index }.count)
+                return (id: "\(step.id)[\(index)]", status: item.status.rawValue, attempts: starts.filter { $0.data["item"]?.intValue == index }.count)
             }
-            return [(id: step.id, status: step.status, attempts: starts.count)] + items
+            return [(id: step.id, status: step.status.rawValue, attempts: starts.count)] + items
         }
-        let retries: [CaseOutcome.Retry] = events.filter { $0.type == "step.retrying" }.map { event in
+        let retries: [CaseOutcome.Retry] = events.filter { $0.kind == .stepRetrying }.map { event in
             let error = event.data["error"]
             return CaseOutcome.Retry(
                 step: (event.step ?? "") + (event.data["item"]?.intValue.map { "[\($0)]" } ?? ""), attempt: event.data["attempt"]?.intValue ?? 0,

@@ -21,17 +21,17 @@ struct FollowBoard {
     /// Takes `event` into the board; returns whether a line changed.
     mutating func apply(_ event: Event) -> Bool {
         let unit = Self.unit(of: event)
-        switch event.type {
-        case "step.started":
+        switch event.kind {
+        case .stepStarted?:
             set(unit, "running (attempt \(event.data["attempt"]?.intValue ?? 1))")
-        case "step.progress":
+        case .stepProgress?:
             set(unit, Self.bar(event))
-        case "canvas.objects":
+        case .canvasObjects?:
             guard let index = lines.firstIndex(where: { $0.unit == unit }) else { return false }
             lines[index].objects += event.data["objects"]?.arrayValue?.count ?? 0
-        case "step.completed", "step.retrying":
+        case .stepCompleted?, .stepRetrying?:
             lines.removeAll { $0.unit == unit }
-        case "job.completed", "job.failed", "job.cancelled":
+        case .jobCompleted?, .jobFailed?, .jobCancelled?:
             lines = []
         default:
             return false

@@ -76,7 +76,7 @@ struct RunCommand: AsyncParsableCommand {
             print("\norder (steps on one line run side by side):")
             for (level, ids) in pipeline.graph.levels.enumerated() { print("  \(level + 1). \(ids.joined(separator: ", "))") }
         }
-        let started = outcome.events.filter { $0["type"] == "step.started" }.compactMap { event in
+        let started = outcome.events.filter { $0["type"]?.stringValue == EventType.stepStarted.rawValue }.compactMap { event in
             event["step"]?.stringValue.map { $0 + (event["data"]?["item"]?.intValue.map { "[\($0)]" } ?? "") }
         }
         print("\nstarted: \(started.joined(separator: " → "))")

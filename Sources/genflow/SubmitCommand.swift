@@ -119,7 +119,7 @@ struct SubmitCommand: AsyncParsableCommand {
             for event in events {
                 cursor = EventCursor(after: event)
                 let onBoard = board.apply(event)
-                if !isTerminal || !(onBoard && (event.type == "step.progress" || event.type == "canvas.objects")) {
+                if !isTerminal || !(onBoard && (event.kind == .stepProgress || event.kind == .canvasObjects)) {
                     output += describe(event) + "\n"
                 }
             }
@@ -131,10 +131,10 @@ struct SubmitCommand: AsyncParsableCommand {
             print(output, terminator: "")
             fflush(nil)  // each line as it happens, also when stdout is a pipe
             for event in events {
-                switch event.type {
-                case "job.completed": return 0
-                case "job.failed": return 1
-                case "job.cancelled": return 2
+                switch event.kind {
+                case .jobCompleted?: return 0
+                case .jobFailed?: return 1
+                case .jobCancelled?: return 2
                 default: break
                 }
             }
@@ -171,8 +171,8 @@ struct SubmitCommand: AsyncParsableCommand {
                 } else {
                     reply = .output(output)
                 }
-            } else if let errorClass = run.errorClass, run.status == "failed" {
-                reply = .failure(StepError(ErrorClass(rawValue: errorClass), run.errorMessage ?? ""))
+            } else if let errorClass = run.errorClass, run.status == .failed {
+                reply = .failure(StepError(errorClass, run.errorMessage ?? ""))
             } else {
                 continue
             }
@@ -183,21 +183,21 @@ struct SubmitCommand: AsyncParsableCommand {
 
     static func describe(_ event: Event) -> String {
         let step = event.step.map { _ in " " + FollowBoard.unit(of: event) } ?? ""
-        switch event.type {
-        case "step.started": return "step\(step) started (attempt \(event.data["attempt"]?.intValue ?? 1))"
-        case "step.completed":
+        switch event.kind {
+        case .stepStarted?: return "step\(step) started (attempt \(event.data["attempt"]?.intValue ?? 1))"
+        case .stepCompleted?:
             if let items = event.data["items"]?.intValue { return "step\(step) completed: \(items) items" }
             if let error = event.data["error"] {
                 return "step\(step) failed, continuing: \(error["class"]?.stringValue ?? "?"): \(error["message"]?.stringValue ?? "")"
             }
             return "step\(step) completed in \(event.data["duration_ms"]?.intValue ?? 0) ms"
-        case "step.retrying":
+        case .stepRetrying?:
             let error = event.data["error"]
             let delay = event.data["delay_ms"]?.intValue.map { " in \($0) ms" } ?? ""
             return "step\(step) retrying\(delay): \(error?["class"]?.stringValue ?? "?"): \(error?["message"]?.stringValue ?? "")"
-        case "step.progress":
+        case .stepProgress?:
             return "step\(step) \(Int((event.data["fraction"]?.doubleValue ?? 0) * 100))% \(event.data["message"]?.stringValue ?? "")"
-        case "job.failed", "job.cancelled":
+        case .jobFailed?, .jobCancelled?:
             guard let error = event.data["error"], let errorClass = error["class"]?.stringValue else { return "\(event.type)\(step)" }
             return "\(event.type)\(step): \(errorClass): \(error["message"]?.stringValue ?? "")"
         default:

@@ -29,7 +29,7 @@ struct DaemonTests {
         let first = try await DaemonProcess(harness: harness, lease: "2s")
         let job = try await harness.submit("crashy")
         // Wait until the slow step is running on the first daemon, then kill it.
-        while try await harness.runs(job.id).first(where: { $0.stepID == "slow" })?.status != "running" {
+        while try await harness.runs(job.id).first(where: { $0.stepID == "slow" })?.status != .running {
             try await Task.sleep(for: .milliseconds(20))
         }
         first.kill()
@@ -45,7 +45,7 @@ struct DaemonTests {
         #expect(lines.filter { $0 == "slow" }.count == 2)
         #expect(lines.filter { $0 == "last" }.count == 1)
         let runs = try await harness.runs(job.id)
-        #expect(runs.filter { $0.stepID == "slow" }.map(\.status) == ["interrupted", "completed"])
+        #expect(runs.filter { $0.stepID == "slow" }.map(\.status) == [.interrupted, .completed])
     }
 
     @Test("a daemon killed after the model call: the restarted one resumes from the checkpoint, the model is not called again, tokens are debited once")
@@ -73,7 +73,7 @@ struct DaemonTests {
         let providers = "providers: {remote: {kind: openai, base_url: \"\(server.url("/v1"))\", api_key: sk-test}}"
         let first = try await DaemonProcess(harness: harness, lease: "2s", extraConfig: providers)
         let job = try await harness.submit("paid", user: "payer")
-        while try await harness.runs(job.id).first(where: { $0.stepID == "pause" })?.status != "running" {
+        while try await harness.runs(job.id).first(where: { $0.stepID == "pause" })?.status != .running {
             try await Task.sleep(for: .milliseconds(20))
         }
         first.kill()
@@ -85,7 +85,7 @@ struct DaemonTests {
         #expect(calls == 1, "the model was called \(calls) times")
         let ledger = try await harness.store.read { try $0.ledger(userID: "payer") }
         #expect(ledger.map(\.change) == [-42])
-        #expect(try await harness.runs(job.id).filter { $0.stepID == "generate" }.map(\.status) == ["completed"])
+        #expect(try await harness.runs(job.id).filter { $0.stepID == "generate" }.map(\.status) == [.completed])
     }
 
     @Test("kill -9 at random moments during canvas jobs: no saved canvas without its checkpoint, no checkpoint without its canvas, no debit twice, no event missing from replay")
@@ -187,7 +187,7 @@ struct DaemonTests {
         rescuer.terminate()
         #expect(finished.status == .failed)
         #expect(finished.error?["reason"] == "poisoned")
-        #expect(try await harness.runs(job.id).map(\.status) == ["interrupted"])
+        #expect(try await harness.runs(job.id).map(\.status) == [.interrupted])
     }
 
     @Test("two daemons on one database drain 2,000 jobs, every job completed exactly once")
@@ -288,17 +288,17 @@ struct DaemonTests {
         try await harness.wait(for: quick.id)
         let slow = try await harness.submit("long", input: ["sleep": "3s"])
         try await harness.wait(for: slow.id, [.running])
-        while try await harness.runs(slow.id).first?.status != "running" { try await Task.sleep(for: .milliseconds(10)) }
+        while try await harness.runs(slow.id).first?.status != .running { try await Task.sleep(for: .milliseconds(10)) }
         #expect(daemon.terminate() == 0)
         let released = try await harness.job(slow.id)
         #expect(released.status == .queued)
-        #expect(try await harness.runs(slow.id).map(\.status) == ["interrupted"])
+        #expect(try await harness.runs(slow.id).map(\.status) == [.interrupted])
         #expect(daemon.output.contains("releasing jobs still running after the grace period"))
         let next = try await DaemonProcess(harness: harness)
         let finished = try await harness.wait(for: slow.id)
         next.terminate()
         #expect(finished.status == .completed)
         #expect(finished.rescues == 0, "a released job is not a rescue")
-        #expect(try await harness.runs(slow.id).map(\.status) == ["interrupted", "completed"])
+        #expect(try await harness.runs(slow.id).map(\.status) == [.interrupted, .completed])
     }
 }

@@ -65,7 +65,7 @@ struct EngineTests {
         #expect(job.result?["b"]?["output"] == ["from_a": 5])
         let runs = try await harness.runs(job.id)
         #expect(runs.map(\.stepID) == ["a", "b", "c"])
-        #expect(runs.allSatisfy { $0.status == "completed" && $0.attempt == 1 })
+        #expect(runs.allSatisfy { $0.status == .completed && $0.attempt == 1 })
         let events = try await harness.events(job.id).map { "\($0.type)\($0.step.map { ":" + $0 } ?? "")" }
         #expect(events == [
             "job.queued", "job.started", "step.started:a", "step.completed:a", "step.started:b", "step.completed:b",
@@ -83,7 +83,7 @@ struct EngineTests {
         }
         #expect(job.status == .completed)
         let runs = try await harness.runs(job.id)
-        #expect(runs.map(\.status) == ["failed", "failed", "completed"])
+        #expect(runs.map(\.status) == [.failed, .failed, .completed])
         #expect(runs.map(\.retryDelayMilliseconds) == [300, 600, nil])
         #expect(runs.map(\.errorClass) == ["server_error", "server_error", nil])
         // Each retry started no earlier than the failure plus its delay: the wait was the job's run_at.
@@ -225,7 +225,7 @@ struct EngineTests {
 
             let running = try await harness.submit("sleeper")
             try await harness.wait(for: running.id, [.running])
-            while try await harness.runs(running.id).first?.status != "running" { try await Task.sleep(for: .milliseconds(10)) }
+            while try await harness.runs(running.id).first?.status != .running { try await Task.sleep(for: .milliseconds(10)) }
             guard case .requested = try await harness.store.write({ try $0.cancel(jobID: running.id) }) else {
                 Issue.record("running job was not asked to stop")
                 return
@@ -233,7 +233,7 @@ struct EngineTests {
             engine.notify(channel: JobStore.cancelChannel)
             let stopped = try await harness.wait(for: running.id)
             #expect(stopped.status == .cancelled)
-            #expect(try await harness.runs(running.id).map(\.status) == ["cancelled"])
+            #expect(try await harness.runs(running.id).map(\.status) == [.cancelled])
 
             let done = try await harness.wait(for: try await harness.submit("three").id)
             #expect(try await harness.store.write({ try $0.cancel(jobID: done.id) }) == .notAllowed(.completed))

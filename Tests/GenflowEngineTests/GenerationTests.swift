@@ -380,7 +380,7 @@ struct ProviderFaultTests {
         let job = try await runOnce(harness, "faults", input: ["model": .string(expected.model), "stream": .bool(expected.stream)])
         #expect(job.status == expected.status, "\(String(describing: job.error))")
         let runs = try await harness.runs(job.id)
-        #expect(runs.map(\.errorClass) == expected.classes)
+        #expect(runs.map { $0.errorClass?.rawValue } == expected.classes)
         if let delays = expected.delays { #expect(runs.map(\.retryDelayMilliseconds) == delays) }
         #expect(try await server.calls(expected.model) == expected.classes.count, "one call per attempt")
         if expected.status == .failed {

@@ -80,8 +80,8 @@ struct GraphTests {
         let finished = try await harness.running(harness.engine(workers: 1)) { try await harness.wait(for: job.id) }
         #expect(finished.status == .completed)
         let runs = try await harness.runs(job.id)
-        #expect(runs.filter { $0.stepID == "b" }.map(\.status) == ["failed", "completed"])
-        #expect(runs.filter { $0.stepID == "c" }.map(\.status) == ["completed"])
+        #expect(runs.filter { $0.stepID == "b" }.map(\.status) == [.failed, .completed])
+        #expect(runs.filter { $0.stepID == "c" }.map(\.status) == [.completed])
         let retryDone = try #require(runs.last { $0.stepID == "b" }?.finishedAt)
         let cDone = try #require(runs.first { $0.stepID == "c" }?.finishedAt)
         #expect(retryDone < cDone, "b's retry ran while c still ran")
@@ -100,7 +100,7 @@ struct GraphTests {
         }
         #expect(finished.status == .completed)
         #expect(try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").count == 1, "c ran once")
-        #expect(try await harness.runs(job.id).filter { $0.stepID == "b" }.map(\.status) == ["failed", "completed"])
+        #expect(try await harness.runs(job.id).filter { $0.stepID == "b" }.map(\.status) == [.failed, .completed])
     }
 
     @Test("a branch that fails for good fails the job and cancels the running branch; continue_on_error lets the job go on with the error as output")
@@ -118,7 +118,7 @@ struct GraphTests {
         #expect(failed.status == .failed)
         #expect(failed.error?["step"] == "b" && failed.error?["class"] == "invalid_request")
         let runs = try await harness.runs(failed.id)
-        #expect(runs.first { $0.stepID == "c" }?.status == "cancelled", "the running branch was stopped")
+        #expect(runs.first { $0.stepID == "c" }?.status == .cancelled, "the running branch was stopped")
         #expect(runs.contains { $0.stepID == "d" } == false)
 
         #expect(tolerated.status == .completed)
@@ -161,7 +161,7 @@ struct GraphTests {
         #expect(mostAtOnce(items) == 2, "two at once, never more: \(items.map { "\($0.item ?? -1) \($0.startedAt) \($0.finishedAt ?? "-")" })")
         let flaky = runs.filter { $0.stepID == "flaky" && $0.item != nil }
         for item in 0..<3 {
-            #expect(flaky.filter { $0.item == item }.map(\.status) == ["failed", "completed"], "item \(item) retried alone")
+            #expect(flaky.filter { $0.item == item }.map(\.status) == [.failed, .completed], "item \(item) retried alone")
         }
         let events = try await harness.events(job.id)
         #expect(events.filter { $0.type == "step.retrying" && $0.step == "flaky" }.compactMap { $0.data["item"]?.intValue }.sorted() == [0, 1, 2])
@@ -251,6 +251,6 @@ struct GraphTests {
             #expect(starts == 2, "item \(item) ran \(starts) times: once to crash, once to complete, never again after")
         }
         let runs = try await harness.runs(job.id).filter { $0.item != nil }
-        for item in 0..<3 { #expect(runs.filter { $0.item == item }.map(\.status) == ["interrupted", "completed"]) }
+        for item in 0..<3 { #expect(runs.filter { $0.item == item }.map(\.status) == [.interrupted, .completed]) }
     }
 }

@@ -82,7 +82,7 @@ struct GroupCommitTests {
         let first = try #require(batch.entries.first)
         #expect(batch.entries.count == 2)
         #expect(first.inserted.count == 1 && first.ended.isEmpty)
-        #expect(first.inserted.first?.status == "completed" && first.inserted.first?.output == "ok")
+        #expect(first.inserted.first?.status == .completed && first.inserted.first?.output == "ok")
         #expect(first.events.map(\.type) == ["job.started", "step.started", "step.completed", "job.completed"])
         #expect(try await harness.store.apply(batch).held == Set(jobs.map(Claim.init)))
 
@@ -98,7 +98,7 @@ struct GroupCommitTests {
         for job in jobs {
             #expect(try await harness.job(job.id).status == .completed)
             let runs = try await harness.runs(job.id)
-            #expect(runs.map(\.status) == ["completed"])
+            #expect(runs.map(\.status) == [.completed])
             #expect(runs.first.map { $0.startedAt <= ($0.finishedAt ?? "") } == true)
             #expect(try await harness.events(job.id).map(\.type) == ["job.queued", "job.started", "step.started", "step.completed", "job.completed"])
         }
@@ -117,7 +117,7 @@ struct GroupCommitTests {
         #expect(held == [Claim(jobs[0]), Claim(jobs[2])])
         for job in [jobs[0], jobs[2]] {
             #expect(try await harness.job(job.id).status == .completed)
-            #expect(try await harness.runs(job.id).map(\.status) == ["completed"])
+            #expect(try await harness.runs(job.id).map(\.status) == [.completed])
         }
         let kept = try await harness.job(jobs[1].id)
         #expect(kept.status == .running && kept.leaseToken == stolen.leaseToken)
@@ -200,7 +200,7 @@ struct GroupCommitTests {
             while engine.runningCount > 0 { try await Task.sleep(for: .milliseconds(10)) }
             let kept = try await harness.job(stolen.id)
             #expect(kept.status == .running && kept.leaseToken == stolen.leaseToken)
-            #expect(try await harness.runs(stolen.id).map(\.status) == ["running"], "the old owner's checkpoint was not written")
+            #expect(try await harness.runs(stolen.id).map(\.status) == [.running], "the old owner's checkpoint was not written")
             #expect(try await harness.events(stolen.id).map(\.type).contains("step.completed") == false)
         }
     }
