@@ -184,31 +184,77 @@ let package = Package(
             name: "genflow-bench", dependencies: ["GenflowCore", "GenflowHTTPClient", "GenflowProviders"], swiftSettings: swiftSettings
         ),
 
-        .testTarget(name: "GenflowCoreTests", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
-        // Helpers for the test suites only (a local HTTP server that speaks the providers' protocols).
+        // Helpers for the test suites only: a local HTTP server that speaks the providers' protocols,
+        // and (GenflowTestHarness) migrated databases, engines, daemon processes, API and WebSocket
+        // clients. Their waits throw after a time limit instead of hanging.
         .target(name: "GenflowTestSupport", dependencies: ["GenflowCore", "GenflowHTTPClient"], swiftSettings: swiftSettings),
-        .testTarget(
-            name: "GenflowHTTPClientTests", dependencies: ["GenflowHTTPClient", "GenflowProviders", "GenflowCore", "GenflowTestSupport"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(name: "GenflowCanvasTests", dependencies: ["GenflowCore", "GenflowCanvas"], swiftSettings: swiftSettings),
-        .testTarget(
-            name: "GenflowPipelineTests",
-            dependencies: ["GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowProviders"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(name: "GenflowPostgresTests", dependencies: ["GenflowPostgres"], swiftSettings: swiftSettings),
-        .testTarget(name: "CShimTests", dependencies: ["CCurl", "CCurlShims", "CWebSocketsShims", "CEventLoop", "CLinux"], swiftSettings: swiftSettings),
-        .testTarget(name: "GenflowHTTPServerTests", dependencies: ["GenflowCore", "GenflowHTTPServer"], swiftSettings: swiftSettings),
-        .testTarget(name: "GenflowCLITests", dependencies: ["genflow"], swiftSettings: swiftSettings),
-        .testTarget(
-            name: "GenflowEngineTests",
+        .target(
+            name: "GenflowTestHarness",
             dependencies: [
-                "genflow", "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowQueue", "GenflowRecords", "GenflowSchema", "GenflowPostgres", "GenflowEngine",
-                "GenflowConfig", "GenflowTestSupport", "GenflowHTTPClient", "GenflowAPI", "GenflowProviders",
+                "GenflowAPI", "GenflowConfig", "GenflowCore", "GenflowEngine", "GenflowHTTPClient", "GenflowPipeline", "GenflowPostgres",
+                "GenflowQueue", "GenflowSchema", "GenflowStages", "GenflowTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
+
+        // Tests, one target per module or capability. Those that start `genflow` processes depend on
+        // the executable so that it is built.
+        .testTarget(name: "CShimTests", dependencies: ["CCurl", "CCurlShims", "CWebSocketsShims", "CEventLoop", "CLinux"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowCoreTests", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowYAMLTests", dependencies: ["GenflowCore", "GenflowYAML"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowCanvasTests", dependencies: ["GenflowCore", "GenflowCanvas"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GenflowPipelineTests", dependencies: ["GenflowConfig", "GenflowCore", "GenflowPipeline", "GenflowStages"], swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "GenflowConfigTests", dependencies: ["GenflowConfig", "GenflowCore", "GenflowProviders"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowPostgresTests", dependencies: ["GenflowPostgres"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GenflowHTTPClientTests", dependencies: ["GenflowCore", "GenflowHTTPClient", "GenflowProviders", "GenflowTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "GenflowHTTPServerTests", dependencies: ["GenflowCore", "GenflowHTTPServer"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GenflowEngineTests",
+            dependencies: [
+                "genflow", "GenflowAPI", "GenflowConfig", "GenflowCore", "GenflowEngine", "GenflowPipeline", "GenflowPostgres", "GenflowQueue",
+                "GenflowRecords", "GenflowSchema", "GenflowTestHarness", "GenflowTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GenflowRecordsTests", dependencies: ["GenflowPostgres", "GenflowQueue", "GenflowRecords", "GenflowTestHarness"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GenflowStagesTests",
+            dependencies: [
+                "genflow", "GenflowAPI", "GenflowConfig", "GenflowCore", "GenflowEngine", "GenflowProviders", "GenflowQueue", "GenflowRecords",
+                "GenflowTestHarness", "GenflowTestSupport",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GenflowAPITests",
+            dependencies: [
+                "genflow", "GenflowAPI", "GenflowConfig", "GenflowCore", "GenflowHTTPClient", "GenflowQueue", "GenflowRecords", "GenflowTestHarness",
+                "GenflowTestSupport",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GenflowPluginsTests", dependencies: ["genflow", "GenflowCore", "GenflowQueue", "GenflowTestHarness", "GenflowTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GenflowDaemonTests",
+            dependencies: [
+                "genflow", "GenflowConfig", "GenflowCore", "GenflowHTTPClient", "GenflowQueue", "GenflowRecords", "GenflowTestHarness",
+                "GenflowTestSupport",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "GenflowCLITests", dependencies: ["genflow"], swiftSettings: swiftSettings),
     ]
 )

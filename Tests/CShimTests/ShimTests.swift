@@ -6,7 +6,7 @@ import CWebSocketsShims
 import Foundation
 import Testing
 
-@Suite("C shims")
+@Suite("C shims", .timeLimit(.minutes(1)))
 struct ShimTests {
     @Test("LWS_PRE comes through the shim")
     func lwsPre() {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@Suite("genflow serve on its embedded PostgreSQL")
+@Suite("genflow serve on its embedded PostgreSQL", .timeLimit(.minutes(3)))
 struct EmbeddedDatabaseTests {
     @Test("with no database configured, serve starts PostgreSQL under state_dir, other commands use it, SIGTERM stops both")
     func embedded() async throws {

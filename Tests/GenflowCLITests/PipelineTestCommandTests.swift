@@ -3,7 +3,7 @@ import Testing
 
 /// `genflow test` and `genflow run --dry-run` as operators run them. They make their throwaway
 /// database on the test cluster (GENFLOW_TEST_DATABASE_URL, which `make test` sets).
-@Suite("genflow test and genflow run --dry-run")
+@Suite("genflow test and genflow run --dry-run", .timeLimit(.minutes(3)))
 struct PipelineTestCommandTests {
     let repository = FileManager.default.currentDirectoryPath
 

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@Suite("Editor schemas")
+@Suite("Editor schemas", .timeLimit(.minutes(3)))
 struct SchemaCommandTests {
     @Test("etc/schema/*.json are what `genflow schema` generates (run `make schemas` after changing stages or config keys)",
           arguments: [("pipeline", "pipeline"), ("config", "config"), ("plugin", "plugin"), ("test", "pipeline-test")])

@@ -21,7 +21,7 @@ private let valid = """
         with: {event: finished, data: {text: "{{steps.generate.output.text}}"}}
     """
 
-@Suite("genflow validate")
+@Suite("genflow validate", .timeLimit(.minutes(3)))
 struct ValidateCommandTests {
     @Test("the shipped pipelines and config validate: exit 0")
     func shipped() throws {
@@ -159,7 +159,7 @@ struct ValidateCommandTests {
     }
 }
 
-@Suite("genflow stages")
+@Suite("genflow stages", .timeLimit(.minutes(3)))
 struct StagesCommandTests {
     static let builtins = [
         "prepare_instructions", "call_model", "parse_canvas_objects", "persist.canvas", "persist.image", "notify",

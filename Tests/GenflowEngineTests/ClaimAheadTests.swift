@@ -1,9 +1,10 @@
 import GenflowCore
 @testable import GenflowEngine
 @testable import GenflowQueue
+import GenflowTestHarness
 import Testing
 
-@Suite("Claiming ahead of free workers")
+@Suite("Claiming ahead of free workers", .timeLimit(.minutes(3)))
 struct ClaimPaceTests {
     @Test("the pace is the smoothed rate at which jobs end; no jobs ending means nothing claimed ahead")
     func pace() {
@@ -21,7 +22,7 @@ struct ClaimPaceTests {
     }
 }
 
-@Suite("Claiming ahead against a real PostgreSQL", .serialized)
+@Suite("Claiming ahead against a real PostgreSQL", .serialized, .timeLimit(.minutes(3)))
 struct ClaimAheadTests {
     /// An engine with one worker that claims one job ahead as soon as one job has ended.
     private func eager(_ harness: Harness, readyTimeToLive: Duration) -> Engine {

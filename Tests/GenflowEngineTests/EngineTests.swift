@@ -9,6 +9,7 @@ import Logging
 import GenflowQueue
 import GenflowSchema
 import GenflowRecords
+import GenflowTestHarness
 import Testing
 
 private let threeSteps = """
@@ -37,20 +38,8 @@ private let flaky = """
         retry: {max_attempts: 5, initial_interval: 300ms, backoff: 2, max_interval: 10s, jitter: 0}
     """
 
-/// One step that sleeps (`input.sleep`, 30 s by default) and records its start: a step with an outside effect.
-let sleeper = """
-    name: sleeper
-    steps:
-      - id: nap
-        stage: test.step
-        with: {sleep: "{{input.sleep}}", record: "{{input.record}}"}
-    input:
-      properties:
-        sleep: {type: string, default: 30s}
-        record: {type: string, default: /dev/null}
-    """
 
-@Suite("Engine against a real PostgreSQL", .serialized)
+@Suite("Engine against a real PostgreSQL", .serialized, .timeLimit(.minutes(3)))
 struct EngineTests {
     @Test("a multi-step job completes; each step sees earlier outputs; events come in order")
     func multiStep() async throws {
@@ -272,7 +261,7 @@ struct EngineTests {
     }
 }
 
-@Suite("Event log and migrations")
+@Suite("Event log and migrations", .timeLimit(.minutes(3)))
 struct EventLogTests {
     @Test("a reader never skips an event that commits late: events from an open transaction hold back later ones")
     func commitOrder() async throws {
@@ -388,7 +377,7 @@ struct EventLogTests {
 
 import GenflowPostgres
 
-@Suite("Built-in stages in a pipeline")
+@Suite("Built-in stages in a pipeline", .timeLimit(.minutes(3)))
 struct ParseStageTests {
     @Test("prepare_instructions renders system and user messages from the input")
     func prepareInstructions() async throws {
@@ -455,7 +444,7 @@ struct ParseStageTests {
     }
 }
 
-@Suite("Tokens and notify")
+@Suite("Tokens and notify", .timeLimit(.minutes(3)))
 struct TokenStageTests {
     static let paid = """
         name: paid
@@ -534,7 +523,7 @@ struct TokenStageTests {
     }
 }
 
-@Suite("The shipped canvas pipeline with the offline provider")
+@Suite("The shipped canvas pipeline with the offline provider", .timeLimit(.minutes(3)))
 struct CanvasPipelineTests {
     @Test("instructions in, a completed prompt and a canvas of valid objects out, streamed, paid for once")
     func canvasGeneration() async throws {
@@ -570,7 +559,7 @@ struct CanvasPipelineTests {
     }
 }
 
-@Suite("The canvas pipeline against an OpenAI-compatible server")
+@Suite("The canvas pipeline against an OpenAI-compatible server", .timeLimit(.minutes(3)))
 struct OpenAIPipelineTests {
     @Test("a 429 with retry-after-ms is retried after that delay, then the streamed reply completes the job")
     func rateLimitedThenStreamed() async throws {
@@ -612,7 +601,7 @@ struct OpenAIPipelineTests {
     }
 }
 
-@Suite("persist.image")
+@Suite("persist.image", .timeLimit(.minutes(3)))
 struct PersistImageTests {
     @Test("records every field of each image, keyed by job and step so a re-run replaces")
     func images() async throws {

@@ -1,6 +1,7 @@
 import Foundation
 import GenflowCore
 import GenflowQueue
+import GenflowTestHarness
 import Testing
 
 /// A fan-out and fan-in: `a`, then `b` and `c` (both need `a`), then `d` (needs both). `b` and `c`
@@ -52,7 +53,7 @@ private func mostAtOnce(_ runs: [StepRun]) -> Int {
     return most
 }
 
-@Suite("Pipelines as graphs: branches, items, failures", .serialized)
+@Suite("Pipelines as graphs: branches, items, failures", .serialized, .timeLimit(.minutes(3)))
 struct GraphTests {
     @Test("branches run side by side: b and c overlap; d runs once both completed and sees both outputs")
     func branches() async throws {

@@ -6,6 +6,7 @@ import GenflowPostgres
 import GenflowRecords
 import Logging
 import Synchronization
+import GenflowTestHarness
 import Testing
 
 private let tiny = """
@@ -69,7 +70,7 @@ private func wholeRun(_ job: Job, output: JSON = "ok") -> [JobWrite] {
     ]
 }
 
-@Suite("Group commit: one writer, many jobs per statement", .serialized)
+@Suite("Group commit: one writer, many jobs per statement", .serialized, .timeLimit(.minutes(3)))
 struct GroupCommitTests {
     @Test("a batch merges each job's writes: an attempt started and ended in it is one row in its final state, in order")
     func merging() async throws {
@@ -272,7 +273,7 @@ extension Array {
     }
 }
 
-@Suite("Submissions written in batches")
+@Suite("Submissions written in batches", .timeLimit(.minutes(3)))
 struct BatchedSubmissionTests {
     @Test("submissions made at once share statements; one idempotency key used by many of them still makes one job")
     func concurrentSubmissions() async throws {
@@ -298,7 +299,7 @@ struct BatchedSubmissionTests {
     }
 }
 
-@Suite("Debits in batches")
+@Suite("Debits in batches", .timeLimit(.minutes(3)))
 struct BatchedDebitTests {
     @Test("debits of several jobs in one batch: once per job step, balances in order per user, one event per new entry")
     func debits() async throws {

@@ -4,7 +4,7 @@ import GenflowTestSupport
 import Synchronization
 import Testing
 
-@Suite("HTTP client on libcurl multi")
+@Suite("HTTP client on libcurl multi", .timeLimit(.minutes(3)))
 struct HTTPClientTests {
     @Test("GET and POST against a local server: status, headers, body")
     func basics() async throws {

@@ -6,7 +6,7 @@ import GenflowTestSupport
 import Synchronization
 import Testing
 
-@Suite("OpenAI-compatible provider against a local server that speaks its wire format")
+@Suite("OpenAI-compatible provider against a local server that speaks its wire format", .timeLimit(.minutes(3)))
 struct OpenAIProviderTests {
     func chat(_ model: String, stream: Bool = false, timeout: Duration = .seconds(10), expectsJSON: Bool = true,
               on server: FakeServer, client: HTTPClientSource, onText: @escaping @Sendable (String) -> Void = { _ in }) async throws(StepError) -> ChatResult {
@@ -76,7 +76,7 @@ struct OpenAIProviderTests {
     }
 }
 
-@Suite("The built-in anthropic provider against a local server that speaks the Messages API")
+@Suite("The built-in anthropic provider against a local server that speaks the Messages API", .timeLimit(.minutes(3)))
 struct AnthropicProviderTests {
     func chat(_ model: String, stream: Bool, expectsJSON: Bool = false, on server: FakeServer, client: HTTPClientSource,
               onText: @escaping @Sendable (String) -> Void = { _ in }) async throws(StepError) -> ChatResult {

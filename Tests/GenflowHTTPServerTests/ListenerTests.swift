@@ -27,7 +27,7 @@ private func listener(_ configure: (inout HTTPServer.Options) -> Void = { _ in }
     return server
 }
 
-@Suite("The listener against slow and hostile clients, over real sockets", .serialized)
+@Suite("The listener against slow and hostile clients, over real sockets", .serialized, .timeLimit(.minutes(3)))
 struct ListenerTests {
     @Test("malformed or oversized requests get 400, 414 or 431 with a JSON error, never a hang-up; good ones still pass, kept alive")
     func clearAnswers() async throws {
@@ -241,7 +241,7 @@ struct ListenerTests {
     }
 }
 
-@Suite("Pure parts of the listener")
+@Suite("Pure parts of the listener", .timeLimit(.minutes(3)))
 struct ListenerLogicTests {
     @Test("the head scanner finds the end of a head given byte by byte, and refuses early")
     func headScanner() {

@@ -10,7 +10,7 @@ func testDatabaseURL() throws -> String {
     return url
 }
 
-@Suite("libpq wrapper against a real PostgreSQL")
+@Suite("libpq wrapper against a real PostgreSQL", .timeLimit(.minutes(3)))
 struct PostgresConnectionTests {
     @Test("connect and run a parameterised query")
     func parameterisedQuery() throws {

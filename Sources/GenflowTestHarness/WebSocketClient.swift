@@ -1,15 +1,15 @@
-import Foundation
-import GenflowCore
-import Synchronization
+package import Foundation
+package import GenflowCore
+package import Synchronization
 
 /// A real WebSocket client (Tests/Fixtures/ws_client.py on the `websockets` library) driven over
 /// its stdin and stdout: `send` writes a message, `next` reads the next one received.
-final class WebSocketClient: Sendable {
+package final class WebSocketClient: Sendable {
     private let process: Process
     private let input = Pipe()
     private let lines = Mutex<(items: [JSON], ended: Bool)>(([], false))
 
-    init(_ url: String) throws {
+    package init(_ url: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = ["Tests/Fixtures/ws_client.py", url]
@@ -36,12 +36,12 @@ final class WebSocketClient: Sendable {
         }.start()
     }
 
-    func send(_ message: JSON) {
+    package func send(_ message: JSON) {
         input.fileHandleForWriting.write(Data((message.description + "\n").utf8))
     }
 
     /// The next message, or nil after `timeout` (a guard against a hang, not a timing check).
-    func next(timeout: Duration = .seconds(15)) async -> JSON? {
+    package func next(timeout: Duration = .seconds(15)) async -> JSON? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let (message, ended) = lines.withLock { state -> (JSON?, Bool) in
@@ -56,7 +56,7 @@ final class WebSocketClient: Sendable {
     }
 
     /// Messages until one satisfies `last` (included), or nil if none does in time.
-    func messages(through last: (JSON) -> Bool, timeout: Duration = .seconds(30)) async -> [JSON]? {
+    package func messages(through last: (JSON) -> Bool, timeout: Duration = .seconds(30)) async -> [JSON]? {
         var received: [JSON] = []
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -68,7 +68,7 @@ final class WebSocketClient: Sendable {
     }
 
     /// Closes the connection (end of stdin) and waits for the client to exit.
-    func close() {
+    package func close() {
         try? input.fileHandleForWriting.close()
         process.waitUntilExit()
     }
@@ -76,5 +76,12 @@ final class WebSocketClient: Sendable {
     deinit {
         try? input.fileHandleForWriting.close()
         if process.isRunning { process.terminate() }
+    }
+}
+
+extension DaemonProcess {
+    /// A WebSocket client on the daemon's `/v1/events?query`.
+    package func socket(_ query: String) throws -> WebSocketClient {
+        try WebSocketClient("ws://127.0.0.1:\(port)/v1/events?\(query)")
     }
 }

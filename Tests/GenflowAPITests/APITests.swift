@@ -4,68 +4,11 @@ import GenflowCore
 import GenflowHTTPClient
 import GenflowQueue
 import GenflowRecords
+import GenflowTestHarness
 import Testing
 
-/// A user's bearer token for the test daemons' secret.
-func userToken(_ user: String, lifetime: Duration = .seconds(600), now: Date = Date()) -> String {
-    JWT.sign(subject: user, lifetime: lifetime, secret: Secret(DaemonProcess.jwtSecret), now: now)
-}
 
-/// One HTTP exchange with a daemon's API, over libcurl.
-struct APIReply {
-    var status: Int
-    var json: JSON
-    var headers: [String: String]
-    var body: [UInt8]
-}
-
-extension DaemonProcess {
-    func call(_ method: String, _ path: String, token: String? = nil, body: JSON? = nil, raw: [UInt8]? = nil) async throws -> APIReply {
-        let client = HTTPClient()
-        defer { client.close() }
-        var headers: [(String, String)] = [("Content-Type", "application/json")]
-        if let token { headers.append(("Authorization", "Bearer \(token)")) }
-        let response = try await client.perform(HTTPRequest(
-            method: method, url: url(path), headers: headers, body: raw ?? body.map { Array($0.description.utf8) }, timeout: .seconds(30)
-        ))
-        return APIReply(status: response.status, json: (try? JSON(parsing: Data(response.body))) ?? .null, headers: response.headers, body: response.body)
-    }
-
-    /// The admin token's view.
-    func operatorCall(_ method: String, _ path: String, body: JSON? = nil) async throws -> APIReply {
-        try await call(method, path, token: DaemonProcess.adminToken, body: body)
-    }
-
-    /// Polls `GET /v1/jobs/{id}` until the job has finished (a guard of 60 s, not a timing check).
-    func finished(_ id: String, token: String) async throws -> JSON {
-        for _ in 0..<3_000 {
-            let reply = try await call("GET", "/v1/jobs/\(id)", token: token)
-            if ["completed", "failed", "cancelled"].contains(reply.json["status"]?.stringValue ?? "") { return reply.json }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        Issue.record("job \(id) did not finish")
-        return .null
-    }
-}
-
-let sleepy = """
-    name: sleepy
-    input:
-      properties:
-        ms: {type: string, default: 300ms}
-    steps:
-      - id: one
-        stage: test.step
-        with: {sleep: "{{input.ms}}"}
-      - id: two
-        stage: test.step
-        with: {sleep: "{{input.ms}}"}
-      - id: three
-        stage: test.step
-        with: {sleep: "{{input.ms}}"}
-    """
-
-@Suite("HTTP API against a running daemon", .serialized)
+@Suite("HTTP API against a running daemon", .serialized, .timeLimit(.minutes(3)))
 struct APITests {
     @Test("auth: no token, a bad or expired token is 401; health needs none; operator endpoints refuse users")
     func auth() async throws {

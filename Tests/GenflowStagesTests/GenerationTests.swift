@@ -7,6 +7,7 @@ import GenflowProviders
 import GenflowQueue
 import GenflowRecords
 import GenflowTestSupport
+import GenflowTestHarness
 import Testing
 
 /// Runs `pipeline` once for `user` (credited first) on a fresh engine and returns the finished job.
@@ -25,7 +26,7 @@ private func shipped(_ name: String) throws -> String {
     try String(contentsOfFile: "pipelines/\(name).yaml", encoding: .utf8)
 }
 
-@Suite("The shipped image pipeline", .serialized)
+@Suite("The shipped image pipeline", .serialized, .timeLimit(.minutes(3)))
 struct ImagePipelineTests {
     @Test("against an OpenAI-compatible server: base64 images kept under the state directory, every image field recorded")
     func base64Images() async throws {
@@ -174,7 +175,7 @@ private func runPython(_ script: String, _ argument: String) throws -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
-@Suite("The model response cache")
+@Suite("The model response cache", .timeLimit(.minutes(3)))
 struct ModelCacheTests {
     @Test("an identical request within the TTL reuses the stored reply, marked cached; a different one calls the model")
     func cache() async throws {
@@ -213,7 +214,7 @@ struct ModelCacheTests {
     }
 }
 
-@Suite("http.request")
+@Suite("http.request", .timeLimit(.minutes(3)))
 struct HTTPRequestStageTests {
     static func pipeline(_ with: String, retry: String = "{max_attempts: 2, initial_interval: 10ms, jitter: 0}") -> String {
         """
@@ -265,7 +266,7 @@ struct HTTPRequestStageTests {
     }
 }
 
-@Suite("Prompt history", .serialized)
+@Suite("Prompt history", .serialized, .timeLimit(.minutes(3)))
 struct PromptHistoryTests {
     @Test("a prompt is processing while its job runs, failed with the error when the job fails, processing again on retry")
     func failedPrompt() async throws {
@@ -329,7 +330,7 @@ struct PromptHistoryTests {
     }
 }
 
-@Suite("Provider faults through a pipeline")
+@Suite("Provider faults through a pipeline", .timeLimit(.minutes(3)))
 struct ProviderFaultTests {
     /// One case per way an OpenAI-compatible server answers: the job's end state, the class of
     /// each attempt's error, and the delay before each retry where the server chose it.
@@ -391,7 +392,7 @@ struct ProviderFaultTests {
     }
 }
 
-@Suite("The built-in anthropic provider through a pipeline")
+@Suite("The built-in anthropic provider through a pipeline", .timeLimit(.minutes(3)))
 struct AnthropicPipelineTests {
     @Test("call_model with a kind: anthropic provider streams the reply as progress and records it like any provider's")
     func streamed() async throws {
@@ -425,7 +426,7 @@ struct AnthropicPipelineTests {
     }
 }
 
-@Suite("Fallbacks and cooldowns", .serialized)
+@Suite("Fallbacks and cooldowns", .serialized, .timeLimit(.minutes(3)))
 struct FallbackTests {
     /// Provider `a` with the model the input names, then `b` with `ok`.
     static let yaml = """
@@ -503,7 +504,7 @@ struct FallbackTests {
     }
 }
 
-@Suite("Provider health through the daemon", .serialized)
+@Suite("Provider health through the daemon", .serialized, .timeLimit(.minutes(3)))
 struct ProviderHealthAPITests {
     @Test("GET /v1/providers shows each provider's cooldown policy and its models' calls, failures and cooldown; /metrics counts them")
     func providersEndpoint() async throws {
@@ -549,7 +550,7 @@ private func pricedProvider(_ server: FakeServer, model: String = "ok") -> [Stri
     ["a": ProviderConfig(kind: "openai", settings: ["base_url": .string(server.url("/v1"))], pricing: [model: ModelPrice(["input_per_mtok": 0.15, "output_per_mtok": 0.6])])]
 }
 
-@Suite("Prices and costs", .serialized)
+@Suite("Prices and costs", .serialized, .timeLimit(.minutes(3)))
 struct CostTests {
     @Test("a priced model's answer carries its cost; the job sums its steps' costs (REST, job.completed, /v1/stats by pipeline, user and model)")
     func chatCosts() async throws {
@@ -582,7 +583,7 @@ struct CostTests {
     }
 }
 
-@Suite("Budgets through the daemon", .serialized)
+@Suite("Budgets through the daemon", .serialized, .timeLimit(.minutes(3)))
 struct BudgetTests {
     @Test("limits.budget.per_user_daily: paid calls go on until the user's spend reaches the cap, then budget_exceeded, not retried; costs through the API")
     func dailyBudget() async throws {
@@ -618,7 +619,7 @@ struct BudgetTests {
     }
 }
 
-@Suite("Budgets across concurrent jobs", .serialized)
+@Suite("Budgets across concurrent jobs", .serialized, .timeLimit(.minutes(3)))
 struct ConcurrentBudgetTests {
     @Test("eight jobs of one user at once, each call 0.3 s: the budget holds for calls in flight, so the spend passes the cap by at most one call")
     func concurrentCalls() async throws {

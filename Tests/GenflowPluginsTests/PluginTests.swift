@@ -2,6 +2,7 @@ import Foundation
 import GenflowCore
 import GenflowQueue
 import GenflowTestSupport
+import GenflowTestHarness
 import Testing
 
 private let repository = FileManager.default.currentDirectoryPath
@@ -21,7 +22,7 @@ private func chaosPipeline(_ mode: String, retry: String = "{max_attempts: 1}", 
     """
 }
 
-@Suite("Plugins through the daemon", .serialized)
+@Suite("Plugins through the daemon", .serialized, .timeLimit(.minutes(3)))
 struct PluginTests {
     @Test("the shipped Python moderation plugin: a clean text passes, a blocked word fails the step when asked to reject")
     func moderation() async throws {

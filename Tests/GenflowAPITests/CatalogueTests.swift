@@ -5,7 +5,7 @@ import Testing
 
 /// The catalogues of event types, step statuses and error classes are what the API documents: a
 /// name added to one and not to docs/api.md (or the other way round) fails here.
-@Suite("Catalogues against the API reference")
+@Suite("Catalogues against the API reference", .timeLimit(.minutes(3)))
 struct CatalogueTests {
     static let reference: String = {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

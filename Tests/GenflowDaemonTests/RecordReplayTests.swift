@@ -1,6 +1,7 @@
 import Foundation
 import GenflowCore
 import GenflowTestSupport
+import GenflowTestHarness
 import Testing
 
 /// Runs the `genflow` binary beside the test bundle; returns its exit status and standard output.
@@ -18,7 +19,7 @@ private func genflow(_ arguments: [String], environment: [String: String] = [:])
     return (process.terminationStatus, output)
 }
 
-@Suite("Recording a real run and replaying it in a pipeline test")
+@Suite("Recording a real run and replaying it in a pipeline test", .timeLimit(.minutes(3)))
 struct RecordReplayTests {
     @Test("genflow submit --record writes the provider's replies; a test case with replies_from reproduces the run without calling it")
     func recordAndReplay() async throws {

@@ -2,6 +2,7 @@ import Foundation
 import GenflowConfig
 import GenflowCore
 import GenflowTestSupport
+import GenflowTestHarness
 import Testing
 
 private let repository = FileManager.default.currentDirectoryPath
@@ -10,7 +11,7 @@ private let repository = FileManager.default.currentDirectoryPath
 /// `GENFLOW_TEST_ARTIFACTS`.
 let testArtifacts = ProcessInfo.processInfo.environment["GENFLOW_TEST_ARTIFACTS"] ?? "\(repository)/.build/test-artifacts"
 
-@Suite("The dashboard", .serialized)
+@Suite("The dashboard", .serialized, .timeLimit(.minutes(3)))
 struct DashboardTests {
     @Test("GET / serves the page, its script and style sheet from the daemon, with a content security policy; nothing else is served")
     func files() async throws {

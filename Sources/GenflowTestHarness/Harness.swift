@@ -1,19 +1,18 @@
-import Foundation
-import GenflowConfig
-import GenflowCore
-import GenflowEngine
-import GenflowPipeline
-import GenflowPostgres
-import GenflowStages
-import GenflowHTTPClient
-import GenflowTestSupport
-import GenflowQueue
-import GenflowSchema
-import Logging
-import Testing
+package import Foundation
+package import GenflowConfig
+package import GenflowCore
+package import GenflowEngine
+package import GenflowPipeline
+package import GenflowPostgres
+package import GenflowStages
+package import GenflowHTTPClient
+package import GenflowTestSupport
+package import GenflowQueue
+package import GenflowSchema
+package import Logging
 
 /// The cluster `make test` starts. Engine tests fail loudly without it.
-func baseDatabaseURL() throws -> String {
+package func baseDatabaseURL() throws -> String {
     guard let url = ProcessInfo.processInfo.environment["GENFLOW_TEST_DATABASE_URL"], !url.isEmpty else {
         throw PostgresError(message: "GENFLOW_TEST_DATABASE_URL is not set: run the tests with `make test`, which starts a throwaway PostgreSQL")
     }
@@ -22,7 +21,7 @@ func baseDatabaseURL() throws -> String {
 
 /// A database of one's own per test (so engines of parallel tests never claim each other's jobs),
 /// copied from a migrated template.
-enum TestDatabases {
+package enum TestDatabases {
     private static let template = Task { () throws -> String in
         let base = try baseDatabaseURL()
         let admin = try PostgresConnection(base)
@@ -36,12 +35,12 @@ enum TestDatabases {
         return name
     }
 
-    static func url(_ base: String, database: String) -> String {
+    package static func url(_ base: String, database: String) -> String {
         base.replacingOccurrences(of: "postgresql:///genflow?", with: "postgresql:///\(database)?")
     }
 
     /// A new, migrated database's URL.
-    static func make() async throws -> String {
+    package static func make() async throws -> String {
         let template = try await template.value
         let base = try baseDatabaseURL()
         let name = "genflow_test_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
@@ -66,17 +65,17 @@ enum TestDatabases {
 }
 
 /// A database, the stores over it and pipelines loaded from YAML text: enough to run engines.
-struct Harness {
-    let url: String
-    let store: JobStore
-    let catalog: PipelineCatalog
-    let registry: StageRegistry
-    let directory: String
+package struct Harness {
+    package let url: String
+    package let store: JobStore
+    package let catalog: PipelineCatalog
+    package let registry: StageRegistry
+    package let directory: String
 
     /// A harness with the given pipelines (`name: yaml`), written to a directory of their own.
     /// With `inProcess: false` the pipelines are for a daemon process (they may use plugin stages
     /// this process does not have), so the harness's own catalog is not required to load them.
-    static func make(
+    package static func make(
         pipelines: [String: String], providers: [String: ProviderConfig] = [:], budget: SpendLimits = SpendLimits(), inProcess: Bool = true
     ) async throws -> Harness {
         let url = try await TestDatabases.make()
@@ -93,15 +92,15 @@ struct Harness {
             try yaml.write(toFile: "\(directory)/\(name).yaml", atomically: true, encoding: .utf8)
         }
         catalog.load(directory: directory)
-        if inProcess { #expect(catalog.failures.isEmpty, "\(catalog.failures)") }
+        if inProcess, !catalog.failures.isEmpty { throw HarnessError("pipelines failed to load: \(catalog.failures)") }
         return Harness(url: url, store: store, catalog: catalog, registry: registry, directory: directory)
     }
 
     /// A file path in the harness's directory.
-    func path(_ name: String) -> String { "\(directory)/\(name)" }
+    package func path(_ name: String) -> String { "\(directory)/\(name)" }
 
     /// An engine over this harness's database.
-    func engine(
+    package func engine(
         workers: Int = 8, lease: Duration = .seconds(30), runningPerUser: Int? = nil, grace: Duration = .seconds(1),
         claimAhead: Duration = .milliseconds(100), readyTimeToLive: Duration = .seconds(2)
     ) -> Engine {
@@ -118,7 +117,7 @@ struct Harness {
     }
 
     /// Runs `engine` until `body` returns, then stops it.
-    func running<T>(_ engine: Engine, _ body: () async throws -> T) async throws -> T {
+    package func running<T>(_ engine: Engine, _ body: () async throws -> T) async throws -> T {
         let task = Task { try await engine.run() }
         defer { task.cancel() }
         let value = try await body()
@@ -128,50 +127,59 @@ struct Harness {
     }
 
     @discardableResult
-    func submit(_ pipeline: String, input: JSON = [:], user: String = "u1", priority: Int = 0, key: String? = nil, runAt: String? = nil) async throws -> Job {
+    package func submit(_ pipeline: String, input: JSON = [:], user: String = "u1", priority: Int = 0, key: String? = nil, runAt: String? = nil) async throws -> Job {
         try await JobSubmitter(catalog: catalog, store: store).submit(
             pipeline: pipeline, input: input, userID: user, priority: priority, idempotencyKey: key, runAt: runAt
         ).job
     }
 
-    func job(_ id: String) async throws -> Job {
-        try #require(try await store.read { try $0.job(id: id) })
+    package func job(_ id: String) async throws -> Job {
+        guard let job = try await store.read({ try $0.job(id: id) }) else { throw HarnessError("no job \(id)") }
+        return job
     }
 
-    func runs(_ id: String) async throws -> [StepRun] {
+    package func runs(_ id: String) async throws -> [StepRun] {
         try await store.read { try $0.stepRuns(jobID: id) }
     }
 
     /// The job's events. Events become readable once every older transaction in the cluster has
     /// ended (tests in parallel keep some open), so for a finished job this waits for its last event.
-    func events(_ id: String) async throws -> [Event] {
+    package func events(_ id: String) async throws -> [Event] {
         let finished = try await job(id).status.isTerminal
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
             let events = try await store.read { try $0.events(after: .start, jobID: id, limit: 10_000) }
-            let complete = events.contains { ["job.completed", "job.failed", "job.cancelled"].contains($0.type) }
+            let complete = events.contains { $0.kind.map(EventType.jobEnds.contains) == true }
             if !finished || complete || ContinuousClock.now > deadline { return events }
             try await Task.sleep(for: .milliseconds(10))
         }
     }
 
-    /// Waits until the job is in one of `statuses` (a guard of 60 s against a hang, not a timing assertion).
+    /// Waits until the job is in one of `statuses`; throws after 60 s (a guard against a hang, not a
+    /// timing assertion).
     @discardableResult
-    func wait(for id: String, _ statuses: Set<JobStatus> = [.completed, .failed, .cancelled]) async throws -> Job {
+    package func wait(for id: String, _ statuses: Set<JobStatus> = [.completed, .failed, .cancelled]) async throws -> Job {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             let job = try await job(id)
             if statuses.contains(job.status) { return job }
             try await Task.sleep(for: .milliseconds(20))
         }
-        let job = try await job(id)
-        Issue.record("job \(id) still \(job.status) after 60 s, expected \(statuses)")
-        return job
+        throw HarnessError("job \(id) still \(try await job(id).status) after 60 s, expected \(statuses)")
     }
 
     /// Runs SQL on the harness database and returns the rows.
-    func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> [PostgresRow] {
+    package func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> [PostgresRow] {
         try await store.pool.withConnection { try $0.query(sql, parameters).rows }
     }
 }
 
+
+/// A test's setup or wait that did not work out: the test fails with this, instead of hanging.
+package struct HarnessError: Error, CustomStringConvertible {
+    package var description: String
+
+    package init(_ description: String) {
+        self.description = description
+    }
+}

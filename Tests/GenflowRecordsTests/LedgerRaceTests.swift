@@ -2,9 +2,10 @@ import Foundation
 import GenflowPostgres
 @testable import GenflowQueue
 import GenflowRecords
+import GenflowTestHarness
 import Testing
 
-@Suite("The token ledger under concurrent writers")
+@Suite("The token ledger under concurrent writers", .timeLimit(.minutes(3)))
 struct LedgerRaceTests {
     @Test("two transactions crediting with one idempotency key: the second waits and sees the first's entry (two daemons crediting dev at start collided)")
     func sameKeyTwice() async throws {
@@ -14,7 +15,8 @@ struct LedgerRaceTests {
         try first.execute("BEGIN")
         #expect(try StoreSession(first).recordTokens(userID: "dev", change: 100, reason: "welcome", idempotencyKey: "credit:dev:welcome").created)
         // The second transaction starts while the first is open; before the fix it went on past the
-        // SELECT, then failed on the ledger's unique key once the first committed.
+        // SELECT, then failed on the ledger's unique key once the first committed. Now it waits
+        // on the key's advisory lock, then sees the first's entry.
         // On a thread of its own: the call blocks until the first transaction ends, and a blocked
         // thread of Swift's cooperative pool (two on two cores) could keep this test's own sleep
         // from resuming (a test run hung once while other suites ran beside it).
@@ -35,7 +37,16 @@ struct LedgerRaceTests {
                 }.start()
             }
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // The race is only tested once the second transaction waits on the first's lock: poll
+        // pg_locks (this database is the test's own) until a lock is not granted.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await harness.query("""
+            SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE NOT l.granted AND a.datname = current_database()
+            """).first?["n"] == "0" {
+            guard ContinuousClock.now < deadline else { throw HarnessError("the second transaction never waited on the first's lock") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
         try first.execute("COMMIT")
         #expect(try await racing.value == false)
         #expect(try await harness.store.read { try $0.balance(userID: "dev") } == 100)

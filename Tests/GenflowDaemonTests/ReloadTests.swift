@@ -1,5 +1,6 @@
 import Foundation
 import GenflowCore
+import GenflowTestHarness
 import Testing
 
 private func steps(_ names: [String], sleep: String) -> String {
@@ -23,7 +24,7 @@ extension DaemonProcess {
     }
 }
 
-@Suite("Live reload of pipelines", .serialized)
+@Suite("Live reload of pipelines", .serialized, .timeLimit(.minutes(3)))
 struct ReloadTests {
     @Test("an edit while a job runs: the running job ends on its version, a job submitted after runs the new one")
     func editWhileRunning() async throws {

@@ -1,13 +1,8 @@
 import Foundation
 import GenflowCore
 import GenflowQueue
+import GenflowTestHarness
 import Testing
-
-extension DaemonProcess {
-    func socket(_ query: String) throws -> WebSocketClient {
-        try WebSocketClient("ws://127.0.0.1:\(port)/v1/events?\(query)")
-    }
-}
 
 /// Events of one job, by type, from a list of server messages.
 private func types(_ messages: [JSON], job: String) -> [String] {
@@ -18,7 +13,7 @@ private func isEnd(of job: String) -> (JSON) -> Bool {
     { $0["type"] == "job.completed" && $0["job_id"] == .string(job) }
 }
 
-@Suite("WebSocket events", .serialized)
+@Suite("WebSocket events", .serialized, .timeLimit(.minutes(3)))
 struct WebSocketTests {
     @Test("a canvas job's events arrive in order, each once: queued, started, objects as they stream, debit, completed")
     func canvasJob() async throws {

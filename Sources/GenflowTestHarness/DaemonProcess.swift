@@ -1,6 +1,5 @@
-import Foundation
-import Synchronization
-import Testing
+package import Foundation
+package import Synchronization
 
 /// The daemons tests started and have not stopped: SIGKILLed when the test process exits, so a
 /// test that loses track of one (a thrown error before its `defer`) leaves no daemon behind.
@@ -10,16 +9,16 @@ private let runningDaemons: Mutex<Set<Int32>> = {
 }()
 
 /// A `genflow serve` process of its own, on a harness's database, with test stages enabled.
-final class DaemonProcess {
-    let process = Process()
-    let log: String
-    let config: String
+package final class DaemonProcess {
+    package let process = Process()
+    package let log: String
+    package let config: String
 
     /// Starts the daemon and waits until it says it is ready.
     /// - Parameter plugins: the plugins directory (none by default: a test names the plugins it runs).
     /// - Parameter developmentAuth: no secrets in the config: the daemon makes (or reads) them in
     ///   its own state directory, as `make run` does.
-    init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "",
+    package init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "",
          plugins: String? = nil, developmentAuth: Bool = false) async throws {
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
         let name = UUID().uuidString.prefix(8)
@@ -55,34 +54,33 @@ final class DaemonProcess {
         let deadline = ContinuousClock.now + .seconds(30)
         while !output.contains("genflow ready") {
             guard process.isRunning, ContinuousClock.now < deadline else {
-                Issue.record("daemon did not start: \(output)")
-                return
+                throw HarnessError("daemon did not start within 30 s: \(output)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
 
-    var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+    package var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
-    static let jwtSecret = "test-secret-0123456789-0123456789-abcdef"
-    static let adminToken = "test-admin-token"
+    package static let jwtSecret = "test-secret-0123456789-0123456789-abcdef"
+    package static let adminToken = "test-admin-token"
 
     /// The port the daemon's listener took (it asks the kernel for a free one), from its ready line.
-    var port: Int {
+    package var port: Int {
         guard let range = output.range(of: "genflow.listen=127.0.0.1:") else { return 0 }
         return Int(output[range.upperBound...].prefix(while: \.isNumber)) ?? 0
     }
 
     /// The daemon's owner id (`host:pid:random`), as its steps record it.
-    var owner: String {
+    package var owner: String {
         guard let range = output.range(of: "genflow.owner=") else { return "" }
         return String(output[range.upperBound...].prefix(while: { !$0.isWhitespace }))
     }
 
-    func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
+    package func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
 
     /// SIGKILL: no chance to clean up, as when a machine dies.
-    func kill() {
+    package func kill() {
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         forget()
@@ -95,7 +93,7 @@ final class DaemonProcess {
 
     /// SIGTERM, then waits for the process to exit; returns its status.
     @discardableResult
-    func terminate() -> Int32 {
+    package func terminate() -> Int32 {
         process.terminate()
         process.waitUntilExit()
         forget()

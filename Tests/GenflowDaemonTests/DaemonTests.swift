@@ -5,9 +5,10 @@ import GenflowHTTPClient
 import GenflowQueue
 import GenflowRecords
 import GenflowTestSupport
+import GenflowTestHarness
 import Testing
 
-@Suite("Daemons as processes", .serialized)
+@Suite("Daemons as processes", .serialized, .timeLimit(.minutes(3)))
 struct DaemonTests {
     @Test("SIGKILL while a step runs: another daemon reclaims the job after the lease and finishes it; completed steps do not run again")
     func crashRecovery() async throws {
