@@ -52,7 +52,10 @@ public struct API: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         limiter = RateLimiter(perMinute: configuration.submitPerMinute)
-        routes = Self.makeRoutes(store: store, catalog: catalog, registry: registry, configuration: configuration, limiter: limiter, metrics: metrics)
+        routes = Self.makeRoutes(RouteContext(
+            store: store, catalog: catalog, registry: registry, configuration: configuration, limiter: limiter, metrics: metrics,
+            submitter: JobSubmitter(catalog: catalog, store: store)
+        ))
     }
 
     /// Answers one request: CORS preflight, routing, auth, the route, errors as JSON.
