@@ -68,119 +68,54 @@ final class JobRun {
         case stopped(Engine.StopReason)
     }
 
-    func run() async throws {
-        if wasRescued {
-            if job.rescues > engine.configuration.maxRescues {
-                let error = StepError(.internal, "poisoned: the job was taken over \(job.rescues) times after its daemon stopped responding")
-                try await commit([.interruptStaleRuns, .failJob(step: job.currentStep, attempt: nil, error: error, reason: "poisoned")])
-                logger.error("job failed as poisoned", metadata: ["genflow.rescues": "\(job.rescues)"])
-                return
-            }
-            try await submit(.interruptStaleRuns)
-            logger.notice("resuming a job whose daemon stopped", metadata: ["genflow.rescues": "\(job.rescues)"])
-        }
+    /// The state of the run's loop: what is in flight, what a re-ask feeds back, how it ends.
+    struct Loop {
+        var feedback: [String: JSON] = [:]
+        var inFlight: [StepUnit: Attempt] = [:]
+        /// Attempts the job's stop ended, recorded with the others it stops.
+        var interrupted: [Attempt] = []
+        /// When the wake task for a unit waiting on its retry fires.
+        var wakeAt: ContinuousClock.Instant?
+        var ending: Ending?
+    }
 
-        let pipeline: Pipeline
-        do {
-            pipeline = try await engine.catalog.pipeline(named: job.pipeline, version: job.pipelineVersion, store: engine.store)
-        } catch let error as StepError {
-            try await fail(nil, attempt: nil, error, reason: "pipeline", running: [])
-            return
-        }
+    func run() async throws {
+        guard try await resume() else { return }
+        guard let pipeline = try await loadPipeline() else { return }
         let jobID = job.id
         // A job never attempted has no step runs to read.
         let runs = job.attempts == 0 ? [] : try await engine.store.read { try $0.stepRuns(jobID: jobID) }
         let progress = JobProgress(pipeline: pipeline, generation: job.generation, runs: runs, now: .now)
         // Starts what may start and handles what ends, until the job completes, waits for a
         // retry, or ends early.
+        // The group's tasks are added, awaited and cancelled here; the steps between are methods.
         try await withThrowingTaskGroup(of: Finished.self) { group in
-            var feedback: [String: JSON] = [:]
-            var inFlight: [StepUnit: Attempt] = [:]
-            var interrupted: [Attempt] = []
-            var wakeAt: ContinuousClock.Instant?
-            var ending: Ending?
-
-            while ending == nil {
+            var loop = Loop()
+            while loop.ending == nil {
                 if let reason = engine.stopReason(Claim(job)) {
-                    ending = .stopped(reason)
+                    loop.ending = .stopped(reason)
                     break
                 }
-                // Gather finished for_each steps, render the items of newly ready ones, start units.
-                for (step, outputs) in progress.hasItems ? progress.gatherable : [] {
-                    try await submit(.gatherItems(step: step.id, stage: step.stage, attempt: progress.takeAttempt(of: step.id), outputs: outputs))
-                    progress.gathered(step.id, outputs: outputs)
-                }
-                for step in progress.hasItems ? progress.readySteps : [] where progress.items[step.id] == nil {
-                    guard let forEach = step.forEach else { continue }
-                    switch ForEach.items(of: forEach.items.render(scope(progress.outputs))) {
-                    case .success(let items): progress.setItems(items, of: step.id)
-                    case .failure(let error):
-                        if step.continueOnError {
-                            try await submit(.gatherItems(step: step.id, stage: step.stage, attempt: progress.takeAttempt(of: step.id), outputs: []))
-                            progress.gathered(step.id, outputs: [])
-                        } else {
-                            ending = .failed(StepUnit(step: step.id), attempt: nil, StepError(error.errorClass, "step '\(step.id)': \(error.message)"), reason: "for_each")
-                        }
-                    }
-                }
-                if ending != nil { break }
+                loop.ending = try await prepareItems(progress)
+                if loop.ending != nil { break }
                 if progress.hasItems && !progress.gatherable.isEmpty { continue }
-                let now = ContinuousClock.now
-                let units = progress.startable(at: now)
-                // One unit and nothing else in flight or waiting (a chain of steps): it runs in this
-                // task, without a child task of its own.
-                var inline: Prepared?
-                for unit in units {
-                    let prepared: Prepared
-                    do throws(StepError) {
-                        prepared = try prepare(unit, progress, feedback: feedback[unit.step])
-                    } catch {
-                        ending = .failed(unit, attempt: nil, error, reason: "config")
-                        break
-                    }
-                    progress.started(unit, at: now)
-                    inFlight[unit] = prepared.attempt
-                    if !prepared.isOutside { try await submit(prepared.start) }
-                    if units.count == 1 && inFlight.count == 1 && progress.nextRetry == nil {
-                        if prepared.isOutside { try await commit([prepared.start]) }
-                        inline = prepared
-                    } else {
-                        let writer = engine.writer, job = job, lease = lease
-                        group.addTask { await Self.perform(prepared, writer: writer, job: job, lease: lease) }
-                    }
-                    // Later writes carry the count (the first start is the job's `job.started`).
-                    self.job.attempts += 1
+                let (inline, spawned) = try await start(progress, &loop)
+                let writer = engine.writer, lease = lease
+                for (prepared, job) in spawned {
+                    group.addTask { await Self.perform(prepared, writer: writer, job: job, lease: lease) }
                 }
-                if ending != nil { break }
-
-                if inFlight.isEmpty {
-                    if progress.isComplete {
-                        // The run is over once its end is queued: the worker takes the next job while
-                        // the flush commits this one. A flush that fails leaves the job to be resumed
-                        // from its checkpoints, as a crash would.
-                        group.cancelAll()
-                        try await submit(.completeJob)
-                        return
-                    }
-                    guard let retryAt = progress.nextRetry else {
-                        ending = .failed(nil, attempt: nil, StepError(.internal, "no step of the job can run: the graph is stuck"), reason: "graph")
-                        break
-                    }
+                if loop.ending != nil { break }
+                if loop.inFlight.isEmpty {
                     group.cancelAll()
-                    let delay = max(.zero, retryAt - .now)
-                    try await commit([.waitForRetry(delay: delay)])
-                    logger.info("job waits for a retry", metadata: ["genflow.delay_ms": "\(delay.milliseconds)"])
-                    return
+                    guard try await settle(progress, &loop) else { return }
+                    break
                 }
-                // A unit waiting for its retry while others run: wake when it is due.
-                if let retryAt = progress.nextRetry, wakeAt.map({ retryAt < $0 }) ?? true {
-                    wakeAt = retryAt
+                if let retryAt = wakeDue(progress, &loop) {
                     group.addTask {
                         try? await Task.sleep(until: retryAt, clock: .continuous)
                         return .wake
                     }
                 }
-
                 let finished: Finished
                 if let inline {
                     finished = .attempt(inline.attempt, await Self.invoke(inline.stage, inline.context))
@@ -189,41 +124,156 @@ final class JobRun {
                 } else {
                     continue
                 }
-                switch finished {
-                case .wake:
-                    if let due = wakeAt, due <= .now { wakeAt = nil }
-                case .startFailed(let attempt, let error):
-                    inFlight[attempt.unit] = nil
-                    progress.stopped(attempt.unit)
-                    throw error
-                case .attempt(let attempt, let result):
-                    inFlight[attempt.unit] = nil
-                    ending = try await handle(attempt, result, progress, &feedback)
-                    // An attempt the job's stop ended is recorded with the others it stopped.
-                    if case .stopped = ending { interrupted.append(attempt) }
-                }
+                try await take(finished, progress, &loop)
             }
-
-            // The job ends early: stop the other branches, record how their attempts ended, end the job.
+            // The job ends early: stop the other branches, then record how their attempts ended.
             group.cancelAll()
-            var stopped = interrupted
-            while let finished = try? await group.next() {
-                guard case .attempt(let attempt, let result) = finished else { continue }
-                inFlight[attempt.unit] = nil
-                if case .success(let output) = result {
-                    try await checkpoint(attempt, output, progress)
-                } else {
-                    stopped.append(attempt)
+            var ended: [Finished] = []
+            while let finished = try? await group.next() { ended.append(finished) }
+            try await end(progress, loop, ended)
+        }
+    }
+
+    /// A job taken over from a daemon that stopped: its stale attempts are interrupted, or it fails
+    /// as poisoned once taken over too often. False when the run is over.
+    private func resume() async throws -> Bool {
+        guard wasRescued else { return true }
+        if job.rescues > engine.configuration.maxRescues {
+            let error = StepError(.internal, "poisoned: the job was taken over \(job.rescues) times after its daemon stopped responding")
+            try await commit([.interruptStaleRuns, .failJob(step: job.currentStep, attempt: nil, error: error, reason: "poisoned")])
+            logger.error("job failed as poisoned", metadata: ["genflow.rescues": "\(job.rescues)"])
+            return false
+        }
+        try await submit(.interruptStaleRuns)
+        logger.notice("resuming a job whose daemon stopped", metadata: ["genflow.rescues": "\(job.rescues)"])
+        return true
+    }
+
+    /// The pipeline version the job was submitted on; nil (the job failed) when it cannot be had.
+    private func loadPipeline() async throws -> Pipeline? {
+        do {
+            return try await engine.catalog.pipeline(named: job.pipeline, version: job.pipelineVersion, store: engine.store)
+        } catch let error as StepError {
+            try await fail(nil, attempt: nil, error, reason: "pipeline", running: [])
+            return nil
+        }
+    }
+
+    /// Gathers the for_each steps whose items all completed, and renders the items of those newly
+    /// ready. An ending when items cannot be had (and the step does not continue on error).
+    private func prepareItems(_ progress: JobProgress) async throws -> Ending? {
+        guard progress.hasItems else { return nil }
+        for (step, outputs) in progress.gatherable {
+            try await submit(.gatherItems(step: step.id, stage: step.stage, attempt: progress.takeAttempt(of: step.id), outputs: outputs))
+            progress.gathered(step.id, outputs: outputs)
+        }
+        for step in progress.readySteps where progress.items[step.id] == nil {
+            guard let forEach = step.forEach else { continue }
+            switch ForEach.items(of: forEach.items.render(scope(progress.outputs))) {
+            case .success(let items): progress.setItems(items, of: step.id)
+            case .failure(let error):
+                guard step.continueOnError else {
+                    return .failed(StepUnit(step: step.id), attempt: nil, StepError(error.errorClass, "step '\(step.id)': \(error.message)"), reason: "for_each")
                 }
+                try await submit(.gatherItems(step: step.id, stage: step.stage, attempt: progress.takeAttempt(of: step.id), outputs: []))
+                progress.gathered(step.id, outputs: [])
             }
-            switch ending {
-            case .failed(let unit, let attempt, let error, let reason)?:
-                try await fail(unit, attempt: attempt, error, reason: reason, running: stopped)
-            case .stopped(let reason)?:
-                try await stop(reason: reason, running: stopped)
-            case nil:
-                break
+        }
+        return nil
+    }
+
+    /// Starts every unit that may start: returns those to run in tasks of their own, each with the
+    /// job as it was when it started. One unit and nothing else in flight or waiting (a chain of
+    /// steps) is returned as `inline`, to run in this task.
+    private func start(_ progress: JobProgress, _ loop: inout Loop) async throws -> (inline: Prepared?, spawned: [(Prepared, Job)]) {
+        let now = ContinuousClock.now
+        let units = progress.startable(at: now)
+        var inline: Prepared?
+        var spawned: [(Prepared, Job)] = []
+        for unit in units {
+            let prepared: Prepared
+            do throws(StepError) {
+                prepared = try prepare(unit, progress, feedback: loop.feedback[unit.step])
+            } catch {
+                loop.ending = .failed(unit, attempt: nil, error, reason: "config")
+                return (nil, spawned)
             }
+            progress.started(unit, at: now)
+            loop.inFlight[unit] = prepared.attempt
+            if !prepared.isOutside { try await submit(prepared.start) }
+            if units.count == 1 && loop.inFlight.count == 1 && progress.nextRetry == nil {
+                if prepared.isOutside { try await commit([prepared.start]) }
+                inline = prepared
+            } else {
+                spawned.append((prepared, job))
+            }
+            // Later writes carry the count (the first start is the job's `job.started`).
+            self.job.attempts += 1
+        }
+        return (inline, spawned)
+    }
+
+    /// Nothing in flight: the job completes, or waits in the database for its next retry. False
+    /// when the run is over; true with `loop.ending` set when the graph is stuck.
+    private func settle(_ progress: JobProgress, _ loop: inout Loop) async throws -> Bool {
+        if progress.isComplete {
+            // The run is over once its end is queued: the worker takes the next job while the
+            // flush commits this one. A flush that fails leaves the job to be resumed from its
+            // checkpoints, as a crash would.
+            try await submit(.completeJob)
+            return false
+        }
+        guard let retryAt = progress.nextRetry else {
+            loop.ending = .failed(nil, attempt: nil, StepError(.internal, "no step of the job can run: the graph is stuck"), reason: "graph")
+            return true
+        }
+        let delay = max(.zero, retryAt - .now)
+        try await commit([.waitForRetry(delay: delay)])
+        logger.info("job waits for a retry", metadata: ["genflow.delay_ms": "\(delay.milliseconds)"])
+        return false
+    }
+
+    /// When a unit waiting for its retry while others run is due, if no wake task is set for then.
+    private func wakeDue(_ progress: JobProgress, _ loop: inout Loop) -> ContinuousClock.Instant? {
+        guard let retryAt = progress.nextRetry, loop.wakeAt.map({ retryAt < $0 }) ?? true else { return nil }
+        loop.wakeAt = retryAt
+        return retryAt
+    }
+
+    /// Takes what a task (or the inline attempt) ended with.
+    private func take(_ finished: Finished, _ progress: JobProgress, _ loop: inout Loop) async throws {
+        switch finished {
+        case .wake:
+            if let due = loop.wakeAt, due <= .now { loop.wakeAt = nil }
+        case .startFailed(let attempt, let error):
+            loop.inFlight[attempt.unit] = nil
+            progress.stopped(attempt.unit)
+            throw error
+        case .attempt(let attempt, let result):
+            loop.inFlight[attempt.unit] = nil
+            loop.ending = try await handle(attempt, result, progress, &loop.feedback)
+            if case .stopped = loop.ending { loop.interrupted.append(attempt) }
+        }
+    }
+
+    /// The job ends early: records how the other branches' attempts ended (one that succeeded
+    /// meanwhile is checkpointed), and ends the job.
+    private func end(_ progress: JobProgress, _ loop: Loop, _ ended: [Finished]) async throws {
+        var stopped = loop.interrupted
+        for case .attempt(let attempt, let result) in ended {
+            if case .success(let output) = result {
+                try await checkpoint(attempt, output, progress)
+            } else {
+                stopped.append(attempt)
+            }
+        }
+        switch loop.ending {
+        case .failed(let unit, let attempt, let error, let reason)?:
+            try await fail(unit, attempt: attempt, error, reason: reason, running: stopped)
+        case .stopped(let reason)?:
+            try await stop(reason: reason, running: stopped)
+        case nil:
+            break
         }
     }
 
@@ -247,16 +297,7 @@ final class JobRun {
             return .stopped(reason)
         }
         if error.errorClass == .outputInvalid, let onInvalid = step.onInvalid, progress.history(of: unit).invalid < onInvalid.max {
-            // Ask the earlier step again, and every step between it and this one; then the unit
-            // that failed runs again (an item alone: the items that completed keep their outputs).
-            let graph = progress.pipeline.graph
-            let upstream = graph.upstream[step.id] ?? []
-            let discard = graph.ids.filter { $0 == onInvalid.retryStep || (upstream.contains($0) && graph.upstream[$0]?.contains(onInvalid.retryStep) == true) }
-            progress.failed(unit, error: error, retryAt: nil)
-            try await commit([.reask(step: step.id, attempt: attempt.number, error: error, retryStep: onInvalid.retryStep, discard: discard, item: unit.item)])
-            progress.discard(discard)
-            feedback[onInvalid.retryStep] = ["from_step": .string(step.id), "error": .string(error.message)]
-            logger.info("output invalid; asking an earlier step again", metadata: ["genflow.step": "\(step.id)", "genflow.retry_step": "\(onInvalid.retryStep)"])
+            try await reask(onInvalid, after: attempt, of: step, error, progress, &feedback)
             return nil
         }
         let spent = ContinuousClock.now - (progress.history(of: unit).since ?? attempt.startedAt)
@@ -280,6 +321,21 @@ final class JobRun {
             logger.info("step failed; the job goes on without it (continue_on_error)", metadata: ["genflow.step": "\(unit)", "genflow.error_class": "\(error.errorClass)"])
             return nil
         }
+    }
+
+    /// `on_invalid`: asks the earlier step again, and every step between it and this one; then the
+    /// unit that failed runs again (an item alone: the items that completed keep their outputs).
+    private func reask(
+        _ onInvalid: OnInvalid, after attempt: Attempt, of step: PipelineStep, _ error: StepError, _ progress: JobProgress, _ feedback: inout [String: JSON]
+    ) async throws {
+        let graph = progress.pipeline.graph
+        let upstream = graph.upstream[step.id] ?? []
+        let discard = graph.ids.filter { $0 == onInvalid.retryStep || (upstream.contains($0) && graph.upstream[$0]?.contains(onInvalid.retryStep) == true) }
+        progress.failed(attempt.unit, error: error, retryAt: nil)
+        try await commit([.reask(step: step.id, attempt: attempt.number, error: error, retryStep: onInvalid.retryStep, discard: discard, item: attempt.unit.item)])
+        progress.discard(discard)
+        feedback[onInvalid.retryStep] = ["from_step": .string(step.id), "error": .string(error.message)]
+        logger.info("output invalid; asking an earlier step again", metadata: ["genflow.step": "\(step.id)", "genflow.retry_step": "\(onInvalid.retryStep)"])
     }
 
     /// Checkpoints a successful attempt.
