@@ -3,7 +3,7 @@ public import ServiceLifecycle
 internal import Logging
 
 /// The listener and the event reader as one service: started with the daemon, and at graceful
-/// shutdown the WebSockets are closed with 1001 (going away) and the listener stops.
+/// shutdown the listener drains (`HTTPServer.drain`) and stops.
 public struct APIService: Service {
     let server: HTTPServer
     let hub: EventHub
@@ -17,9 +17,9 @@ public struct APIService: Service {
         await cancelWhenGracefulShutdown {
             await hub.run()
         }
-        server.closeWebSockets()
-        // Give the close frames a moment to go out before the listener goes away.
-        try? await Task.sleep(for: .milliseconds(100))
+        // New requests get 503, WebSockets are closed with 1001 (going away), and the requests in
+        // flight answer before the listener goes away.
+        await server.drain(timeout: .seconds(5))
         server.stop()
     }
 }

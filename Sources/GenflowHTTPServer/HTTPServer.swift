@@ -16,9 +16,17 @@ internal import Synchronization
 /// `lws_write`, with `LWS_PRE` bytes of headroom. WebSocket keep-alive and the deadlines run on a
 /// once-a-second libev timer on the same loop (`everySecond`).
 ///
-/// `@unchecked Sendable`: `sockets`, `connectionSockets`, `pendingUpgrades`, `upgrades`,
-/// `silence`, `frontDoor`, `adopting` and `addresses` are touched only on the service thread
-/// (inside lws callbacks and libev watchers); `inbox` is behind its `Mutex`.
+/// Every connection lws holds has an identity of its own (`ConnectionID`, stored in the wsi's
+/// opaque user data when lws creates it), never the wsi's address, which lws reuses. Request
+/// handlers run as tasks the server counts: `drain` stops taking requests, closes the WebSockets
+/// and waits for both to finish before `stop`.
+///
+/// This file is the loop and the lifecycle; `HTTPServer+WebSocket.swift` the lws callbacks;
+/// `FrontDoor` the HTTP connections and their requests; `WebSocketConnection` one socket's queue.
+///
+/// `@unchecked Sendable`: `sockets`, `pendingUpgrades`, `refusals`, `upgrades`, `silence`,
+/// `frontDoor`, `adopting`, `addresses` and `nextConnection` are touched only on the service
+/// thread (inside lws callbacks and libev watchers); `inbox` and `activity` are behind `Mutex`es.
 public final class HTTPServer: @unchecked Sendable {
     public typealias Handler = @Sendable (ServerRequest) async -> ServerResponse
     public typealias Upgrader = @Sendable (UpgradeRequest) -> Result<any WebSocketHandler, UpgradeRefusal>
@@ -59,11 +67,11 @@ public final class HTTPServer: @unchecked Sendable {
 
     private let host: String
     private let requestedPort: Int
-    private let options: Options
+    let options: Options
     private let handler: Handler
-    private let upgrader: Upgrader
+    let upgrader: Upgrader
 
-    private var context: OpaquePointer?
+    var context: OpaquePointer?
     /// The libev loop (epoll) lws runs in, ours so lws installs no signal watchers: lws's own
     /// loop polls every descriptor on each wake-up (see docs/architecture.md).
     private var loop: UnsafeMutableRawPointer?
@@ -71,22 +79,26 @@ public final class HTTPServer: @unchecked Sendable {
     /// All zero: lws keeps no validity timers of its own (see `SilenceWheel`).
     private let idlePolicy: UnsafeMutablePointer<lws_retry_bo_t>
     private var tick: UnsafeMutableRawPointer?
-    private var silence: SilenceWheel<UInt64>
-    private var frontDoor: FrontDoor?
-    /// The address of the connection lws is adopting (read at its `WSI_CREATE`), and the address
-    /// of every connection lws holds, by wsi, so that its count drops when lws destroys it.
-    private var adopting: UInt32?
-    private var addresses: [Int: UInt32] = [:]
+    var silence: SilenceWheel<UInt64>
+    var frontDoor: FrontDoor?
+    /// The connection lws is adopting, with its address (read at its `WSI_CREATE`), and the
+    /// address of every connection lws holds, so that its count drops when lws destroys it.
+    var adopting: (id: ConnectionID, address: UInt32)?
+    var addresses: [ConnectionID: UInt32] = [:]
     /// The upgrade requests the front door read, by socket, until lws asks to confirm them.
-    private var upgrades: [Int32: UpgradeRequest] = [:]
+    var upgrades: [Int32: UpgradeRequest] = [:]
+    /// The last identity given to a connection lws made.
+    var nextConnection: ConnectionID = 0
     private let protocolName: UnsafeMutablePointer<CChar>
     private let stopped = DispatchSemaphore(value: 0)
 
-    private struct Inbox {
+    struct Inbox {
         var responses: [(ticket: FrontDoor.Ticket, response: ServerResponse)] = []
         var wake: Set<UInt64> = []
         var closeAll: (code: UInt16, reason: String)?
         var isStopping = false
+        /// `drain` was called: new requests get 503.
+        var isDraining = false
         /// False from just before `lws_context_destroy`: no thread may poke the context after that.
         var isServing = false
         /// A wake-up is on its way (`lws_cancel_service` called, `drainInbox` not run yet): one
@@ -94,9 +106,19 @@ public final class HTTPServer: @unchecked Sendable {
         var isWakePending = false
     }
     private let inbox = Mutex(Inbox())
-    private let nextConnection = Mutex(UInt64(0))
 
-    private struct Socket {
+    /// Request tasks running and WebSockets open, for `drain`; `quiet` wakes it when one ends.
+    struct Activity {
+        var requests = 0
+        var webSockets = 0
+        var isQuiet: Bool { requests == 0 && webSockets == 0 }
+    }
+    let activity = Mutex(Activity())
+    let quiet = WakeSignal()
+
+    struct Socket {
+        /// Valid until lws reports the connection closed (the entry goes with it).
+        var wsi: OpaquePointer
         var connection: WebSocketConnection
         /// Nil for a refused upgrade that is closing.
         var handler: (any WebSocketHandler)?
@@ -105,10 +127,9 @@ public final class HTTPServer: @unchecked Sendable {
         var heard = 0
         var isPingDue = false
     }
-    private var sockets: [Int: Socket] = [:]
-    private var connectionSockets: [UInt64: Int] = [:]
-    private var pendingUpgrades: [Int: any WebSocketHandler] = [:]
-    private var refusals: [Int: UpgradeRefusal] = [:]
+    var sockets: [ConnectionID: Socket] = [:]
+    var pendingUpgrades: [ConnectionID: any WebSocketHandler] = [:]
+    var refusals: [ConnectionID: UpgradeRefusal] = [:]
 
     /// - Parameters:
     ///   - host: the address to listen on, e.g. `127.0.0.1`.
@@ -144,7 +165,7 @@ public final class HTTPServer: @unchecked Sendable {
         protocols[0].name = UnsafePointer(protocolName)
         protocols[0].callback = { wsi, reason, _, input, length in
             guard let wsi, let context = lws_get_context(wsi), let user = lws_context_user(context) else { return 0 }
-            return Unmanaged<HTTPServer>.fromOpaque(user).takeUnretainedValue().handle(wsi, reason, input, length)
+            return Unmanaged<HTTPServer>.fromOpaque(user).takeUnretainedValue().callback(wsi, reason, input, length)
         }
         let (listening, bound) = try FrontDoor.bind(host: host, port: requestedPort)
         var info = lws_context_creation_info()
@@ -188,9 +209,16 @@ public final class HTTPServer: @unchecked Sendable {
         door.maxBodyBytes = options.maxBodyBytes
         let handler = handler
         frontDoor = FrontDoor(loop: loop, listening: listening, options: door, upgrade: { [unowned self] socket, address, request in
-            adopting = address
+            // The connection's identity goes in with the socket (lws's opaque user data of the wsi).
+            nextConnection += 1
+            adopting = (nextConnection, address)
             upgrades[socket] = request
-            let adopted = lws_adopt_socket_vhost(vhost, socket)
+            var adoption = lws_adopt_desc_t()
+            adoption.vh = vhost
+            adoption.type = lws_adoption_type(rawValue: LWS_ADOPT_SOCKET.rawValue | LWS_ADOPT_HTTP.rawValue)
+            adoption.fd.sockfd = socket
+            adoption.opaque = UnsafeMutableRawPointer(bitPattern: UInt(nextConnection))
+            let adopted = lws_adopt_descriptor_vhost_via_info(&adoption)
             if adopting != nil {
                 // lws refused it before making a connection of it: it is ours to close.
                 adopting = nil
@@ -199,10 +227,7 @@ public final class HTTPServer: @unchecked Sendable {
                 frontDoor?.closed(address)
             }
         }, serve: { [weak self] ticket, request in
-            Task {
-                let response = await handler(request)
-                self?.poke { $0.responses.append((ticket, response)) }
-            }
+            self?.serve(ticket, request, with: handler)
         })
         frontDoor?.start()
         self.context = context
@@ -222,6 +247,37 @@ public final class HTTPServer: @unchecked Sendable {
         poke { $0.closeAll = (code, reason) }
     }
 
+    /// Graceful shutdown, before `stop`: new requests are answered 503, every WebSocket is closed
+    /// with 1001 after what is queued on it, and this returns once the request tasks in flight
+    /// have answered and the WebSockets are closed, or after `timeout`.
+    public func drain(timeout: Duration) async {
+        poke { inbox in
+            inbox.isDraining = true
+            inbox.closeAll = (1001, "server shutting down")
+        }
+        let deadline = ContinuousClock.now + timeout
+        while !activity.withLock(\.isQuiet), ContinuousClock.now < deadline, !Task.isCancelled {
+            await quiet.wait(timeout: deadline - .now)
+        }
+    }
+
+    /// Runs the handler for one request as a task the server counts (on the service thread). While
+    /// draining, the request is answered 503 at once.
+    private func serve(_ ticket: FrontDoor.Ticket, _ request: ServerRequest, with handler: @escaping Handler) {
+        if inbox.withLock(\.isDraining) {
+            let body = Array(#"{"error":{"code":"shutting_down","message":"the daemon is shutting down; try again"}}"#.utf8)
+            frontDoor?.respond(ticket, ServerResponse(status: 503, headers: [("Retry-After", "1")], body: body))
+            return
+        }
+        activity.withLock { $0.requests += 1 }
+        Task {
+            let response = await handler(request)
+            poke { $0.responses.append((ticket, response)) }
+            activity.withLock { $0.requests -= 1 }
+            quiet.signal()
+        }
+    }
+
     /// Stops the service thread and closes every connection; returns once lws is gone.
     public func stop() {
         guard poke({ $0.isStopping = true }) else { return }
@@ -231,7 +287,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Changes the inbox and wakes the service thread, both under the lock, so a context being
     /// destroyed is never poked. False when the server is not serving.
     @discardableResult
-    private func poke(_ change: (inout Inbox) -> Void) -> Bool {
+    func poke(_ change: (inout Inbox) -> Void) -> Bool {
         inbox.withLock { inbox in
             guard inbox.isServing, let context else { return false }
             change(&inbox)
@@ -255,114 +311,20 @@ public final class HTTPServer: @unchecked Sendable {
         stopped.signal()
     }
 
-    // MARK: Service thread
-
-    private func handle(_ wsi: OpaquePointer, _ reason: lws_callback_reasons, _ input: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
-        let key = Int(bitPattern: UnsafeRawPointer(wsi))
-        switch reason {
-        case LWS_CALLBACK_WSI_CREATE:
-            if let address = adopting {
-                addresses[key] = address
-                adopting = nil
-            }
-            return 0
-        case LWS_CALLBACK_WSI_DESTROY:
-            if let address = addresses.removeValue(forKey: key) { frontDoor?.closed(address) }
-            return 0
-        case LWS_CALLBACK_HTTP:
-            // Only upgrades reach lws; one it would not upgrade is closed.
-            return -1
-        case LWS_CALLBACK_CLOSED_HTTP:
-            pendingUpgrades[key] = nil
-            refusals[key] = nil
-            return 0
-        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-            guard let request = upgrades.removeValue(forKey: lws_get_socket_fd(wsi)) else { return -1 }
-            switch upgrader(request) {
-            case .success(let handler):
-                pendingUpgrades[key] = handler
-                return 0
-            case .failure(let refusal):
-                // An HTTP error here would be answered as HTTP/1.0, which WebSocket clients reject,
-                // and browsers hide its status anyway: upgrade, then close with 4000 + status.
-                refusals[key] = refusal
-                return 0
-            }
-        case LWS_CALLBACK_ESTABLISHED:
-            let handler = pendingUpgrades.removeValue(forKey: key)
-            let refusal = refusals.removeValue(forKey: key)
-            guard handler != nil || refusal != nil else { return -1 }
-            let id = nextConnection.withLock { next in
-                next += 1
-                return next
-            }
-            let connection = WebSocketConnection(id: id, limit: options.webSocketQueueLimit) { [weak self] id in self?.wake(id) }
-            sockets[key] = Socket(connection: connection, handler: handler, heard: silence.now)
-            connectionSockets[id] = key
-            silence.schedule(id, at: silence.now + options.pingAfter)
-            if let refusal {
-                connection.close(code: UInt16(4_000 + refusal.status), reason: refusal.body)
-            } else {
-                handler?.opened(connection)
-            }
-            return 0
-        case LWS_CALLBACK_RECEIVE:
-            sockets[key]?.heard = silence.now
-            return receive(wsi, key, input, length)
-        case LWS_CALLBACK_RECEIVE_PONG:
-            sockets[key]?.heard = silence.now
-            return 0
-        case LWS_CALLBACK_SERVER_WRITEABLE:
-            guard let socket = sockets[key] else { return 0 }
-            if socket.isPingDue {
-                sockets[key]?.isPingDue = false
-                // With a payload: lws 4.1 does not report an empty pong.
-                var payload = Array("genflow".utf8)
-                if Self.write(wsi, &payload, LWS_WRITE_PING) < 0 { return -1 }
-                if socket.connection.hasWork { lws_callback_on_writable(wsi) }
-                return 0
-            }
-            switch socket.connection.next() {
-            case .message(let text, let more):
-                var bytes = Array(text.utf8)
-                let written = Self.write(wsi, &bytes, LWS_WRITE_TEXT)
-                if written < 0 { return -1 }
-                if more { lws_callback_on_writable(wsi) }
-                return 0
-            case .close(let code, let reason):
-                var bytes = Array(reason.utf8.prefix(120))
-                lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code)), &bytes, bytes.count)
-                return -1
-            case .nothing:
-                return 0
-            }
-        case LWS_CALLBACK_CLOSED:
-            guard let socket = sockets.removeValue(forKey: key) else { return 0 }
-            connectionSockets[socket.connection.id] = nil
-            socket.connection.markClosed()
-            socket.handler?.closed(socket.connection)
-            return 0
-        case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-            drainInbox()
-            return 0
-        default:
-            return lws_callback_http_dummy(wsi, reason, nil, input, length)
-        }
-    }
-
     /// Once a second: deadlines. Pings the WebSockets due a ping, drops those silent past
     /// `hangUpAfter`; the front door answers 408 to requests whose head or body is late.
-    private func everySecond() {
+    func everySecond() {
         let ids = silence.advance()
         frontDoor?.tick(now: silence.now)
         var hungUp = false
         for id in ids {
-            guard let key = connectionSockets[id], let socket = sockets[key], let wsi = OpaquePointer(bitPattern: key) else { continue }
+            guard let socket = sockets[id] else { continue }
+            let wsi = socket.wsi
             switch SilenceWheel<UInt64>.verdict(heard: socket.heard, now: silence.now, pingAfter: options.pingAfter, hangUpAfter: options.hangUpAfter) {
             case .wait(let until):
                 silence.schedule(id, at: until)
             case .ping(let next):
-                sockets[key]?.isPingDue = true
+                sockets[id]?.isPingDue = true
                 lws_callback_on_writable(wsi)
                 silence.schedule(id, at: next)
             case .hangUp:
@@ -375,65 +337,27 @@ public final class HTTPServer: @unchecked Sendable {
         if hungUp, let context { lws_cancel_service(context) }
     }
 
-    private func wake(_ connection: UInt64) {
+    func wake(_ connection: ConnectionID) {
         poke { _ = $0.wake.insert(connection) }
     }
 
-    private func drainInbox() {
+    func drainInbox() {
         let work = inbox.withLock { inbox in
             defer { inbox.responses = []; inbox.wake = []; inbox.closeAll = nil; inbox.isWakePending = false }
             return (responses: inbox.responses, wake: inbox.wake, closeAll: inbox.closeAll, isStopping: inbox.isStopping)
         }
+        // Answers first: a drained server's last responses go out before its loop ends.
+        for (ticket, response) in work.responses { frontDoor?.respond(ticket, response) }
         if work.isStopping, let loop {
             gf_ev_break(loop)
             return
         }
-        for (ticket, response) in work.responses { frontDoor?.respond(ticket, response) }
         if let (code, reason) = work.closeAll {
             for socket in sockets.values { socket.connection.close(code: code, reason: reason) }
         }
         for id in work.wake {
-            guard let key = connectionSockets[id], let wsi = OpaquePointer(bitPattern: key) else { continue }
-            lws_callback_on_writable(wsi)
+            if let wsi = sockets[id]?.wsi { lws_callback_on_writable(wsi) }
         }
-    }
-
-    private func receive(_ wsi: OpaquePointer, _ key: Int, _ input: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
-        guard var socket = sockets[key] else { return -1 }
-        if lws_frame_is_binary(wsi) != 0 {
-            return Self.closeNow(wsi, code: 1003, "binary messages are not accepted; send JSON text")
-        }
-        if let input { socket.received.append(contentsOf: UnsafeRawBufferPointer(start: input, count: length)) }
-        if socket.received.count > options.maxMessageBytes {
-            return Self.closeNow(wsi, code: 1009, "message larger than \(options.maxMessageBytes) bytes")
-        }
-        guard lws_is_final_fragment(wsi) != 0, lws_remaining_packet_payload(wsi) == 0 else {
-            sockets[key] = socket
-            return 0
-        }
-        let text = String(decoding: socket.received, as: UTF8.self)
-        socket.received = []
-        sockets[key] = socket
-        socket.handler?.received(text, on: socket.connection)
-        return 0
-    }
-
-    private static func closeNow(_ wsi: OpaquePointer, code: UInt16, _ reason: String) -> Int32 {
-        var bytes = Array(reason.utf8.prefix(120))
-        lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code)), &bytes, bytes.count)
-        return -1
-    }
-
-    /// One `lws_write` of `bytes` with `LWS_PRE` headroom; the count written, or -1.
-    private static func write(_ wsi: OpaquePointer, _ bytes: inout [UInt8], _ kind: lws_write_protocol) -> Int {
-        let pre = gf_lws_pre()
-        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: pre + max(bytes.count, 1))
-        defer { buffer.deallocate() }
-        bytes.withUnsafeBufferPointer { source in
-            if let base = source.baseAddress { (buffer + pre).update(from: base, count: source.count) }
-        }
-        let written = Int(lws_write(wsi, buffer + pre, bytes.count, kind))
-        return written < bytes.count ? -1 : written
     }
 }
 

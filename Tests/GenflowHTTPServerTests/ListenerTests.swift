@@ -1,6 +1,7 @@
 import Foundation
 import GenflowCore
 @testable import GenflowHTTPServer
+import Synchronization
 import Testing
 
 /// Echoes every WebSocket message back.
@@ -29,6 +30,40 @@ private func listener(_ configure: (inout HTTPServer.Options) -> Void = { _ in }
 
 @Suite("The listener against slow and hostile clients, over real sockets", .serialized, .timeLimit(.minutes(3)))
 struct ListenerTests {
+    @Test("drain answers new requests 503, closes WebSockets with 1001, and returns only once the request in flight has answered")
+    func drainWaitsForRequests() async throws {
+        let finished = Mutex(false)
+        let server = HTTPServer(
+            host: "127.0.0.1", port: 0,
+            handler: { request in
+                if request.path == "/slow" {
+                    try? await Task.sleep(for: .milliseconds(500))
+                    finished.withLock { $0 = true }
+                }
+                return ServerResponse(status: 200, body: Array(#"{"path":"\#(request.path)"}"#.utf8))
+            },
+            upgrader: { _ in .success(Echo()) }
+        )
+        try server.start()
+        defer { server.stop() }
+        let slow = try RawSocket(port: server.port)
+        let socket = try RawSocket(port: server.port)
+        #expect(await socket.upgrade() == 101)
+        slow.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(100))  // the slow request is in its handler
+        let drained = Task { await server.drain(timeout: .seconds(30)) }
+        #expect(await socket.closeCode() == 1001, "the WebSocket is closed as going away")
+        socket.sendFrame(opcode: 0x8, [0x03, 0xE9])
+        let late = try RawSocket(port: server.port)
+        late.send("GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
+        let refused = await late.response()
+        #expect(refused.status == 503 && refused.body.contains("shutting_down"), "\(refused)")
+        let answered = await slow.response()
+        #expect(answered.status == 200 && answered.body.contains("/slow"), "the request in flight still gets its answer")
+        await drained.value
+        #expect(finished.withLock { $0 }, "drain returned only after the request's handler finished")
+    }
+
     @Test("malformed or oversized requests get 400, 414 or 431 with a JSON error, never a hang-up; good ones still pass, kept alive")
     func clearAnswers() async throws {
         let server = try listener()
