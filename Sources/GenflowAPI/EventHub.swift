@@ -18,6 +18,8 @@ public final class EventHub: Sendable {
     let metrics: MetricsPage
     let logger: Logger
     let wake = WakeSignal()
+    /// Signalled when the reader gets its position, a subscriber goes live, or one leaves.
+    let changed = Broadcast()
 
     /// A connection's subscriptions and where it is in the stream. Guarded by `state`.
     struct Subscriber {
@@ -61,6 +63,7 @@ public final class EventHub: Sendable {
                 if state.withLock({ $0.cursor }) == nil {
                     let start = try await store.read { try $0.latestEventCursor() }
                     state.withLock { $0.cursor = start }
+                    changed.signal()
                 }
                 while try await pump() {}
             } catch {
@@ -207,6 +210,7 @@ public final class EventHub: Sendable {
                 state.subscribers[connection.id] = subscriber
                 return true
             }
+            if outcome == true { changed.signal() }
             guard outcome == false else { return }
             position = max(position ?? target, target)
         }
@@ -225,20 +229,14 @@ public final class EventHub: Sendable {
             metrics.eventsSent(page.count)
             guard let last = page.last, page.count == 200 else { return through }
             position = EventCursor(after: last)
-            while connection.queued > connection.limit / 2 {
-                try await Task.sleep(for: .milliseconds(5))
-                if state.withLock({ $0.subscribers[connection.id] == nil }) { return nil }
-            }
+            guard await connection.waitForRoom() else { return nil }
         }
     }
 
-    /// The reader's position once it has one.
+    /// The reader's position once it has one (nil when it has none within 10 s).
     private func readerPosition() async -> EventCursor? {
-        for _ in 0..<2_000 {
-            if let cursor = state.withLock({ $0.cursor }) { return cursor }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return nil
+        await changed.wait(until: { state.withLock { $0.cursor != nil } }, timeout: .seconds(10))
+        return state.withLock(\.cursor)
     }
 
     func received(_ text: String, on connection: WebSocketConnection) {
@@ -311,11 +309,8 @@ public final class EventHub: Sendable {
 
     /// Where the connection's own stream went live, once it has (it may still be replaying `since`).
     private func liveSince(_ connection: WebSocketConnection) async -> EventCursor? {
-        while true {
-            guard let subscriber = state.withLock({ $0.subscribers[connection.id] }) else { return nil }
-            if subscriber.isLive { return subscriber.joinedAt }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        await changed.wait { state.withLock { $0.subscribers[connection.id].map(\.isLive) ?? true } }
+        return state.withLock { $0.subscribers[connection.id]?.joinedAt }
     }
 
     func closed(_ connection: WebSocketConnection) {
@@ -333,6 +328,7 @@ public final class EventHub: Sendable {
                 if state.byJob[job]?.isEmpty == true { state.byJob[job] = nil }
             }
         }
+        changed.signal()
     }
 
     private func send(_ connection: WebSocketConnection, _ message: JSON) {

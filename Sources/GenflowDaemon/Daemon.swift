@@ -223,14 +223,6 @@ public struct DatabaseConnection: Sendable {
     }
 }
 
-/// Runs blocking work (child processes, waitpid) on a new thread and awaits its result, so it never
-/// occupies one of Swift's cooperative threads.
-func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try work() }) }.start()
-    }
-}
-
 /// Deletes finished jobs and old events past the retention period, hourly, one daemon at a time.
 struct Housekeeper: Service {
     let store: JobStore

@@ -1,3 +1,4 @@
+public import GenflowCore
 internal import Synchronization
 
 /// One open WebSocket. Any thread may send or close; the listener's service thread writes, one
@@ -10,6 +11,8 @@ public final class WebSocketConnection: Sendable, Hashable {
     public let limit: Int
     private let outbox = Mutex(Outbox())
     private let wake: @Sendable (UInt64) -> Void
+    /// Signalled when the queue falls to half its limit, and when the connection closes.
+    private let drained = Broadcast()
 
     struct Outbox {
         var messages: [(key: String?, text: String)] = []
@@ -64,6 +67,12 @@ public final class WebSocketConnection: Sendable, Hashable {
     /// Messages waiting to go out.
     public var queued: Int { outbox.withLock { $0.messages.count } }
 
+    /// Waits until at most half the limit is queued (true), or the connection closed (false).
+    public func waitForRoom() async -> Bool {
+        await drained.wait { outbox.withLock { $0.isClosed || $0.closing != nil || $0.messages.count <= limit / 2 } }
+        return outbox.withLock { !$0.isClosed && $0.closing == nil }
+    }
+
     /// Whether the service thread has a message or a close to write.
     var hasWork: Bool { outbox.withLock { !$0.messages.isEmpty || $0.closing != nil } }
 
@@ -78,15 +87,17 @@ public final class WebSocketConnection: Sendable, Hashable {
     }
 
     func next() -> Next {
-        outbox.withLock { outbox in
+        let (next, isHalf) = outbox.withLock { outbox -> (Next, Bool) in
             if !outbox.messages.isEmpty {
                 outbox.sent += 1
                 let text = outbox.messages.removeFirst().text
-                return .message(text, more: !outbox.messages.isEmpty || outbox.closing != nil)
+                return (.message(text, more: !outbox.messages.isEmpty || outbox.closing != nil), outbox.messages.count == limit / 2)
             }
-            if let closing = outbox.closing { return .close(closing.code, closing.reason) }
-            return .nothing
+            if let closing = outbox.closing { return (.close(closing.code, closing.reason), false) }
+            return (.nothing, false)
         }
+        if isHalf { drained.signal() }
+        return next
     }
 
     func markClosed() {
@@ -94,6 +105,7 @@ public final class WebSocketConnection: Sendable, Hashable {
             outbox.isClosed = true
             outbox.messages.removeAll()
         }
+        drained.signal()
     }
 
     public static func == (lhs: WebSocketConnection, rhs: WebSocketConnection) -> Bool { lhs.id == rhs.id }

@@ -103,6 +103,9 @@ final class PluginProcess: Sendable {
     /// Calls in flight.
     var load: Int { state.withLock { $0.calls.count } }
 
+    /// Signalled when a call ends and when the process dies.
+    let changed = Broadcast()
+
     var isAlive: Bool { state.withLock { !$0.isDead } }
 
     // MARK: Calls
@@ -149,6 +152,7 @@ final class PluginProcess: Sendable {
     private func finish(_ id: String, _ outcome: Outcome) -> Bool {
         guard let call = state.withLock({ $0.calls.removeValue(forKey: id) }) else { return false }
         call.continuation.resume(returning: outcome)
+        changed.signal()
         return true
     }
 
@@ -258,6 +262,7 @@ final class PluginProcess: Sendable {
             defer { state.calls = [:]; state.hello = nil }
             return (Array(state.calls.values), state.hello)
         }
+        changed.signal()
         process.waitUntilExit()
         let status = process.terminationStatus
         let reason = process.terminationReason == .uncaughtSignal ? "was killed by signal \(status)" : "exited with status \(status)"
@@ -299,11 +304,8 @@ final class PluginProcess: Sendable {
     func shutdown(grace: Duration) async {
         _ = send(["type": "shutdown", "grace_ms": .int(Int(grace.milliseconds))])
         try? input.close()
-        let deadline = ContinuousClock.now + grace
         // Its stdout closing is the first sign it is gone (Process.isRunning lags behind).
-        while isAlive && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(5))
-        }
+        await changed.wait(until: { !isAlive }, timeout: grace)
         kill()
     }
 

@@ -24,6 +24,8 @@ public final class PluginSupervisor: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Signalled when a process comes back after a restart, and when the supervisor stops.
+    private let slotsChanged = Broadcast()
 
     public init(manifest: PluginManifest, logger: Logger) {
         self.manifest = manifest
@@ -62,11 +64,10 @@ public final class PluginSupervisor: Sendable {
             guard ContinuousClock.now < end else {
                 return .failure(StepError(.pluginCrashed, "plugin \(manifest.name) is restarting; no process came back within the step's timeout"))
             }
-            do {
-                try await Task.sleep(for: .milliseconds(10))
-            } catch {
-                return .failure(StepError(.cancelled, "the call was stopped while plugin \(manifest.name) restarted"))
-            }
+            await slotsChanged.wait(until: {
+                state.withLock { $0.isStopped || $0.slots.contains { $0.process?.isAlive == true } }
+            }, timeout: end - .now)
+            if Task.isCancelled { return .failure(StepError(.cancelled, "the call was stopped while plugin \(manifest.name) restarted")) }
         }
     }
 
@@ -120,6 +121,7 @@ public final class PluginSupervisor: Sendable {
                 state.slots[index].startedAt = .now
                 return true
             }
+            slotsChanged.signal()
             if !kept { await process.shutdown(grace: .milliseconds(100)) }
         } catch {
             logger.error("plugin restart failed", metadata: ["genflow.plugin": "\(manifest.name)", "genflow.error": "\(error)"])
@@ -135,8 +137,8 @@ public final class PluginSupervisor: Sendable {
     /// finishes what it started.
     func drain(grace: Duration) async {
         let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline, state.withLock({ $0.slots.compactMap(\.process).contains { $0.load > 0 } }) {
-            try? await Task.sleep(for: .milliseconds(50))
+        for process in state.withLock({ $0.slots.compactMap(\.process) }) {
+            await process.changed.wait(until: { process.load == 0 }, timeout: max(.zero, deadline - .now))
         }
         await stop(grace: .seconds(5))
     }
@@ -147,6 +149,7 @@ public final class PluginSupervisor: Sendable {
             state.isStopped = true
             return state.slots.compactMap(\.process)
         }
+        slotsChanged.signal()
         await withTaskGroup(of: Void.self) { group in
             for process in processes { group.addTask { await process.shutdown(grace: grace) } }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import GenflowConfig
+import GenflowCore
 import GenflowDaemon
 import GenflowPostgres
 import GenflowQueue
@@ -16,16 +17,18 @@ enum ThrowawayDatabase {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-throwaway-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
+        // libpq outside the pool, initdb and pg_ctl block: each runs on a thread of its own.
         if let url {
             let name = "genflow_throwaway_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
-            let admin = try PostgresConnection(url)
-            try admin.execute("CREATE DATABASE \(name)")
-            defer { try? admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
-            return try await run(url: try renamed(url, database: name), folder: folder, body)
+            try await onOwnThread { try PostgresConnection(url).execute("CREATE DATABASE \(name)") }
+            let result = await Result { try await run(url: try renamed(url, database: name), folder: folder, body) }
+            _ = try? await onOwnThread { try PostgresConnection(url).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+            return try result.get()
         }
-        let embedded = try await Task.detached { try EmbeddedPostgres.start(stateDirectory: folder, owns: true, logger: logger) }.value
-        defer { embedded.stop(logger: logger) }
-        return try await run(url: embedded.url, folder: folder, body)
+        let embedded = try await onOwnThread { try EmbeddedPostgres.start(stateDirectory: folder, owns: true, logger: logger) }
+        let result = await Result { try await run(url: embedded.url, folder: folder, body) }
+        _ = try? await onOwnThread { embedded.stop(logger: logger) }
+        return try result.get()
     }
 
     private static func run<T>(url: String, folder: String, _ body: (JobStore, String) async throws -> T) async throws -> T {
@@ -60,3 +63,10 @@ extension DaemonConfig {
     }
 }
 
+
+extension Result where Failure == any Error {
+    /// The outcome of `body`, its error caught.
+    init(_ body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}

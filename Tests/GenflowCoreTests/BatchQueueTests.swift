@@ -67,3 +67,32 @@ struct AlarmTests {
         await cancelled.value
     }
 }
+
+@Suite("Broadcast: waits for a condition without polling")
+struct BroadcastTests {
+    @Test("every waiter returns once its condition holds after a signal; none misses a change made before it waited", .timeLimit(.minutes(1)))
+    func wakesAll() async {
+        final class Counter: Sendable { let value = Mutex(0) }
+        let changed = Broadcast()
+        let counter = Counter()
+        let waiters = (1...20).map { target in
+            Task { await changed.wait { counter.value.withLock { $0 >= target } } }
+        }
+        for _ in 1...20 {
+            counter.value.withLock { $0 += 1 }
+            changed.signal()
+        }
+        for waiter in waiters { #expect(await waiter.value) }
+        // Already true: no wait at all.
+        #expect(await changed.wait { true })
+    }
+
+    @Test("a wait ends false at its timeout, or when its task is cancelled", .timeLimit(.minutes(1)))
+    func endsFalse() async {
+        let changed = Broadcast()
+        #expect(await changed.wait(until: { false }, timeout: .milliseconds(20)) == false)
+        let cancelled = Task { await changed.wait { false } }
+        cancelled.cancel()
+        #expect(await cancelled.value == false)
+    }
+}
