@@ -51,10 +51,6 @@ public struct DaemonConfig: Sendable {
 
     public init() {}
 
-    static let topKeys = [
-        "listen", "database", "state_dir", "pipelines_dir", "plugins_dir", "workers", "auth", "providers", "limits",
-        "retention", "log", "queue", "cors_origins", "listener",
-    ]
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     /// The environment variables that override file values, by config key.
@@ -98,80 +94,13 @@ public struct DaemonConfig: Sendable {
     }
 
     private mutating func read(_ root: YAMLNode, reader: inout NodeReader) {
-        guard let top = reader.mapping(root, "the daemon config", allowedKeys: Self.topKeys) else { return }
-        if let node = top["listen"]?.value, let text = reader.text(node, "listen") {
-            if Self.isListenAddress(text) { listen = text } else {
-                reader.error(at: node.location, "'listen' must be host:port with an IPv4 address or name (e.g. 127.0.0.1:8080), not '\(text)'")
-            }
+        read(root, at: [], keys: Self.keys, reader: &reader)
+        func node(at path: [String]) -> YAMLNode? {
+            path.reduce(Optional(root)) { node, key in node?.mapping?.first { $0.key.keyText == key }?.value }
         }
-        if let node = top["database"]?.value, let entries = reader.mapping(node, "database", allowedKeys: ["url", "pool_size"]) {
-            if let url = entries["url"].flatMap({ reader.text($0.value, "database.url") }), !url.isEmpty {
-                databaseURL = Secret(url)
-            }
-            if let node = entries["pool_size"]?.value { databasePoolSize = reader.int(node, "database.pool_size", in: 1...256) ?? databasePoolSize }
-        }
-        if let node = top["queue"]?.value,
-           let entries = reader.mapping(node, "queue", allowedKeys: ["lease", "poll_interval", "max_rescues", "shutdown_grace"]) {
-            if let node = entries["lease"]?.value { lease = reader.duration(node, "queue.lease", in: .seconds(1)...(.seconds(3_600))) ?? lease }
-            if let node = entries["poll_interval"]?.value {
-                pollInterval = reader.duration(node, "queue.poll_interval", in: .milliseconds(10)...(.seconds(60))) ?? pollInterval
-            }
-            if let node = entries["max_rescues"]?.value { maxRescues = reader.int(node, "queue.max_rescues", in: 0...1_000) ?? maxRescues }
-            if let node = entries["shutdown_grace"]?.value {
-                shutdownGrace = reader.duration(node, "queue.shutdown_grace", in: .zero...(.seconds(3_600))) ?? shutdownGrace
-            }
-        }
-        if let node = top["state_dir"]?.value { stateDir = reader.string(node, "state_dir") ?? stateDir }
-        if let node = top["pipelines_dir"]?.value { pipelinesDir = reader.string(node, "pipelines_dir") ?? pipelinesDir }
-        if let node = top["plugins_dir"]?.value { pluginsDir = reader.string(node, "plugins_dir") ?? pluginsDir }
-        if let node = top["cors_origins"]?.value, let origins = reader.stringList(node, "cors_origins") {
-            corsOrigins = origins.map(\.0)
-        }
-        if let node = top["workers"]?.value { workers = reader.int(node, "workers", in: 1...100_000) ?? workers }
-        if let node = top["auth"]?.value, let entries = reader.mapping(node, "auth", allowedKeys: ["jwt_secret", "admin_token"]) {
-            if let secret = entries["jwt_secret"].flatMap({ reader.text($0.value, "auth.jwt_secret") }), !secret.isEmpty {
-                if secret.utf8.count < 32 {
-                    reader.error(at: entries["jwt_secret"]!.value.location, "'auth.jwt_secret' must be at least 32 bytes long")
-                }
-                jwtSecret = Secret(secret)
-            }
-            if let token = entries["admin_token"].flatMap({ reader.text($0.value, "auth.admin_token") }), !token.isEmpty {
-                adminToken = Secret(token)
-            }
-        }
-        if let node = top["providers"]?.value, let pairs = node.mapping {
-            for pair in pairs {
-                guard let name = pair.key.keyText else { continue }
-                if let provider = ProviderConfig.read(pair.value, name: name, reader: &reader) { providers[name] = provider }
-            }
-        } else if let node = top["providers"]?.value, !node.isNull {
-            reader.error(at: node.location, "'providers' must be a mapping of names to providers, not \(node.kindDescription)")
-        }
-        if let node = top["limits"]?.value,
-           let entries = reader.mapping(node, "limits", allowedKeys: ["running_per_user", "submit_per_minute", "max_body_bytes", "budget"]) {
-            if let node = entries["budget"]?.value,
-               let caps = reader.mapping(node, "limits.budget", allowedKeys: ["per_user_daily", "per_user_monthly"]) {
-                func cap(_ key: String) -> Money? {
-                    guard let node = caps[key]?.value, let value = reader.double(node, "limits.budget.\(key)", in: 0...1_000_000_000) else { return nil }
-                    return Money(value)
-                }
-                budget = SpendLimits(perUserDaily: cap("per_user_daily"), perUserMonthly: cap("per_user_monthly"))
-            }
-            if let node = entries["running_per_user"]?.value { runningPerUser = reader.int(node, "running_per_user", in: 1...1_000_000) }
-            if let node = entries["submit_per_minute"]?.value { submitPerMinute = reader.int(node, "submit_per_minute", in: 1...10_000_000) ?? submitPerMinute }
-            if let node = entries["max_body_bytes"]?.value { maxBodyBytes = reader.int(node, "max_body_bytes", in: 1_024...(256 << 20)) ?? maxBodyBytes }
-        }
-        if let node = top["listener"]?.value, let entries = reader.mapping(node, "listener", allowedKeys: ListenerLimits.keys) {
-            listener.read(entries, reader: &reader)
-        }
-        if let node = top["retention"]?.value {
-            retention = reader.duration(node, "retention", in: .seconds(60)...(.seconds(3_650 * 86_400))) ?? retention
-        }
-        if let node = top["log"]?.value, let entries = reader.mapping(node, "log", allowedKeys: ["level"]),
-           let levelNode = entries["level"]?.value, let level = reader.string(levelNode, "log.level") {
-            if Self.logLevels.contains(level) { logLevel = level } else {
-                reader.error(at: levelNode.location, "unknown log level '\(level)'\(Suggestions.didYouMean(level, in: Self.logLevels)) (levels: \(Self.logLevels.joined(separator: ", ")))")
-            }
+        for (keys, message) in listener.problems {
+            let at = keys.lazy.compactMap { node(at: ["listener", $0]) }.first
+            reader.error(at: at?.location ?? root.location, message)
         }
     }
 

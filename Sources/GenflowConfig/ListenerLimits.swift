@@ -1,5 +1,4 @@
 public import GenflowCore
-internal import GenflowYAML
 
 /// The `listener` section: how long a client may take to send a request (and to start the next
 /// one on a kept-alive connection), how many connections
@@ -21,46 +20,16 @@ public struct ListenerLimits: Sendable, Equatable {
 
     public init() {}
 
-    static let keys = [
-        "header_timeout", "body_timeout", "keep_alive_timeout", "max_head_bytes", "max_target_bytes", "max_connections_per_address",
-        "max_unfinished_per_address", "trusted_proxies", "ping_after", "hang_up_after",
-    ]
-
-    mutating func read(_ entries: [String: YAMLPair], reader: inout NodeReader) {
-        func seconds(_ key: String, _ value: inout Duration, _ range: ClosedRange<Duration>) {
-            guard let node = entries[key]?.value, let read = reader.duration(node, "listener.\(key)", in: range) else { return }
-            if read.components.attoseconds != 0 {
-                reader.error(at: node.location, "'listener.\(key)' is counted in whole seconds")
-            } else {
-                value = read
-            }
+    /// What is wrong with the limits taken together, each with the keys to point at (the first
+    /// one written).
+    var problems: [(keys: [String], message: String)] {
+        var problems: [(keys: [String], message: String)] = []
+        if hangUpAfter <= pingAfter {
+            problems.append((["hang_up_after", "ping_after"], "'listener.hang_up_after' must be longer than 'listener.ping_after'"))
         }
-        func count(_ key: String, _ value: inout Int, _ range: ClosedRange<Int>) {
-            if let node = entries[key]?.value { value = reader.int(node, "listener.\(key)", in: range) ?? value }
+        if maxTargetBytes > maxHeadBytes {
+            problems.append((["max_target_bytes", "max_head_bytes"], "'listener.max_target_bytes' cannot exceed 'listener.max_head_bytes'"))
         }
-        seconds("header_timeout", &headerTimeout, .seconds(1)...(.seconds(600)))
-        seconds("body_timeout", &bodyTimeout, .seconds(1)...(.seconds(3_600)))
-        seconds("keep_alive_timeout", &keepAliveTimeout, .seconds(1)...(.seconds(3_600)))
-        seconds("ping_after", &pingAfter, .seconds(1)...(.seconds(3_600)))
-        seconds("hang_up_after", &hangUpAfter, .seconds(2)...(.seconds(7_200)))
-        count("max_head_bytes", &maxHeadBytes, 1_024...65_000)
-        count("max_target_bytes", &maxTargetBytes, 256...65_000)
-        count("max_connections_per_address", &maxConnectionsPerAddress, 1...1_000_000)
-        count("max_unfinished_per_address", &maxUnfinishedPerAddress, 1...1_000_000)
-        if let node = entries["trusted_proxies"]?.value, let items = reader.stringList(node, "listener.trusted_proxies") {
-            trustedProxies = items.compactMap { text, item in
-                guard let range = IPv4Range(text) else {
-                    reader.error(at: item.location, "'\(text)' in listener.trusted_proxies is not an IPv4 address or CIDR block (e.g. 10.0.0.0/8)")
-                    return nil
-                }
-                return range
-            }
-        }
-        if hangUpAfter <= pingAfter, let node = entries["hang_up_after"]?.value ?? entries["ping_after"]?.value {
-            reader.error(at: node.location, "'listener.hang_up_after' must be longer than 'listener.ping_after'")
-        }
-        if maxTargetBytes > maxHeadBytes, let node = entries["max_target_bytes"]?.value ?? entries["max_head_bytes"]?.value {
-            reader.error(at: node.location, "'listener.max_target_bytes' cannot exceed 'listener.max_head_bytes'")
-        }
+        return problems
     }
 }

@@ -74,9 +74,7 @@ public enum Daemon {
         let plugins = await PluginSet.load(directory: config.pluginsDir, start: true, reserved: BuiltinStages.names, logger: logger)
         for failure in plugins.failures { logger.error("plugin not loaded: \(failure)") }
         let health = ProviderHealth()
-        let registry = BuiltinStages.makeRegistry(
-            providers: config.providers, health: health, budget: config.budget, stateDirectory: config.stateDir, testStages: testStagesEnabled, plugins: plugins.stages
-        )
+        let registry = config.makeStageRegistry(health: health, testStages: testStagesEnabled, plugins: plugins.stages)
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         try await reload(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger)
 
@@ -104,21 +102,8 @@ public enum Daemon {
             ),
             metrics: metrics, logger: logger
         )
-        var options = HTTPServer.Options()
-        options.maxBodyBytes = config.maxBodyBytes
-        let limits = config.listener
-        options.headerTimeout = Int(limits.headerTimeout.components.seconds)
-        options.bodyTimeout = Int(limits.bodyTimeout.components.seconds)
-        options.keepAliveTimeout = Int(limits.keepAliveTimeout.components.seconds)
-        options.pingAfter = Int(limits.pingAfter.components.seconds)
-        options.hangUpAfter = Int(limits.hangUpAfter.components.seconds)
-        options.maxHeadBytes = limits.maxHeadBytes
-        options.maxTargetBytes = limits.maxTargetBytes
-        options.connectionsPerAddress = limits.maxConnectionsPerAddress
-        options.unfinishedPerAddress = limits.maxUnfinishedPerAddress
-        options.trustedProxies = limits.trustedProxies
         let (host, port) = config.listenAddress
-        let server = HTTPServer(host: host, port: port, options: options, handler: api.handle, upgrader: hub.upgrade)
+        let server = HTTPServer(host: host, port: port, options: listenerOptions(config), handler: api.handle, upgrader: hub.upgrade)
         try server.start()
 
         let listener = NotificationListener(
@@ -158,6 +143,24 @@ public enum Daemon {
             throw error
         }
         await plugins.stop(grace: .seconds(2))
+    }
+
+    /// The listener's options from the config's `listener` section and `limits.max_body_bytes`.
+    private static func listenerOptions(_ config: DaemonConfig) -> HTTPServer.Options {
+        var options = HTTPServer.Options()
+        let limits = config.listener
+        options.maxBodyBytes = config.maxBodyBytes
+        options.headerTimeout = Int(limits.headerTimeout.components.seconds)
+        options.bodyTimeout = Int(limits.bodyTimeout.components.seconds)
+        options.keepAliveTimeout = Int(limits.keepAliveTimeout.components.seconds)
+        options.pingAfter = Int(limits.pingAfter.components.seconds)
+        options.hangUpAfter = Int(limits.hangUpAfter.components.seconds)
+        options.maxHeadBytes = limits.maxHeadBytes
+        options.maxTargetBytes = limits.maxTargetBytes
+        options.connectionsPerAddress = limits.maxConnectionsPerAddress
+        options.unfinishedPerAddress = limits.maxUnfinishedPerAddress
+        options.trustedProxies = limits.trustedProxies
+        return options
     }
 
     /// Loads the pipelines directory and stores each loaded version; logs files that failed.

@@ -63,3 +63,14 @@ public enum BuiltinStages {
         }
     }
 }
+
+extension DaemonConfig {
+    /// The stage registry a daemon with this config runs: every built-in stage, `call_model`
+    /// knowing the providers (and their `health`), the budget and the state directory, and the
+    /// stages of plugins. `genflow serve` and the commands that check pipelines build it here.
+    public func makeStageRegistry(health: ProviderHealth = ProviderHealth(), testStages: Bool, plugins: [any Stage] = []) -> StageRegistry {
+        BuiltinStages.makeRegistry(
+            providers: providers, health: health, budget: budget, stateDirectory: stateDir, testStages: testStages, plugins: plugins
+        )
+    }
+}

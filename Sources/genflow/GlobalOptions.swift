@@ -25,10 +25,9 @@ struct GlobalOptions: ParsableArguments {
 }
 
 extension DaemonConfig {
-    /// The stage registry this config gives: every built-in stage, `call_model` knowing the
-    /// providers, and the stages of `plugins`.
+    /// The stage registry `genflow serve` would run with this config and `plugins`.
     func makeStageRegistry(plugins: PluginSet = PluginSet()) -> StageRegistry {
-        BuiltinStages.makeRegistry(providers: providers, testStages: Daemon.testStagesEnabled, plugins: plugins.stages)
+        makeStageRegistry(testStages: Daemon.testStagesEnabled, plugins: plugins.stages)
     }
 
     /// The plugins of plugins_dir: manifests only, or (`start`) running, to check their hello.

@@ -33,7 +33,7 @@ struct SchemaCommand: AsyncParsableCommand {
             // Without provider names, so the shipped schema does not depend on one deployment's config.
             let config = (try? options.loadConfig()) ?? DaemonConfig()
             let plugins = await config.loadPlugins(start: false)
-            let registry = BuiltinStages.makeRegistry(providers: [:], plugins: plugins.stages)
+            let registry = DaemonConfig().makeStageRegistry(testStages: false, plugins: plugins.stages)
             print(EditorSchema.pipeline(registry: registry).prettyPrinted, terminator: "")
         case .config:
             print(DaemonConfig.editorSchema.prettyPrinted, terminator: "")

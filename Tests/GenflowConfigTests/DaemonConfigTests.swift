@@ -1,5 +1,5 @@
 import Foundation
-import GenflowConfig
+@testable import GenflowConfig
 import GenflowCore
 import GenflowProviders
 import Testing
@@ -161,10 +161,19 @@ struct DaemonConfigTests {
         }
     }
 
-    @Test("the editor schema names exactly the keys the loader accepts")
+    @Test("the editor schema is made from the loader's table: every key the loader reads is in it, nested as in the file, and no other")
     func editorSchemaKeys() {
-        let keys = DaemonConfig.editorSchema["properties"]?.objectValue?.keys.sorted()
-        #expect(keys == DaemonConfig.acceptedKeys.sorted())
+        let schema = DaemonConfig.editorSchema
+        #expect(schema["properties"]?.objectValue?.keys.sorted() == DaemonConfig.acceptedKeys.sorted())
+        for key in DaemonConfig.keys {
+            let node = key.path.reduce(Optional(schema)) { node, name in node?["properties"]?[name] }
+            #expect(node == key.schema, "\(key.path.joined(separator: "."))")
+        }
+        func leaves(_ node: JSON, _ path: [String]) -> [String] {
+            guard let properties = node["properties"]?.objectValue else { return [path.joined(separator: ".")] }
+            return properties.flatMap { leaves($0.value, path + [$0.key]) }
+        }
+        #expect(Set(leaves(schema, [])) == Set(DaemonConfig.keys.map { $0.path.joined(separator: ".") }))
     }
 
     @Test("a config named explicitly must exist")
