@@ -31,14 +31,13 @@ extension GeneratedImage {
 
     /// An image kept as a file has `image_url` `contentPath`, where the API serves it.
     public var json: JSON {
-        [
-            "id": .string(id), "job_id": jobID.map(JSON.string) ?? .null, "prompt": .string(prompt),
-            "full_prompt": fullPrompt.map(JSON.string) ?? .null,
-            "image_url": (imageURL ?? filePath.map { _ in Self.contentPath(id: id) }).map(JSON.string) ?? .null,
-            "dataset_id": datasetID.map(JSON.string) ?? .null, "style": style.map(JSON.string) ?? .null,
-            "aspect_ratio": aspectRatio.map(JSON.string) ?? .null, "quality": quality.map(JSON.string) ?? .null,
-            "format": format.map(JSON.string) ?? .null, "resolution": resolution.map(JSON.string) ?? .null,
-            "reference_images_count": .int(referenceImagesCount), "bytes": byteCount.map(JSON.int) ?? .null,
+        func text(_ value: String?) -> JSON { value.map(JSON.string) ?? .null }
+        return [
+            "id": .string(id), "job_id": text(jobID), "prompt": .string(record.prompt), "full_prompt": text(record.fullPrompt),
+            "image_url": text(record.imageURL ?? record.filePath.map { _ in Self.contentPath(id: id) }),
+            "dataset_id": text(record.datasetID), "style": text(record.style), "aspect_ratio": text(record.aspectRatio),
+            "quality": text(record.quality), "format": text(record.format), "resolution": text(record.resolution),
+            "reference_images_count": .int(record.referenceImagesCount), "bytes": record.byteCount.map(JSON.int) ?? .null,
             "created_at": .string(createdAt),
         ]
     }

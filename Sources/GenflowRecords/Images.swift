@@ -3,24 +3,11 @@ public import GenflowPostgres
 public import GenflowQueue
 internal import Foundation
 
-/// A generated image as stored: its metadata and, when its bytes are kept, where.
-public struct GeneratedImage: Sendable, Hashable {
+/// A generated image as stored: its job, its record (as `persist.image` wrote it) and when.
+public struct GeneratedImage: Sendable {
     public var id: String
     public var jobID: String?
-    public var prompt: String
-    public var fullPrompt: String?
-    /// The provider's URL (nil when the provider sent bytes, kept under `filePath`).
-    public var imageURL: String?
-    public var datasetID: String?
-    public var style: String?
-    public var aspectRatio: String?
-    public var quality: String?
-    public var format: String?
-    public var resolution: String?
-    public var referenceImagesCount: Int
-    /// Where the bytes are, relative to the state directory.
-    public var filePath: String?
-    public var byteCount: Int?
+    public var record: ImageRecord
     public var createdAt: String
 }
 
@@ -83,11 +70,14 @@ extension StoreSession {
             FROM genflow.generated_images WHERE \(condition)
             """, parameters).rows.map { row in
             GeneratedImage(
-                id: row["id"] ?? "", jobID: row["job_id"], prompt: row["prompt"] ?? "", fullPrompt: row["full_prompt"], imageURL: row["image_url"],
-                datasetID: row["dataset_id"], style: row["style"], aspectRatio: row["aspect_ratio"], quality: row["quality"], format: row["format"],
-                resolution: row["resolution"], referenceImagesCount: row.decode("reference_images_count") ?? 0, filePath: row["file_path"],
-                byteCount: row.decode("byte_count"), createdAt: row["created_at"] ?? ""
-            )
-        }
+                id: row["id"] ?? "", jobID: row["job_id"],
+                record: ImageRecord(
+                    prompt: row["prompt"] ?? "", fullPrompt: row["full_prompt"], imageURL: row["image_url"], datasetID: row["dataset_id"],
+                    style: row["style"], aspectRatio: row["aspect_ratio"], quality: row["quality"], format: row["format"],
+                    resolution: row["resolution"], referenceImagesCount: row.decode("reference_images_count") ?? 0, filePath: row["file_path"],
+                    byteCount: row.decode("byte_count")
+                ),
+                createdAt: row["created_at"] ?? ""
+            )        }
     }
 }

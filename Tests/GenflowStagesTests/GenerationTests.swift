@@ -53,7 +53,7 @@ struct ImagePipelineTests {
             #expect(image["dataset_id"] == "coast" && image["style"] == "watercolour" && image["aspect_ratio"] == "16:9")
             #expect(image["quality"] == "hd" && image["format"] == "webp" && image["resolution"] == "1536x1024")
             #expect(image["reference_images_count"] == 0 && image["created_at"]?.stringValue != nil)
-            let file = try #require(try await harness.store.read { try $0.image(id: id, userID: "ann") }?.filePath)
+            let file = try #require(try await harness.store.read { try $0.image(id: id, userID: "ann") }?.record.filePath)
             let bytes = try Data(contentsOf: URL(fileURLWithPath: harness.path(file)))
             #expect(bytes.count == 69 && bytes.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]), "the bytes the server sent")
             #expect(image["bytes"] == 69)
@@ -139,7 +139,7 @@ struct ImagePipelineTests {
         let images = try await harness.store.read { try $0.images(userID: "ann") }.map(\.json)
         #expect(images.count == 2 && images.allSatisfy { $0["resolution"] == "256x192" && $0["format"] == "png" })
         let id = try #require(images.first?["id"]?.stringValue)
-        let file = try #require(try await harness.store.read { try $0.image(id: id, userID: "ann") }?.filePath)
+        let file = try #require(try await harness.store.read { try $0.image(id: id, userID: "ann") }?.record.filePath)
         // Python's zlib and struct read it back: a valid PNG of the size recorded, with the sun's yellow in it.
         let check = """
             import struct, sys, zlib

@@ -19,11 +19,11 @@ enum ImageRoutes {
             },
             Route(method: "GET", pattern: "/v1/images/{id}/content", access: .user, summary: "The bytes of an image kept under the state directory.") { call in
                 let (id, user) = (call.parameter("id"), try call.owner())
-                guard let image = try await context.read({ try $0.image(id: id, userID: user) }), let path = image.filePath,
+                guard let image = try await context.read({ try $0.image(id: id, userID: user) }), let path = image.record.filePath,
                       !path.contains(".."), let bytes = FileManager.default.contents(atPath: "\(context.configuration.stateDirectory)/\(path)") else {
                     throw APIError.notFound("image file")
                 }
-                let type = ["png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"][image.format ?? ""] ?? "application/octet-stream"
+                let type = ["png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"][image.record.format ?? ""] ?? "application/octet-stream"
                 return Reply(status: 200, raw: (type, [UInt8](bytes)))
             },
 
