@@ -82,3 +82,26 @@ extension Event {
         ]
     }
 }
+
+extension JobStats {
+    /// `{by_status, success_rate, duration_ms: {p50, p95}, queue_depth, cost: {total, by_pipeline,
+    /// by_user, by_model}, pipelines: {name: {by_status, success_rate, duration_ms, queue_depth}}}`.
+    public var json: JSON {
+        func money(_ values: [String: Money]) -> JSON { .object(values.mapValues { .string($0.description) }) }
+        var members = Self.json(overall)
+        members["cost"] = [
+            "total": .string(cost.total.description), "by_pipeline": money(cost.byPipeline), "by_user": money(cost.byUser),
+            "by_model": money(cost.byModel),
+        ]
+        members["pipelines"] = .object(pipelines.mapValues { .object(Self.json($0)) })
+        return .object(members)
+    }
+
+    private static func json(_ figures: Figures) -> [String: JSON] {
+        [
+            "by_status": .object(figures.byStatus.mapValues(JSON.int)), "success_rate": figures.successRate.map(JSON.double) ?? .null,
+            "duration_ms": ["p50": figures.duration.p50.map(JSON.double) ?? .null, "p95": figures.duration.p95.map(JSON.double) ?? .null],
+            "queue_depth": .int(figures.queueDepth),
+        ]
+    }
+}

@@ -358,51 +358,47 @@ public final class StoreSession {
     /// Operator figures: jobs by status, success rate and p50/p95 duration of finished jobs, and
     /// queue depth (runnable now), overall and per pipeline; what jobs cost in money, in all, by
     /// pipeline, by user (the 50 who spent most) and by provider and model.
-    public func jobStats() throws -> JSON {
-        let text = try connection.query("""
-            WITH per AS (
-                SELECT pipeline,
-                    jsonb_object_agg(status, n) AS by_status,
-                    sum(n) FILTER (WHERE status = 'completed') AS completed,
-                    sum(n) FILTER (WHERE status IN ('completed', 'failed')) AS finished
-                FROM (SELECT pipeline, status, count(*) AS n FROM genflow.jobs GROUP BY 1, 2) counts GROUP BY pipeline
-            ), durations AS (
-                SELECT pipeline,
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000) AS p50,
-                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000) AS p95
-                FROM genflow.jobs WHERE status = 'completed' AND started_at IS NOT NULL GROUP BY pipeline
-            ), depth AS (
-                SELECT pipeline, count(*) AS n FROM genflow.jobs
-                WHERE status IN ('queued', 'waiting_retry') AND run_at <= now() GROUP BY pipeline
-            ), overall AS (
-                SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000) AS p50,
-                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000) AS p95
-                FROM genflow.jobs WHERE status = 'completed' AND started_at IS NOT NULL
-            )
-            SELECT json_build_object(
-                'by_status', (SELECT COALESCE(jsonb_object_agg(status, n), '{}') FROM (SELECT status, count(*) AS n FROM genflow.jobs GROUP BY 1) s),
-                'success_rate', (SELECT round(sum(completed)::numeric / nullif(sum(finished), 0), 4) FROM per),
-                'duration_ms', (SELECT json_build_object('p50', round(p50::numeric, 1), 'p95', round(p95::numeric, 1)) FROM overall),
-                'queue_depth', (SELECT COALESCE(sum(n), 0) FROM depth),
-                'cost', json_build_object(
-                    'total', (SELECT trim_scale(COALESCE(sum(cost), 0))::text FROM genflow.jobs),
-                    'by_pipeline', (SELECT COALESCE(json_object_agg(pipeline, total), '{}') FROM
-                        (SELECT pipeline, trim_scale(sum(cost))::text AS total FROM genflow.jobs GROUP BY 1 HAVING sum(cost) > 0) p),
-                    'by_user', (SELECT COALESCE(json_object_agg(user_id, total), '{}') FROM
-                        (SELECT user_id, trim_scale(sum(cost))::text AS total FROM genflow.jobs GROUP BY 1 HAVING sum(cost) > 0
-                         ORDER BY sum(cost) DESC LIMIT 50) u),
-                    'by_model', (SELECT COALESCE(json_object_agg(target, total), '{}') FROM
-                        (SELECT (output->>'provider') || ' ' || (output->>'model') AS target, trim_scale(sum((output->>'cost')::numeric))::text AS total
-                         FROM genflow.step_runs WHERE status IN ('completed', 'superseded') AND output ? 'cost' GROUP BY 1) m)),
-                'pipelines', COALESCE((SELECT json_object_agg(per.pipeline, json_build_object(
-                    'by_status', per.by_status,
-                    'success_rate', round(per.completed::numeric / nullif(per.finished, 0), 4),
-                    'duration_ms', json_build_object('p50', round(d.p50::numeric, 1), 'p95', round(d.p95::numeric, 1)),
-                    'queue_depth', COALESCE(q.n, 0)))
-                    FROM per LEFT JOIN durations d USING (pipeline) LEFT JOIN depth q USING (pipeline)), '{}')
-            )::text AS stats
-            """).rows.first?["stats"] ?? "{}"
-        return try JSON(parsing: text)
+    public func jobStats() throws -> JobStats {
+        var stats = JobStats()
+        for row in try connection.query("SELECT pipeline, status, count(*) AS n FROM genflow.jobs GROUP BY 1, 2").rows {
+            guard let pipeline = row["pipeline"], let status = row["status"] else { continue }
+            let count: Int = row.decode("n") ?? 0
+            stats.overall.byStatus[status, default: 0] += count
+            stats.pipelines[pipeline, default: JobStats.Figures()].byStatus[status] = count
+        }
+        for row in try connection.query("""
+            SELECT pipeline,
+                round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)::numeric, 1)::text AS p50,
+                round(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)::numeric, 1)::text AS p95
+            FROM genflow.jobs WHERE status = 'completed' AND started_at IS NOT NULL GROUP BY GROUPING SETS ((pipeline), ())
+            """).rows {
+            let duration = (p50: row["p50"].flatMap(Double.init), p95: row["p95"].flatMap(Double.init))
+            if let pipeline = row["pipeline"] { stats.pipelines[pipeline, default: JobStats.Figures()].duration = duration } else { stats.overall.duration = duration }
+        }
+        for row in try connection.query("""
+            SELECT pipeline, count(*) AS n FROM genflow.jobs WHERE status IN ('queued', 'waiting_retry') AND run_at <= now() GROUP BY pipeline
+            """).rows {
+            guard let pipeline = row["pipeline"] else { continue }
+            let depth: Int = row.decode("n") ?? 0
+            stats.pipelines[pipeline, default: JobStats.Figures()].queueDepth = depth
+            stats.overall.queueDepth += depth
+        }
+        for row in try connection.query("""
+            SELECT 'total' AS kind, '' AS key, trim_scale(COALESCE(sum(cost), 0))::text AS total FROM genflow.jobs
+            UNION ALL SELECT 'pipeline', pipeline, trim_scale(sum(cost))::text FROM genflow.jobs GROUP BY 2 HAVING sum(cost) > 0
+            UNION ALL (SELECT 'user', user_id, trim_scale(sum(cost))::text FROM genflow.jobs GROUP BY 2 HAVING sum(cost) > 0 ORDER BY sum(cost) DESC LIMIT 50)
+            UNION ALL SELECT 'model', (output->>'provider') || ' ' || (output->>'model'), trim_scale(sum((output->>'cost')::numeric))::text
+                FROM genflow.step_runs WHERE status IN ('completed', 'superseded') AND output ? 'cost' GROUP BY 2
+            """).rows {
+            guard let kind = row["kind"], let key = row["key"], let total = row["total"].flatMap(Money.init) else { continue }
+            switch kind {
+            case "total": stats.cost.total = total
+            case "pipeline": stats.cost.byPipeline[key] = total
+            case "user": stats.cost.byUser[key] = total
+            default: stats.cost.byModel[key] = total
+            }
+        }
+        return stats
     }
 
     // MARK: Workers

@@ -234,3 +234,32 @@ public struct NewEvent: Sendable {
 extension JSON: PostgresEncodable {
     public var postgresText: String { description }
 }
+
+/// What `GET /v1/stats` shows operators (`StoreSession.jobStats`).
+public struct JobStats: Sendable {
+    /// Jobs by status, how many finished well, how long completed ones took, and how many are
+    /// runnable now.
+    public struct Figures: Sendable {
+        public var byStatus: [String: Int] = [:]
+        public var duration: (p50: Double?, p95: Double?) = (nil, nil)
+        public var queueDepth = 0
+
+        /// Completed among completed and failed, to 4 places; nil before any finished.
+        public var successRate: Double? {
+            let completed = byStatus["completed"] ?? 0, finished = completed + (byStatus["failed"] ?? 0)
+            return finished == 0 ? nil : (Double(completed) / Double(finished) * 10_000).rounded() / 10_000
+        }
+    }
+
+    /// What jobs cost in money: in all, by pipeline, by user (the 50 who spent most), by "provider model".
+    public struct Cost: Sendable {
+        public var total = Money.zero
+        public var byPipeline: [String: Money] = [:]
+        public var byUser: [String: Money] = [:]
+        public var byModel: [String: Money] = [:]
+    }
+
+    public var overall = Figures()
+    public var pipelines: [String: Figures] = [:]
+    public var cost = Cost()
+}

@@ -564,7 +564,7 @@ struct CostTests {
         #expect(job.json()["cost"] == "0.0000396")
         let completed = try await harness.events(job.id).first { $0.type == "job.completed" }
         #expect(completed?.data["cost"] == "0.0000396")
-        let stats = try await harness.store.read { try $0.jobStats() }
+        let stats = try await harness.store.read { try $0.jobStats() }.json
         #expect(stats["cost"]?["total"] == "0.0000396" && stats["cost"]?["by_pipeline"]?["priced"] == "0.0000396")
         #expect(stats["cost"]?["by_user"]?["ann"] == "0.0000396" && stats["cost"]?["by_model"]?["a ok"] == "0.0000396")
     }

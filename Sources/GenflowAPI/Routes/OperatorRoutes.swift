@@ -4,7 +4,7 @@ enum OperatorRoutes {
     static func routes(_ context: RouteContext) -> [Route] {
         [
             Route(method: "GET", pattern: "/v1/stats", access: .operator, summary: "Jobs by status, success rate, p50/p95 duration, queue depth, per pipeline.") { _ in
-                .json(try await context.read { try $0.jobStats() })
+                .json(try await context.read { try $0.jobStats() }.json)
             },
             Route(method: "GET", pattern: "/v1/plugins", access: .operator, summary: "Plugins with their state, processes, restarts; manifests that did not load.") { _ in
                 .json(["items": .array(context.configuration.plugins())])
