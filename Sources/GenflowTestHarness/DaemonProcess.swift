@@ -1,4 +1,5 @@
 package import Foundation
+internal import GenflowCore
 package import Synchronization
 
 /// The daemons tests started and have not stopped: SIGKILLed when the test process exits, so a
@@ -11,6 +12,8 @@ private let runningDaemons: Mutex<Set<Int32>> = {
 /// A `genflow serve` process of its own, on a harness's database, with test stages enabled.
 package final class DaemonProcess {
     package let process = Process()
+    /// Signalled when the process exits (its termination handler).
+    private let ended = Broadcast()
     package let log: String
     package let config: String
 
@@ -37,6 +40,10 @@ package final class DaemonProcess {
         if !extraConfig.isEmpty { yaml += "\n" + extraConfig }
         try yaml.write(toFile: config, atomically: true, encoding: .utf8)
         _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process.terminationHandler = { [ended] process in
+            runningDaemons.withLock { _ = $0.remove(process.processIdentifier) }
+            ended.signal()
+        }
         process.executableURL = binary
         process.arguments = ["serve", "--config", config]
         var environment = ProcessInfo.processInfo.environment
@@ -79,28 +86,28 @@ package final class DaemonProcess {
 
     package func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
 
-    /// SIGKILL: no chance to clean up, as when a machine dies.
-    package func kill() {
+    /// SIGKILL: no chance to clean up, as when a machine dies. Returns once the process is gone,
+    /// without holding a thread of the cooperative pool while it goes.
+    package func kill() async {
         Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        forget()
+        await ended.wait { !process.isRunning }
     }
 
-    private func forget() {
-        let pid = process.processIdentifier
-        runningDaemons.withLock { _ = $0.remove(pid) }
-    }
-
-    /// SIGTERM, then waits for the process to exit; returns its status.
+    /// SIGTERM, then waits for the process to exit (its graceful shutdown); returns its status.
     @discardableResult
-    package func terminate() -> Int32 {
+    package func terminate() async -> Int32 {
         process.terminate()
-        process.waitUntilExit()
-        forget()
+        await ended.wait { !process.isRunning }
         return process.terminationStatus
     }
 
+    /// SIGTERM without waiting, for `defer`: the daemon shuts down on its own (and is killed at
+    /// the latest when the test process exits).
+    package func stop() {
+        if process.isRunning { process.terminate() }
+    }
+
     deinit {
-        if process.isRunning { kill() }
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
     }
 }

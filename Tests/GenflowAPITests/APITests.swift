@@ -14,7 +14,7 @@ struct APITests {
     func auth() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         #expect(try await daemon.call("GET", "/healthz").status == 200)
         #expect(try await daemon.call("GET", "/readyz").json == ["status": "ready"])
         #expect(try await daemon.call("GET", "/v1/jobs").status == 401)
@@ -39,7 +39,7 @@ struct APITests {
     func jobs() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let ann = userToken("ann")
         let submitted = try await daemon.call("POST", "/v1/jobs", token: ann, body: ["pipeline": "sleepy", "input": ["ms": "50ms"], "idempotency_key": "k1"])
         #expect(submitted.status == 202)
@@ -100,7 +100,7 @@ struct APITests {
     func isolation() async throws {
         let harness = try await Harness.make(pipelines: ["canvas-generation": try String(contentsOfFile: "pipelines/canvas-generation.yaml", encoding: .utf8)])
         let daemon = try await DaemonProcess(harness: harness, extraConfig: "providers: {default: {kind: offline, delay: 0s}}")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let (ann, bob) = (userToken("ann"), userToken("bob"))
         #expect(try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "ann", "amount": 5_000]).status == 201)
         let submitted = try await daemon.call("POST", "/v1/jobs", token: ann, body: ["pipeline": "canvas-generation", "input": ["instructions": "a flowchart with 3 steps"]])
@@ -143,7 +143,7 @@ struct APITests {
     func pagination() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let ann = userToken("ann")
         var ids: [String] = []
         for _ in 0..<7 {
@@ -171,7 +171,7 @@ struct APITests {
     func rateLimit() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness, extraConfig: "limits: {submit_per_minute: 3}")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         var statuses: [Int] = []
         for _ in 0..<4 {
             statuses.append(try await daemon.call("POST", "/v1/jobs", token: userToken("ann"), body: ["pipeline": "sleepy", "run_at": "2099-01-01T00:00:00Z"]).status)
@@ -186,7 +186,7 @@ struct APITests {
     func introspection() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let ann = userToken("ann")
         let pipelines = try await daemon.call("GET", "/v1/pipelines", token: ann).json["items"]?.arrayValue ?? []
         #expect(pipelines.map { $0["name"] } == ["sleepy"] && pipelines.first?["loaded_at"]?.stringValue != nil)
@@ -235,7 +235,7 @@ struct APITests {
     func databaseUnavailable() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let ann = userToken("ann")
         let database = String(harness.url.split(separator: "?")[0].split(separator: "/").last ?? "")
         var unavailable = 0

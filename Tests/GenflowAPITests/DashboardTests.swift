@@ -17,7 +17,7 @@ struct DashboardTests {
     func files() async throws {
         let harness = try await Harness.make(pipelines: [:], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let page = try await daemon.call("GET", "/")
         let html = String(decoding: page.body, as: UTF8.self)
         #expect(page.status == 200 && page.headers["content-type"] == "text/html; charset=utf-8")
@@ -38,7 +38,7 @@ struct DashboardTests {
         let harness = try await Harness.make(pipelines: [:], inProcess: false)
         for start in 1...2 {
             let daemon = try await DaemonProcess(harness: harness, developmentAuth: true)
-            defer { daemon.terminate() }
+            defer { daemon.stop() }
             // Printed just after the ready line.
             var line: Substring?
             for _ in 0..<500 where line == nil {
@@ -63,7 +63,7 @@ struct DashboardTests {
         let harness = try await Harness.make(pipelines: ["canvas-generation": try String(contentsOfFile: "pipelines/canvas-generation.yaml", encoding: .utf8)], inProcess: false)
         // Slow enough chunks that the page is seen mid-job, with some objects drawn.
         let daemon = try await DaemonProcess(harness: harness, extraConfig: "providers: {default: {kind: offline, delay: 150ms}}")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let credit = try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "browser", "amount": 1_000])
         #expect(credit.status == 201)
 
@@ -103,7 +103,7 @@ struct DashboardTests {
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed: run scripts/install-deps.sh")
         let harness = try await Harness.make(pipelines: ["illustrated-canvas": try String(contentsOfFile: "pipelines/illustrated-canvas.yaml", encoding: .utf8)], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness, extraConfig: "providers: {default: {kind: offline, delay: 150ms}}")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         #expect(try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "browser", "amount": 1_000]).status == 201)
 
         let seen = try browse(daemon.url("/"), token: userToken("browser"), instructions: "a lighthouse", pipeline: "illustrated-canvas")
@@ -133,7 +133,7 @@ struct DashboardTests {
               a: {kind: openai, base_url: "\(server.url("/v1"))", cooldown: {}, pricing: {ok: {input_per_mtok: 0.15, output_per_mtok: 0.6}}}
             """
         let daemon = try await DaemonProcess(harness: harness, extraConfig: config)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let job = try await harness.submit("priced", user: "ann")
         #expect(try await harness.wait(for: job.id).status == .completed)
 

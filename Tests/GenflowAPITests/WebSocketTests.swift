@@ -19,7 +19,7 @@ struct WebSocketTests {
     func canvasJob() async throws {
         let harness = try await Harness.make(pipelines: ["canvas-generation": try String(contentsOfFile: "pipelines/canvas-generation.yaml", encoding: .utf8)])
         let daemon = try await DaemonProcess(harness: harness, extraConfig: "providers: {default: {kind: offline, delay: 5ms}}")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         _ = try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "ann", "amount": 5_000])
         let socket = try daemon.socket("token=\(userToken("ann"))")
         defer { socket.close() }
@@ -45,7 +45,7 @@ struct WebSocketTests {
     func reconnect() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         let first = try daemon.socket("token=\(token)")
         #expect(await first.next()?["op"] == "_open")
@@ -72,7 +72,7 @@ struct WebSocketTests {
     func isolation() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let ann = try daemon.socket("token=\(userToken("ann"))"), bob = try daemon.socket("token=\(userToken("bob"))")
         defer { ann.close(); bob.close() }
         #expect(await ann.next()?["op"] == "_open")
@@ -98,7 +98,7 @@ struct WebSocketTests {
     func refusals() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         for (url, code) in [("/v1/events", 4401), ("/v1/events?token=junk", 4401), ("/v1/events?token=\(userToken("ann"))&since=x", 4400), ("/v1/other?token=\(userToken("ann"))", 4404)] {
             let refused = try WebSocketClient("ws://127.0.0.1:\(daemon.port)\(url)")
             #expect(await refused.next()?["op"] == "_open")
@@ -121,13 +121,13 @@ struct WebSocketTests {
     func twoDaemons() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let a = try await DaemonProcess(harness: harness, workers: 1)
-        defer { a.terminate() }
+        defer { a.stop() }
         let token = userToken("ann")
         // Keep A's only worker busy, so the next job can only run on B.
         let blocker = try #require(try await a.call("POST", "/v1/jobs", token: token, body: ["pipeline": "sleepy", "input": ["ms": "20s"]]).json["job"]?["id"]?.stringValue)
         while try await harness.runs(blocker).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
         let b = try await DaemonProcess(harness: harness)
-        defer { b.terminate() }
+        defer { b.stop() }
         let socket = try a.socket("token=\(token)")
         defer { socket.close() }
         #expect(await socket.next()?["op"] == "_open")

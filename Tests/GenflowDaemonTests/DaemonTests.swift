@@ -30,13 +30,18 @@ struct DaemonTests {
         let first = try await DaemonProcess(harness: harness, lease: "2s")
         let job = try await harness.submit("crashy")
         // Wait until the slow step is running on the first daemon, then kill it.
+        let deadline = ContinuousClock.now + .seconds(30)
         while try await harness.runs(job.id).first(where: { $0.stepID == "slow" })?.status != .running {
+            guard ContinuousClock.now < deadline else {
+                let runs = try await harness.runs(job.id).map { "\($0.stepID) \($0.status)" }
+                throw HarnessError("the slow step was not seen running within 30 s (runs: \(runs); job: \(try await harness.job(job.id).status)); daemon log:\n\(first.output.suffix(3_000))")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
-        first.kill()
+        await first.kill()
         let second = try await DaemonProcess(harness: harness, lease: "2s")
         let finished = try await harness.wait(for: job.id)
-        second.terminate()
+        await second.terminate()
 
         #expect(finished.status == .completed)
         #expect(finished.rescues == 1)
@@ -77,10 +82,10 @@ struct DaemonTests {
         while try await harness.runs(job.id).first(where: { $0.stepID == "pause" })?.status != .running {
             try await Task.sleep(for: .milliseconds(20))
         }
-        first.kill()
+        await first.kill()
         let second = try await DaemonProcess(harness: harness, lease: "2s", extraConfig: providers)
         let finished = try await harness.wait(for: job.id)
-        second.terminate()
+        await second.terminate()
         #expect(finished.status == .completed)
         let calls = try await server.calls("ok")
         #expect(calls == 1, "the model was called \(calls) times")
@@ -112,13 +117,13 @@ struct DaemonTests {
             runningAtKills.append(try await harness.query(
                 "SELECT count(*)::int AS n FROM genflow.jobs WHERE status = 'running' AND lease_owner = $1", [daemon.owner]
             ).first?.decode("n", as: Int.self) ?? 0)
-            daemon.kill()
+            await daemon.kill()
             try await Self.expectCanvasInvariants(harness)
         }
         #expect(runningAtKills.allSatisfy { $0 > 0 }, "jobs the killed daemon was running, at each kill: \(runningAtKills)")
         let last = try await DaemonProcess(harness: harness, workers: 8, lease: "1s", extraConfig: providers)
         for id in jobs { #expect(try await harness.wait(for: id).status == .completed) }
-        last.terminate()
+        await last.terminate()
         try await Self.expectCanvasInvariants(harness)
         #expect(try await harness.query("SELECT count(*)::int AS n FROM genflow.jobs WHERE rescues > 0").first?.decode("n", as: Int.self) ?? 0 > 0,
                 "no kill landed while a job ran")
@@ -185,7 +190,7 @@ struct DaemonTests {
         while daemon.process.isRunning { try await Task.sleep(for: .milliseconds(20)) }  // it crashed once
         let rescuer = try await DaemonProcess(harness: harness, lease: "1s")
         let finished = try await harness.wait(for: job.id)
-        rescuer.terminate()
+        await rescuer.terminate()
         #expect(finished.status == .failed)
         #expect(finished.error?["reason"] == "poisoned")
         #expect(try await harness.runs(job.id).map(\.status) == [.interrupted])
@@ -217,8 +222,8 @@ struct DaemonTests {
             if left == 0 { break }
             try await Task.sleep(for: .milliseconds(100))
         }
-        a.terminate()
-        b.terminate()
+        await a.terminate()
+        await b.terminate()
         let completed = try await harness.query("SELECT count(*) AS n FROM genflow.jobs WHERE status = 'completed'").first?.decode("n", as: Int.self)
         #expect(completed == 2_000)
         let lines = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").map { String($0.split(separator: " ")[0]) }
@@ -259,7 +264,7 @@ struct DaemonTests {
             if row?.decode("left", as: Int.self) == 0 { break }
             try await Task.sleep(for: .milliseconds(10))
         }
-        daemon.terminate()
+        await daemon.terminate()
         #expect(most <= 2, "user 'heavy' had \(most) jobs running at once")
         #expect(most == 2)
         let lightJob = try await harness.job(try #require(light))
@@ -290,14 +295,14 @@ struct DaemonTests {
         let slow = try await harness.submit("long", input: ["sleep": "3s"])
         try await harness.wait(for: slow.id, [.running])
         while try await harness.runs(slow.id).first?.status != .running { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(daemon.terminate() == 0)
+        #expect(await daemon.terminate() == 0)
         let released = try await harness.job(slow.id)
         #expect(released.status == .queued)
         #expect(try await harness.runs(slow.id).map(\.status) == [.interrupted])
         #expect(daemon.output.contains("releasing jobs still running after the grace period"))
         let next = try await DaemonProcess(harness: harness)
         let finished = try await harness.wait(for: slow.id)
-        next.terminate()
+        await next.terminate()
         #expect(finished.status == .completed)
         #expect(finished.rescues == 0, "a released job is not a rescue")
         #expect(try await harness.runs(slow.id).map(\.status) == [.interrupted, .completed])

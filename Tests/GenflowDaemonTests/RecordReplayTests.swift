@@ -29,7 +29,7 @@ struct RecordReplayTests {
         let daemon = try await DaemonProcess(harness: harness, extraConfig: """
             providers: {default: {kind: openai, base_url: "\(server.url("/v1"))", api_key: sk-test}}
             """)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         #expect(try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "ann", "amount": 1_000]).status == 201)
 
         // A real run through the daemon against the local OpenAI-compatible server, recorded.

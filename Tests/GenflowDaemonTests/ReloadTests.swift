@@ -30,7 +30,7 @@ struct ReloadTests {
     func editWhileRunning() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": steps(["a", "b", "c"], sleep: "400ms")])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         let old = try await daemon.call("GET", "/v1/pipelines/sleepy", token: token).json["version"]?.stringValue
         let first = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "sleepy"]).json["job"]?["id"]?.stringValue)
@@ -52,7 +52,7 @@ struct ReloadTests {
     func invalidEdit() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": steps(["a"], sleep: "1ms")])
         let daemon = try await DaemonProcess(harness: harness)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         let watcher = try daemon.socket("token=\(DaemonProcess.adminToken)")
         defer { watcher.close() }

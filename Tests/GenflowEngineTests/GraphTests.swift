@@ -241,7 +241,7 @@ struct GraphTests {
             while daemon.process.isRunning, try await harness.job(job.id).status != .completed {
                 try await Task.sleep(for: .milliseconds(20))
             }
-            daemon.terminate()
+            await daemon.terminate()
         }
         let finished = try await harness.wait(for: job.id)
         #expect(finished.status == .completed)

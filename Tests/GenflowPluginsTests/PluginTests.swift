@@ -40,7 +40,7 @@ struct PluginTests {
             """
         let harness = try await Harness.make(pipelines: ["moderated": yaml], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/plugins")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         let clean = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "moderated", "input": ["text": "a calm lake at dawn"]]).json["job"]?["id"]?.stringValue)
         let job = try await daemon.finished(clean, token: token)
@@ -74,7 +74,7 @@ struct PluginTests {
             """
         let harness = try await Harness.make(pipelines: ["claude": yaml], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/plugins")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         let id = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "claude"]).json["job"]?["id"]?.stringValue)
         let job = try await daemon.finished(id, token: token)
@@ -95,7 +95,7 @@ struct PluginTests {
         let marker = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-\(UUID().uuidString)").path
         let harness = try await Harness.make(pipelines: ["chaos": chaosPipeline("crash_once", retry: "{max_attempts: 3, initial_interval: 300ms, jitter: 0}", marker: marker)], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/Tests/Fixtures/plugins")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         let id = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos"]).json["job"]?["id"]?.stringValue)
         let job = try await daemon.finished(id, token: token)
@@ -118,7 +118,7 @@ struct PluginTests {
     func callDuringRestart() async throws {
         let harness = try await Harness.make(pipelines: ["chaos": chaosPipeline("ok")], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/Tests/Fixtures/plugins")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         let pids = try await daemon.operatorCall("GET", "/v1/plugins").json["items"]?.arrayValue?
             .first { $0["name"] == "chaos" }?["pids"]?.arrayValue?.compactMap(\.intValue) ?? []
@@ -160,7 +160,7 @@ struct PluginTests {
             """
         let harness = try await Harness.make(pipelines: ["chaos": yaml], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness, plugins: folder)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         func submit(_ input: JSON) async throws -> String {
             try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos", "input": input]).json["job"]?["id"]?.stringValue)
@@ -191,7 +191,7 @@ struct PluginTests {
             #expect(job["status"] == "failed" && job["error"]?["class"] == "timeout", "\(mode): \(job)")
             #expect(ContinuousClock.now - started < .seconds(20), "\(mode): never hangs a job")
             if mode != "silent" { #expect(daemon.output.contains("plugin sent"), "\(mode): logged") }
-            daemon.terminate()
+            await daemon.terminate()
         }
     }
 
@@ -199,7 +199,7 @@ struct PluginTests {
     func protocolAndManifest() async throws {
         let harness = try await Harness.make(pipelines: ["chaos": chaosPipeline("ok")], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness, plugins: "\(repository)/Tests/Fixtures/plugins")
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let token = userToken("ann")
         let id = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos", "input": ["word": "hi"]]).json["job"]?["id"]?.stringValue)
         let job = try await daemon.finished(id, token: token)

@@ -518,7 +518,7 @@ struct ProviderHealthAPITests {
               b: {kind: openai, base_url: "\(server.url("/v1"))"}
             """
         let daemon = try await DaemonProcess(harness: harness, extraConfig: providers)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         for _ in 0..<3 {
             let job = try await harness.submit("fallback", input: ["model": "server-error"], user: "ann")
             #expect(try await harness.wait(for: job.id).status == .completed)
@@ -596,7 +596,7 @@ struct BudgetTests {
             limits: {budget: {per_user_daily: 0.00003}}
             """
         let daemon = try await DaemonProcess(harness: harness, extraConfig: config)
-        defer { daemon.terminate() }
+        defer { daemon.stop() }
         let ann = userToken("ann")
         var jobs: [JSON] = []
         for _ in 0..<3 {
