@@ -168,6 +168,23 @@ package struct Harness {
         throw HarnessError("job \(id) still \(try await job(id).status) after 60 s, expected \(statuses)")
     }
 
+    /// Waits until the job's attempts satisfy `condition` (e.g. a step is running); throws after
+    /// `timeout` with the attempts it saw.
+    @discardableResult
+    package func waitForRuns(
+        of id: String, timeout: Duration = .seconds(30), _ what: String, until condition: ([StepRun]) -> Bool
+    ) async throws -> [StepRun] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let runs = try await runs(id)
+            if condition(runs) { return runs }
+            guard ContinuousClock.now < deadline else {
+                throw HarnessError("job \(id): \(what) not seen within \(timeout) (attempts: \(runs.map { "\($0.stepID) \($0.status)" }))")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// Runs SQL on the harness database and returns the rows.
     package func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> [PostgresRow] {
         try await store.pool.withConnection { try $0.query(sql, parameters).rows }

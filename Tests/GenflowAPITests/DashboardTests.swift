@@ -67,7 +67,7 @@ struct DashboardTests {
         let credit = try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "browser", "amount": 1_000])
         #expect(credit.status == 201)
 
-        let seen = try browse(daemon.url("/"), token: userToken("browser"), instructions: "a house with a sun and two trees")
+        let seen = try await browse(daemon.url("/"), token: userToken("browser"), instructions: "a house with a sun and two trees")
 
         let job = try #require(seen["job_id"]?.stringValue)
         #expect(seen["status"] == "completed", "\(seen)")
@@ -106,7 +106,7 @@ struct DashboardTests {
         defer { daemon.stop() }
         #expect(try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "browser", "amount": 1_000]).status == 201)
 
-        let seen = try browse(daemon.url("/"), token: userToken("browser"), instructions: "a lighthouse", pipeline: "illustrated-canvas")
+        let seen = try await browse(daemon.url("/"), token: userToken("browser"), instructions: "a lighthouse", pipeline: "illustrated-canvas")
 
         #expect(seen["status"] == "completed", "\(seen)")
         #expect(seen["levels_shown"] == [
@@ -137,7 +137,7 @@ struct DashboardTests {
         let job = try await harness.submit("priced", user: "ann")
         #expect(try await harness.wait(for: job.id).status == .completed)
 
-        let seen = try browse(daemon.url("/?user=ann"), token: DaemonProcess.adminToken, panelsOnly: true)
+        let seen = try await browse(daemon.url("/?user=ann"), token: DaemonProcess.adminToken, panelsOnly: true)
         let rows = seen["providers"]?.arrayValue?.compactMap { $0.arrayValue?.compactMap(\.stringValue) } ?? []
         #expect(rows.contains(["a (openai)", "ok", "ok", "1 / 0"]), "\(rows)")
         #expect(seen["cost"] == "$0.0000198", "\(seen)")
@@ -145,22 +145,14 @@ struct DashboardTests {
 
     /// What Tests/Fixtures/dashboard_browser.py reports of `page` signed in with `token`: after
     /// submitting `instructions` from the page, or (`panelsOnly`) an operator's panels alone.
-    func browse(_ page: String, token: String, instructions: String = "-", pipeline: String = "canvas-generation", panelsOnly: Bool = false) throws -> JSON {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["Tests/Fixtures/dashboard_browser.py", page, token, testArtifacts + "/dashboard", instructions]
+    func browse(_ page: String, token: String, instructions: String = "-", pipeline: String = "canvas-generation", panelsOnly: Bool = false) async throws -> JSON {
         var environment = ProcessInfo.processInfo.environment
         environment["DASHBOARD_PIPELINE"] = pipeline
         if panelsOnly { environment["DASHBOARD_PANELS"] = "1" }
-        process.environment = environment
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        let report = stdout.fileHandleForReading.readDataToEndOfFile()
-        let problems = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "the browser run failed: \(problems)")
-        return try JSON(parsing: report)
+        let run = try await runProgram(
+            "/usr/bin/python3", ["Tests/Fixtures/dashboard_browser.py", page, token, testArtifacts + "/dashboard", instructions], environment: environment
+        )
+        try #require(run.status == 0, "the browser run failed: \(run.stderr)")
+        return try JSON(parsing: run.stdout)
     }
 }

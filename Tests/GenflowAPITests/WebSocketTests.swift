@@ -125,7 +125,7 @@ struct WebSocketTests {
         let token = userToken("ann")
         // Keep A's only worker busy, so the next job can only run on B.
         let blocker = try #require(try await a.call("POST", "/v1/jobs", token: token, body: ["pipeline": "sleepy", "input": ["ms": "20s"]]).json["job"]?["id"]?.stringValue)
-        while try await harness.runs(blocker).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        try await harness.waitForRuns(of: blocker, "a first attempt") { !$0.isEmpty }
         let b = try await DaemonProcess(harness: harness)
         defer { b.stop() }
         let socket = try a.socket("token=\(token)")

@@ -17,12 +17,21 @@ let genflowBinary: URL = {
 }()
 
 /// Runs `genflow` with `arguments` from the package root and waits for it.
-func genflow(_ arguments: String..., environment: [String: String] = [:]) throws -> CommandResult {
-    try run(genflowBinary.path, arguments, environment: environment)
+func genflow(_ arguments: String..., environment: [String: String] = [:]) async throws -> CommandResult {
+    try await run(genflowBinary.path, arguments, environment: environment)
 }
 
-/// Runs `executable` with `arguments` from the package root and waits for it.
-func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+/// Runs `executable` with `arguments` from the package root and waits for it, on a thread of its
+/// own: reading its output and waiting for its exit block for as long as it runs (seconds for
+/// `genflow test`'s throwaway cluster), and a test that blocked one of Swift's cooperative threads
+/// (two on two cores) stalled every other suite meanwhile.
+func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> CommandResult {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try runBlocking(executable, arguments, environment: environment) }) }.start()
+    }
+}
+
+private func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments

@@ -8,8 +8,8 @@ struct PipelineTestCommandTests {
     let repository = FileManager.default.currentDirectoryPath
 
     @Test("the shipped pipeline tests pass; retries show their attempts and computed delays, and on_invalid its re-ask")
-    func shipped() throws {
-        let result = try genflow("test", "pipelines/")
+    func shipped() async throws {
+        let result = try await genflow("test", "pipelines/")
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("22 passed, 0 failed"))
         #expect(result.stdout.contains("ok    illustrated-canvas › the picture branch retries on its own; the canvas branch is not asked again"))
@@ -22,7 +22,7 @@ struct PipelineTestCommandTests {
     }
 
     @Test("a broken expectation fails the run with the expected and actual values at the expectation's file:line:col")
-    func brokenExpectation() throws {
+    func brokenExpectation() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let file = try directory.write("broken.test.yaml", """
@@ -35,7 +35,7 @@ struct PipelineTestCommandTests {
                   debited: 320
                   canvas: {count: 9}
             """)
-        let result = try genflow("test", file)
+        let result = try await genflow("test", file)
         #expect(result.status == 1)
         #expect(result.stdout.contains("FAIL  broken › wrong on purpose"))
         #expect(result.stdout.contains("\(file):7:16: error: debited: expected 320, got 319"), "\(result.stdout)")
@@ -44,7 +44,7 @@ struct PipelineTestCommandTests {
     }
 
     @Test("a malformed test file is refused with file:line:col before anything runs")
-    func malformedFile() throws {
+    func malformedFile() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let file = try directory.write("bad.test.yaml", """
@@ -56,7 +56,7 @@ struct PipelineTestCommandTests {
                   generate:
                     - {error: rate_limit}
             """)
-        let result = try genflow("test", file)
+        let result = try await genflow("test", file)
         #expect(result.status == 1)
         #expect(result.stderr.contains("\(file):4:5: error: unknown key 'expct' in a test case; did you mean 'expect'?"), "\(result.stderr)")
         #expect(result.stderr.contains("\(file):7:11: error: replies for step 'generate': 'error' must be an error class"), "\(result.stderr)")
@@ -64,8 +64,8 @@ struct PipelineTestCommandTests {
     }
 
     @Test("genflow run --dry-run prints each step's output and the events, touching no configured database")
-    func dryRun() throws {
-        let result = try genflow("run", "canvas-generation", "--input", #"{"instructions": "a flowchart with 2 steps"}"#, "--dry-run",
+    func dryRun() async throws {
+        let result = try await genflow("run", "canvas-generation", "--input", #"{"instructions": "a flowchart with 2 steps"}"#, "--dry-run",
                                  "--database-url", ProcessInfo.processInfo.environment["GENFLOW_TEST_DATABASE_URL"] ?? "")
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("completed in"))
@@ -74,11 +74,11 @@ struct PipelineTestCommandTests {
         #expect(result.stdout.contains("  job.completed"))
         #expect(result.stdout.contains("started: balance → prompt → record → generate → objects → save → done → debit"))
         #expect(result.stdout.contains("order (") == false, "a chain has no levels to show")
-        let branching = try genflow("run", "illustrated-canvas", "--input", #"{"instructions": "a cat"}"#, "--dry-run", "--balance", "1000",
+        let branching = try await genflow("run", "illustrated-canvas", "--input", #"{"instructions": "a cat"}"#, "--dry-run", "--balance", "1000",
                                     "--database-url", ProcessInfo.processInfo.environment["GENFLOW_TEST_DATABASE_URL"] ?? "")
         #expect(branching.status == 0, "\(branching.stderr)")
         #expect(branching.stdout.contains("order (steps on one line run side by side):\n  1. balance\n  2. prompt\n  3. record, picture\n  4. generate, picture_saved\n"))
-        let refused = try genflow("run", "canvas-generation", "--input", "{}")
+        let refused = try await genflow("run", "canvas-generation", "--input", "{}")
         #expect(refused.status == 2 && refused.stderr.contains("needs --dry-run"))
     }
 }

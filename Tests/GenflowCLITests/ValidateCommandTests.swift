@@ -24,15 +24,15 @@ private let valid = """
 @Suite("genflow validate", .timeLimit(.minutes(3)))
 struct ValidateCommandTests {
     @Test("the shipped pipelines and config validate: exit 0")
-    func shipped() throws {
-        let result = try genflow("validate", "pipelines/")
+    func shipped() async throws {
+        let result = try await genflow("validate", "pipelines/")
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr == "")
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  canvas-generation  version ") })
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  image-generation  version ") })
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  claude-canvas-generation  version ") }, "its plugin stages are known")
         #expect(result.stdoutLines.contains { $0.hasPrefix("ok  illustrated-canvas  version ") && $0.contains("10 steps in 8 levels") })
-        let defaults = try genflow("validate")
+        let defaults = try await genflow("validate")
         #expect(defaults.status == 0, "\(defaults.stderr)")
         #expect(defaults.stdoutLines.last == "checked 4 pipeline files, 2 plugins and etc/genflow.yaml: no errors")
     }
@@ -60,12 +60,12 @@ struct ValidateCommandTests {
     ]
 
     @Test("each kind of error: exit 1 and a line `path:line:col: error:` at the right place", arguments: cases.indices)
-    func errorKinds(index: Int) throws {
+    func errorKinds(index: Int) async throws {
         let testCase = Self.cases[index]
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let file = try directory.write("\(testCase.name).yaml", testCase.yaml)
-        let result = try genflow("validate", file)
+        let result = try await genflow("validate", file)
         #expect(result.status == 1, "\(testCase.name): \(result.stderr)")
         #expect(result.stderrLines.first == "\(file):\(testCase.line)", "\(testCase.name)")
         // The snippet under the error shows the offending line with a caret.
@@ -74,29 +74,29 @@ struct ValidateCommandTests {
     }
 
     @Test("--graph prints each pipeline's steps as DOT; a cycle in needs is an error with its path")
-    func graph() throws {
+    func graph() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let branching = valid.replacingOccurrences(of: "  - id: done\n", with: "  - id: done\n    needs: [prompt]\n")
             .replacingOccurrences(of: "{{steps.generate.output.text}}", with: "{{steps.prompt.output}}")
         let file = try directory.write("branching.yaml", branching)
-        let result = try genflow("validate", "--graph", file)
+        let result = try await genflow("validate", "--graph", file)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdoutLines.first == "digraph \"demo\" {")
         #expect(result.stdoutLines.contains("  \"prompt\" -> \"generate\";"))
         #expect(result.stdoutLines.contains("  \"prompt\" -> \"done\";"))
         #expect(result.stdoutLines.contains("  \"generate\" [label=\"generate\\ncall_model\"];"))
-        #expect(try genflow("validate", file).stdoutLines.first?.contains("3 steps in 2 levels") == true)
+        #expect(try await genflow("validate", file).stdoutLines.first?.contains("3 steps in 2 levels") == true)
 
         let cyclic = try directory.write("cyclic.yaml", branching.replacingOccurrences(of: "    stage: prepare_instructions\n", with: "    stage: prepare_instructions\n    needs: [done]\n"))
-        let refused = try genflow("validate", "--brief", "--graph", cyclic)
+        let refused = try await genflow("validate", "--brief", "--graph", cyclic)
         #expect(refused.status == 1)
         #expect(refused.stderrLines == ["\(cyclic):9:12: error: the steps' needs form a cycle: prompt needs done needs prompt; no step of it could ever run"])
         #expect(refused.stdout.contains("digraph") == false)
     }
 
     @Test("--brief prints exactly one line per error; every error in a file is reported")
-    func brief() throws {
+    func brief() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let broken = valid
@@ -105,7 +105,7 @@ struct ValidateCommandTests {
             .replacingOccurrences(of: "{{input.instructions}}", with: "{{input.instruction}}")
         let file = try directory.write("broken.yaml", broken)
         let good = try directory.write("good.yaml", valid.replacingOccurrences(of: "name: demo", with: "name: good"))
-        let result = try genflow("validate", "--brief", directory.path)
+        let result = try await genflow("validate", "--brief", directory.path)
         #expect(result.status == 1)
         #expect(result.stderrLines == [
             "\(file):9:28: error: unknown input 'instruction' in '{{input.instruction}}'; did you mean 'instructions'? (inputs: instructions)",
@@ -116,44 +116,44 @@ struct ValidateCommandTests {
     }
 
     @Test("a missing file, a missing --config and a broken config are errors too")
-    func missingFiles() throws {
-        let missing = try genflow("validate", "/nonexistent/pipeline.yaml")
+    func missingFiles() async throws {
+        let missing = try await genflow("validate", "/nonexistent/pipeline.yaml")
         #expect(missing.status == 1)
         #expect(missing.stderrLines.first == "/nonexistent/pipeline.yaml:1:1: error: cannot read file: no such file")
 
-        let noConfig = try genflow("validate", "--config", "/nonexistent/genflow.yaml", "pipelines/")
+        let noConfig = try await genflow("validate", "--config", "/nonexistent/genflow.yaml", "pipelines/")
         #expect(noConfig.status == 1)
         #expect(noConfig.stderrLines.first == "/nonexistent/genflow.yaml:1:1: error: config file not found")
 
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let config = try directory.write("genflow.yaml", "workers: lots\n")
-        let broken = try genflow("validate", "--config", config, "pipelines/")
+        let broken = try await genflow("validate", "--config", config, "pipelines/")
         #expect(broken.status == 1)
         #expect(broken.stderrLines.first == "\(config):1:10: error: 'workers' must be an integer between 1 and 100000, not 'lots'")
     }
 
     @Test("a missing pipelines_dir is an error; a plugin manifest is skipped with a note")
-    func missingDirectory() throws {
+    func missingDirectory() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let config = try directory.write("genflow.yaml", "pipelines_dir: \(directory.path)/nope\n")
-        let result = try genflow("validate", "--config", config)
+        let result = try await genflow("validate", "--config", config)
         #expect(result.status == 1)
         #expect(result.stderrLines.first == "\(config):1:1: error: pipelines directory '\(directory.path)/nope' (pipelines_dir) does not exist")
         let manifest = try directory.write("plugin.yaml", "name: x\n")
-        let skipped = try genflow("validate", manifest)
+        let skipped = try await genflow("validate", manifest)
         #expect(skipped.stderr.contains("not a pipeline file"))
     }
 
     @Test("call_model's provider must be one the config defines")
-    func providers() throws {
+    func providers() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let config = try directory.write("genflow.yaml", "providers:\n  fast: {kind: offline, delay: 0ms}\n")
         let file = try directory.write("p.yaml", valid.replacingOccurrences(of: "{model: m,", with: "{provider: fast, model: m,"))
-        #expect(try genflow("validate", "--config", config, file).status == 0)
-        let other = try genflow("validate", "--config", "etc/genflow.yaml", file)
+        #expect(try await genflow("validate", "--config", config, file).status == 0)
+        let other = try await genflow("validate", "--config", "etc/genflow.yaml", file)
         #expect(other.status == 1)
         #expect(other.stderrLines.first == "\(file):12:22: error: 'with' of step 'generate': 'provider' must be one of \"default\", \"offline\", not \"fast\"")
     }
@@ -170,8 +170,8 @@ struct StagesCommandTests {
     static let listed = builtins + ["anthropic.messages", "moderation.check"]
 
     @Test("lists every built-in stage of SPEC §6 and the shipped plugins' stages with their config fields")
-    func listing() throws {
-        let result = try genflow("stages")
+    func listing() async throws {
+        let result = try await genflow("stages")
         #expect(result.status == 0, "\(result.stderr)")
         let headers = result.stdoutLines.filter { !$0.hasPrefix(" ") }.map { $0.components(separatedBy: "  ").first ?? "" }
         #expect(Set(headers) == Set(Self.listed))
@@ -182,8 +182,8 @@ struct StagesCommandTests {
     }
 
     @Test("--json gives each stage's config as JSON Schema")
-    func json() throws {
-        let result = try genflow("stages", "--json")
+    func json() async throws {
+        let result = try await genflow("stages", "--json")
         #expect(result.status == 0)
         let stages = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
         #expect(Set(stages.compactMap { $0["name"] as? String }) == Set(Self.listed))

@@ -30,14 +30,7 @@ struct DaemonTests {
         let first = try await DaemonProcess(harness: harness, lease: "2s")
         let job = try await harness.submit("crashy")
         // Wait until the slow step is running on the first daemon, then kill it.
-        let deadline = ContinuousClock.now + .seconds(30)
-        while try await harness.runs(job.id).first(where: { $0.stepID == "slow" })?.status != .running {
-            guard ContinuousClock.now < deadline else {
-                let runs = try await harness.runs(job.id).map { "\($0.stepID) \($0.status)" }
-                throw HarnessError("the slow step was not seen running within 30 s (runs: \(runs); job: \(try await harness.job(job.id).status)); daemon log:\n\(first.output.suffix(3_000))")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await harness.waitForRuns(of: job.id, "the slow step running") { $0.contains { $0.stepID == "slow" && $0.status == .running } }
         await first.kill()
         let second = try await DaemonProcess(harness: harness, lease: "2s")
         let finished = try await harness.wait(for: job.id)
@@ -79,9 +72,7 @@ struct DaemonTests {
         let providers = "providers: {remote: {kind: openai, base_url: \"\(server.url("/v1"))\", api_key: sk-test}}"
         let first = try await DaemonProcess(harness: harness, lease: "2s", extraConfig: providers)
         let job = try await harness.submit("paid", user: "payer")
-        while try await harness.runs(job.id).first(where: { $0.stepID == "pause" })?.status != .running {
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await harness.waitForRuns(of: job.id, "the pause step running") { $0.contains { $0.stepID == "pause" && $0.status == .running } }
         await first.kill()
         let second = try await DaemonProcess(harness: harness, lease: "2s", extraConfig: providers)
         let finished = try await harness.wait(for: job.id)
@@ -294,7 +285,7 @@ struct DaemonTests {
         try await harness.wait(for: quick.id)
         let slow = try await harness.submit("long", input: ["sleep": "3s"])
         try await harness.wait(for: slow.id, [.running])
-        while try await harness.runs(slow.id).first?.status != .running { try await Task.sleep(for: .milliseconds(10)) }
+        try await harness.waitForRuns(of: slow.id, "its first attempt running") { $0.first?.status == .running }
         #expect(await daemon.terminate() == 0)
         let released = try await harness.job(slow.id)
         #expect(released.status == .queued)

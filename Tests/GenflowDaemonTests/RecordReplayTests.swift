@@ -4,19 +4,12 @@ import GenflowTestSupport
 import GenflowTestHarness
 import Testing
 
-/// Runs the `genflow` binary beside the test bundle; returns its exit status and standard output.
-private func genflow(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = out
-    try process.run()
-    let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, output)
+/// Runs the `genflow` binary beside the test bundle; returns its exit status and its output.
+private func genflow(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+    let run = try await runProgram(
+        genflowBinary, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, mergingOutput: true
+    )
+    return (run.status, run.stdout)
 }
 
 @Suite("Recording a real run and replaying it in a pipeline test", .timeLimit(.minutes(3)))
@@ -35,7 +28,7 @@ struct RecordReplayTests {
         // A real run through the daemon against the local OpenAI-compatible server, recorded.
         let recording = harness.directory + "-recorded.json"
         let environment = ["DATABASE_URL": harness.url, "GENFLOW_PIPELINES_DIR": harness.directory, "GENFLOW_PLUGINS_DIR": harness.directory + "-no-plugins"]
-        let submitted = try genflow(["submit", "canvas-generation", "--input", #"{"instructions": "a red square"}"#, "--user", "ann",
+        let submitted = try await genflow(["submit", "canvas-generation", "--input", #"{"instructions": "a red square"}"#, "--user", "ann",
                                      "--record", recording, "--config", daemon.config], environment: environment)
         #expect(submitted.status == 0, "\(submitted.output)")
         #expect(submitted.output.contains("recorded the replies of 1 steps to \(recording)"))
@@ -59,7 +52,7 @@ struct RecordReplayTests {
                   events: [step.started, canvas.objects, job.completed]
                   debited: 42
             """.write(toFile: test, atomically: true, encoding: .utf8)
-        let replayed = try genflow(["test", test, "--config", daemon.config], environment: ["GENFLOW_PLUGINS_DIR": harness.directory + "-no-plugins"])
+        let replayed = try await genflow(["test", test, "--config", daemon.config], environment: ["GENFLOW_PLUGINS_DIR": harness.directory + "-no-plugins"])
         #expect(replayed.status == 0, "\(replayed.output)")
         #expect(replayed.output.contains("1 passed, 0 failed"))
         #expect(try await server.calls("gpt-4o-mini") == calls, "the replay called no model")

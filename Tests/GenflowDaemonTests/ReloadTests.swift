@@ -34,7 +34,7 @@ struct ReloadTests {
         let token = userToken("ann")
         let old = try await daemon.call("GET", "/v1/pipelines/sleepy", token: token).json["version"]?.stringValue
         let first = try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "sleepy"]).json["job"]?["id"]?.stringValue)
-        while try await harness.runs(first).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await harness.waitForRuns(of: first, "a first attempt") { !$0.isEmpty }
 
         try steps(["x", "y"], sleep: "1ms").write(toFile: harness.path("sleepy.yaml"), atomically: true, encoding: .utf8)
         let new = try await daemon.waitForVersion("sleepy", notEqual: old).json["version"]?.stringValue

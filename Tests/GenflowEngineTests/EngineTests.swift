@@ -214,7 +214,7 @@ struct EngineTests {
 
             let running = try await harness.submit("sleeper")
             try await harness.wait(for: running.id, [.running])
-            while try await harness.runs(running.id).first?.status != .running { try await Task.sleep(for: .milliseconds(10)) }
+            try await harness.waitForRuns(of: running.id, "its first attempt running") { $0.first?.status == .running }
             guard case .requested = try await harness.store.write({ try $0.cancel(jobID: running.id) }) else {
                 Issue.record("running job was not asked to stop")
                 return

@@ -167,7 +167,7 @@ struct PluginTests {
         }
         let old = try await daemon.finished(try await submit(["mode": "ok"]), token: token)["result"]?["call"]?["pid"]
         let slow = try await submit(["mode": "slow", "ms": 1_500])
-        while try await harness.runs(slow).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await harness.waitForRuns(of: slow, "a first attempt") { !$0.isEmpty }
         try await Task.sleep(for: .milliseconds(100))
         let script = try String(contentsOfFile: "\(folder)/chaos/chaos.py", encoding: .utf8)
         try (script + "\n# changed\n").write(toFile: "\(folder)/chaos/chaos.py", atomically: true, encoding: .utf8)
@@ -214,19 +214,11 @@ struct PluginTests {
         #expect(daemon.output.contains("differ from its manifest"))
 
         // `genflow validate` starts each plugin and reports the liar at its manifest.
-        let validate = Process()
-        validate.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
-        validate.arguments = ["validate", "--brief"]
         var environment = ProcessInfo.processInfo.environment
         environment["GENFLOW_PLUGINS_DIR"] = "\(repository)/Tests/Fixtures/plugins"
-        validate.environment = environment
-        let errors = Pipe()
-        validate.standardError = errors
-        validate.standardOutput = FileHandle.nullDevice
-        try validate.run()
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        validate.waitUntilExit()
-        #expect(validate.terminationStatus == 1)
+        let validate = try await runProgram(genflowBinary, ["validate", "--brief"], environment: environment)
+        let text = validate.stderr
+        #expect(validate.status == 1)
         #expect(text.contains("Tests/Fixtures/plugins/liar/plugin.yaml:1:1: error: plugin liar:"), "\(text)")
         #expect(text.contains("its hello lacks liar.two") && text.contains("its hello has liar.three"), "\(text)")
     }

@@ -157,22 +157,13 @@ struct ImagePipelineTests {
             assert len(pixels) == size[1] * (size[0] * 3 + 1)
             print(size[0], size[1], len(set(pixels[i:i + 3] for i in range(1, len(pixels) - 3, 3))) > 2)
             """
-        #expect(try runPython(check, harness.path(file)) == "256 192 True\n")
+        #expect(try await runPython(check, harness.path(file)) == "256 192 True\n")
     }
 }
 
 /// Runs a Python script with one argument and returns what it printed.
-private func runPython(_ script: String, _ argument: String) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-    process.arguments = ["-c", script, argument]
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
+private func runPython(_ script: String, _ argument: String) async throws -> String {
+    try await runProgram("/usr/bin/python3", ["-c", script, argument]).stdout
 }
 
 @Suite("The model response cache", .timeLimit(.minutes(3)))
