@@ -29,31 +29,9 @@ extension HTTPServer {
             refusals[key] = nil
             return 0
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-            guard let request = upgrades.removeValue(forKey: lws_get_socket_fd(wsi)) else { return -1 }
-            switch upgrader(request) {
-            case .success(let handler):
-                pendingUpgrades[key] = handler
-                return 0
-            case .failure(let refusal):
-                // An HTTP error here would be answered as HTTP/1.0, which WebSocket clients reject,
-                // and browsers hide its status anyway: upgrade, then close with 4000 + status.
-                refusals[key] = refusal
-                return 0
-            }
+            return confirmUpgrade(wsi, key)
         case LWS_CALLBACK_ESTABLISHED:
-            let handler = pendingUpgrades.removeValue(forKey: key)
-            let refusal = refusals.removeValue(forKey: key)
-            guard handler != nil || refusal != nil else { return -1 }
-            let connection = WebSocketConnection(id: key, limit: options.webSocketQueueLimit) { [weak self] id in self?.wake(id) }
-            sockets[key] = Socket(wsi: wsi, connection: connection, handler: handler, heard: silence.now)
-            activity.withLock { $0.webSockets += 1 }
-            silence.schedule(key, at: silence.now + options.pingAfter)
-            if let refusal {
-                connection.close(code: UInt16(4_000 + refusal.status), reason: refusal.body)
-            } else {
-                handler?.opened(connection)
-            }
-            return 0
+            return established(wsi, key)
         case LWS_CALLBACK_RECEIVE:
             sockets[key]?.heard = silence.now
             return receive(wsi, key, input, length)
@@ -61,29 +39,7 @@ extension HTTPServer {
             sockets[key]?.heard = silence.now
             return 0
         case LWS_CALLBACK_SERVER_WRITEABLE:
-            guard let socket = sockets[key] else { return 0 }
-            if socket.isPingDue {
-                sockets[key]?.isPingDue = false
-                // With a payload: lws 4.1 does not report an empty pong.
-                var payload = Array("genflow".utf8)
-                if Self.write(wsi, &payload, LWS_WRITE_PING) < 0 { return -1 }
-                if socket.connection.hasWork { lws_callback_on_writable(wsi) }
-                return 0
-            }
-            switch socket.connection.next() {
-            case .message(let text, let more):
-                var bytes = Array(text.utf8)
-                let written = Self.write(wsi, &bytes, LWS_WRITE_TEXT)
-                if written < 0 { return -1 }
-                if more { lws_callback_on_writable(wsi) }
-                return 0
-            case .close(let code, let reason):
-                var bytes = Array(reason.utf8.prefix(120))
-                lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code)), &bytes, bytes.count)
-                return -1
-            case .nothing:
-                return 0
-            }
+            return writable(wsi, key)
         case LWS_CALLBACK_CLOSED:
             guard let socket = sockets.removeValue(forKey: key) else { return 0 }
             socket.connection.markClosed()
@@ -96,6 +52,62 @@ extension HTTPServer {
             return 0
         default:
             return lws_callback_http_dummy(wsi, reason, nil, input, length)
+        }
+    }
+
+    /// The front door's upgrade request: the upgrader accepts it (its handler waits for the
+    /// handshake) or refuses it.
+    private func confirmUpgrade(_ wsi: OpaquePointer, _ key: ConnectionID) -> Int32 {
+        guard let request = upgrades.removeValue(forKey: lws_get_socket_fd(wsi)) else { return -1 }
+        switch upgrader(request) {
+        case .success(let handler):
+            pendingUpgrades[key] = handler
+        case .failure(let refusal):
+            // An HTTP error here would be answered as HTTP/1.0, which WebSocket clients reject,
+            // and browsers hide its status anyway: upgrade, then close with 4000 + status.
+            refusals[key] = refusal
+        }
+        return 0
+    }
+
+    /// The handshake is done: the connection opens for its handler (or closes with its refusal).
+    private func established(_ wsi: OpaquePointer, _ key: ConnectionID) -> Int32 {
+        let handler = pendingUpgrades.removeValue(forKey: key)
+        let refusal = refusals.removeValue(forKey: key)
+        guard handler != nil || refusal != nil else { return -1 }
+        let connection = WebSocketConnection(id: key, limit: options.webSocketQueueLimit) { [weak self] id in self?.wake(id) }
+        sockets[key] = Socket(wsi: wsi, connection: connection, handler: handler, heard: silence.now)
+        activity.withLock { $0.webSockets += 1 }
+        silence.schedule(key, at: silence.now + options.pingAfter)
+        if let refusal {
+            connection.close(code: UInt16(4_000 + refusal.status), reason: refusal.body)
+        } else {
+            handler?.opened(connection)
+        }
+        return 0
+    }
+
+    /// One write: a ping that is due, else the next message, else the close.
+    private func writable(_ wsi: OpaquePointer, _ key: ConnectionID) -> Int32 {
+        guard let socket = sockets[key] else { return 0 }
+        if socket.isPingDue {
+            sockets[key]?.isPingDue = false
+            // With a payload: lws 4.1 does not report an empty pong.
+            var payload = Array("genflow".utf8)
+            if Self.write(wsi, &payload, LWS_WRITE_PING) < 0 { return -1 }
+            if socket.connection.hasWork { lws_callback_on_writable(wsi) }
+            return 0
+        }
+        switch socket.connection.next() {
+        case .message(let text, let more):
+            var bytes = Array(text.utf8)
+            if Self.write(wsi, &bytes, LWS_WRITE_TEXT) < 0 { return -1 }
+            if more { lws_callback_on_writable(wsi) }
+            return 0
+        case .close(let code, let reason):
+            return Self.closeNow(wsi, code: code, reason)
+        case .nothing:
+            return 0
         }
     }
 
