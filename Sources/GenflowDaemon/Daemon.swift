@@ -78,20 +78,10 @@ public enum Daemon {
         let catalog = PipelineCatalog(loader: PipelineLoader(registry: registry))
         try await reload(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger)
 
-        let engine = Engine(
-            store: store, catalog: catalog, registry: registry,
-            configuration: EngineConfiguration(
-                workers: config.workers, lease: config.lease, pollInterval: config.pollInterval, maxRescues: config.maxRescues,
-                runningPerUser: config.runningPerUser, shutdownGrace: config.shutdownGrace
-            ),
-            logger: logger
-        )
+        let engine = Engine(store: store, catalog: catalog, registry: registry, configuration: engineConfiguration(config), logger: logger)
         let metrics = MetricsPage()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
-        let secrets = try config.authSecrets()
-        if secrets.isNew, let file = secrets.file {
-            logger.notice("generated development credentials (auth.jwt_secret, auth.admin_token) in \(file); `genflow token --user ID` mints user tokens")
-        }
+        let secrets = try authSecrets(config, logger: logger)
         let authenticator = Authenticator(jwtSecret: secrets.jwtSecret, adminToken: secrets.adminToken)
         let hub = EventHub(store: store, authenticator: authenticator, metrics: metrics, logger: logger)
         let api = API(
@@ -143,6 +133,23 @@ public enum Daemon {
             throw error
         }
         await plugins.stop(grace: .seconds(2))
+    }
+
+    /// The engine's settings from the config's `workers`, `queue` and `limits` sections.
+    private static func engineConfiguration(_ config: DaemonConfig) -> EngineConfiguration {
+        EngineConfiguration(
+            workers: config.workers, lease: config.lease, pollInterval: config.pollInterval, maxRescues: config.maxRescues,
+            runningPerUser: config.runningPerUser, shutdownGrace: config.shutdownGrace
+        )
+    }
+
+    /// The configured secrets, or the development ones in the state directory (made on first use).
+    private static func authSecrets(_ config: DaemonConfig, logger: Logger) throws -> AuthSecrets {
+        let secrets = try config.authSecrets()
+        if secrets.isNew, let file = secrets.file {
+            logger.notice("generated development credentials (auth.jwt_secret, auth.admin_token) in \(file); `genflow token --user ID` mints user tokens")
+        }
+        return secrets
     }
 
     /// The listener's options from the config's `listener` section and `limits.max_body_bytes`.
