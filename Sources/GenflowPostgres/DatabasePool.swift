@@ -11,7 +11,7 @@ public final class DatabasePool: @unchecked Sendable {
     private var pending: [@Sendable (Result<PostgresConnection, PostgresError>) -> Void] = []
     private var pendingStart = 0
     private var isClosed = false
-    private let connectionString: String
+    public let connectionString: String
     private var threads: [Thread] = []
 
     /// Opens nothing yet: each thread connects on its first piece of work.

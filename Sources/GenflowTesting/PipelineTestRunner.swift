@@ -60,6 +60,8 @@ public struct PipelineTestRunner: Sendable {
         )
         let task = Task { try await engine.run() }
         defer { task.cancel() }
+        let watch = EventWatch(store: store)
+        defer { watch.stop() }
         var results: [CaseResult] = []
         for file in files {
             for testCase in file.cases {
@@ -68,7 +70,7 @@ public struct PipelineTestRunner: Sendable {
                 switch loaded[file.pipelineFile] {
                 case .success(let pipeline)?:
                     do {
-                        let outcome = try await run(testCase, pipeline: pipeline, catalog: catalog, engine: engine)
+                        let outcome = try await run(testCase, pipeline: pipeline, catalog: catalog, engine: engine, watch: watch)
                         result.outcome = outcome
                         result.failures = testCase.expectations.compactMap { $0.failure(in: outcome) }
                     } catch {
@@ -90,7 +92,7 @@ public struct PipelineTestRunner: Sendable {
     }
 
     /// Throws a `CaseFailure` when the case cannot run.
-    private func run(_ testCase: PipelineTestCase, pipeline: Pipeline, catalog: PipelineCatalog, engine: Engine) async throws -> CaseOutcome {
+    private func run(_ testCase: PipelineTestCase, pipeline: Pipeline, catalog: PipelineCatalog, engine: Engine, watch: EventWatch) async throws -> CaseOutcome {
         func problem(_ message: String) -> CaseFailure { CaseFailure(location: testCase.location, message: message) }
         do {
             let user = testCase.user
@@ -118,11 +120,13 @@ public struct PipelineTestRunner: Sendable {
                 let id = job.id
                 guard let current = try await store.read({ try $0.job(id: id) }) else { throw problem("the job disappeared") }
                 if current.status.isTerminal { break }
+                // A retry is due now, not after its delay (the case scripts the replies, not the clock).
                 if try await store.write({ try $0.runNow(jobID: id) }) { engine.notify(channel: JobStore.jobsChannel) }
                 guard ContinuousClock.now < deadline else { throw problem("the job did not end within 60 s (still \(current.status.rawValue))") }
-                try await Task.sleep(for: .milliseconds(5))
+                // Every change of the job commits an event: wait for the next commit.
+                await watch.next(timeout: .milliseconds(200))
             }
-            return try await outcome(of: job.id, user: user)
+            return try await outcome(of: job.id, user: user, watch: watch)
         } catch let failure as CaseFailure {
             throw failure
         } catch {
@@ -132,13 +136,14 @@ public struct PipelineTestRunner: Sendable {
 
     /// The ended job as the expectations see it. Its events are read once the last one is visible
     /// (an older open transaction anywhere in the cluster can hold them back for a moment).
-    private func outcome(of id: String, user: String) async throws -> CaseOutcome {
+    private func outcome(of id: String, user: String, watch: EventWatch) async throws -> CaseOutcome {
         guard let detail = try await store.read({ try $0.jobDetail(id: id) }) else { throw CaseFailure(location: SourceLocation(file: "", line: 0, column: 0), message: "job \(id) not found") }
         var events: [Event] = []
-        for _ in 0..<2_000 {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
             events = try await store.read { try $0.events(after: .start, jobID: id, limit: 10_000) }
             if events.contains(where: { $0.kind.map(EventType.jobEnds.contains) == true }) { break }
-            try await Task.sleep(for: .milliseconds(5))
+            await watch.next(timeout: .milliseconds(50))
         }
         let objects = try await store.read { try $0.canvasObjects(jobID: id) }
         let ledger = try await store.read { try $0.ledger(userID: user, limit: 1_000) }

@@ -107,11 +107,14 @@ struct SubmitCommand: AsyncParsableCommand {
         let isTerminal = isatty(STDOUT_FILENO) == 1
         var board = FollowBoard()
         var drawn = 0
+        let watch = EventWatch(store: store)
+        defer { watch.stop() }
         while true {
             let current = cursor
             let events = try await store.read { try $0.events(after: current, jobID: jobID) }
             guard !events.isEmpty else {
-                try await Task.sleep(for: .milliseconds(100))
+                await watch.next(timeout: .seconds(1))
+                try Task.checkCancellation()
                 continue
             }
             var output = ""
@@ -143,13 +146,18 @@ struct SubmitCommand: AsyncParsableCommand {
 
     /// Waits quietly for the job to end; returns the exit code `follow` would.
     static func wait(jobID: String, store: JobStore) async throws -> Int32 {
+        let watch = EventWatch(store: store)
+        defer { watch.stop() }
         while true {
             let status = try await store.read { try $0.job(id: jobID) }?.status
             switch status {
             case .completed?: return 0
             case .failed?, nil: return 1
             case .cancelled?: return 2
-            default: try await Task.sleep(for: .milliseconds(100))
+            default:
+                // A job's end commits its job.* event: wait for the next commit of events.
+                await watch.next(timeout: .seconds(1))
+                try Task.checkCancellation()
             }
         }
     }
