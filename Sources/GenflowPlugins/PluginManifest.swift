@@ -96,13 +96,16 @@ public struct PluginManifest: Sendable {
         return names.sorted().map { "\(directory)/\($0)" }.filter { FileManager.default.fileExists(atPath: "\($0)/plugin.yaml") }
     }
 
-    /// The executable's path: as given when absolute or a bare name found on PATH; else relative
-    /// to the plugin's folder.
+    /// The executable's path: as given when absolute; a bare name beside the running `genflow`
+    /// (so a plugin built or installed with it is found in a source tree, debug or release, and
+    /// wherever Genflow is installed), else on PATH; anything else relative to the plugin's folder.
     var executable: String {
         guard let first = command.first else { return "" }
         if first.hasPrefix("/") { return first }
         if !first.contains("/") {
-            for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let beside = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
+            let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
+            for directory in [beside] + path {
                 let candidate = "\(directory)/\(first)"
                 if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             }
