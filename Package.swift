@@ -255,6 +255,6 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "GenflowCLITests", dependencies: ["genflow"], swiftSettings: swiftSettings),
+        .testTarget(name: "GenflowCLITests", dependencies: ["genflow", "GenflowTestHarness"], swiftSettings: swiftSettings),
     ]
 )

@@ -242,11 +242,6 @@ public final class HTTPServer: @unchecked Sendable {
         thread.start()
     }
 
-    /// Closes every WebSocket with `code` (1001: going away) after what is queued on it.
-    public func closeWebSockets(code: UInt16 = 1001, reason: String = "server shutting down") {
-        poke { $0.closeAll = (code, reason) }
-    }
-
     /// Graceful shutdown, before `stop`: new requests are answered 503, every WebSocket is closed
     /// with 1001 after what is queued on it, and this returns once the request tasks in flight
     /// have answered and the WebSockets are closed, or after `timeout`.

@@ -1,54 +1,23 @@
 import Foundation
+import GenflowTestHarness
 
 /// What a run of the `genflow` binary printed and how it exited.
-struct CommandResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
+typealias CommandResult = ProgramRun
 
+extension ProgramRun {
     var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
     var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
 }
 
-/// The `genflow` binary SwiftPM built beside this test bundle.
-let genflowBinary: URL = {
-    let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    return testBinary.deletingLastPathComponent().appendingPathComponent("genflow")
-}()
-
 /// Runs `genflow` with `arguments` from the package root and waits for it.
 func genflow(_ arguments: String..., environment: [String: String] = [:]) async throws -> CommandResult {
-    try await run(genflowBinary.path, arguments, environment: environment)
+    try await run(genflowBinary, arguments, environment: environment)
 }
 
 /// Runs `executable` with `arguments` from the package root and waits for it, on a thread of its
-/// own: reading its output and waiting for its exit block for as long as it runs (seconds for
-/// `genflow test`'s throwaway cluster), and a test that blocked one of Swift's cooperative threads
-/// (two on two cores) stalled every other suite meanwhile.
+/// own (`runProgram`).
 func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> CommandResult {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try runBlocking(executable, arguments, environment: environment) }) }.start()
-    }
-}
-
-private func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = commandEnvironment(environment)
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // Read both pipes to the end before waiting, so a full pipe cannot block the child.
-    let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-    let stderrData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(
-        status: process.terminationStatus,
-        stdout: String(decoding: stdoutData, as: UTF8.self),
-        stderr: String(decoding: stderrData, as: UTF8.self)
-    )
+    try await runProgram(executable, arguments, environment: commandEnvironment(environment))
 }
 
 /// This process's environment with `changes` applied; an empty value removes the variable.

@@ -1,4 +1,5 @@
 import Foundation
+import GenflowTestHarness
 import Testing
 
 @Suite("genflow serve on its embedded PostgreSQL", .timeLimit(.minutes(3)))
@@ -18,7 +19,7 @@ struct EmbeddedDatabaseTests {
         let log = directory.path + "/serve.log"
         FileManager.default.createFile(atPath: log, contents: nil)
         let serve = Process()
-        serve.executableURL = genflowBinary
+        serve.executableURL = URL(fileURLWithPath: genflowBinary)
         serve.arguments = ["serve", "--config", config]
         serve.environment = commandEnvironment(environment)
         serve.standardError = FileHandle(forWritingAtPath: log)
@@ -58,7 +59,7 @@ struct EmbeddedDatabaseTests {
         #expect(piped.status == 0, "\(piped.stdout)\(piped.stderr)")
         #expect(piped.stdout.contains("step picture started (attempt 1)") && piped.stdout.contains("step generate started (attempt 1)"))
         #expect(piped.stdout.contains("\u{1B}[") == false, "no terminal escapes through a pipe")
-        let command = ([genflowBinary.path, "submit", "illustrated-canvas", "--config", config, "--input", input, "--follow"])
+        let command = ([genflowBinary, "submit", "illustrated-canvas", "--config", config, "--input", input, "--follow"])
             .map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
         let terminal = try await run("/usr/bin/script", ["-qfec", command, "/dev/null"], environment: environment)
         #expect(terminal.status == 0, "\(terminal.stdout)\(terminal.stderr)")
