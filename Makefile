@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 CONFIG ?= etc/genflow.yaml
 
-.PHONY: deps build run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit bench-latency bench-branches bench-scaling clean
+.PHONY: deps build release install uninstall run test validate schemas faults bench bench-queue bench-model bench-reload bench-websocket bench-submit bench-latency bench-branches bench-scaling clean
 
 ## Install the Debian packages Genflow needs (only those missing).
 deps:
@@ -13,6 +13,22 @@ deps:
 ## Build the `genflow` binary.
 build: deps
 	$(SWIFT) build
+
+## Release builds of `genflow` and the shipped Swift plugin, in .build-release/release.
+release: deps
+	$(SWIFT) build -c release --scratch-path .build-release --product genflow
+	$(SWIFT) build -c release --scratch-path .build-release --product genflow-plugin-anthropic
+
+## Install the release build: PREFIX (default /usr/local), DESTDIR (staging for packages), SYSCONFDIR,
+## STATEDIR. Binaries in PREFIX/bin; dashboard, schemas and the shipped examples in PREFIX/share/genflow;
+## the config, pipelines and plugins in SYSCONFDIR (never overwritten); the systemd unit and its user in
+## PREFIX/lib. See scripts/install.sh and docs/operator.md, "Deploying".
+install: release
+	BINARIES=.build-release/release scripts/install.sh install
+
+## Remove what `make install` put in PREFIX (same variables); the configuration and state stay.
+uninstall:
+	scripts/install.sh uninstall
 
 ## Build, check the pipelines and config, and start the daemon (embedded PostgreSQL unless
 ## DATABASE_URL or database.url is set). Stop it with Ctrl-C.

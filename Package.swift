@@ -168,8 +168,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["GenflowBuildInfo"]
         ),
+        // Writes the commit `genflow --version` prints into the genflow target before each build.
+        .plugin(name: "GenflowBuildInfo", capability: .buildTool(), path: "Sources/GenflowBuildInfo"),
 
         // `make faults`: property-based fuzzing of the YAML loader, pipeline validation and the
         // canvas-object parser (no crash; every rejection a located, clear error).

@@ -2,7 +2,8 @@ internal import Foundation
 
 /// The dashboard's files (`Dashboard/` in this target), served from memory.
 ///
-/// SwiftPM copies them into `genflow_GenflowAPI.resources/` beside the binary. They are looked up
+/// SwiftPM copies them into `genflow_GenflowAPI.resources/` beside the binary; `make install` puts
+/// them in `PREFIX/share/genflow/dashboard`. They are looked up
 /// here rather than through `Bundle.module`, whose accessor stops the process when the folder is
 /// missing: a daemon installed without it still serves its API, and `/` answers 503 saying why.
 /// `GENFLOW_DASHBOARD_DIR` points at another copy (a frontend developer's working tree).
@@ -18,7 +19,7 @@ enum Dashboard {
 
     static let files: Result<[String: [UInt8]], APIError> = {
         guard let directory = directory() else {
-            return .failure(APIError(503, "dashboard_missing", "the dashboard's files (genflow_GenflowAPI.resources/Dashboard) are not beside the genflow binary; copy them there or set GENFLOW_DASHBOARD_DIR"))
+            return .failure(APIError(503, "dashboard_missing", "the dashboard's files are neither beside the genflow binary (genflow_GenflowAPI.resources/Dashboard) nor in ../share/genflow/dashboard; copy them there or set GENFLOW_DASHBOARD_DIR"))
         }
         var files: [String: [UInt8]] = [:]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where types[(name as NSString).pathExtension] != nil {
@@ -29,9 +30,12 @@ enum Dashboard {
 
     static func directory() -> String? {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let binaries = (executable as NSString).deletingLastPathComponent as NSString
         let candidates = [
             ProcessInfo.processInfo.environment["GENFLOW_DASHBOARD_DIR"],
-            ((executable as NSString).deletingLastPathComponent as NSString).appendingPathComponent("genflow_GenflowAPI.resources/Dashboard"),
+            binaries.appendingPathComponent("genflow_GenflowAPI.resources/Dashboard"),
+            // Installed (`make install`): PREFIX/bin/genflow and PREFIX/share/genflow/dashboard.
+            (binaries.deletingLastPathComponent as NSString).appendingPathComponent("share/genflow/dashboard"),
         ]
         return candidates.compactMap { $0 }.first { FileManager.default.fileExists(atPath: "\($0)/index.html") }
     }

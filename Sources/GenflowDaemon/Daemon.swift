@@ -103,12 +103,16 @@ public enum Daemon {
             if channel == JobStore.eventsChannel { hub.notified() }
         }
 
-        let services: [any Service] = [
+        var services: [any Service] = [
             APIService(server: server, hub: hub),
             engine,
             Housekeeper(store: store, retention: config.retention, logger: logger),
             Reloader(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger, plugins: plugins, pluginsDirectory: config.pluginsDir),
         ]
+        if let manager = ServiceManagerSocket.fromEnvironment() {
+            let status = "serving on \(host):\(server.port), \(catalog.pipelines.count) pipeline(s), \(config.workers) workers"
+            services.append(ServiceManagerNotifier(socket: manager, status: status, watchdog: ServiceManagerSocket.watchdogInterval(), logger: logger))
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -2,7 +2,10 @@ public import GenflowCore
 
 /// How many connections each client address holds, and whether it may open another: at most
 /// `connectionsPerAddress` open, of which at most `unfinishedPerAddress` still sending their first
-/// request head. Connections from trusted proxies are not counted (the proxy limits its clients).
+/// request head. Connections from trusted proxies are not counted as the proxy's; a WebSocket
+/// through one is counted by the client address it forwarded (`X-Forwarded-For`), so one client
+/// behind the proxy holds no more sockets than one that connects directly. (Plain requests through
+/// a proxy share its kept-alive connections: the proxy limits those.)
 ///
 /// Pure: the listener's service thread owns it.
 struct Admission {
@@ -14,6 +17,7 @@ struct Admission {
 
     let limits: Limits
     private var counts: [UInt32: (open: Int, unfinished: Int)] = [:]
+    private var forwarded: [String: Int] = [:]
 
     init(limits: Limits) {
         self.limits = limits
@@ -41,7 +45,21 @@ struct Admission {
         }
     }
 
-    private func isTrusted(_ address: UInt32) -> Bool {
+    /// Counts a WebSocket from a trusted proxy by its forwarded client, or refuses it.
+    mutating func admitForwarded(_ client: String) -> ListenerRefusal? {
+        let count = forwarded[client] ?? 0
+        guard count < limits.connectionsPerAddress else { return .tooManyConnections }
+        forwarded[client] = count + 1
+        return nil
+    }
+
+    /// A WebSocket counted by `admitForwarded` is gone.
+    mutating func closedForwarded(_ client: String) {
+        guard let count = forwarded[client] else { return }
+        forwarded[client] = count <= 1 ? nil : count - 1
+    }
+
+    func isTrusted(_ address: UInt32) -> Bool {
         limits.trustedProxies.contains { $0.contains(address) }
     }
 

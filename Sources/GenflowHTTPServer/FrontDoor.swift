@@ -171,8 +171,9 @@ final class FrontDoor {
         close(polling)
     }
 
-    /// A connection handed to lws is gone.
-    func closed(_ address: UInt32) {
+    /// A connection handed to lws is gone (`client`: its upgrade's client address).
+    func closed(_ address: UInt32, client: String) {
+        if admission.isTrusted(address) { admission.closedForwarded(client) }
         admission.closed(address, wasFinished: true)
     }
 
@@ -295,6 +296,10 @@ final class FrontDoor {
             }
             let client = head.clientAddress(peer: connection.address, trusted: options.admission.trustedProxies)
             if head.isWebSocketUpgrade {
+                if admission.isTrusted(connection.address), let refusal = admission.admitForwarded(client) {
+                    answer(fd, refusal)
+                    return false
+                }
                 epoll_ctl(polling, EPOLL_CTL_DEL, fd, nil)
                 connections[fd] = nil
                 upgrade(fd, connection.address, UpgradeRequest(path: head.path, query: head.query, headers: head.headers, clientAddress: client))

@@ -13,13 +13,13 @@ extension HTTPServer {
         let key = ConnectionID(UInt(bitPattern: lws_get_opaque_user_data(wsi)))
         switch reason {
         case LWS_CALLBACK_WSI_CREATE:
-            if let (id, address) = adopting {
-                addresses[id] = address
+            if let (id, address, client) = adopting {
+                addresses[id] = (address, client)
                 adopting = nil
             }
             return 0
         case LWS_CALLBACK_WSI_DESTROY:
-            if let address = addresses.removeValue(forKey: key) { frontDoor?.closed(address) }
+            if let holder = addresses.removeValue(forKey: key) { frontDoor?.closed(holder.address, client: holder.client) }
             return 0
         case LWS_CALLBACK_HTTP:
             // Only upgrades reach lws; one it would not upgrade is closed.

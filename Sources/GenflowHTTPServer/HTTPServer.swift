@@ -83,8 +83,8 @@ public final class HTTPServer: @unchecked Sendable {
     var frontDoor: FrontDoor?
     /// The connection lws is adopting, with its address (read at its `WSI_CREATE`), and the
     /// address of every connection lws holds, so that its count drops when lws destroys it.
-    var adopting: (id: ConnectionID, address: UInt32)?
-    var addresses: [ConnectionID: UInt32] = [:]
+    var adopting: (id: ConnectionID, address: UInt32, client: String)?
+    var addresses: [ConnectionID: (address: UInt32, client: String)] = [:]
     /// The upgrade requests the front door read, by socket, until lws asks to confirm them.
     var upgrades: [Int32: UpgradeRequest] = [:]
     /// The last identity given to a connection lws made.
@@ -211,7 +211,7 @@ public final class HTTPServer: @unchecked Sendable {
         frontDoor = FrontDoor(loop: loop, listening: listening, options: door, upgrade: { [unowned self] socket, address, request in
             // The connection's identity goes in with the socket (lws's opaque user data of the wsi).
             nextConnection += 1
-            adopting = (nextConnection, address)
+            adopting = (nextConnection, address, request.clientAddress)
             upgrades[socket] = request
             var adoption = lws_adopt_desc_t()
             adoption.vh = vhost
@@ -224,7 +224,7 @@ public final class HTTPServer: @unchecked Sendable {
                 adopting = nil
                 upgrades[socket] = nil
                 if adopted == nil { close(socket) }
-                frontDoor?.closed(address)
+                frontDoor?.closed(address, client: request.clientAddress)
             }
         }, serve: { [weak self] ticket, request in
             self?.serve(ticket, request, with: handler)

@@ -16,16 +16,21 @@ package struct APIReply {
     package var body: [UInt8]
 }
 
+/// One request to `url` (a daemon's, or a proxy's in front of it), with a bearer token.
+package func callAPI(_ method: String, _ url: String, token: String? = nil, body: JSON? = nil, raw: [UInt8]? = nil) async throws -> APIReply {
+    let client = HTTPClient()
+    defer { client.close() }
+    var headers: [(String, String)] = [("Content-Type", "application/json")]
+    if let token { headers.append(("Authorization", "Bearer \(token)")) }
+    let response = try await client.perform(HTTPRequest(
+        method: method, url: url, headers: headers, body: raw ?? body.map { Array($0.description.utf8) }, timeout: .seconds(30)
+    ))
+    return APIReply(status: response.status, json: (try? JSON(parsing: Data(response.body))) ?? .null, headers: response.headers, body: response.body)
+}
+
 extension DaemonProcess {
     package func call(_ method: String, _ path: String, token: String? = nil, body: JSON? = nil, raw: [UInt8]? = nil) async throws -> APIReply {
-        let client = HTTPClient()
-        defer { client.close() }
-        var headers: [(String, String)] = [("Content-Type", "application/json")]
-        if let token { headers.append(("Authorization", "Bearer \(token)")) }
-        let response = try await client.perform(HTTPRequest(
-            method: method, url: url(path), headers: headers, body: raw ?? body.map { Array($0.description.utf8) }, timeout: .seconds(30)
-        ))
-        return APIReply(status: response.status, json: (try? JSON(parsing: Data(response.body))) ?? .null, headers: response.headers, body: response.body)
+        try await callAPI(method, url(path), token: token, body: body, raw: raw)
     }
 
     /// The admin token's view.

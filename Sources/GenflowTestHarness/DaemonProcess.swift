@@ -21,13 +21,16 @@ package final class DaemonProcess {
     /// - Parameter plugins: the plugins directory (none by default: a test names the plugins it runs).
     /// - Parameter developmentAuth: no secrets in the config: the daemon makes (or reads) them in
     ///   its own state directory, as `make run` does.
+    /// - Parameter environment: variables added to the test process's own.
+    /// - Parameter installed: an installed genflow and its config as `make install` wrote it (the
+    ///   test only points it at the harness's database, a free port and the test secrets).
     package init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "",
-         plugins: String? = nil, developmentAuth: Bool = false) async throws {
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("genflow")
+         plugins: String? = nil, developmentAuth: Bool = false, environment extra: [String: String] = [:],
+         installed: (binary: String, config: String)? = nil) async throws {
         let name = UUID().uuidString.prefix(8)
         // Beside the pipelines directory, not in it: the daemon loads every YAML file there.
         log = harness.directory + "-daemon-\(name).log"
-        config = harness.directory + "-daemon-\(name).yaml"
+        config = installed?.config ?? harness.directory + "-daemon-\(name).yaml"
         var yaml = """
             listen: 127.0.0.1:0
             \(developmentAuth ? "state_dir: \(harness.directory)-state" : "auth: {jwt_secret: \(DaemonProcess.jwtSecret), admin_token: \(DaemonProcess.adminToken)}")
@@ -38,19 +41,26 @@ package final class DaemonProcess {
             """
         if let runningPerUser { yaml += "\nlimits: {running_per_user: \(runningPerUser)}" }
         if !extraConfig.isEmpty { yaml += "\n" + extraConfig }
-        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        if installed == nil { try yaml.write(toFile: config, atomically: true, encoding: .utf8) }
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.terminationHandler = { [ended] process in
             runningDaemons.withLock { _ = $0.remove(process.processIdentifier) }
             ended.signal()
         }
-        process.executableURL = binary
+        process.executableURL = installed.map { URL(fileURLWithPath: $0.binary) } ?? DaemonProcess.binaryDirectory.appendingPathComponent("genflow")
         process.arguments = ["serve", "--config", config]
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = harness.url
-        environment["GENFLOW_PIPELINES_DIR"] = harness.directory
-        environment["GENFLOW_TEST_STAGES"] = "1"
-        environment["GENFLOW_PLUGINS_DIR"] = plugins ?? harness.directory + "-no-plugins"
+        if installed == nil {
+            environment["GENFLOW_PIPELINES_DIR"] = harness.directory
+            environment["GENFLOW_TEST_STAGES"] = "1"
+            environment["GENFLOW_PLUGINS_DIR"] = plugins ?? harness.directory + "-no-plugins"
+        } else {
+            environment["GENFLOW_LISTEN"] = "127.0.0.1:0"
+            environment["GENFLOW_JWT_SECRET"] = DaemonProcess.jwtSecret
+            environment["GENFLOW_ADMIN_TOKEN"] = DaemonProcess.adminToken
+        }
+        environment.merge(extra) { $1 }
         process.environment = environment
         let handle = FileHandle(forWritingAtPath: log)
         process.standardError = handle
@@ -65,6 +75,11 @@ package final class DaemonProcess {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
+    }
+
+    /// Where the test binary is, and the genflow binaries built with it.
+    package static var binaryDirectory: URL {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     }
 
     package var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }

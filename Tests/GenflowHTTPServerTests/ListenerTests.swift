@@ -337,6 +337,14 @@ struct ListenerLogicTests {
         admission.closed(client, wasFinished: true)
         #expect(admission.admit(client) == nil)
         for _ in 0..<10 { #expect(admission.admit(IPv4Range.address("10.1.2.3")!) == nil) }
+        // WebSockets through a trusted proxy count against the client it forwarded.
+        #expect(admission.isTrusted(IPv4Range.address("10.1.2.3")!) && !admission.isTrusted(client))
+        #expect(admission.admitForwarded("198.51.100.7") == nil)
+        #expect(admission.admitForwarded("198.51.100.7") == nil)
+        #expect(admission.admitForwarded("198.51.100.7") == .tooManyConnections)
+        #expect(admission.admitForwarded("198.51.100.8") == nil)
+        admission.closedForwarded("198.51.100.7")
+        #expect(admission.admitForwarded("198.51.100.7") == nil)
         #expect(IPv4Range("300.1.1.1") == nil)
         #expect(IPv4Range("10.0.0.0/33") == nil)
         #expect(IPv4Range("192.168.1.7/24")?.description == "192.168.1.0/24")
