@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
     ],
     targets: [
         // C libraries, one system-library target each (Debian package in `providers`).
@@ -55,7 +56,24 @@ let package = Package(
         // Canvas objects: lenient JSON extraction from model replies and schema v1 validation.
         .target(name: "GenflowCanvas", dependencies: ["GenflowCore"], swiftSettings: swiftSettings),
         // Outbound HTTP on libcurl's multi interface, one thread for every transfer.
-        .target(name: "GenflowHTTPClient", dependencies: ["GenflowCore", "CCurl", "CCurlShims", "CLinux"], swiftSettings: swiftSettings),
+        .target(
+            name: "GenflowHTTPClient",
+            dependencies: ["GenflowCore", "CCurl", "CCurlShims", "CLinux", .product(name: "Instrumentation", package: "swift-distributed-tracing")],
+            swiftSettings: swiftSettings
+        ),
+        // Traces: the tracer (swift-distributed-tracing), OTLP/HTTP JSON export over GenflowHTTPClient,
+        // a job's trace and its spans, trace ids in log lines.
+        .target(
+            name: "GenflowTracing",
+            dependencies: [
+                "GenflowCore", "GenflowHTTPClient",
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Model providers: the Provider protocol, its kinds (openai, anthropic, offline) and their settings' schemas.
         .target(name: "GenflowProviders", dependencies: ["GenflowCore", "GenflowHTTPClient", "GenflowPipeline"], swiftSettings: swiftSettings),
         // The HTTP + WebSocket listener on libwebsockets (I/O only; routes live in GenflowAPI).
@@ -71,8 +89,9 @@ let package = Package(
         .target(
             name: "GenflowStages",
             dependencies: [
-                "GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowConfig", "GenflowHTTPClient", "GenflowProviders",
+                "GenflowCore", "GenflowPipeline", "GenflowCanvas", "GenflowConfig", "GenflowHTTPClient", "GenflowProviders", "GenflowTracing",
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -92,10 +111,11 @@ let package = Package(
         .target(
             name: "GenflowEngine",
             dependencies: [
-                "GenflowCore", "GenflowPipeline", "GenflowQueue", "GenflowRecords", "GenflowPostgres",
+                "GenflowCore", "GenflowPipeline", "GenflowQueue", "GenflowRecords", "GenflowPostgres", "GenflowTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -104,8 +124,9 @@ let package = Package(
         .target(
             name: "GenflowPlugins",
             dependencies: [
-                "GenflowCore", "GenflowYAML", "GenflowPipeline",
+                "GenflowCore", "GenflowYAML", "GenflowPipeline", "GenflowTracing",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -150,7 +171,7 @@ let package = Package(
             name: "GenflowDaemon",
             dependencies: [
                 "GenflowCore", "GenflowConfig", "GenflowPipeline", "GenflowStages", "GenflowQueue", "GenflowSchema", "GenflowPostgres", "GenflowEngine",
-                "GenflowAPI", "GenflowPlugins", "GenflowProviders", "GenflowHTTPServer", "CLinux",
+                "GenflowAPI", "GenflowPlugins", "GenflowProviders", "GenflowHTTPServer", "GenflowTracing", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -164,7 +185,7 @@ let package = Package(
             name: "genflow",
             dependencies: [
                 "GenflowCore", "GenflowPipeline", "GenflowStages", "GenflowConfig", "GenflowPostgres", "GenflowQueue", "GenflowSchema",
-                "GenflowEngine", "GenflowDaemon", "GenflowAPI", "GenflowPlugins", "GenflowTesting",
+                "GenflowEngine", "GenflowDaemon", "GenflowAPI", "GenflowPlugins", "GenflowTesting", "GenflowTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -256,6 +277,11 @@ let package = Package(
                 "genflow", "GenflowConfig", "GenflowCore", "GenflowHTTPClient", "GenflowQueue", "GenflowRecords", "GenflowTestHarness",
                 "GenflowTestSupport",
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GenflowTracingTests",
+            dependencies: ["GenflowCore", "GenflowTracing", .product(name: "Tracing", package: "swift-distributed-tracing")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "GenflowCLITests", dependencies: ["genflow", "GenflowTestHarness"], swiftSettings: swiftSettings),

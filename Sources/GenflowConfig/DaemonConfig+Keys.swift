@@ -127,6 +127,15 @@ extension DaemonConfig {
                     return range
                 }
             },
+            ConfigKey("telemetry.otlp_endpoint", [
+                "type": "string", "description": "OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT); empty = no traces.",
+            ]) { node, name, reader, config in
+                guard let url = reader.string(node, name, allowEmpty: true), !url.isEmpty else { return }
+                if url.hasPrefix("http://") || url.hasPrefix("https://") { config.otlpEndpoint = url } else {
+                    reader.error(at: node.location, "'\(name)' must be an http:// or https:// URL (an OTLP/HTTP collector, e.g. http://127.0.0.1:4318), not '\(url.prefix(100))'")
+                }
+            },
+            .string("telemetry.service_name", \.serviceName, "service.name of the exported traces (env OTEL_SERVICE_NAME)."),
             .duration("retention", .seconds(60)...(.seconds(3_650 * 86_400)), \.retention, "How long finished jobs and their events are kept."),
             ConfigKey("log.level", ["enum": .array(logLevels.map(JSON.string))]) { node, name, reader, config in
                 guard let level = reader.string(node, name) else { return }

@@ -36,6 +36,10 @@ public struct DaemonConfig: Sendable {
     public var retention: Duration = .seconds(7 * 86_400)
     /// `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
     public var logLevel = "info"
+    /// OTLP/HTTP collector (`http://host:4318`); traces are off when unset.
+    public var otlpEndpoint: String?
+    /// `service.name` of the exported traces.
+    public var serviceName = "genflow"
     /// How long a claimed job stays a daemon's without a heartbeat.
     public var lease: Duration = .seconds(30)
     /// Longest wait for work when no notification arrives.
@@ -58,6 +62,7 @@ public struct DaemonConfig: Sendable {
         ("listen", "GENFLOW_LISTEN"), ("database.url", "DATABASE_URL"), ("state_dir", "GENFLOW_STATE_DIR"),
         ("pipelines_dir", "GENFLOW_PIPELINES_DIR"), ("plugins_dir", "GENFLOW_PLUGINS_DIR"), ("workers", "GENFLOW_WORKERS"),
         ("auth.jwt_secret", "GENFLOW_JWT_SECRET"), ("auth.admin_token", "GENFLOW_ADMIN_TOKEN"),
+        ("telemetry.otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"), ("telemetry.service_name", "OTEL_SERVICE_NAME"),
     ]
 
     /// Reads `file` (when it exists, or always when `required`), then applies `environment`.

@@ -13,6 +13,7 @@ internal import GenflowStages
 internal import GenflowProviders
 internal import GenflowQueue
 internal import GenflowSchema
+internal import GenflowTracing
 internal import Foundation
 internal import ServiceLifecycle
 internal import UnixSignals
@@ -109,6 +110,11 @@ public enum Daemon {
             Housekeeper(store: store, retention: config.retention, logger: logger),
             Reloader(catalog: catalog, directory: config.pipelinesDir, store: store, logger: logger, plugins: plugins, pluginsDirectory: config.pluginsDir),
         ]
+        // First in the group, so it stops last: it sends the spans the others ended with.
+        if let endpoint = config.otlpEndpoint {
+            services.insert(Telemetry.bootstrap(endpoint: endpoint, serviceName: config.serviceName, logger: logger), at: 0)
+            logger.notice("exporting traces", metadata: ["genflow.otlp_endpoint": "\(endpoint)"])
+        }
         if let manager = ServiceManagerSocket.fromEnvironment() {
             let status = "serving on \(host):\(server.port), \(catalog.pipelines.count) pipeline(s), \(config.workers) workers"
             services.append(ServiceManagerNotifier(socket: manager, status: status, watchdog: ServiceManagerSocket.watchdogInterval(), logger: logger))

@@ -1,7 +1,9 @@
 internal import GenflowCore
 internal import GenflowPipeline
 internal import GenflowQueue
+internal import GenflowTracing
 internal import Logging
+internal import Tracing
 
 /// One daemon's run of one claimed job: every step (or `for_each` item) whose needs have completed
 /// runs at once, each attempt in a task of its own, each recorded, each completion checkpointed.
@@ -79,7 +81,16 @@ final class JobRun {
         var ending: Ending?
     }
 
+    /// Runs the job in its trace (a `job.run` span under the job's root span).
     func run() async throws {
+        let attributes: SpanAttributes = [
+            "genflow.job_id": .string(job.id), "genflow.pipeline": .string(job.pipeline), "genflow.pipeline_version": .string(job.pipelineVersion),
+            "genflow.daemon": .string(engine.owner), "genflow.rescued": .bool(wasRescued),
+        ]
+        try await Telemetry.jobRun(jobID: job.id, attributes: attributes) { try await runSteps() }
+    }
+
+    private func runSteps() async throws {
         guard try await resume() else { return }
         guard let pipeline = try await loadPipeline() else { return }
         let jobID = job.id
@@ -141,6 +152,7 @@ final class JobRun {
         if job.rescues > engine.configuration.maxRescues {
             let error = StepError(.internal, "poisoned: the job was taken over \(job.rescues) times after its daemon stopped responding")
             try await commit([.interruptStaleRuns, .failJob(step: job.currentStep, attempt: nil, error: error, reason: "poisoned")])
+            traceEnd("failed", error)
             logger.error("job failed as poisoned", metadata: ["genflow.rescues": "\(job.rescues)"])
             return false
         }
@@ -221,6 +233,7 @@ final class JobRun {
             // flush commits this one. A flush that fails leaves the job to be resumed from its
             // checkpoints, as a crash would.
             try await submit(.completeJob)
+            traceEnd("completed", nil)
             return false
         }
         guard let retryAt = progress.nextRetry else {
@@ -417,6 +430,7 @@ final class JobRun {
 
     private func fail(_ unit: StepUnit?, attempt: Int?, _ error: StepError, reason: String, running: [Attempt]) async throws {
         try await commit(Self.ending(running, status: .cancelled) + [.failJob(step: unit?.step, attempt: attempt, error: error, reason: reason)])
+        traceEnd("failed", error)
         logger.info("job failed", metadata: ["genflow.step": "\(unit?.description ?? "-")", "genflow.error_class": "\(error.errorClass)", "genflow.reason": "\(reason)"])
     }
 
@@ -426,6 +440,7 @@ final class JobRun {
         case .cancelRequested:
             let error = StepError(.cancelled, "cancelled while running")
             try await commit(Self.ending(Array(running.dropFirst()), status: .cancelled) + [.failJob(step: first?.unit.step, attempt: first?.number, error: error, reason: "cancel")])
+            traceEnd("cancelled", error)
             logger.info("job cancelled while running")
         case .shutdown:
             try await commit(Self.ending(Array(running.dropFirst()), status: .interrupted) + [.release(step: first?.unit.step, attempt: first?.number)])
@@ -449,9 +464,29 @@ final class JobRun {
         return .attempt(prepared.attempt, await invoke(prepared.stage, prepared.context))
     }
 
+    /// The job's root span, once the job has ended here.
+    private func traceEnd(_ status: String, _ error: StepError?) {
+        Telemetry.jobEnded(jobID: job.id, pipeline: job.pipeline, version: job.pipelineVersion, createdAt: job.createdAt, status: status, error: error)
+    }
+
+    /// Runs one attempt in a `step <id>` span of the job's trace.
+    static func invoke(_ stage: any Stage, _ context: StageContext) async -> Result<JSON, StepError> {
+        var attributes: SpanAttributes = [
+            "genflow.step": .string(context.stepID), "genflow.stage": .string(stage.name), "genflow.attempt": .int64(Int64(context.attempt)),
+        ]
+        if let item = context.item { attributes["genflow.item"] = item }
+        do throws(StepError) {
+            return .success(try await Telemetry.span("step \(context.stepID)", attributes: attributes) { _ throws(StepError) in
+                try await attempt(stage, context).get()
+            })
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// Runs one attempt, bounded by its timeout and stopped when the job's task is cancelled.
     /// A stage that ignores cancellation is left to finish on its own; its result is discarded.
-    static func invoke(_ stage: any Stage, _ context: StageContext) async -> Result<JSON, StepError> {
+    private static func attempt(_ stage: any Stage, _ context: StageContext) async -> Result<JSON, StepError> {
         let outcome = FirstResult<Result<JSON, StepError>>()
         let work = Task {
             do throws(StepError) {

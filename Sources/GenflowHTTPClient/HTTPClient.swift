@@ -1,5 +1,6 @@
 internal import CCurl
 internal import Foundation
+internal import Instrumentation
 
 /// An outbound HTTP request.
 public struct HTTPRequest: Sendable {
@@ -91,7 +92,12 @@ public final class HTTPClient: Sendable {
     /// hand it on, do not block); the returned body holds all of it as well.
     ///
     /// Cancelling the calling task stops the transfer and throws `.cancelled`.
+    /// Inside a trace, the request carries the current span as `traceparent`.
     public func perform(_ request: HTTPRequest, onData: (@Sendable ([UInt8]) -> Void)? = nil) async throws(HTTPError) -> HTTPResponse {
+        var request = request
+        if let context = InstrumentationContext.current {
+            InstrumentationSystem.instrument.inject(context, into: &request.headers, using: HeaderListInjector())
+        }
         guard let transfer = Transfer(request: request, onData: onData) else {
             throw HTTPError(kind: .network, message: "cannot create a curl handle")
         }
@@ -107,5 +113,13 @@ public final class HTTPClient: Sendable {
             inbox.cancel(transfer)
         }
         return try result.get()
+    }
+}
+
+/// Writes trace headers into a request's header list.
+struct HeaderListInjector: Injector {
+    func inject(_ value: String, forKey key: String, into headers: inout [(String, String)]) {
+        headers.removeAll { $0.0.lowercased() == key }
+        headers.append((key, value))
     }
 }

@@ -2,7 +2,9 @@ public import GenflowCore
 public import Logging
 public import GenflowPipeline
 internal import Foundation
+internal import GenflowTracing
 internal import Synchronization
+internal import Tracing
 
 /// A stage a plugin provides: its schema comes from the manifest; `run` is one invoke, with the
 /// plugin's progress and events written to the job's event stream in the order they came.
@@ -44,11 +46,22 @@ public struct PluginStage: Stage {
             // on_invalid: why the previous answer was refused, so the plugin can ask differently.
             "feedback": context.feedback ?? .null,
         ]
-        if let item = context.item, case .object(var members) = invocation {
-            members["item"] = .int(item)
-            invocation = .object(members)
+        let supervisor = slot.current
+        let attributes: SpanAttributes = ["genflow.plugin": .string(supervisor.manifest.name), "genflow.plugin_version": .string(supervisor.manifest.version), "genflow.stage": .string(name)]
+        let outcome: Result<JSON, StepError>
+        do throws(StepError) {
+            outcome = .success(try await Telemetry.span("plugin \(name)", kind: .client, attributes: attributes) { _ throws(StepError) in
+                if case .object(var members) = invocation {
+                    if let item = context.item { members["item"] = .int(item) }
+                    // The plugin's own calls can join the job's trace.
+                    if let traceparent = Telemetry.traceparent { members["traceparent"] = .string(traceparent) }
+                    invocation = .object(members)
+                }
+                return try await supervisor.invoke(stage: name, config: context.config, input: context.input, context: invocation, deadline: deadline, observer: observer).get()
+            })
+        } catch {
+            outcome = .failure(error)
         }
-        let outcome = await slot.current.invoke(stage: name, config: context.config, input: context.input, context: invocation, deadline: deadline, observer: observer)
         events.finish()
         await writer.value
         return try outcome.get()

@@ -3,6 +3,8 @@ public import GenflowPipeline
 internal import Foundation
 internal import GenflowHTTPClient
 internal import GenflowProviders
+internal import GenflowTracing
+internal import Tracing
 
 /// A declarative HTTP call: method, URL, headers, a JSON body template and a response mapping.
 /// Output: `{status, body, <mapped fields>}`; failures take SPEC §6's classes as provider calls do.
@@ -49,15 +51,20 @@ public struct HTTPRequestStage: Stage {
             method: config["method"]?.stringValue ?? "GET", url: url, headers: headers, body: body,
             timeout: context.timeout, connectTimeout: min(context.timeout, .seconds(10)), idleTimeout: min(context.timeout, .seconds(30))
         )
-        let response: HTTPResponse
-        do throws(HTTPError) {
-            response = try await http.client.perform(request, onData: nil)
-        } catch {
-            throw ProviderFailure.failure(error)
-        }
         let expected = config["expect_status"]?.arrayValue?.compactMap(\.intValue)
-        guard expected?.contains(response.status) ?? (200..<300).contains(response.status) else {
-            throw ProviderFailure.failure(response)
+        let attributes: SpanAttributes = ["http.request.method": .string(request.method), "url.full": .string(Self.withoutQuery(url))]
+        let response = try await Telemetry.span("http \(request.method)", kind: .client, attributes: attributes) { span throws(StepError) in
+            let response: HTTPResponse
+            do throws(HTTPError) {
+                response = try await http.client.perform(request, onData: nil)
+            } catch {
+                throw ProviderFailure.failure(error)
+            }
+            span?.attributes["http.response.status_code"] = response.status
+            guard expected?.contains(response.status) ?? (200..<300).contains(response.status) else {
+                throw ProviderFailure.failure(response)
+            }
+            return response
         }
         let parsed = try? JSON(parsing: Data(response.body))
         var output: [String: JSON] = [
@@ -70,6 +77,11 @@ public struct HTTPRequestStage: Stage {
             output[field] = value
         }
         return .object(output)
+    }
+
+    /// A URL for a trace: without its query, which may carry a key.
+    static func withoutQuery(_ url: String) -> String {
+        String(url.prefix { $0 != "?" && $0 != "#" })
     }
 
 }

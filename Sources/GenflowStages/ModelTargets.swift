@@ -1,7 +1,9 @@
 public import GenflowCore
 public import GenflowPipeline
 internal import GenflowProviders
+internal import GenflowTracing
 internal import Metrics
+internal import Tracing
 
 /// Fallbacks and cooldowns: within one attempt `call_model` tries its provider and model, then each
 /// of `fallbacks` in turn while the failures are of a class in `fallback_on`; a target cooling down
@@ -63,9 +65,7 @@ extension CallModel {
                 case .text(let text, let usage, let finishReason)?:
                     answer = try await runScripted(context, text: text, usage: usage, finishReason: finishReason, output: output)
                 case nil:
-                    answer = output == "image"
-                        ? try await runImages(context, provider: configured.provider, model: target.model)
-                        : try await runChat(context, provider: configured.provider, model: target.model, messages: messages, output: output)
+                    answer = try await call(target, configured.provider, context, output: output, messages: messages)
                 }
                 Self.record(provider: target.provider, since: started, outcome: "ok")
                 health.succeeded(key)
@@ -99,6 +99,23 @@ extension CallModel {
         if failures.count == 1 { throw last }
         let summary = zip(Self.targets(context.config), failures).map { "\($0.provider) \($0.model): \($1.message)" }.joined(separator: "; ")
         throw StepError(last.errorClass, "every target failed: \(summary)", retryAfter: failures.compactMap(\.retryAfter).min())
+    }
+
+    /// One call of a target's model, in a `model <provider>` span (provider, model, tokens).
+    private func call(_ target: Target, _ provider: any Provider, _ context: StageContext, output: String, messages: [JSON]) async throws(StepError) -> JSON {
+        let attributes: SpanAttributes = [
+            "genflow.provider": .string(target.provider), "genflow.model": .string(target.model), "genflow.output": .string(output),
+        ]
+        return try await Telemetry.span("model \(target.provider)", kind: .client, attributes: attributes) { span throws(StepError) in
+            let answer = output == "image"
+                ? try await runImages(context, provider: provider, model: target.model)
+                : try await runChat(context, provider: provider, model: target.model, messages: messages, output: output)
+            if let span, let usage = answer["usage"] {
+                span.attributes["genflow.tokens.input"] = usage["prompt_tokens"]?.intValue
+                span.attributes["genflow.tokens.output"] = usage["completion_tokens"]?.intValue
+            }
+            return answer
+        }
     }
 
     /// Before a priced call, with `limits.budget` set: holds the call's estimated cost of the

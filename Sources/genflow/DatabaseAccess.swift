@@ -9,6 +9,7 @@ import GenflowPostgres
 import GenflowQueue
 import GenflowSchema
 import GenflowStages
+import GenflowTracing
 import Logging
 
 /// Logging to standard error at the configured level, set up once per process.
@@ -18,7 +19,8 @@ enum Log {
     static func make(level: String, label: String = "genflow") -> Logger {
         if !isBootstrapped {
             isBootstrapped = true
-            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            // Lines logged inside a job's trace carry its trace_id and span_id.
+            LoggingSystem.bootstrap({ StreamLogHandler.standardError(label: $0, metadataProvider: $1) }, metadataProvider: Telemetry.logMetadata)
         }
         var logger = Logger(label: label)
         logger.logLevel = Logger.Level(rawValue: level) ?? .info

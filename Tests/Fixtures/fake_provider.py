@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, urlparse
 
 CALLS = {}
 LAST = {}
+TRACES = []  # spans received at POST /v1/traces
+SEEN = []  # every POST: its path and traceparent header
 # A 1x1 PNG, what the gpt-image models' base64 answers decode to here.
 TINY_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC")
 
@@ -56,6 +58,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.05)
             self.wfile.write(b"0\r\n\r\n")
+        elif url.path == "/traces":
+            self.reply(200, json.dumps(TRACES), [("Content-Type", "application/json")])
+        elif url.path == "/seen":
+            self.reply(200, json.dumps(SEEN), [("Content-Type", "application/json")])
         elif url.path == "/calls":
             self.reply(200, json.dumps(CALLS), [("Content-Type", "application/json")])
         elif url.path == "/last":
@@ -189,6 +195,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
+        SEEN.append({"path": self.path, "traceparent": self.headers.get("traceparent")})
+        if self.path == "/v1/traces":
+            # An OTLP/HTTP receiver (JSON encoding): keeps each span with the resource it came with.
+            if self.headers.get("Content-Type") != "application/json":
+                return self.reply(415, "{}")
+            for resource in json.loads(body).get("resourceSpans", []):
+                for scope in resource.get("scopeSpans", []):
+                    for span in scope.get("spans", []):
+                        TRACES.append(dict(span, resource=resource.get("resource", {})))
+            return self.reply(200, "{}", [("Content-Type", "application/json")])
         if self.path.endswith("/chat/completions"):
             return self.chat(json.loads(body or b"{}"))
         if self.path.endswith("/images/generations"):

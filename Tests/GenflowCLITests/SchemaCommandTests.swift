@@ -52,6 +52,6 @@ struct SchemaCommandTests {
         let result = try await genflow("schema", "config")
         let schema = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         let keys = try #require((schema["properties"] as? [String: Any])?.keys)
-        #expect(Set(keys) == ["listen", "database", "state_dir", "pipelines_dir", "plugins_dir", "workers", "auth", "providers", "limits", "retention", "log", "queue", "cors_origins", "listener"])
+        #expect(Set(keys) == ["listen", "database", "state_dir", "pipelines_dir", "plugins_dir", "workers", "auth", "providers", "limits", "retention", "log", "queue", "cors_origins", "listener", "telemetry"])
     }
 }

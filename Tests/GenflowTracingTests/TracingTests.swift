@@ -1,0 +1,70 @@
+import GenflowCore
+@testable import GenflowTracing
+import Testing
+import Tracing
+
+@Suite("Trace context and the OTLP encoding")
+struct TracingTests {
+    @Test("traceparent: written and read back; malformed or zero ids are refused")
+    func traceparent() {
+        let context = SpanContext(traceID: (0x0af7651916cd43dd, 0x8448eb211c80319c), spanID: 0xb7ad6b7169203331)
+        #expect(context.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        #expect(SpanContext(traceparent: context.traceparent) == context)
+        for bad in [
+            "", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "00-0af7651916cd43dd8448eb211c80319z-b7ad6b7169203331-01", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",
+        ] {
+            #expect(SpanContext(traceparent: bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("a job's trace id is its id, its root span id the id's last 64 bits")
+    func jobTrace() throws {
+        let root = try #require(SpanContext(jobID: "26507ea3-9f44-485c-a3e6-203b0add1368"))
+        #expect(root.traceHex == "26507ea39f44485ca3e6203b0add1368")
+        #expect(root.spanHex == "a3e6203b0add1368")
+        #expect(SpanContext(jobID: "not-a-uuid") == nil)
+    }
+
+    @Test("children share the trace and name their parent; inject and extract carry traceparent")
+    func tracer() throws {
+        let buffer = SpanBuffer(capacity: 2)
+        let tracer = OTLPTracer(buffer: buffer)
+        let parent = tracer.startSpan("parent", context: .topLevel, ofKind: .internal)
+        let child = tracer.startSpan("child", context: parent.context, ofKind: .client)
+        child.attributes["genflow.model"] = "ok"
+        child.setStatus(SpanStatus(code: .error, message: "boom"))
+        child.end()
+        child.end()  // once only
+        parent.end()
+        tracer.startSpan("third", context: .topLevel, ofKind: .internal).end()
+        let (spans, dropped) = buffer.take(10)
+        #expect(spans.map(\.name) == ["child", "parent"] && dropped == 1, "a full buffer drops and counts")
+        #expect(spans[0].context.traceID == spans[1].context.traceID && spans[0].parentSpanID == spans[1].context.spanID)
+        #expect(spans[1].parentSpanID == nil)
+
+        var headers: [String: String] = [:]
+        tracer.inject(child.context, into: &headers, using: DictionaryInjector())
+        #expect(headers["traceparent"] == spans[0].context.traceparent)
+        var extracted = InstrumentationContext.topLevel
+        tracer.extract(headers, into: &extracted, using: DictionaryExtractor())
+        #expect(extracted.spanContext == spans[0].context)
+
+        let encoded = OTLPEncoding.request([spans[0]], resource: ["service.name": "genflow"])
+        let span = try #require(encoded["resourceSpans"]?.arrayValue?.first?["scopeSpans"]?.arrayValue?.first?["spans"]?.arrayValue?.first)
+        #expect(span["traceId"]?.stringValue == spans[0].context.traceHex && span["parentSpanId"]?.stringValue == spans[1].context.spanHex)
+        #expect(span["kind"] == 3 && span["status"]?["code"] == 2 && span["status"]?["message"] == "boom")
+        #expect(span["attributes"] == [["key": "genflow.model", "value": ["stringValue": "ok"]]])
+        #expect(Int(span["startTimeUnixNano"]?.stringValue ?? "") != nil)
+        #expect(encoded["resourceSpans"]?.arrayValue?.first?["resource"]?["attributes"] == [["key": "service.name", "value": ["stringValue": "genflow"]]])
+    }
+}
+
+private struct DictionaryInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+}
+
+private struct DictionaryExtractor: Extractor {
+    func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+}
