@@ -69,8 +69,17 @@ public enum Daemon {
 
     private static func serve(config: DaemonConfig, database: DatabaseConnection, pool: DatabasePool, started: ContinuousClock.Instant, logger: Logger) async throws {
         let store = JobStore(pool: pool)
-        let applied = try await pool.withConnection { try Migrations.migrate($0) }
+        let (applied, current) = try await pool.withConnection { connection in
+            (try Migrations.migrate(connection), try Migrations.currentVersion(connection))
+        }
         if !applied.isEmpty { logger.notice("applied database migrations", metadata: ["genflow.versions": "\(applied)"]) }
+        if let known = Migrations.all.last?.version, current > known {
+            // A newer daemon migrated the database during a rolling upgrade: this one runs on the
+            // newer schema (migrations keep the previous release working), but should be replaced.
+            logger.warning("the database schema is newer than this daemon: upgrade it", metadata: [
+                "genflow.schema_version": "\(current)", "genflow.daemon_schema_version": "\(known)", "genflow.version": "\(GenflowVersion.version)",
+            ])
+        }
 
         let plugins = await PluginSet.load(directory: config.pluginsDir, start: true, reserved: BuiltinStages.names, logger: logger)
         for failure in plugins.failures { logger.error("plugin not loaded: \(failure)") }

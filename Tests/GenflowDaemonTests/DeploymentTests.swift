@@ -51,6 +51,17 @@ struct DeploymentTests {
         #expect(FileManager.default.fileExists(atPath: config))
     }
 
+    @Test("a rolling upgrade: a daemon on a database a newer release migrated runs, and warns that it should be upgraded")
+    func newerSchema() async throws {
+        let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
+        _ = try await harness.query("INSERT INTO genflow.schema_migrations (version, name) VALUES (100000, 'from a newer release')")
+        let daemon = try await DaemonProcess(harness: harness)
+        defer { daemon.stop() }
+        #expect(daemon.output.contains("genflow.schema_version=100000") && daemon.output.contains("the database schema is newer than this daemon"))
+        let job = try await harness.submit("sleepy", input: ["ms": "1ms"])
+        #expect(try await harness.wait(for: job.id).status == .completed)
+    }
+
     @Test("under systemd (NOTIFY_SOCKET): READY=1 once serving, WATCHDOG=1 at half of WATCHDOG_USEC, STOPPING=1 when SIGTERM starts the drain")
     func serviceManagerNotifications() async throws {
         let manager = try NotifySocket()
