@@ -137,9 +137,9 @@ public final class EventHub: Sendable {
         guard path == "/v1/events" else { return .failure(UpgradeRefusal(status: 404, body: "no WebSocket endpoint here; use /v1/events")) }
         let principal: Principal
         do {
-            principal = try authenticator.principal(token: Authenticator.token(headers: request.headers, query: request.query))
+            principal = try authenticator.principal(token: Authenticator.token(headers: request.headers, query: request.query), client: request.clientAddress)
         } catch {
-            return .failure(UpgradeRefusal(status: 401, body: error.message))
+            return .failure(UpgradeRefusal(status: error.status, body: error.message))
         }
         var since: Int64?
         if let text = request.query["since"] {

@@ -1,7 +1,8 @@
 internal import Synchronization
 
-/// Per-user submission limit: a token bucket of `perMinute` tokens refilled evenly over a minute,
-/// so a burst up to the limit passes and the steady rate is the limit. In memory, per daemon.
+/// A token bucket per key (a user's submissions, a client address's failed authentications) of
+/// `perMinute` tokens refilled evenly over a minute, so a burst up to the limit passes and the
+/// steady rate is the limit. In memory, per daemon.
 final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
@@ -13,6 +14,16 @@ final class RateLimiter: Sendable {
 
     init(perMinute: Int) {
         self.perMinute = perMinute
+    }
+
+    /// The seconds until `key` has a token again, without taking one; nil when it has one now.
+    func waiting(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
+        let rate = Double(perMinute) / 60
+        return buckets.withLock { buckets in
+            guard let bucket = buckets[key] else { return nil }
+            let tokens = min(Double(perMinute), bucket.tokens + rate * (now - bucket.updated).seconds)
+            return tokens >= 1 ? nil : max(1, Int(((1 - tokens) / rate).rounded(.up)))
+        }
     }
 
     /// Takes one token for `user`: nil when allowed, else the seconds until one is free.

@@ -17,14 +17,34 @@ public enum Principal: Sendable, Hashable {
     }
 }
 
-/// Turns bearer tokens into principals.
+/// Turns bearer tokens into principals, and stops a client address that keeps sending bad ones.
 public struct Authenticator: Sendable {
     let jwtSecret: Secret
     let adminToken: Secret?
+    /// Bad tokens per client address (`limits.auth_failures_per_minute`): past the limit, the
+    /// address's authenticated requests get 429 until its bucket refills.
+    let failures: RateLimiter
 
-    public init(jwtSecret: Secret, adminToken: Secret?) {
+    public init(jwtSecret: Secret, adminToken: Secret?, failuresPerMinute: Int = 60) {
         self.jwtSecret = jwtSecret
         self.adminToken = adminToken
+        failures = RateLimiter(perMinute: failuresPerMinute)
+    }
+
+    /// The principal of a request's token from `client` (its address: the peer's, or the one a
+    /// trusted proxy forwarded). A bad token counts against the address; a missing one does not.
+    public func principal(token: String?, client: String) throws(APIError) -> Principal {
+        if let wait = failures.waiting(client) {
+            var error = APIError(429, "too_many_failures", "too many bad tokens from this address; retry in \(wait) s")
+            error.headers = [("Retry-After", "\(wait)")]
+            throw error
+        }
+        do {
+            return try principal(token: token)
+        } catch {
+            if token?.isEmpty == false { _ = failures.take(client) }
+            throw error
+        }
     }
 
     /// The principal of a bearer token, or the API error for a missing or bad one.

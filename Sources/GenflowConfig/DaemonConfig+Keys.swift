@@ -103,6 +103,7 @@ extension DaemonConfig {
                 config.runningPerUser = reader.int(node, name, in: 1...1_000_000)
             },
             .int("limits.submit_per_minute", 1...10_000_000, \.submitPerMinute),
+            .int("limits.auth_failures_per_minute", 1...1_000_000, \.authFailuresPerMinute),
             .int("limits.max_body_bytes", 1_024...(256 << 20), \.maxBodyBytes),
             budgetCap("limits.budget.per_user_daily", \.perUserDaily),
             budgetCap("limits.budget.per_user_monthly", \.perUserMonthly),

@@ -81,11 +81,12 @@ struct DeploymentTests {
         #expect(stopping?.hasPrefix("STOPPING=1\n") == true)
     }
 
-    @Test("through nginx: REST, a WebSocket that reconnects with since and misses nothing, the dashboard's files; WebSockets are capped by the forwarded client address")
+    @Test("through nginx: REST, a WebSocket that reconnects with since and misses nothing, the dashboard's files; WebSockets and bad tokens are limited by the forwarded client address")
     func reverseProxy() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness, extraConfig: """
             listener: {trusted_proxies: ["\(ReverseProxy.upstreamSource)/32"], max_connections_per_address: 2}
+            limits: {auth_failures_per_minute: 3}
             """)
         defer { daemon.stop() }
         let proxy = try await ReverseProxy(daemonPort: daemon.port)
@@ -130,6 +131,13 @@ struct DeploymentTests {
         let direct = try daemon.socket("token=\(token)")
         defer { direct.close() }
         #expect(await direct.next()?["op"] == "_open")
+
+        // Bad tokens count against the client the proxy forwarded (127.0.0.1), not against the
+        // proxy: after three, that client is refused through the proxy and directly alike.
+        for _ in 0..<3 { #expect(try await callAPI("GET", proxy.url("/v1/jobs"), token: "not-a-token").status == 401) }
+        let limited = try await callAPI("GET", proxy.url("/v1/jobs"), token: token)
+        #expect(limited.status == 429 && limited.json["error"]?["code"] == "too_many_failures" && Int(limited.headers["retry-after"] ?? "") ?? 0 >= 1)
+        #expect(try await daemon.call("GET", "/v1/jobs", token: token).status == 429)
     }
 }
 
