@@ -83,11 +83,10 @@ final class JobRun {
 
     /// Runs the job in its trace (a `job.run` span under the job's root span).
     func run() async throws {
-        let attributes: SpanAttributes = [
+        try await Telemetry.jobRun(jobID: job.id, attributes: [
             "genflow.job_id": .string(job.id), "genflow.pipeline": .string(job.pipeline), "genflow.pipeline_version": .string(job.pipelineVersion),
             "genflow.daemon": .string(engine.owner), "genflow.rescued": .bool(wasRescued),
-        ]
-        try await Telemetry.jobRun(jobID: job.id, attributes: attributes) { try await runSteps() }
+        ]) { try await runSteps() }
     }
 
     private func runSteps() async throws {
@@ -471,17 +470,21 @@ final class JobRun {
 
     /// Runs one attempt in a `step <id>` span of the job's trace.
     static func invoke(_ stage: any Stage, _ context: StageContext) async -> Result<JSON, StepError> {
-        var attributes: SpanAttributes = [
-            "genflow.step": .string(context.stepID), "genflow.stage": .string(stage.name), "genflow.attempt": .int64(Int64(context.attempt)),
-        ]
-        if let item = context.item { attributes["genflow.item"] = item }
         do throws(StepError) {
-            return .success(try await Telemetry.span("step \(context.stepID)", attributes: attributes) { _ throws(StepError) in
+            return .success(try await Telemetry.span("step \(context.stepID)", attributes: stepAttributes(stage, context)) { _ throws(StepError) in
                 try await attempt(stage, context).get()
             })
         } catch {
             return .failure(error)
         }
+    }
+
+    private static func stepAttributes(_ stage: any Stage, _ context: StageContext) -> SpanAttributes {
+        var attributes: SpanAttributes = [
+            "genflow.step": .string(context.stepID), "genflow.stage": .string(stage.name), "genflow.attempt": .int64(Int64(context.attempt)),
+        ]
+        if let item = context.item { attributes["genflow.item"] = item }
+        return attributes
     }
 
     /// Runs one attempt, bounded by its timeout and stopped when the job's task is cancelled.

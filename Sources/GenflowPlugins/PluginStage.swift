@@ -47,9 +47,11 @@ public struct PluginStage: Stage {
             "feedback": context.feedback ?? .null,
         ]
         let supervisor = slot.current
-        let attributes: SpanAttributes = ["genflow.plugin": .string(supervisor.manifest.name), "genflow.plugin_version": .string(supervisor.manifest.version), "genflow.stage": .string(name)]
         let outcome: Result<JSON, StepError>
         do throws(StepError) {
+            let attributes: SpanAttributes = [
+                "genflow.plugin": .string(supervisor.manifest.name), "genflow.plugin_version": .string(supervisor.manifest.version), "genflow.stage": .string(name),
+            ]
             outcome = .success(try await Telemetry.span("plugin \(name)", kind: .client, attributes: attributes) { _ throws(StepError) in
                 if case .object(var members) = invocation {
                     if let item = context.item { members["item"] = .int(item) }

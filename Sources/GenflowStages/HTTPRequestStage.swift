@@ -52,8 +52,9 @@ public struct HTTPRequestStage: Stage {
             timeout: context.timeout, connectTimeout: min(context.timeout, .seconds(10)), idleTimeout: min(context.timeout, .seconds(30))
         )
         let expected = config["expect_status"]?.arrayValue?.compactMap(\.intValue)
-        let attributes: SpanAttributes = ["http.request.method": .string(request.method), "url.full": .string(Self.withoutQuery(url))]
-        let response = try await Telemetry.span("http \(request.method)", kind: .client, attributes: attributes) { span throws(StepError) in
+        let response = try await Telemetry.span(
+            "http \(request.method)", kind: .client, attributes: ["http.request.method": .string(request.method), "url.full": .string(Self.withoutQuery(url))]
+        ) { span throws(StepError) in
             let response: HTTPResponse
             do throws(HTTPError) {
                 response = try await http.client.perform(request, onData: nil)

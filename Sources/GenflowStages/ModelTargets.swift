@@ -103,10 +103,9 @@ extension CallModel {
 
     /// One call of a target's model, in a `model <provider>` span (provider, model, tokens).
     private func call(_ target: Target, _ provider: any Provider, _ context: StageContext, output: String, messages: [JSON]) async throws(StepError) -> JSON {
-        let attributes: SpanAttributes = [
+        return try await Telemetry.span("model \(target.provider)", kind: .client, attributes: [
             "genflow.provider": .string(target.provider), "genflow.model": .string(target.model), "genflow.output": .string(output),
-        ]
-        return try await Telemetry.span("model \(target.provider)", kind: .client, attributes: attributes) { span throws(StepError) in
+        ]) { span throws(StepError) in
             let answer = output == "image"
                 ? try await runImages(context, provider: provider, model: target.model)
                 : try await runChat(context, provider: provider, model: target.model, messages: messages, output: output)

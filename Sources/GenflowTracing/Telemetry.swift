@@ -25,14 +25,16 @@ public enum Telemetry {
 
     private static var tracer: OTLPTracer? { installed.withLock { $0 } }
 
-    /// Runs `body` in a span under the current one (none when tracing is off). A `StepError` it
-    /// throws marks the span failed, with its class in `genflow.error_class`.
+    /// Runs `body` in a span under the current one (none when tracing is off: then the name and
+    /// attributes are not even made). A `StepError` it throws marks the span failed, with its class
+    /// in `genflow.error_class`.
     public static func span<T>(
-        _ name: String, kind: SpanKind = .internal, attributes: SpanAttributes = [:], _ body: (RecordedSpan?) async throws(StepError) -> T
+        _ name: @autoclosure () -> String, kind: SpanKind = .internal, attributes: @autoclosure () -> SpanAttributes = [:],
+        _ body: (RecordedSpan?) async throws(StepError) -> T
     ) async throws(StepError) -> T {
         guard let tracer else { return try await body(nil) }
-        let span = tracer.startSpan(name, context: InstrumentationContext.current ?? .topLevel, ofKind: kind)
-        span.attributes = attributes
+        let span = tracer.startSpan(name(), context: InstrumentationContext.current ?? .topLevel, ofKind: kind)
+        span.attributes = attributes()
         let result: Result<T, StepError> = await InstrumentationContext.$current.withValue(span.context) {
             do throws(StepError) {
                 return .success(try await body(span))
@@ -53,12 +55,12 @@ public enum Telemetry {
     }
 
     /// One daemon's run of a job: `body` runs in a `job.run` span under the job's root span.
-    public static func jobRun<T>(jobID: String, attributes: SpanAttributes, _ body: () async throws -> T) async throws -> T {
+    public static func jobRun<T>(jobID: String, attributes: @autoclosure () -> SpanAttributes, _ body: () async throws -> T) async throws -> T {
         guard let tracer, let root = SpanContext(jobID: jobID) else { return try await body() }
         var parent = InstrumentationContext.topLevel
         parent.spanContext = root
         let span = tracer.startSpan("job.run", context: parent, ofKind: .consumer)
-        span.attributes = attributes
+        span.attributes = attributes()
         defer { span.end() }
         do {
             return try await InstrumentationContext.$current.withValue(span.context) { try await body() }
