@@ -1,3 +1,4 @@
+internal import GenflowCore
 public import Instrumentation
 public import Tracing
 internal import Synchronization
@@ -20,9 +21,13 @@ public struct FinishedSpan: Sendable {
 /// span that ends is handed to a `SpanBuffer` that `SpanExporter` sends over OTLP/HTTP.
 public struct OTLPTracer: Tracer {
     public let buffer: SpanBuffer
+    /// Span and trace ids: SplitMix64 seeded from the system's generator once (the system's
+    /// generator is a getrandom(2) call per number; ids need to be unique, not secret).
+    private let ids: IDSource
 
     public init(buffer: SpanBuffer) {
         self.buffer = buffer
+        ids = IDSource()
     }
 
     public func startSpan<Instant: TracerInstant>(
@@ -31,9 +36,8 @@ public struct OTLPTracer: Tracer {
     ) -> RecordedSpan {
         var context = context()
         let parent = context.spanContext
-        var random = SystemRandomNumberGenerator()
-        let traceID = parent?.traceID ?? (random.next(), random.next())
-        let own = SpanContext(traceID: traceID, spanID: random.next() | 1)
+        let traceID = parent?.traceID ?? ids.traceID()
+        let own = SpanContext(traceID: traceID, spanID: ids.spanID())
         context.spanContext = own
         return RecordedSpan(name: operationName, context: context, span: own, parent: parent?.spanID, kind: kind, start: instant().nanosecondsSinceEpoch, buffer: buffer)
     }
@@ -155,4 +159,22 @@ public final class SpanBuffer: Sendable {
     }
 
     var count: Int { spans.withLock(\.items.count) }
+}
+
+/// Non-zero random ids, from one seeded generator behind a lock.
+final class IDSource: Sendable {
+    private let generator: Mutex<SplitMix64>
+
+    init() {
+        var system = SystemRandomNumberGenerator()
+        generator = Mutex(SplitMix64(seed: system.next()))
+    }
+
+    func spanID() -> UInt64 {
+        generator.withLock { $0.next() } | 1
+    }
+
+    func traceID() -> (high: UInt64, low: UInt64) {
+        generator.withLock { ($0.next(), $0.next() | 1) }
+    }
 }
