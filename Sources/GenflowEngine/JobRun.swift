@@ -167,6 +167,13 @@ final class JobRun {
         } catch let error as StepError {
             try await fail(nil, attempt: nil, error, reason: "pipeline", running: [])
             return nil
+        } catch let error as DiagnosticsError {
+            // Written by a newer release during a rolling upgrade, as a rule: the job is left to its
+            // lease, for another daemon to take over (and fails as poisoned if none can).
+            logger.error("cannot load the job's pipeline version; another daemon will take the job over after its lease", metadata: [
+                "genflow.pipeline": "\(job.pipeline)", "genflow.version": "\(job.pipelineVersion.prefix(12))", "genflow.error": "\(error)",
+            ])
+            throw error
         }
     }
 

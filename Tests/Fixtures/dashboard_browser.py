@@ -13,52 +13,12 @@ import asyncio
 import base64
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 
-import websockets
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from cdp import Page, chromium_page
 
 
-class Page:
-    """One page target: send a CDP command, get its result."""
-
-    def __init__(self, socket):
-        self.socket = socket
-        self.next_id = 0
-
-    async def call(self, method, **params):
-        self.next_id += 1
-        ident = self.next_id
-        await self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
-        while True:
-            message = json.loads(await self.socket.recv())
-            if message.get("id") == ident:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
-
-    async def evaluate(self, expression):
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    async def wait_for(self, expression, what, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            # The page may still be loading: an error in the check counts as not yet.
-            value = await self.evaluate(f"(() => {{ try {{ return ({expression}); }} catch (e) {{ return false; }} }})()")
-            if value:
-                return value
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
+class DashboardPage(Page):
     async def screenshot(self, path):
         shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         with open(path, "wb") as file:
@@ -107,104 +67,82 @@ async def check_reconnect(page):
 
 
 async def drive(base, token, out, instructions):
-    profile = tempfile.mkdtemp(prefix="genflow-chromium-")
-    browser = subprocess.Popen([
-        CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1440,1100", "about:blank",
-    ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        deadline = time.monotonic() + 30
-        while not (os.path.exists(port_file) and open(port_file).read().strip()):
-            if time.monotonic() > deadline or browser.poll() is not None:
-                raise RuntimeError(f"chromium did not start ({CHROMIUM})")
-            await asyncio.sleep(0.05)
-        port = open(port_file).read().split()[0]
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
-        target = next(t for t in targets if t["type"] == "page")
-        async with websockets.connect(target["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024) as socket:
-            page = Page(socket)
-            await page.call("Page.enable")
-            await page.call("Runtime.enable")
-            await page.call("Page.navigate", url=f"{base}{'&' if '?' in base else '?'}token={token}")
+    async with chromium_page(page_class=DashboardPage) as page:
+        await page.call("Page.navigate", url=f"{base}{'&' if '?' in base else '?'}token={token}")
+        await page.wait_for(
+            "document.getElementById('connection').dataset.state === 'live'"
+            " && document.querySelectorAll('#pipeline option').length > 0"
+            " && /^-?\\d+$/.test(document.getElementById('balance').textContent)",
+            "the page to sign in, load the pipelines and the balance, and go live")
+        if os.environ.get("DASHBOARD_PANELS"):
+            # An operator's panels only: what the stats and providers tables show.
+            try:
+                await page.wait_for("document.querySelectorAll('#providers tr').length > 1 && document.querySelector('#stats dd') !== null",
+                                    "the operator panels", timeout=20)
+            except TimeoutError:
+                seen = await page.evaluate("JSON.stringify({operator: state.operator, providers: document.getElementById('providers')?.outerHTML, stats: document.getElementById('stats')?.innerHTML?.slice(0, 300), plugins: document.getElementById('plugins')?.outerHTML?.slice(0, 200)})")
+                raise TimeoutError(f"no operator panels: {seen}")
+            print(json.dumps({
+                "providers": await page.evaluate("[...document.querySelectorAll('#providers tr')].slice(1).map(r => [...r.children].map(c => c.textContent.trim()))"),
+                "cost": await page.evaluate("document.querySelector('#stats dd[data-stat=cost]')?.textContent ?? null"),
+                "screenshot": await page.screenshot(os.path.join(out, "dashboard-operator.png")),
+            }))
+            return
+        before = int(await page.evaluate("document.getElementById('balance').textContent"))
+        url_after_sign_in = await page.evaluate("location.href")
+
+        # Choose the pipeline, then type the instructions and click Submit as a user would.
+        await page.evaluate(
+            f"(() => {{ const s = document.getElementById('pipeline'); s.value = {json.dumps(os.environ.get('DASHBOARD_PIPELINE', 'canvas-generation'))};"
+            " s.dispatchEvent(new Event('change')); })()")
+        await page.evaluate("document.querySelector('#fields [name=instructions]').focus()")
+        await page.call("Input.insertText", text=instructions)
+        earlier = await page.evaluate(f"{SELECTED_JOB}?.dataset.jobId ?? ''")
+        await page.click("#submit")
+
+        job_id = await page.wait_for(
+            f"(id => id && id !== {json.dumps(earlier)} && id)({SELECTED_JOB}?.dataset.jobId)", "the submitted job, selected in the list", timeout=20)
+        shots = []
+        # Steps shown with a progress bar while the job runs (each running branch has one).
+        step_bars = 0
+        try:
+            step_bars = await page.wait_for("(n => n > 0 && n)(document.querySelectorAll('#steps tr[data-step] .progress').length)",
+                                            "a running step's progress bar in the steps table", timeout=30)
+        except TimeoutError as error:
+            print(f"no step progress bar seen: {error}", file=sys.stderr)
+        try:
             await page.wait_for(
-                "document.getElementById('connection').dataset.state === 'live'"
-                " && document.querySelectorAll('#pipeline option').length > 0"
-                " && /^-?\\d+$/.test(document.getElementById('balance').textContent)",
-                "the page to sign in, load the pipelines and the balance, and go live")
-            if os.environ.get("DASHBOARD_PANELS"):
-                # An operator's panels only: what the stats and providers tables show.
-                try:
-                    await page.wait_for("document.querySelectorAll('#providers tr').length > 1 && document.querySelector('#stats dd') !== null",
-                                        "the operator panels", timeout=20)
-                except TimeoutError:
-                    seen = await page.evaluate("JSON.stringify({operator: state.operator, providers: document.getElementById('providers')?.outerHTML, stats: document.getElementById('stats')?.innerHTML?.slice(0, 300), plugins: document.getElementById('plugins')?.outerHTML?.slice(0, 200)})")
-                    raise TimeoutError(f"no operator panels: {seen}")
-                print(json.dumps({
-                    "providers": await page.evaluate("[...document.querySelectorAll('#providers tr')].slice(1).map(r => [...r.children].map(c => c.textContent.trim()))"),
-                    "cost": await page.evaluate("document.querySelector('#stats dd[data-stat=cost]')?.textContent ?? null"),
-                    "screenshot": await page.screenshot(os.path.join(out, "dashboard-operator.png")),
-                }))
-                return
-            before = int(await page.evaluate("document.getElementById('balance').textContent"))
-            url_after_sign_in = await page.evaluate("location.href")
-
-            # Choose the pipeline, then type the instructions and click Submit as a user would.
-            await page.evaluate(
-                f"(() => {{ const s = document.getElementById('pipeline'); s.value = {json.dumps(os.environ.get('DASHBOARD_PIPELINE', 'canvas-generation'))};"
-                " s.dispatchEvent(new Event('change')); })()")
-            await page.evaluate("document.querySelector('#fields [name=instructions]').focus()")
-            await page.call("Input.insertText", text=instructions)
-            earlier = await page.evaluate(f"{SELECTED_JOB}?.dataset.jobId ?? ''")
-            await page.click("#submit")
-
-            job_id = await page.wait_for(
-                f"(id => id && id !== {json.dumps(earlier)} && id)({SELECTED_JOB}?.dataset.jobId)", "the submitted job, selected in the list", timeout=20)
-            shots = []
-            # Steps shown with a progress bar while the job runs (each running branch has one).
-            step_bars = 0
-            try:
-                step_bars = await page.wait_for("(n => n > 0 && n)(document.querySelectorAll('#steps tr[data-step] .progress').length)",
-                                                "a running step's progress bar in the steps table", timeout=30)
-            except TimeoutError as error:
-                print(f"no step progress bar seen: {error}", file=sys.stderr)
-            try:
-                await page.wait_for(
-                    f"['running', 'waiting_retry'].includes({SELECTED_JOB}?.dataset.status)"
-                    f" && document.querySelector('#jobs li.selected .progress') && Number(document.getElementById('canvas').dataset.objects) >= 3",
-                    "the job running with objects drawn", timeout=30)
-                shots.append(await page.screenshot(os.path.join(out, "dashboard-running.png")))
-            except TimeoutError as error:
-                print(f"no mid-job screenshot: {error}", file=sys.stderr)
-            status = await page.wait_for(
-                f"(s => ['completed', 'failed', 'cancelled'].includes(s) && s)({SELECTED_JOB}?.dataset.status)",
-                "the job to end", timeout=90)
-            # The balance changes with token_balance_updated, which comes before job.completed.
-            await page.wait_for(f"document.getElementById('balance').textContent !== '{before}'", "the balance to change", timeout=10)
-            await page.wait_for("document.querySelectorAll('#steps tr').length > 1", "the steps table", timeout=10)
-            await asyncio.sleep(0.3)
-            shots.append(await page.screenshot(os.path.join(out, "dashboard-completed.png")))
-            report = {
-                "job_id": job_id,
-                "status": status,
-                "balance_before": before,
-                "balance_after": int(await page.evaluate("document.getElementById('balance').textContent")),
-                "balance_change_shown": await page.evaluate("document.getElementById('balance-change').textContent"),
-                "drawn_pixels": await page.evaluate(DRAWN_PIXELS),
-                "steps_shown": await page.evaluate("[...document.querySelectorAll('#steps tr[data-step]')].map(r => r.dataset.step)"),
-                "levels_shown": await page.evaluate("[...document.querySelectorAll('#steps tr.level')].map(r => r.textContent)"),
-                "step_bars_seen": step_bars,
-                "connection": await page.evaluate("document.getElementById('connection').dataset.state"),
-                "token_in_address_bar": "token=" in await page.evaluate("location.href") or "token=" in url_after_sign_in,
-                "screenshots": shots,
-            }
-            if os.environ.get("DASHBOARD_PIPELINE", "canvas-generation") == "canvas-generation":
-                report["reconnect"] = await check_reconnect(page)
-            print(json.dumps(report))
-    finally:
-        browser.kill()
-        browser.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+                f"['running', 'waiting_retry'].includes({SELECTED_JOB}?.dataset.status)"
+                f" && document.querySelector('#jobs li.selected .progress') && Number(document.getElementById('canvas').dataset.objects) >= 3",
+                "the job running with objects drawn", timeout=30)
+            shots.append(await page.screenshot(os.path.join(out, "dashboard-running.png")))
+        except TimeoutError as error:
+            print(f"no mid-job screenshot: {error}", file=sys.stderr)
+        status = await page.wait_for(
+            f"(s => ['completed', 'failed', 'cancelled'].includes(s) && s)({SELECTED_JOB}?.dataset.status)",
+            "the job to end", timeout=90)
+        # The balance changes with token_balance_updated, which comes before job.completed.
+        await page.wait_for(f"document.getElementById('balance').textContent !== '{before}'", "the balance to change", timeout=10)
+        await page.wait_for("document.querySelectorAll('#steps tr').length > 1", "the steps table", timeout=10)
+        await asyncio.sleep(0.3)
+        shots.append(await page.screenshot(os.path.join(out, "dashboard-completed.png")))
+        report = {
+            "job_id": job_id,
+            "status": status,
+            "balance_before": before,
+            "balance_after": int(await page.evaluate("document.getElementById('balance').textContent")),
+            "balance_change_shown": await page.evaluate("document.getElementById('balance-change').textContent"),
+            "drawn_pixels": await page.evaluate(DRAWN_PIXELS),
+            "steps_shown": await page.evaluate("[...document.querySelectorAll('#steps tr[data-step]')].map(r => r.dataset.step)"),
+            "levels_shown": await page.evaluate("[...document.querySelectorAll('#steps tr.level')].map(r => r.textContent)"),
+            "step_bars_seen": step_bars,
+            "connection": await page.evaluate("document.getElementById('connection').dataset.state"),
+            "token_in_address_bar": "token=" in await page.evaluate("location.href") or "token=" in url_after_sign_in,
+            "screenshots": shots,
+        }
+        if os.environ.get("DASHBOARD_PIPELINE", "canvas-generation") == "canvas-generation":
+            report["reconnect"] = await check_reconnect(page)
+        print(json.dumps(report))
 
 
 def main():

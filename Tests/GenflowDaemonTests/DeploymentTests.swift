@@ -62,6 +62,21 @@ struct DeploymentTests {
         #expect(try await harness.wait(for: job.id).status == .completed)
     }
 
+    @Test("a rolling upgrade: a job whose pipeline version this daemon cannot load (a newer release's) is left to its lease for another daemon, and fails as poisoned when none can load it")
+    func unloadablePipelineVersion() async throws {
+        let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
+        let job = try await harness.submit("sleepy", input: ["ms": "1ms"])
+        // As a newer release would have stored it: a stage this daemon does not know. And its file
+        // is not in this daemon's pipelines directory.
+        _ = try await harness.query("UPDATE genflow.pipeline_versions SET definition = jsonb_set(definition, '{steps,0,stage}', '\"future.stage\"') WHERE name = 'sleepy'")
+        try FileManager.default.removeItem(atPath: harness.path("sleepy.yaml"))
+        let daemon = try await DaemonProcess(harness: harness, lease: "1s", maxRescues: 1)
+        defer { daemon.stop() }
+        let ended = try await harness.wait(for: job.id)
+        #expect(ended.status == .failed && ended.rescues == 2, "claimed, left to its lease, taken over once, then poisoned: \(ended)")
+        #expect(daemon.output.contains("cannot load the job's pipeline version") && daemon.output.contains("future.stage"))
+    }
+
     @Test("under systemd (NOTIFY_SOCKET): READY=1 once serving, WATCHDOG=1 at half of WATCHDOG_USEC, STOPPING=1 when SIGTERM starts the drain")
     func serviceManagerNotifications() async throws {
         let manager = try NotifySocket()
