@@ -135,9 +135,9 @@ public final class EventHub: Sendable {
     public func upgrade(_ request: UpgradeRequest) -> Result<any WebSocketHandler, UpgradeRefusal> {
         let path = request.path.split(separator: "?").first.map(String.init) ?? request.path
         guard path == "/v1/events" else { return .failure(UpgradeRefusal(status: 404, body: "no WebSocket endpoint here; use /v1/events")) }
-        let principal: Principal
+        let authenticated: Authenticated
         do {
-            principal = try authenticator.principal(token: Authenticator.token(headers: request.headers, query: request.query), client: request.clientAddress)
+            authenticated = try authenticator.authenticate(token: Authenticator.token(headers: request.headers, query: request.query), client: request.clientAddress)
         } catch {
             return .failure(UpgradeRefusal(status: error.status, body: error.message))
         }
@@ -147,8 +147,9 @@ public final class EventHub: Sendable {
             since = value
         }
         // An operator without ?user_id= follows the events of no user: reloads and other system news.
+        let principal = authenticated.principal
         let user = principal == .operator ? request.query["user_id"] ?? "" : principal.owner(named: nil)
-        return .success(Session(hub: self, principal: principal, user: user, since: since))
+        return .success(Session(hub: self, principal: principal, user: user, since: since, expiresAt: authenticated.expiresAt))
     }
 
     /// Registers a new connection; it replays from `since` (or starts at the reader's position) and then goes live.
@@ -345,15 +346,26 @@ final class Session: WebSocketHandler {
     let principal: Principal
     let user: String?
     let since: Int64?
+    /// When the token the connection opened with stops holding: the connection closes then, with
+    /// 4401, and the client reconnects with a fresh token and `since`.
+    let expiresAt: Date?
 
-    init(hub: EventHub, principal: Principal, user: String?, since: Int64?) {
+    init(hub: EventHub, principal: Principal, user: String?, since: Int64?, expiresAt: Date?) {
         self.hub = hub
         self.principal = principal
         self.user = user
         self.since = since
+        self.expiresAt = expiresAt
     }
 
-    func opened(_ connection: WebSocketConnection) { hub.opened(connection, principal: principal, user: user, since: since) }
+    func opened(_ connection: WebSocketConnection) {
+        hub.opened(connection, principal: principal, user: user, since: since)
+        guard let expiresAt else { return }
+        Task { [weak connection] in
+            try? await Task.sleep(for: .seconds(max(0, expiresAt.timeIntervalSinceNow)))
+            connection?.close(code: 4401, reason: "token expired: reconnect with a fresh token and since")
+        }
+    }
     func received(_ text: String, on connection: WebSocketConnection) { hub.received(text, on: connection) }
     func closed(_ connection: WebSocketConnection) { hub.closed(connection) }
 }

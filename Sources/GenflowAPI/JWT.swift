@@ -18,9 +18,15 @@ public enum JWT {
         return signingInput + "." + base64URL(signature(signingInput, secret: secret))
     }
 
-    /// The token's subject (user id) when its signature, `exp` and `nbf` hold at `now`, allowing
-    /// `leeway` of clock skew.
-    public static func verify(_ token: String, secret: Secret, now: Date = Date(), leeway: TimeInterval = 30) throws(Failure) -> String {
+    /// What a verified token says: whose it is, and until when it may be used (its `exp`).
+    public struct Claims: Sendable, Hashable {
+        public var subject: String
+        public var expiresAt: Date
+    }
+
+    /// The token's subject (user id) and expiry when its signature, `exp` and `nbf` hold at `now`,
+    /// allowing `leeway` of clock skew.
+    public static func verify(_ token: String, secret: Secret, now: Date = Date(), leeway: TimeInterval = 30) throws(Failure) -> Claims {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerData = decodeBase64URL(parts[0]), let claimsData = decodeBase64URL(parts[1]),
               let givenSignature = decodeBase64URL(parts[2]) else {
@@ -45,7 +51,7 @@ public enum JWT {
         if let notBefore = claims["nbf"]?.doubleValue, time + leeway < notBefore {
             throw Failure(code: "not_yet_valid", message: "the token is not valid yet (nbf)")
         }
-        return subject
+        return Claims(subject: subject, expiresAt: Date(timeIntervalSince1970: expiry))
     }
 
     static func signature(_ input: String, secret: Secret) -> Data {

@@ -1,6 +1,6 @@
 public import GenflowCore
 internal import GenflowHTTPServer
-internal import Foundation
+public import Foundation
 
 /// Who is calling: a user (from a JWT's `sub`) or an operator (the admin token).
 public enum Principal: Sendable, Hashable {
@@ -17,42 +17,57 @@ public enum Principal: Sendable, Hashable {
     }
 }
 
+/// A verified caller, and until when its token holds (nil: the admin token, which does not expire).
+public struct Authenticated: Sendable {
+    public var principal: Principal
+    public var expiresAt: Date?
+}
+
 /// Turns bearer tokens into principals, and stops a client address that keeps sending bad ones.
 public struct Authenticator: Sendable {
     let jwtSecret: Secret
     let adminToken: Secret?
+    /// Clock skew allowed around a token's `exp` and `nbf` (`auth.clock_skew`).
+    let leeway: TimeInterval
     /// Bad tokens per client address (`limits.auth_failures_per_minute`): past the limit, the
     /// address's authenticated requests get 429 until its bucket refills.
     let failures: RateLimiter
 
-    public init(jwtSecret: Secret, adminToken: Secret?, failuresPerMinute: Int = 60) {
+    public init(jwtSecret: Secret, adminToken: Secret?, failuresPerMinute: Int = 60, clockSkew: Duration = .seconds(30)) {
         self.jwtSecret = jwtSecret
         self.adminToken = adminToken
+        leeway = clockSkew.seconds
         failures = RateLimiter(perMinute: failuresPerMinute)
     }
 
     /// The principal of a request's token from `client` (its address: the peer's, or the one a
     /// trusted proxy forwarded). A bad token counts against the address; a missing one does not.
     public func principal(token: String?, client: String) throws(APIError) -> Principal {
+        try authenticate(token: token, client: client).principal
+    }
+
+    /// As `principal`, with the moment the token stops holding (an open socket is closed then).
+    public func authenticate(token: String?, client: String) throws(APIError) -> Authenticated {
         if let wait = failures.waiting(client) {
             var error = APIError(429, "too_many_failures", "too many bad tokens from this address; retry in \(wait) s")
             error.headers = [("Retry-After", "\(wait)")]
             throw error
         }
         do {
-            return try principal(token: token)
+            return try authenticate(token: token)
         } catch {
             if token?.isEmpty == false { _ = failures.take(client) }
             throw error
         }
     }
 
-    /// The principal of a bearer token, or the API error for a missing or bad one.
-    public func principal(token: String?) throws(APIError) -> Principal {
+    /// The caller of a bearer token, or the API error for a missing or bad one.
+    public func authenticate(token: String?) throws(APIError) -> Authenticated {
         guard let token, !token.isEmpty else { throw APIError(401, "unauthorized", "send Authorization: Bearer <token>") }
-        if let adminToken, JWT.constantTimeEqual(Array(token.utf8), Array(adminToken.value.utf8)) { return .operator }
+        if let adminToken, JWT.constantTimeEqual(Array(token.utf8), Array(adminToken.value.utf8)) { return Authenticated(principal: .operator, expiresAt: nil) }
         do {
-            return .user(try JWT.verify(token, secret: jwtSecret))
+            let claims = try JWT.verify(token, secret: jwtSecret, leeway: leeway)
+            return Authenticated(principal: .user(claims.subject), expiresAt: claims.expiresAt.addingTimeInterval(leeway))
         } catch {
             throw APIError(401, "unauthorized", "bad token: \(error.message)", details: ["reason": .string(error.code)])
         }

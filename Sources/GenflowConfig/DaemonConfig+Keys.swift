@@ -86,6 +86,7 @@ extension DaemonConfig {
             .int("workers", 1...100_000, \.workers, "Jobs run at once (env GENFLOW_WORKERS)."),
             .secret("auth.jwt_secret", \.jwtSecret, minimumBytes: 32, "HS256 key, at least 32 bytes (env GENFLOW_JWT_SECRET)."),
             .secret("auth.admin_token", \.adminToken, "Operator bearer token (env GENFLOW_ADMIN_TOKEN)."),
+            .duration("auth.clock_skew", .zero...(.seconds(300)), \.clockSkew, "Clock skew allowed around a token's exp and nbf; an open socket closes (4401) this long after its token's exp."),
             ConfigKey("providers", [
                 "type": "object", "description": "Model providers by name; call_model's provider: names one.",
                 "additionalProperties": ["oneOf": .array(ProviderKinds.all.map(\.schema.json))],

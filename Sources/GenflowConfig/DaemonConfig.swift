@@ -28,6 +28,8 @@ public struct DaemonConfig: Sendable {
     public var submitPerMinute = 600
     /// Bad tokens one client address may send per minute before its requests get 429.
     public var authFailuresPerMinute = 60
+    /// Clock skew allowed around a token's `exp` and `nbf`.
+    public var clockSkew: Duration = .seconds(30)
     /// Largest accepted HTTP request body.
     public var maxBodyBytes = 1 << 20
     /// Caps on each user's spend on priced model calls (`limits.budget`).

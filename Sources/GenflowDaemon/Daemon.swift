@@ -92,7 +92,7 @@ public enum Daemon {
         let metrics = MetricsPage()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
         let secrets = try authSecrets(config, logger: logger)
-        let authenticator = Authenticator(jwtSecret: secrets.jwtSecret, adminToken: secrets.adminToken, failuresPerMinute: config.authFailuresPerMinute)
+        let authenticator = Authenticator(jwtSecret: secrets.jwtSecret, adminToken: secrets.adminToken, failuresPerMinute: config.authFailuresPerMinute, clockSkew: config.clockSkew)
         let hub = EventHub(store: store, authenticator: authenticator, metrics: metrics, logger: logger)
         let api = API(
             store: store, catalog: catalog, registry: registry,

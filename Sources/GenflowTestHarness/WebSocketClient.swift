@@ -3,16 +3,23 @@ package import GenflowCore
 package import Synchronization
 
 /// A real WebSocket client (Tests/Fixtures/ws_client.py on the `websockets` library) driven over
-/// its stdin and stdout: `send` writes a message, `next` reads the next one received.
+/// its stdin and stdout: `send` writes a message, `next` reads the next one received. Other drivers
+/// of the same line protocol run through it too (`init(script:arguments:)`).
 package final class WebSocketClient: Sendable {
     private let process: Process
     private let input = Pipe()
     private let lines = Mutex<(items: [JSON], ended: Bool)>(([], false))
 
-    package init(_ url: String) throws {
+    package convenience init(_ url: String) throws {
+        try self.init(script: "Tests/Fixtures/ws_client.py", arguments: [url])
+    }
+
+    /// Another line-protocol driver of the same shape (one JSON message a line each way), such as
+    /// Tests/Fixtures/client_browser.py.
+    package init(script: String, arguments: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["Tests/Fixtures/ws_client.py", url]
+        process.arguments = [script] + arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

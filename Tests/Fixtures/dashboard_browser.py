@@ -53,17 +53,17 @@ async def check_reconnect(page):
     """Drops the socket, submits a job while the page is offline, and checks that the page came back
     by itself with `since`: the job's events from before the reconnect (job.queued first) arrive."""
     job_id = await page.evaluate(
-        "(async () => { state.socket.close(4000, 'test: drop');"
+        "(async () => { const {state, api} = dashboard; state.genflow.socket.close(4000, 'test: drop');"
         " const r = await api('POST', '/v1/jobs', {pipeline: 'canvas-generation', input: {instructions: 'a boat'}, user_id: state.operator ? state.user : undefined});"
         " return r.job.id; })()")
     states = [await page.evaluate("document.getElementById('connection').dataset.state")]
     await page.wait_for("document.getElementById('connection').dataset.state === 'live'", "the page to reconnect", timeout=20)
     states.append("live")
     types = await page.wait_for(
-        f"(j => j && j.events.some(e => e.type === 'job.completed') && j.events.map(e => e.type))(state.jobs.get({json.dumps(job_id)}))",
+        f"(j => j && j.events.some(e => e.type === 'job.completed') && j.events.map(e => e.type))(dashboard.state.jobs.get({json.dumps(job_id)}))",
         "the job submitted while offline to complete on the page", timeout=60)
     return {"job_id": job_id, "states": states, "event_types": types,
-            "url": await page.evaluate("state.socket.url.replace(/token=[^&]*/, 'token=…')")}
+            "url": await page.evaluate("dashboard.state.genflow.socket.url.replace(/token=[^&]*/, 'token=…')")}
 
 
 async def drive(base, token, out, instructions):
@@ -80,7 +80,7 @@ async def drive(base, token, out, instructions):
                 await page.wait_for("document.querySelectorAll('#providers tr').length > 1 && document.querySelector('#stats dd') !== null",
                                     "the operator panels", timeout=20)
             except TimeoutError:
-                seen = await page.evaluate("JSON.stringify({operator: state.operator, providers: document.getElementById('providers')?.outerHTML, stats: document.getElementById('stats')?.innerHTML?.slice(0, 300), plugins: document.getElementById('plugins')?.outerHTML?.slice(0, 200)})")
+                seen = await page.evaluate("JSON.stringify({operator: dashboard.state.operator, providers: document.getElementById('providers')?.outerHTML, stats: document.getElementById('stats')?.innerHTML?.slice(0, 300), plugins: document.getElementById('plugins')?.outerHTML?.slice(0, 200)})")
                 raise TimeoutError(f"no operator panels: {seen}")
             print(json.dumps({
                 "providers": await page.evaluate("[...document.querySelectorAll('#providers tr')].slice(1).map(r => [...r.children].map(c => c.textContent.trim()))"),

@@ -68,6 +68,22 @@ struct WebSocketTests {
         #expect(types(try #require(await second.messages(through: isEnd(of: nextID))), job: nextID).first == "job.queued")
     }
 
+    @Test("a socket closes with 4401 when its token expires (after auth.clock_skew); a REST call with that token is 401 expired")
+    func tokenExpiry() async throws {
+        let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
+        let daemon = try await DaemonProcess(harness: harness, clockSkew: "0s")
+        defer { daemon.stop() }
+        let token = userToken("ann", lifetime: .seconds(2))
+        let socket = try daemon.socket("token=\(token)")
+        defer { socket.close() }
+        #expect(await socket.next()?["op"] == "_open")
+        let closed = await socket.next(timeout: .seconds(20))
+        #expect(closed?["op"] == "_closed" && closed?["code"] == 4401, "\(String(describing: closed))")
+        #expect(closed?["reason"]?.stringValue?.hasPrefix("token expired") == true)
+        let refused = try await daemon.call("GET", "/v1/jobs", token: token)
+        #expect(refused.status == 401 && refused.json["error"]?["details"]?["reason"] == "expired")
+    }
+
     @Test("another user's events never reach a socket, even one that subscribes to that user's job")
     func isolation() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])

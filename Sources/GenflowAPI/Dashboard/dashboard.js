@@ -1,6 +1,7 @@
 // Genflow's dashboard: the reference frontend. It uses only the public API (docs/api.md) and the
-// event socket (docs/frontend.md walks through this file). Plain JavaScript, no build step.
-"use strict";
+// event socket, through the client library genflow.js (docs/frontend.md walks through this file).
+// Plain JavaScript modules, no build step.
+import { GenflowClient } from "./genflow.js";
 
 const $ = (id) => document.getElementById(id);
 const STATUSES = ["queued", "running", "waiting_retry", "completed", "failed", "cancelled"];
@@ -12,11 +13,8 @@ const state = {
   user: null,               // whose jobs, balance and events are shown (an operator's watched user, or null: all, polled)
   jobs: new Map(),          // job id → view: {id, pipeline, status, progress, objects, events, doc, images}
   selected: null,
-  seen: new Set(),          // event ids already applied: replays after a reconnect may repeat some
-  lastEventId: 0,           // the last event received: a reconnect asks for what came after it
-  socket: null,
-  retries: 0,
-  reconnectTimer: null,
+  genflow: null,            // the client: REST calls and the event stream (reconnects, since, de-duplication)
+  following: null,          // the selected job's subscription ({stop})
   pipelines: new Map(),     // name → GET /v1/pipelines/{name}
   balance: null,
   timers: [],
@@ -24,18 +22,9 @@ const state = {
 
 // MARK: API
 
-async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${state.token}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  if (response.status === 204) return null;
-  const data = await response.json().catch(() => null);
-  if (!response.ok) {
-    const error = new Error(data?.error?.message ?? `${response.status} ${response.statusText}`);
-    Object.assign(error, { status: response.status, code: data?.error?.code, details: data?.error?.details });
-    throw error;
-  }
-  return data;
+/** One API call (a GenflowError, with status and code, when it fails). */
+function api(method, path, body) {
+  return state.genflow.request(method, path, body);
 }
 
 /** `path` with the watched user for an operator (users are always themselves). */
@@ -65,6 +54,8 @@ function showGate(message) {
 
 async function signIn(token) {
   state.token = token.trim();
+  state.genflow?.close();
+  state.genflow = new GenflowClient({ token: state.token });
   const claims = decodeJWT(state.token);
   const params = new URLSearchParams(location.search);
   try {
@@ -92,10 +83,7 @@ async function signIn(token) {
 
 function signOut(message) {
   sessionStorage.removeItem("genflow.token");
-  const socket = state.socket;
-  state.socket = null;
-  socket?.close();
-  clearTimeout(state.reconnectTimer);
+  state.genflow?.close();
   state.timers.forEach(clearInterval);
   state.timers = [];
   state.jobs.clear();
@@ -106,9 +94,7 @@ function signOut(message) {
 
 async function start() {
   state.jobs.clear();
-  state.seen.clear();
   state.selected = null;
-  state.lastEventId = 0;
   $("jobs").replaceChildren();
   $("who").textContent = state.operator ? `operator${state.user ? ` · watching ${state.user}` : " · all users"}` : `user ${state.user}`;
   $("operator").hidden = !state.operator;
@@ -131,61 +117,36 @@ function setConnection(kind, text) {
   $("connection").textContent = text;
 }
 
+/** A new stream for the signed-in caller: every event goes through applyEvent, once, in order. */
 function connect() {
-  clearTimeout(state.reconnectTimer);
-  const params = new URLSearchParams({ token: state.token });
-  if (state.lastEventId > 0) params.set("since", String(state.lastEventId));
-  if (state.operator && state.user) params.set("user_id", state.user);
-  setConnection("connecting", state.lastEventId > 0 ? `reconnecting since event ${state.lastEventId}…` : "connecting…");
-  const socket = new WebSocket(`${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/v1/events?${params}`);
-  state.socket = socket;
-  socket.onopen = () => {
-    state.retries = 0;
-    setConnection("live", "live");
-    // After a drop, the REST views may have missed what the replay does not cover (an unknown since),
-    // and the selected job's subscription went with the old socket.
-    if (state.lastEventId > 0) refreshAll();
-    if (state.selected) send({ op: "subscribe", job_id: state.selected, since: 0 });
-  };
-  socket.onmessage = (message) => {
-    let data;
-    try {
-      data = JSON.parse(message.data);
-    } catch {
-      return;
+  state.genflow.close();
+  const token = state.token;
+  const genflow = new GenflowClient({ token, userId: state.operator ? state.user ?? undefined : undefined });
+  state.genflow = genflow;
+  state.following = null;
+  let opened = false;
+  genflow.on("*", applyEvent);
+  genflow.onState((kind, detail) => {
+    if (state.genflow !== genflow) return;
+    switch (kind) {
+      case "connecting":
+        return setConnection("connecting", detail?.since != null ? `reconnecting since event ${detail.since}…` : "connecting…");
+      case "open":
+        setConnection("live", "live");
+        // After a drop, the REST views may have missed what the replay does not cover.
+        if (opened) refreshAll();
+        opened = true;
+        return;
+      case "reconnecting":
+        return setConnection("reconnecting", `reconnecting in ${Math.ceil((detail?.delay ?? 0) / 1000)} s (closed: ${detail?.code ?? "?"})`);
+      case "gap": return refreshAll();
+      case "unauthorized":
+        signOut(`The server refused the token: ${detail?.reason ?? ""}`);
+        return setConnection("signed-out", "signed out");
+      default: return;
     }
-    received(data);
-  };
-  socket.onclose = (event) => {
-    if (state.socket !== socket) return; // closed on purpose
-    if (event.code === 4401) {
-      signOut(`The server refused the token: ${event.reason}`);
-      setConnection("signed-out", "signed out");
-      return;
-    }
-    // 1008: this client fell behind and its queue overflowed; anything else: a drop. Either way
-    // reconnect with since, backing off from 0.5 s to 10 s.
-    const delay = event.code === 1008 ? 0 : Math.min(10000, 500 * 2 ** state.retries++);
-    setConnection("reconnecting", `reconnecting in ${Math.ceil(delay / 1000)} s (closed: ${event.code})`);
-    state.reconnectTimer = setTimeout(connect, delay);
-  };
-}
-
-function received(message) {
-  switch (message.op) {
-    case "event":
-      if (state.seen.has(message.id)) return;
-      state.seen.add(message.id);
-      state.lastEventId = message.id;
-      applyEvent(message);
-      break;
-    case "error":
-      console.warn("genflow:", message.code, message.message);
-      if (message.code === "unknown_since") refreshAll();
-      break;
-    default:
-      break; // pong, subscribed, unsubscribed
-  }
+  });
+  genflow.connect();
 }
 
 function refreshAll() {
@@ -348,13 +309,12 @@ function select(id) {
   for (const item of $("jobs").children) item.classList.toggle("selected", item.dataset.jobId === id);
   renderDetail();
   refreshJob(id);
-  // Replays the job's events from the start (its canvas objects, retries), then it stays live.
-  if (previous && previous !== id) send({ op: "unsubscribe", job_id: previous });
-  send({ op: "subscribe", job_id: id, since: 0 });
-}
-
-function send(message) {
-  if (state.socket?.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
+  // Replays the job's events from the start (its canvas objects, retries), then it stays live,
+  // across reconnects. The events themselves reach applyEvent like every other.
+  if (previous !== id) {
+    state.following?.stop();
+    state.following = state.genflow.followJob(id, () => {});
+  }
 }
 
 function renderJob(job) {
@@ -952,9 +912,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("watch-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.user = $("watch-user").value.trim() || null;
-    const socket = state.socket;
-    state.socket = null;
-    socket?.close();
     start();
   });
   window.addEventListener("resize", () => renderDetail());
@@ -968,3 +925,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (token) signIn(token);
   else showGate();
 });
+
+// For the browser test (Tests/Fixtures/dashboard_browser.py), which drives the page from outside.
+window.dashboard = { state, api };

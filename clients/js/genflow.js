@@ -1,0 +1,1 @@
+../../Sources/GenflowAPI/Dashboard/genflow.js
