@@ -4,11 +4,12 @@
 # WebSocket client of the API tests, Tests/Fixtures/ws_client.py; chromium, headless, is the browser of
 # the dashboard test, Tests/Fixtures/dashboard_browser.py; python3-yaml and python3-jsonschema check the
 # shipped pipelines against the editor schema, Tests/Fixtures/validate_schema.py; nginx is the reverse
-# proxy of the deployment test (etc/nginx/genflow.conf); systemd brings systemd-analyze, which checks
+# proxy of the deployment test (etc/nginx/genflow.conf); python3-jwt and python3-cryptography mint an
+# identity provider's tokens (Tests/Fixtures/idp.py); systemd brings systemd-analyze, which checks
 # etc/systemd/genflow.service.)
 set -euo pipefail
 
-packages=(libyaml-dev libpq-dev libcurl4-openssl-dev libwebsockets-dev postgresql pkg-config python3 python3-websockets python3-yaml python3-jsonschema chromium nginx systemd)
+packages=(libyaml-dev libpq-dev libcurl4-openssl-dev libwebsockets-dev postgresql pkg-config python3 python3-websockets python3-yaml python3-jsonschema python3-jwt python3-cryptography chromium nginx systemd)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -74,7 +74,7 @@ public struct API: Sendable {
                 routeName = "\(route.method) \(route.pattern)"
                 var principal: Principal?
                 if route.access != .anyone {
-                    principal = try configuration.authenticator.principal(
+                    principal = try await configuration.authenticator.principal(
                         token: Authenticator.token(headers: request.headers, query: request.query), client: request.clientAddress)
                     if route.access == .operator, principal != .operator {
                         throw APIError(403, "forbidden", "this endpoint is for operators (the admin token)")

@@ -135,21 +135,15 @@ public final class EventHub: Sendable {
     public func upgrade(_ request: UpgradeRequest) -> Result<any WebSocketHandler, UpgradeRefusal> {
         let path = request.path.split(separator: "?").first.map(String.init) ?? request.path
         guard path == "/v1/events" else { return .failure(UpgradeRefusal(status: 404, body: "no WebSocket endpoint here; use /v1/events")) }
-        let authenticated: Authenticated
-        do {
-            authenticated = try authenticator.authenticate(token: Authenticator.token(headers: request.headers, query: request.query), client: request.clientAddress)
-        } catch {
-            return .failure(UpgradeRefusal(status: error.status, body: error.message))
-        }
         var since: Int64?
         if let text = request.query["since"] {
             guard let value = Int64(text), value >= 0 else { return .failure(UpgradeRefusal(status: 400, body: "since must be an event id")) }
             since = value
         }
-        // An operator without ?user_id= follows the events of no user: reloads and other system news.
-        let principal = authenticated.principal
-        let user = principal == .operator ? request.query["user_id"] ?? "" : principal.owner(named: nil)
-        return .success(Session(hub: self, principal: principal, user: user, since: since, expiresAt: authenticated.expiresAt))
+        // The token is checked once the socket is open (an identity provider's keys may need a
+        // fetch, and this runs on the listener's thread): a refusal closes it with 4000 + status.
+        let token = Authenticator.token(headers: request.headers, query: request.query)
+        return .success(Session(hub: self, token: token, client: request.clientAddress, watchedUser: request.query["user_id"], since: since))
     }
 
     /// Registers a new connection; it replays from `since` (or starts at the reader's position) and then goes live.
@@ -343,29 +337,49 @@ public final class EventHub: Sendable {
 /// One WebSocket's handler: the hub with what the upgrade established.
 final class Session: WebSocketHandler {
     let hub: EventHub
-    let principal: Principal
-    let user: String?
+    let token: String?
+    let client: String
+    /// An operator's `?user_id=`.
+    let watchedUser: String?
     let since: Int64?
-    /// When the token the connection opened with stops holding: the connection closes then, with
-    /// 4401, and the client reconnects with a fresh token and `since`.
-    let expiresAt: Date?
 
-    init(hub: EventHub, principal: Principal, user: String?, since: Int64?, expiresAt: Date?) {
+    init(hub: EventHub, token: String?, client: String, watchedUser: String?, since: Int64?) {
         self.hub = hub
-        self.principal = principal
-        self.user = user
+        self.token = token
+        self.client = client
+        self.watchedUser = watchedUser
         self.since = since
-        self.expiresAt = expiresAt
     }
 
+    /// Checks the token, then registers the connection; a refused token closes it with 4000 +
+    /// the HTTP status (4401, 4429). The connection closes with 4401 when the token expires, and the
+    /// client reconnects with a fresh token and `since`.
     func opened(_ connection: WebSocketConnection) {
-        hub.opened(connection, principal: principal, user: user, since: since)
-        guard let expiresAt else { return }
+        let (hub, token, client, watchedUser, since) = (hub, token, client, watchedUser, since)
         Task { [weak connection] in
+            let authenticated: Authenticated
+            do throws(APIError) {
+                authenticated = try await hub.authenticator.authenticate(token: token, client: client)
+            } catch {
+                connection?.close(code: UInt16(4000 + error.status), reason: error.message)
+                return
+            }
+            // An operator without ?user_id= follows the events of no user: reloads and other system news.
+            let principal = authenticated.principal
+            guard Self.register(connection, on: hub, principal: principal, user: principal == .operator ? watchedUser ?? "" : principal.owner(named: nil), since: since),
+                  let expiresAt = authenticated.expiresAt else { return }
+            // Waits without holding the connection: one that closes first is not kept until then.
             try? await Task.sleep(for: .seconds(max(0, expiresAt.timeIntervalSinceNow)))
             connection?.close(code: 4401, reason: "token expired: reconnect with a fresh token and since")
         }
     }
+    /// Registers a connection that is still there; false when it went meanwhile.
+    private static func register(_ connection: WebSocketConnection?, on hub: EventHub, principal: Principal, user: String?, since: Int64?) -> Bool {
+        guard let connection else { return false }
+        hub.opened(connection, principal: principal, user: user, since: since)
+        return true
+    }
+
     func received(_ text: String, on connection: WebSocketConnection) { hub.received(text, on: connection) }
     func closed(_ connection: WebSocketConnection) { hub.closed(connection) }
 }

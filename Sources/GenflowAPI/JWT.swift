@@ -54,6 +54,46 @@ public enum JWT {
         return Claims(subject: subject, expiresAt: Date(timeIntervalSince1970: expiry))
     }
 
+    /// The `alg` of a token's header; nil when the token is not a JWT.
+    static func algorithm(of token: String) -> String? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let data = decodeBase64URL(parts[0]), let header = try? JSON(parsing: data) else { return nil }
+        return header["alg"]?.stringValue ?? ""
+    }
+
+    /// The claims of an identity provider's token whose signature was checked: `exp` (required),
+    /// `nbf`, `iss` and `aud` as `rules` ask, the user from `rules.userClaim`, and whether
+    /// `rules.operatorClaim` makes the caller an operator.
+    static func checkClaims(_ token: String, rules: IdentityRules, now: Date = Date(), leeway: TimeInterval) throws(Failure) -> (Claims, isOperator: Bool) {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let data = decodeBase64URL(parts[1]), let claims = try? JSON(parsing: data), case .object = claims else {
+            throw Failure(code: "malformed", message: "the token's claims are not a JSON object")
+        }
+        let time = now.timeIntervalSince1970
+        guard let expiry = claims["exp"]?.doubleValue else { throw Failure(code: "no_expiry", message: "the token has no 'exp'") }
+        guard time <= expiry + leeway else { throw Failure(code: "expired", message: "the token expired") }
+        if let notBefore = claims["nbf"]?.doubleValue, time + leeway < notBefore {
+            throw Failure(code: "not_yet_valid", message: "the token is not valid yet (nbf)")
+        }
+        if let issuer = rules.issuer, claims["iss"]?.stringValue != issuer {
+            throw Failure(code: "wrong_issuer", message: "the token's issuer (iss) is not \(issuer)")
+        }
+        if !rules.audiences.isEmpty {
+            let audiences = claims["aud"].map { $0.arrayValue?.compactMap(\.stringValue) ?? [$0.stringValue].compactMap { $0 } } ?? []
+            guard audiences.contains(where: rules.audiences.contains) else {
+                throw Failure(code: "wrong_audience", message: "the token's audience (aud) is none of \(rules.audiences.joined(separator: ", "))")
+            }
+        }
+        guard let subject = claims[rules.userClaim]?.stringValue, !subject.isEmpty, subject.count <= 200 else {
+            throw Failure(code: "no_subject", message: "the token has no '\(rules.userClaim)' (the user id)")
+        }
+        var isOperator = false
+        if let name = rules.operatorClaim, let value = rules.operatorValue, let claim = claims[name] {
+            isOperator = claim.stringValue == value || claim.arrayValue?.contains(.string(value)) == true
+        }
+        return (Claims(subject: subject, expiresAt: Date(timeIntervalSince1970: expiry)), isOperator)
+    }
+
     static func signature(_ input: String, secret: Secret) -> Data {
         Data(HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: SymmetricKey(data: Data(secret.value.utf8))))
     }

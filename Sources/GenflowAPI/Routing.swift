@@ -32,29 +32,39 @@ public struct Authenticator: Sendable {
     /// Bad tokens per client address (`limits.auth_failures_per_minute`): past the limit, the
     /// address's authenticated requests get 429 until its bucket refills.
     let failures: RateLimiter
+    /// An identity provider's keys and rules, for its RS256, ES256 and EdDSA tokens.
+    let identity: (keys: IdentityKeys, rules: IdentityRules)?
 
-    public init(jwtSecret: Secret, adminToken: Secret?, failuresPerMinute: Int = 60, clockSkew: Duration = .seconds(30)) {
+    /// The algorithms an identity provider's tokens may use (`none` and HMAC are never among them:
+    /// HS256 tokens are checked with `jwtSecret` alone, never with a provider's public key).
+    static let providerAlgorithms: Set<String> = ["RS256", "ES256", "EdDSA"]
+
+    public init(
+        jwtSecret: Secret, adminToken: Secret?, failuresPerMinute: Int = 60, clockSkew: Duration = .seconds(30),
+        identity: (keys: IdentityKeys, rules: IdentityRules)? = nil
+    ) {
         self.jwtSecret = jwtSecret
         self.adminToken = adminToken
         leeway = clockSkew.seconds
         failures = RateLimiter(perMinute: failuresPerMinute)
+        self.identity = identity
     }
 
     /// The principal of a request's token from `client` (its address: the peer's, or the one a
     /// trusted proxy forwarded). A bad token counts against the address; a missing one does not.
-    public func principal(token: String?, client: String) throws(APIError) -> Principal {
-        try authenticate(token: token, client: client).principal
+    public func principal(token: String?, client: String) async throws(APIError) -> Principal {
+        try await authenticate(token: token, client: client).principal
     }
 
     /// As `principal`, with the moment the token stops holding (an open socket is closed then).
-    public func authenticate(token: String?, client: String) throws(APIError) -> Authenticated {
+    public func authenticate(token: String?, client: String) async throws(APIError) -> Authenticated {
         if let wait = failures.waiting(client) {
             var error = APIError(429, "too_many_failures", "too many bad tokens from this address; retry in \(wait) s")
             error.headers = [("Retry-After", "\(wait)")]
             throw error
         }
         do {
-            return try authenticate(token: token)
+            return try await authenticate(token: token)
         } catch {
             if token?.isEmpty == false { _ = failures.take(client) }
             throw error
@@ -62,10 +72,20 @@ public struct Authenticator: Sendable {
     }
 
     /// The caller of a bearer token, or the API error for a missing or bad one.
-    public func authenticate(token: String?) throws(APIError) -> Authenticated {
+    public func authenticate(token: String?) async throws(APIError) -> Authenticated {
         guard let token, !token.isEmpty else { throw APIError(401, "unauthorized", "send Authorization: Bearer <token>") }
         if let adminToken, JWT.constantTimeEqual(Array(token.utf8), Array(adminToken.value.utf8)) { return Authenticated(principal: .operator, expiresAt: nil) }
-        do {
+        do throws(JWT.Failure) {
+            let algorithm = JWT.algorithm(of: token)
+            if let algorithm, let identity, Self.providerAlgorithms.contains(algorithm) {
+                try await identity.keys.verifySignature(token)
+                let (claims, isOperator) = try JWT.checkClaims(token, rules: identity.rules, leeway: leeway)
+                return Authenticated(principal: isOperator ? .operator : .user(claims.subject), expiresAt: claims.expiresAt.addingTimeInterval(leeway))
+            }
+            if let algorithm, algorithm != "HS256" {
+                let accepted = (identity == nil ? ["HS256"] : ["HS256"] + Self.providerAlgorithms.sorted()).joined(separator: ", ")
+                throw JWT.Failure(code: "unsupported_algorithm", message: "tokens signed with '\(algorithm.prefix(20))' are not accepted (accepted: \(accepted))")
+            }
             let claims = try JWT.verify(token, secret: jwtSecret, leeway: leeway)
             return Authenticated(principal: .user(claims.subject), expiresAt: claims.expiresAt.addingTimeInterval(leeway))
         } catch {

@@ -86,6 +86,38 @@ extension DaemonConfig {
             .int("workers", 1...100_000, \.workers, "Jobs run at once (env GENFLOW_WORKERS)."),
             .secret("auth.jwt_secret", \.jwtSecret, minimumBytes: 32, "HS256 key, at least 32 bytes (env GENFLOW_JWT_SECRET)."),
             .secret("auth.admin_token", \.adminToken, "Operator bearer token (env GENFLOW_ADMIN_TOKEN)."),
+            ConfigKey("auth.jwks_url", ["type": "string", "description": "An identity provider's JWKS (https://…/.well-known/jwks.json): its RS256, ES256 and EdDSA tokens are accepted."]) { node, name, reader, config in
+                guard let url = reader.string(node, name, allowEmpty: true), !url.isEmpty else { return }
+                if url.hasPrefix("http://") || url.hasPrefix("https://") { config.identity.jwksURL = url } else {
+                    reader.error(at: node.location, "'\(name)' must be an http:// or https:// URL, not '\(url.prefix(100))'")
+                }
+            },
+            ConfigKey("auth.jwks_file", ["type": "string", "description": "A JWKS document on disk: static public keys of an identity provider."]) { node, name, reader, config in
+                if let path = reader.string(node, name, allowEmpty: true), !path.isEmpty { config.identity.jwksFile = path }
+            },
+            .duration("auth.jwks_refresh", .seconds(10)...(.seconds(86_400)), \.identity.jwksRefresh, "How long fetched keys are used before they are fetched again."),
+            .duration("auth.jwks_refetch_interval", .zero...(.seconds(3_600)), \.identity.jwksRefetchInterval, "A token with an unknown kid fetches the keys again at most once per this interval."),
+            ConfigKey("auth.issuer", ["type": "string", "description": "The iss an identity provider's token must carry."]) { node, name, reader, config in
+                if let issuer = reader.string(node, name, allowEmpty: true), !issuer.isEmpty { config.identity.issuer = issuer }
+            },
+            ConfigKey("auth.audience", [
+                "oneOf": [["type": "string"], ["type": "array", "items": ["type": "string"]]], "description": "aud values; a token must carry one of them.",
+            ]) { node, name, reader, config in
+                if node.mapping == nil, node.sequence == nil {
+                    if let audience = reader.string(node, name) { config.identity.audiences = [audience] }
+                } else if let items = reader.stringList(node, name) {
+                    config.identity.audiences = items.map(\.0)
+                }
+            },
+            ConfigKey("auth.user_claim", ["type": "string", "description": "The claim that names the user (default sub)."]) { node, name, reader, config in
+                if let claim = reader.string(node, name) { config.identity.userClaim = claim }
+            },
+            ConfigKey("auth.operator_claim", ["type": "string", "description": "A claim that makes an operator when it is (or contains) operator_value."]) { node, name, reader, config in
+                if let claim = reader.string(node, name) { config.identity.operatorClaim = claim }
+            },
+            ConfigKey("auth.operator_value", ["type": "string", "description": "The value of operator_claim that makes an operator."]) { node, name, reader, config in
+                if let value = reader.string(node, name) { config.identity.operatorValue = value }
+            },
             .duration("auth.clock_skew", .zero...(.seconds(300)), \.clockSkew, "Clock skew allowed around a token's exp and nbf; an open socket closes (4401) this long after its token's exp."),
             ConfigKey("providers", [
                 "type": "object", "description": "Model providers by name; call_model's provider: names one.",

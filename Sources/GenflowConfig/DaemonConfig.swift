@@ -30,6 +30,32 @@ public struct DaemonConfig: Sendable {
     public var authFailuresPerMinute = 60
     /// Clock skew allowed around a token's `exp` and `nbf`.
     public var clockSkew: Duration = .seconds(30)
+    /// An identity provider's tokens (RS256, ES256, EdDSA): where its keys are, and what is checked.
+    public var identity = IdentityProvider()
+
+    public struct IdentityProvider: Sendable {
+        /// The provider's JWKS, fetched and cached (`auth.jwks_url`).
+        public var jwksURL: String?
+        /// A JWKS document on disk, read at start (`auth.jwks_file`).
+        public var jwksFile: String?
+        /// How long fetched keys are used before they are fetched again.
+        public var jwksRefresh: Duration = .seconds(600)
+        /// A token with an unknown `kid` fetches the keys again at most once per this interval.
+        public var jwksRefetchInterval: Duration = .seconds(30)
+        /// `iss` a token must carry, when set.
+        public var issuer: String?
+        /// `aud` values of which a token must carry one, when set.
+        public var audiences: [String] = []
+        /// The claim that names the user.
+        public var userClaim = "sub"
+        /// The claim, and the value of it, that make the caller an operator.
+        public var operatorClaim: String?
+        public var operatorValue: String?
+
+        public init() {}
+
+        public var isConfigured: Bool { jwksURL != nil || jwksFile != nil }
+    }
     /// Largest accepted HTTP request body.
     public var maxBodyBytes = 1 << 20
     /// Caps on each user's spend on priced model calls (`limits.budget`).
@@ -98,6 +124,9 @@ public struct DaemonConfig: Sendable {
         }
         config.applyEnvironment(environment, reader: &reader)
         config.addDefaultProvider(environment: environment)
+        if (config.identity.operatorClaim == nil) != (config.identity.operatorValue == nil) {
+            reader.error(at: SourceLocation(file: file, line: 1, column: 1), "auth.operator_claim and auth.operator_value go together: set both, or neither")
+        }
         if !reader.diagnostics.isEmpty { throw DiagnosticsError(reader.diagnostics) }
         return config
     }

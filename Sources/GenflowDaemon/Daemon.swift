@@ -92,7 +92,10 @@ public enum Daemon {
         let metrics = MetricsPage()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
         let secrets = try authSecrets(config, logger: logger)
-        let authenticator = Authenticator(jwtSecret: secrets.jwtSecret, adminToken: secrets.adminToken, failuresPerMinute: config.authFailuresPerMinute, clockSkew: config.clockSkew)
+        let authenticator = Authenticator(
+            jwtSecret: secrets.jwtSecret, adminToken: secrets.adminToken, failuresPerMinute: config.authFailuresPerMinute, clockSkew: config.clockSkew,
+            identity: try identityProvider(config, logger: logger)
+        )
         let hub = EventHub(store: store, authenticator: authenticator, metrics: metrics, logger: logger)
         let api = API(
             store: store, catalog: catalog, registry: registry,
@@ -160,6 +163,24 @@ public enum Daemon {
             workers: config.workers, lease: config.lease, pollInterval: config.pollInterval, maxRescues: config.maxRescues,
             runningPerUser: config.runningPerUser, shutdownGrace: config.shutdownGrace
         )
+    }
+
+    /// An identity provider's keys and rules (`auth.jwks_url`, `auth.jwks_file`), when configured.
+    private static func identityProvider(_ config: DaemonConfig, logger: Logger) throws -> (keys: IdentityKeys, rules: IdentityRules)? {
+        let identity = config.identity
+        guard identity.isConfigured else { return nil }
+        let keys = try IdentityKeys(
+            url: identity.jwksURL, file: identity.jwksFile, refresh: identity.jwksRefresh, unknownKeyRefetch: identity.jwksRefetchInterval, logger: logger
+        )
+        let rules = IdentityRules(
+            issuer: identity.issuer, audiences: identity.audiences, userClaim: identity.userClaim,
+            operatorClaim: identity.operatorClaim, operatorValue: identity.operatorValue
+        )
+        logger.notice("accepting an identity provider's tokens (RS256, ES256, EdDSA)", metadata: [
+            "genflow.jwks": "\(identity.jwksURL ?? identity.jwksFile ?? "")", "genflow.issuer": "\(identity.issuer ?? "-")",
+            "genflow.audience": "\(identity.audiences)",
+        ])
+        return (keys, rules)
     }
 
     /// The configured secrets, or the development ones in the state directory (made on first use).

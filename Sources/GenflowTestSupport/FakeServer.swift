@@ -11,10 +11,13 @@ public final class FakeServer: Sendable {
     /// Held open for the server's lifetime: the server exits when it closes.
     let lifeline = Pipe()
 
-    public init() throws {
+    /// - Parameter script: another local server that prints its port first (Tests/Fixtures/idp.py).
+    public init(script: String = "Tests/Fixtures/fake_provider.py") throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "Tests/Fixtures/fake_provider.py"]
+        // Debian's python3 (scripts/install-deps.sh), whose packages the scripts import, whatever
+        // else is first on PATH.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [script]
         let output = Pipe()
         process.standardOutput = output
         // Not the test runner's stderr: swift test waits for every writer of it to close.
