@@ -45,13 +45,19 @@ public enum JWT {
         guard let subject = claims["sub"]?.stringValue, !subject.isEmpty, subject.count <= 200 else {
             throw Failure(code: "no_subject", message: "the token has no 'sub' (user id)")
         }
+        let expiry = try expiry(of: claims, now: now, leeway: leeway)
+        return Claims(subject: subject, expiresAt: Date(timeIntervalSince1970: expiry))
+    }
+
+    /// `exp` (required), checked with `nbf` at `now` allowing `leeway`.
+    private static func expiry(of claims: JSON, now: Date, leeway: TimeInterval) throws(Failure) -> Double {
         let time = now.timeIntervalSince1970
         guard let expiry = claims["exp"]?.doubleValue else { throw Failure(code: "no_expiry", message: "the token has no 'exp'") }
         guard time <= expiry + leeway else { throw Failure(code: "expired", message: "the token expired") }
         if let notBefore = claims["nbf"]?.doubleValue, time + leeway < notBefore {
             throw Failure(code: "not_yet_valid", message: "the token is not valid yet (nbf)")
         }
-        return Claims(subject: subject, expiresAt: Date(timeIntervalSince1970: expiry))
+        return expiry
     }
 
     /// The `alg` of a token's header; nil when the token is not a JWT.
@@ -69,12 +75,7 @@ public enum JWT {
         guard parts.count == 3, let data = decodeBase64URL(parts[1]), let claims = try? JSON(parsing: data), case .object = claims else {
             throw Failure(code: "malformed", message: "the token's claims are not a JSON object")
         }
-        let time = now.timeIntervalSince1970
-        guard let expiry = claims["exp"]?.doubleValue else { throw Failure(code: "no_expiry", message: "the token has no 'exp'") }
-        guard time <= expiry + leeway else { throw Failure(code: "expired", message: "the token expired") }
-        if let notBefore = claims["nbf"]?.doubleValue, time + leeway < notBefore {
-            throw Failure(code: "not_yet_valid", message: "the token is not valid yet (nbf)")
-        }
+        let expiry = try expiry(of: claims, now: now, leeway: leeway)
         if let issuer = rules.issuer, claims["iss"]?.stringValue != issuer {
             throw Failure(code: "wrong_issuer", message: "the token's issuer (iss) is not \(issuer)")
         }
