@@ -41,11 +41,13 @@ public final class IdentityKeys: Sendable {
     let unknownKeyRefetch: Duration
     let logger: Logger
     private let state = Mutex(State())
-    private let http = HTTPClient()
+    /// Only for keys from a URL.
+    private let http: HTTPClient?
 
     /// Keys fetched from `url`, or read from the JWKS document `file` (then never refetched).
     public init(url: String?, file: String?, refresh: Duration, unknownKeyRefetch: Duration = .seconds(30), logger: Logger) throws {
         self.url = url
+        http = url == nil ? nil : HTTPClient()
         self.refresh = refresh
         self.unknownKeyRefetch = min(unknownKeyRefetch, refresh)
         self.logger = logger
@@ -59,7 +61,7 @@ public final class IdentityKeys: Sendable {
         }
     }
 
-    deinit { http.close() }
+    deinit { http?.close() }
 
     /// Checks `token`'s signature with the provider's keys; a `JWT.Failure` says why not.
     func verifySignature(_ token: String) async throws(JWT.Failure) {
@@ -95,18 +97,20 @@ public final class IdentityKeys: Sendable {
 
     /// The keys to use now: fetched again first when older than `refresh`.
     private func currentKeys() async -> JWTKeyCollection? {
-        if let fileData, state.withLock({ $0.keys == nil }), let keys = try? await Self.collection(from: fileData, source: "auth.jwks_file") {
+        if let fileData, state.withLock({ $0.keys == nil }), let keys = try? await Self.collection(from: fileData, source: "auth.jwks_file", logger: logger) {
             state.withLock { $0.keys = keys }
         }
         let (keys, fetchedAt) = state.withLock { ($0.keys, $0.fetchedAt) }
         guard url != nil, fetchedAt.map({ ContinuousClock.now - $0 >= refresh }) ?? true else { return keys }
-        return await refetch(ifOlderThan: keys == nil ? .zero : refresh) ?? keys
+        // Without any keys yet (the provider was down at the first tries), a fetch is tried at most
+        // once per refetch interval, not on every request.
+        return await refetch(ifOlderThan: keys == nil ? unknownKeyRefetch : refresh) ?? keys
     }
 
     /// Fetches the JWKS unless the last attempt is more recent than `age`; the new keys, or nil
     /// (none fetched, or the fetch failed: the last good keys stay).
     private func refetch(ifOlderThan age: Duration) async -> JWTKeyCollection? {
-        guard let url else { return nil }
+        guard let url, let http else { return nil }
         let now = ContinuousClock.now
         let allowed = state.withLock { state -> Bool in
             if let last = state.lastAttempt, now - last < age { return false }
@@ -117,7 +121,7 @@ public final class IdentityKeys: Sendable {
         do {
             let response = try await http.perform(HTTPRequest(url: url, headers: [("Accept", "application/json")], timeout: .seconds(10)))
             guard response.status == 200 else { throw IdentityKeysError("\(url) answered HTTP \(response.status)") }
-            let keys = try await Self.collection(from: Data(response.body), source: url)
+            let keys = try await Self.collection(from: Data(response.body), source: url, logger: logger)
             state.withLock { state in
                 state.keys = keys
                 state.fetchedAt = now
@@ -132,8 +136,21 @@ public final class IdentityKeys: Sendable {
         }
     }
 
-    private static func collection(from data: Data, source: String) async throws -> JWTKeyCollection {
-        let keys = try await JWTKeyCollection().add(jwks: usableKeys(from: data, source: source))
+    private static func collection(from data: Data, source: String, logger: Logger? = nil) async throws -> JWTKeyCollection {
+        let keys = JWTKeyCollection()
+        var added = 0
+        // Key by key: one malformed key (a short EC coordinate, say) must not take the others down.
+        for jwk in try usableKeys(from: data, source: source).keys {
+            do {
+                try await keys.add(jwk: jwk)
+                added += 1
+            } catch {
+                logger?.warning("skipping a key of the identity provider's JWKS", metadata: [
+                    "genflow.kid": "\(jwk.keyIdentifier?.string ?? "-")", "genflow.error": "\(error)",
+                ])
+            }
+        }
+        guard added > 0 else { throw IdentityKeysError("\(source) has no key that can be used") }
         // No default key: a token is checked with the key its `kid` names, or refused as
         // `unknown_key` (which fetches the keys again), never with some other key of the set.
         _ = await keys.clearDefault()

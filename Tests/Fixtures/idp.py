@@ -42,6 +42,11 @@ def jwks():
     keys = []
     for alg, (kid, private) in state["keys"].items():
         jwk = json.loads(ALGORITHMS[alg][1].to_jwk(private.public_key()))
+        if alg == "ES256":
+            # RFC 7518 6.2.1.2: coordinates are the full 32 bytes. PyJWT 2.6 drops leading zero
+            # bytes (one key in 128), which a strict reader such as CryptoKit refuses.
+            numbers = private.public_key().public_numbers()
+            jwk["x"], jwk["y"] = b64(numbers.x.to_bytes(32, "big")), b64(numbers.y.to_bytes(32, "big"))
         jwk.update({"kid": kid, "alg": alg, "use": "sig"})
         keys.append(jwk)
     return {"keys": keys}

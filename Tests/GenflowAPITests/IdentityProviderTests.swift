@@ -91,18 +91,23 @@ struct IdentityProviderTests {
         #expect(await brief.next(timeout: .seconds(20))?["code"] == 4401)
     }
 
-    @Test("static keys from auth.jwks_file: accepted without any fetch; a file that is not a JWKS stops the daemon at start with the reason")
+    @Test("static keys from auth.jwks_file: accepted without any fetch, a malformed key skipped; a file that is not a JWKS stops the daemon at start with the reason")
     func staticKeys() async throws {
         let idp = try FakeServer(script: "Tests/Fixtures/idp.py")
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let file = harness.directory + "-keys.json"
-        try Data(try await callAPI("GET", idp.url("/jwks.json")).body).write(to: URL(fileURLWithPath: file))
+        // The provider's keys, and one malformed key (an EC point of 31 bytes) that must not take them down.
+        var jwks = try JSON(parsing: Data(try await callAPI("GET", idp.url("/jwks.json")).body))
+        let broken: JSON = ["kty": "EC", "crv": "P-256", "kid": "broken", "alg": "ES256", "x": .string(String(repeating: "A", count: 41)), "y": .string(String(repeating: "A", count: 43))]
+        jwks = ["keys": .array((jwks["keys"]?.arrayValue ?? []) + [broken])]
+        try jwks.description.write(toFile: file, atomically: true, encoding: .utf8)
         let fetched = try await fetches(idp)
         let daemon = try await DaemonProcess(harness: harness, auth: "jwks_file: \(file), audience: genflow")
         defer { daemon.stop() }
         #expect(try await daemon.call("GET", "/v1/tokens/balance", token: try await mint(idp, "alg=EdDSA")).json["user_id"] == "ann")
         #expect(try await daemon.call("GET", "/v1/tokens/balance", token: try await mint(idp, "alg=RS256&kid=other")).status == 401)
         #expect(try await fetches(idp) == fetched, "no fetch")
+        #expect(daemon.output.contains("skipping a key of the identity provider's JWKS") && daemon.output.contains("genflow.kid=broken"))
 
         try "{\"not\": \"keys\"}".write(toFile: file, atomically: true, encoding: .utf8)
         do {
