@@ -25,14 +25,14 @@ struct ServiceManagerSocket: Sendable {
     /// Sends one message; an error says why (the manager gone, a bad address).
     func send(_ message: String) throws {
         let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw POSIXError(errno, "socket") }
+        guard descriptor >= 0 else { throw SystemCallError(errno, "socket") }
         defer { close(descriptor) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         var path = Array(self.address.utf8)
         if path.first == UInt8(ascii: "@") { path[0] = 0 }
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.count < capacity else { throw POSIXError(ENAMETOOLONG, "NOTIFY_SOCKET") }
+        guard path.count < capacity else { throw SystemCallError(ENAMETOOLONG, "NOTIFY_SOCKET") }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
         let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count)
         let sent = Array(message.utf8).withUnsafeBytes { bytes in
@@ -40,11 +40,11 @@ struct ServiceManagerSocket: Sendable {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(descriptor, bytes.baseAddress, bytes.count, 0, $0, length) }
             }
         }
-        guard sent >= 0 else { throw POSIXError(errno, "sendto \(self.address)") }
+        guard sent >= 0 else { throw SystemCallError(errno, "sendto \(self.address)") }
     }
 }
 
-struct POSIXError: Error, CustomStringConvertible {
+struct SystemCallError: Error, CustomStringConvertible {
     let code: Int32
     let call: String
     init(_ code: Int32, _ call: String) { (self.code, self.call) = (code, call) }

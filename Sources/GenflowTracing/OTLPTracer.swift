@@ -157,8 +157,6 @@ public final class SpanBuffer: Sendable {
             return (taken, state.dropped)
         }
     }
-
-    var count: Int { spans.withLock(\.items.count) }
 }
 
 /// Non-zero random ids, from one seeded generator behind a lock.

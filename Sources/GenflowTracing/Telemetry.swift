@@ -48,7 +48,7 @@ public enum Telemetry {
     }
 
     /// Marks `span` failed with `error`'s class and message.
-    public static func failed(_ span: RecordedSpan?, _ error: StepError) {
+    private static func failed(_ span: RecordedSpan?, _ error: StepError) {
         guard let span else { return }
         span.attributes["genflow.error_class"] = error.errorClass.rawValue
         span.setStatus(SpanStatus(code: .error, message: error.message))
