@@ -19,9 +19,10 @@ private let slow3 = """
     """
 
 /// clients/js/genflow.js in headless Chromium, on a page of another origin that uses the module
-/// alone (Tests/Fixtures/client_browser.py drives it).
-@Suite("The JavaScript client", .serialized, .timeLimit(.minutes(3)))
-struct ClientLibraryTests {
+/// alone (Tests/Fixtures/client_browser.py drives it). Part of the dashboard's serialized suite, so
+/// that two browsers never share the machine's two cores: the dashboard's tests must see a job
+/// while it runs.
+extension DashboardTests {
     @Test("genflow.js follows jobs across a daemon killed and restarted, a dropped socket and expired tokens, each event once and in order; its REST helpers")
     func followsJobs() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed: run scripts/install-deps.sh")

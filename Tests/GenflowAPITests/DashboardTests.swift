@@ -103,7 +103,7 @@ struct DashboardTests {
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed: run scripts/install-deps.sh")
         let harness = try await Harness.make(pipelines: ["illustrated-canvas": try String(contentsOfFile: "pipelines/illustrated-canvas.yaml", encoding: .utf8)], inProcess: false)
         // Chunks slow enough that a loaded machine's browser still sees a running step's bar.
-        let daemon = try await DaemonProcess(harness: harness, extraConfig: "providers: {default: {kind: offline, delay: 400ms}}")
+        let daemon = try await DaemonProcess(harness: harness, extraConfig: "providers: {default: {kind: offline, delay: 1s}}")
         defer { daemon.stop() }
         #expect(try await daemon.operatorCall("POST", "/v1/tokens/credit", body: ["user_id": "browser", "amount": 1_000]).status == 201)
 
