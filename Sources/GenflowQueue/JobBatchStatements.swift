@@ -62,39 +62,43 @@ extension StoreSession {
         }
         let owners = Set(entries.map(\.lease.owner))
         guard owners.count == 1, let owner = owners.first else { throw PostgresError(message: "a batch holds the writes of one daemon") }
-        let rows = try connection.query("""
-            WITH held AS MATERIALIZED (
-                SELECT i.* FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::bigint[], $9::numeric[])
-                    AS i(id, token, step, added, status, error, delay_ms, cost)
-                CROSS JOIN LATERAL (
-                    SELECT FROM genflow.jobs j
-                    WHERE j.id = i.id AND j.lease_owner = $1 AND j.lease_token = i.token AND j.status = 'running'
-                    FOR UPDATE
-                ) locked
-            )
-            UPDATE genflow.jobs j SET
-                status = coalesce(i.status, j.status),
-                current_step = CASE WHEN i.status = 'completed' THEN NULL ELSE coalesce(i.step, j.current_step) END,
-                attempts = j.attempts + i.added,
-                cost = CASE WHEN i.cost IS NULL THEN j.cost ELSE j.cost + i.cost END,
-                error = CASE WHEN i.status IN ('failed', 'cancelled') THEN i.error ELSE j.error END,
-                run_at = CASE i.status WHEN 'waiting_retry' THEN now() + i.delay_ms * interval '1 millisecond'
-                    WHEN 'queued' THEN least(j.run_at, now()) ELSE j.run_at END,
-                finished_at = CASE WHEN i.status IN ('completed', 'failed', 'cancelled') THEN now() ELSE j.finished_at END,
-                lease_owner = CASE WHEN i.status IS NULL THEN j.lease_owner END,
-                lease_expires_at = CASE WHEN i.status IS NULL THEN j.lease_expires_at END,
-                updated_at = now()
-            FROM held i WHERE j.id = i.id
-            RETURNING j.id::text AS id, i.token
-            """, [
-                owner, PostgresArray(entries.map(\.jobID)), PostgresArray(entries.map(\.lease.token)),
-                PostgresArray(entries.map(\.currentStep)), PostgresArray(entries.map(\.addedAttempts)),
-                PostgresArray(status), PostgresArray(error), PostgresArray(delay), PostgresArray(entries.map { $0.addedCost == .zero ? nil : $0.addedCost.description }),
-            ]).rows
+        let rows = try connection.query(Self.fenceStatement, [
+            owner, PostgresArray(entries.map(\.jobID)), PostgresArray(entries.map(\.lease.token)),
+            PostgresArray(entries.map(\.currentStep)), PostgresArray(entries.map(\.addedAttempts)),
+            PostgresArray(status), PostgresArray(error), PostgresArray(delay), PostgresArray(entries.map { $0.addedCost == .zero ? nil : $0.addedCost.description }),
+        ]).rows
         return Set(rows.compactMap { row in
             row["id"].map { Claim(jobID: $0, token: row.decode("token") ?? -1) }
         })
     }
+
+    /// The fence: `$1` the owner, `$2…$9` arrays of each claim's job id, token, step, attempts
+    /// added, new status, error, retry delay and cost, sorted by job id (`updateJobs`).
+    package static let fenceStatement = """
+        WITH held AS MATERIALIZED (
+            SELECT i.* FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::jsonb[], $8::bigint[], $9::numeric[])
+                AS i(id, token, step, added, status, error, delay_ms, cost)
+            CROSS JOIN LATERAL (
+                SELECT FROM genflow.jobs j
+                WHERE j.id = i.id AND j.lease_owner = $1 AND j.lease_token = i.token AND j.status = 'running'
+                FOR UPDATE
+            ) locked
+        )
+        UPDATE genflow.jobs j SET
+            status = coalesce(i.status, j.status),
+            current_step = CASE WHEN i.status = 'completed' THEN NULL ELSE coalesce(i.step, j.current_step) END,
+            attempts = j.attempts + i.added,
+            cost = CASE WHEN i.cost IS NULL THEN j.cost ELSE j.cost + i.cost END,
+            error = CASE WHEN i.status IN ('failed', 'cancelled') THEN i.error ELSE j.error END,
+            run_at = CASE i.status WHEN 'waiting_retry' THEN now() + i.delay_ms * interval '1 millisecond'
+                WHEN 'queued' THEN least(j.run_at, now()) ELSE j.run_at END,
+            finished_at = CASE WHEN i.status IN ('completed', 'failed', 'cancelled') THEN now() ELSE j.finished_at END,
+            lease_owner = CASE WHEN i.status IS NULL THEN j.lease_owner END,
+            lease_expires_at = CASE WHEN i.status IS NULL THEN j.lease_expires_at END,
+            updated_at = now()
+        FROM held i WHERE j.id = i.id
+        RETURNING j.id::text AS id, i.token
+        """
 
     /// Microseconds from `instant` to `now` (0 when unknown): where the database's clock places it.
     private static func microsecondsAgo(_ instant: ContinuousClock.Instant?, now: ContinuousClock.Instant) -> String {

@@ -413,12 +413,21 @@ public final class StoreSession {
     /// `jobs_leases`) merged afterwards: one condition with OR cannot use either index and scanned
     /// the table. With a cap, every claimable job is ranked per user (the claim is serialised anyway).
     public func claim(owner: String, limit: Int, lease: Duration, runningPerUser: Int?) throws -> [ClaimedJob] {
-        let claimable = "((j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()) OR (j.status = 'running' AND j.lease_expires_at < now()))"
-        let candidates: String
         var parameters: [(any PostgresEncodable)?] = [owner, limit, Int(lease.milliseconds)]
         if let runningPerUser {
             try connection.query("SELECT pg_advisory_xact_lock($1)", [Self.claimLockKey])
             parameters.append(runningPerUser)
+        }
+        let rows = try connection.query(Self.claimStatement(capped: runningPerUser != nil), parameters).rows
+        return try rows.map { ClaimedJob(job: try Job(row: $0), wasRescued: $0["previous"] == "running") }
+    }
+
+    /// The claim: `$1` owner, `$2` limit, `$3` lease in milliseconds, and with `capped`, `$4` the
+    /// running jobs a user may have.
+    package static func claimStatement(capped: Bool) -> String {
+        let claimable = "((j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()) OR (j.status = 'running' AND j.lease_expires_at < now()))"
+        let candidates: String
+        if capped {
             candidates = """
                 WITH running AS (
                     SELECT user_id, count(*) AS n FROM genflow.jobs
@@ -456,7 +465,7 @@ public final class StoreSession {
                 )
                 """
         }
-        let rows = try connection.query("""
+        return """
             \(candidates), claimed AS (
                 UPDATE genflow.jobs t SET status = 'running', lease_owner = $1, lease_token = t.lease_token + 1,
                     lease_expires_at = now() + $3 * interval '1 millisecond', started_at = coalesce(t.started_at, now()),
@@ -465,8 +474,7 @@ public final class StoreSession {
                 RETURNING \(Job.columns("t")), c.previous, t.run_at AS claimed_run_at
             )
             SELECT * FROM claimed ORDER BY priority DESC, claimed_run_at, id
-            """, parameters).rows
-        return try rows.map { ClaimedJob(job: try Job(row: $0), wasRescued: $0["previous"] == "running") }
+            """
     }
 
     static let claimLockKey = 0x67656e666c6f78

@@ -56,6 +56,16 @@ extension Harness {
         return try #require(claimed.first { $0.job.id == job.id }?.job)
     }
 
+    /// The plan PostgreSQL makes for `sql` on a connection's first execution of it, with `arguments`
+    /// (SQL literals, comma-separated) as its parameters.
+    func plan(_ sql: String, _ arguments: String) async throws -> String {
+        try await store.pool.withConnection { connection in
+            try connection.query("PREPARE planned AS \(sql)")
+            defer { _ = try? connection.query("DEALLOCATE planned") }
+            return try connection.query("EXPLAIN EXECUTE planned(\(arguments))").rows.compactMap { $0["QUERY PLAN"] }.joined(separator: "\n")
+        }
+    }
+
     func count(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> Int {
         try await query(sql, parameters).first?.decode("n", as: Int.self) ?? -1
     }
@@ -134,6 +144,37 @@ struct GroupCommitTests {
         #expect(try await harness.store.apply(both).held == [Claim(stolen)])
         #expect(try await harness.job(stolen.id).status == .completed)
         #expect(try await harness.runs(stolen.id).map(\.output) == ["new"])
+    }
+
+    @Test("a burst on a table no ANALYZE has seen: the claim walks jobs_ready in its order and the fence looks each job up by its key")
+    func plansUnderABurst() async throws {
+        let harness = try await Harness.make(pipelines: ["tiny": tiny])
+        let version = try await harness.submit("tiny").pipelineVersion
+        _ = try await harness.query("""
+            INSERT INTO genflow.jobs (id, pipeline, pipeline_version, user_id, input, status)
+            SELECT gen_random_uuid(), 'tiny', $1, 'burst', '{}', 'queued' FROM generate_series(1, 4000)
+            """, [version])
+        // A connection's first plans are custom plans, made for the values given: the claim's
+        // limit must not talk the planner into reading every ready row and sorting them.
+        let claim = try await harness.plan(StoreSession.claimStatement(capped: false), "'daemon-a', 256, 30000")
+        #expect(claim.contains("Index Scan using jobs_ready"), "\(claim)")
+        #expect(!claim.contains("Bitmap Index Scan on jobs_ready"), "\(claim)")
+
+        let running = try await harness.store.write { try $0.claim(owner: "daemon-a", limit: 2_000, lease: .seconds(30), runningPerUser: nil) }
+        #expect(running.count == 2_000)
+        let some = running.prefix(100).map(\.job).sorted { $0.id < $1.id }
+        func array(_ values: [String], _ type: String) -> String { "'{\(values.joined(separator: ","))}'::\(type)[]" }
+        let nulls = Array(repeating: "NULL", count: some.count)
+        let fence = try await harness.plan(StoreSession.fenceStatement, [
+            "'daemon-a'", array(some.map(\.id), "uuid"), array(some.map { String($0.leaseToken) }, "bigint"), array(nulls, "text"),
+            array(Array(repeating: "0", count: some.count), "int"), array(nulls, "text"), array(nulls, "jsonb"), array(nulls, "bigint"), array(nulls, "numeric"),
+        ].joined(separator: ", "))
+        // The lock: one key lookup per input row. (The update that follows may scan a small table
+        // and hash-join it: linear, and the planner's call.) Joined the other way round, every
+        // running job was read, through `jobs_leases`, for every input row.
+        let held = fence.components(separatedBy: "->  Hash Join").first ?? fence
+        #expect(held.contains("LockRows") && held.contains("Index Scan using jobs_pkey on jobs"), "\(fence)")
+        #expect(!fence.contains("jobs_leases"), "the fence read the running jobs instead of looking each one up: \(fence)")
     }
 
     @Test("a batch with one value the database refuses fails only that job, with the database's error; the others commit")
