@@ -297,7 +297,9 @@ private struct StreamReporter {
         var events = [StageEvent(type: .stepProgress, data: [
             "fraction": fraction.map(JSON.double) ?? .null, "message": .string("received \(text.count) characters"),
         ])]
-        if output == "canvas_objects" {
+        // Only a piece with a closing brace can complete an object; reading the whole reply again
+        // for every piece was quadratic in its length (a model streams a few characters a piece).
+        if output == "canvas_objects", piece.utf8.contains(UInt8(ascii: "}")) {
             let fresh = CanvasParser().completeObjects(inPartial: text).filter { !announced.contains($0["id"]?.stringValue ?? "") }
             if !fresh.isEmpty {
                 events.append(StageEvent(type: .canvasObjects, data: ["objects": .array(fresh)]))
