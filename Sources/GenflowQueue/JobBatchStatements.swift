@@ -39,12 +39,13 @@ extension StoreSession {
     /// step they are on, attempts made and, for a run that ends, the job's new state.
     ///
     /// The plan is fixed by the statement's shape, not by statistics: the input (sorted by id
-    /// here) drives a nested loop whose inner side, a locking subquery, is one primary-key lookup
-    /// per row, so jobs are locked in id order and the update joins the few rows kept. A join the
-    /// planner could reorder read, on a fresh database under a burst (statistics still saying
-    /// "few running jobs"), every running job for every input row: 166 ms for 95 jobs among 2,000.
+    /// here: ids are PostgreSQL's lowercase text, so their order is the uuids') drives a nested
+    /// loop whose inner side, a locking subquery, is one primary-key lookup per row, so jobs are
+    /// locked in id order and the update joins the few rows kept. A join the planner could reorder
+    /// read, on a fresh database under a burst (statistics still saying "few running jobs"), every
+    /// running job for every input row: 166 ms for 95 jobs among 2,000.
     private func updateJobs(_ unsorted: [JobBatch.Entry]) throws -> Set<Claim> {
-        let entries = unsorted.sorted { $0.jobID.lowercased() < $1.jobID.lowercased() }
+        let entries = unsorted.sorted { $0.jobID < $1.jobID }
         var status: [String?] = [], error: [String?] = [], delay: [String?] = []
         for entry in entries {
             switch entry.outcome {
