@@ -147,7 +147,7 @@ extension StoreSession {
     private static func attemptColumns(_ rows: [JobBatch.AttemptRow], jobs: [String]) -> [(any PostgresEncodable)?] {
         [
             PostgresArray(jobs), PostgresArray(rows.map(\.step)), PostgresArray(rows.map(\.attempt)), PostgresArray(rows.map(\.status.rawValue)),
-            PostgresArray(rows.map { $0.output?.description }), PostgresArray(rows.map { $0.error?.errorClass.rawValue }),
+            PostgresArray(rows.map { $0.output?.jsonbText }), PostgresArray(rows.map { $0.error?.errorClass.rawValue }),
             PostgresArray(rows.map { $0.error?.message }), PostgresArray(rows.map { $0.retryDelay.map { String($0.milliseconds) } }),
         ]
     }

@@ -226,7 +226,7 @@ public struct NewEvent: Sendable {
     static func columns(_ events: [NewEvent]) -> [(any PostgresEncodable)?] {
         [
             PostgresArray(events.map(\.userID)), PostgresArray(events.map(\.jobID)), PostgresArray(events.map(\.type)),
-            PostgresArray(events.map(\.step)), PostgresArray(events.map { $0.data.description }),
+            PostgresArray(events.map(\.step)), PostgresArray(events.map(\.data.jsonbText)),
         ]
     }
 }

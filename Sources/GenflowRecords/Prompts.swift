@@ -52,7 +52,7 @@ extension StoreSession {
             """, [
                 PostgresArray(rows.map(\.id)), PostgresArray(records.map(\.userID)), PostgresArray(records.map(\.jobID)),
                 PostgresArray(records.map(\.instructions)), PostgresArray(records.map(\.style)), PostgresArray(records.map(\.colorScheme)),
-                PostgresArray(rows.map(\.status.rawValue)), PostgresArray(records.map(\.metadata.description)),
+                PostgresArray(rows.map(\.status.rawValue)), PostgresArray(records.map(\.metadata.jsonbText)),
             ])
     }
 
@@ -84,7 +84,7 @@ extension StoreSession {
             for (index, object) in row.record.objects.enumerated() {
                 canvas.append(target.0)
                 position.append(index + 1)
-                data.append(object.description)
+                data.append(object.jsonbText)
                 job.append(target.1)
             }
         }

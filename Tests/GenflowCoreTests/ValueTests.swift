@@ -35,6 +35,10 @@ struct JSONTests {
         let b = try JSON(parsing: #"{"a":[true,null,2.5,"x\"y"],"b":1}"#)
         #expect(a == b)
         #expect(a.description == #"{"a":[true,null,2.5,"x\"y"],"b":1}"#)
+        // For jsonb parameters: the same value, keys in whatever order the dictionary holds them.
+        #expect(try JSON(parsing: a.jsonbText) == a)
+        let wide = JSON.object(Dictionary(uniqueKeysWithValues: (0..<50).map { ("k\($0)", JSON.object(["x": .int($0), "y": .array([.string("\($0)")])])) }))
+        #expect(try JSON(parsing: wide.jsonbText) == wide && wide.jsonbText.count == wide.description.count)
     }
 
     @Test("whole numbers stay integers; fractions stay doubles")
