@@ -223,7 +223,7 @@ public final class StoreSession {
             SELECT job.* FROM job, (SELECT count(*) FROM notified) AS sent
             """, [
                 PostgresArray(ids), PostgresArray(submissions.map(\.pipeline)), PostgresArray(submissions.map(\.pipelineVersion)),
-                PostgresArray(submissions.map(\.userID)), PostgresArray(submissions.map(\.input.description)),
+                PostgresArray(submissions.map(\.userID)), PostgresArray(submissions.map(\.input.jsonbText)),
                 PostgresArray(submissions.map(\.priority)), PostgresArray(submissions.map(\.runAt)), PostgresArray(submissions.map(\.idempotencyKey)),
             ])
         var created: [String: Job] = [:]
