@@ -110,9 +110,17 @@ public enum JWT {
             .replacingOccurrences(of: "=", with: "")
     }
 
+    /// Base64url to bytes, the alphabet mapped byte by byte (Foundation's `replacingOccurrences`
+    /// went through NSString: perf had it at 4 % of the daemon under 1,000 submissions a second).
     static func decodeBase64URL(_ text: Substring) -> Data? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        return Data(base64Encoded: base64)
+        var base64 = text.utf8.map { byte -> UInt8 in
+            switch byte {
+            case UInt8(ascii: "-"): UInt8(ascii: "+")
+            case UInt8(ascii: "_"): UInt8(ascii: "/")
+            default: byte
+            }
+        }
+        base64.append(contentsOf: repeatElement(UInt8(ascii: "="), count: (4 - base64.count % 4) % 4))
+        return Data(base64Encoded: Data(base64))
     }
 }

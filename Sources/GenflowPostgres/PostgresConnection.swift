@@ -126,9 +126,10 @@ public final class PostgresConnection {
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    /// `begin` opens it (settings with `SET LOCAL` may follow BEGIN in its round trip);
     /// `beforeCommit` is SQL without parameters (`NOTIFY channel;`) sent in the COMMIT's round trip.
-    public func transaction<T>(_ body: (PostgresConnection) throws -> T, beforeCommit: () -> String = { "" }) throws -> T {
-        try execute("BEGIN")
+    public func transaction<T>(_ body: (PostgresConnection) throws -> T, begin: String = "BEGIN", beforeCommit: () -> String = { "" }) throws -> T {
+        try execute(begin)
         do {
             let value = try body(self)
             try execute(beforeCommit() + "COMMIT")
