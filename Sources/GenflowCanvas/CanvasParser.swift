@@ -128,8 +128,7 @@ public struct CanvasParser: Sendable {
         // Arrows and lines that name objects which do not exist (or were dropped) go too.
         var kept: [JSON] = []
         for object in valid {
-            let missing = ["start", "end"].compactMap { object[$0]?.stringValue }.filter { !seen.contains($0) }
-            if let target = missing.first {
+            if let target = Self.missingEnd(of: object, among: seen) {
                 dropped += 1
                 warnings.append("object '\(object["id"]?.stringValue ?? "")' dropped: it points at '\(target)', which is not on the canvas")
             } else {
@@ -137,6 +136,14 @@ public struct CanvasParser: Sendable {
             }
         }
         return Outcome(objects: kept, warnings: warnings, dropped: dropped, total: candidates.count)
+    }
+
+    /// The end (`start`, `end`) of an arrow or line that names no object among `ids`.
+    static func missingEnd(of object: JSON, among ids: Set<String>) -> String? {
+        for end in ["start", "end"] {
+            if let target = object[end]?.stringValue, !ids.contains(target) { return target }
+        }
+        return nil
     }
 
     /// The inside of the first ``` fence, if any (to the end when the fence is never closed).

@@ -282,7 +282,9 @@ private struct StreamPiece: Sendable {
 private struct StreamReporter {
     let context: StageContext
     let output: String
-    var text = ""
+    /// Characters received (counted piece by piece: a String's count walks the whole string).
+    private var characters = 0
+    private var objects = CanvasStream()
     /// The ids of the objects already sent: an arrow dropped from a partial list until its target
     /// arrives is sent when it comes back, and nothing is sent twice.
     private var announced: Set<String> = []
@@ -293,14 +295,12 @@ private struct StreamReporter {
     }
 
     mutating func received(_ piece: String, fraction: Double?) async throws(StepError) {
-        text += piece
+        characters += piece.count
         var events = [StageEvent(type: .stepProgress, data: [
-            "fraction": fraction.map(JSON.double) ?? .null, "message": .string("received \(text.count) characters"),
+            "fraction": fraction.map(JSON.double) ?? .null, "message": .string("received \(characters) characters"),
         ])]
-        // Only a piece with a closing brace can complete an object; reading the whole reply again
-        // for every piece was quadratic in its length (a model streams a few characters a piece).
-        if output == "canvas_objects", piece.utf8.contains(UInt8(ascii: "}")) {
-            let fresh = CanvasParser().completeObjects(inPartial: text).filter { !announced.contains($0["id"]?.stringValue ?? "") }
+        if output == "canvas_objects", let complete = objects.append(piece) {
+            let fresh = complete.filter { !announced.contains($0["id"]?.stringValue ?? "") }
             if !fresh.isEmpty {
                 events.append(StageEvent(type: .canvasObjects, data: ["objects": .array(fresh)]))
                 announced.formUnion(fresh.compactMap { $0["id"]?.stringValue })

@@ -78,7 +78,30 @@ struct CanvasTarget: FuzzTarget {
             verdict.fingerprint.append(JSON.array(objects).description)
         }
         if !reply.streamIDs.isEmpty { checkStream(reply, text: text, accepted: verdict.isAccepted, into: &verdict) }
+        checkStreamed(reply, into: &verdict)
         return verdict
+    }
+
+    /// The reply fed to `CanvasStream` in pieces of 1–7 bytes (cut between characters): what it
+    /// gives passes the checks above, and for a reply of valid objects is its first objects.
+    private func checkStreamed(_ reply: CanvasReply, into verdict: inout Verdict) {
+        var stream = CanvasStream(parser: parser)
+        var streamed: [JSON] = []
+        let bytes = reply.bytes, size = 1 + bytes.count % 7
+        var offset = 0
+        while offset < bytes.count {
+            var end = min(bytes.count, offset + size)
+            while end < bytes.count, bytes[end] & 0xC0 == 0x80 { end += 1 }
+            if let objects = stream.append(String(decoding: bytes[offset..<end], as: UTF8.self)) { streamed = objects }
+            offset = end
+        }
+        checkObjects(streamed, from: "CanvasStream", into: &verdict)
+        // A long reply read whole is read less often than at every piece: its last read may come
+        // before its end. What it gave is still the reply's first objects, in order.
+        if !reply.streamIDs.isEmpty, !reply.streamIDs.starts(with: streamed.compactMap { $0["id"]?.stringValue }) {
+            verdict.fail("CanvasStream gave objects that are not the first \(streamed.count) of a reply of valid objects")
+        }
+        verdict.fingerprint.append(JSON.array(streamed).description)
     }
 
     private func checkAccepted(_ outcome: CanvasParser.Outcome, into verdict: inout Verdict) {
