@@ -10,7 +10,7 @@ public import GenflowCore
 /// (structured output), after any prose or code fence. Anything else (an element that is not a
 /// strict JSON object, a single object, a list under another key) is read whole, as
 /// `CanvasParser.completeObjects(inPartial:)` reads it, at each piece that closes an object (past
-/// 4 KiB, once the reply grew by an eighth since the last read).
+/// 4 KiB, once the reply grew by half since the last read).
 public struct CanvasStream: Sendable {
     private enum Phase: Sendable {
         case seeking
@@ -52,10 +52,11 @@ public struct CanvasStream: Sendable {
         scan()
         if case .whole = phase {
             // Read whole at each piece that closes an object while the reply is small; past 4 KiB
-            // only once it grew by an eighth since the last read (small pieces of a long lenient
-            // reply made this quadratic: genflow-fuzz hung on 40 KiB sent 7 bytes a piece).
+            // only once it grew by half since the last read, so all reads together cost about
+            // three reads of the whole reply (small pieces of a long lenient reply made this
+            // quadratic: genflow-fuzz hung on 40 KiB sent 7 bytes a piece).
             guard piece.utf8.contains(UInt8(ascii: "}")), bytes.count <= 4096 || bytes.count >= nextWholeRead else { return nil }
-            nextWholeRead = bytes.count + bytes.count / 8
+            nextWholeRead = bytes.count + bytes.count / 2
             return parser.completeObjects(inPartial: text)
         }
         guard valid.count > found else { return nil }
