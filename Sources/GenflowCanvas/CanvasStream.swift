@@ -24,7 +24,7 @@ public struct CanvasStream: Sendable {
     }
 
     private let parser: CanvasParser
-    private var text = ""
+    /// The reply so far, as UTF-8.
     private var bytes: [UInt8] = []
     private var scanned = 0
     private var phase = Phase.seeking
@@ -46,7 +46,6 @@ public struct CanvasStream: Sendable {
     /// Adds `piece` to the reply. Returns the valid objects complete so far when this piece
     /// completed one (nil when it did not).
     public mutating func append(_ piece: String) -> [JSON]? {
-        text += piece
         bytes.append(contentsOf: piece.utf8)
         let found = valid.count
         scan()
@@ -57,7 +56,7 @@ public struct CanvasStream: Sendable {
             // quadratic: genflow-fuzz hung on 40 KiB sent 7 bytes a piece).
             guard piece.utf8.contains(UInt8(ascii: "}")), bytes.count <= 4096 || bytes.count >= nextWholeRead else { return nil }
             nextWholeRead = bytes.count + bytes.count / 2
-            return parser.completeObjects(inPartial: text)
+            return parser.completeObjects(inPartial: String(decoding: bytes, as: UTF8.self))
         }
         guard valid.count > found else { return nil }
         // As `CanvasParser` keeps them: arrows and lines whose ends are not (yet) there wait.

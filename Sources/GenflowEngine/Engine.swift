@@ -356,4 +356,3 @@ public final class Engine: Service, Sendable {
         }
     }
 }
-
