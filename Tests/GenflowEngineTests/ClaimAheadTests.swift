@@ -48,6 +48,27 @@ struct ClaimAheadTests {
         #expect(events.contains { $0.data["released"] != nil } == false)
     }
 
+    @Test("jobs claimed ahead are taken in claim order, by count or by age, across the queue's compaction")
+    func readyQueueOrder() async throws {
+        let harness = try await Harness.make(pipelines: ["sleeper": sleeper])
+        _ = try await harness.submit("sleeper", input: ["sleep": "0ms"])
+        let claimed = try #require(try await harness.store.write { try $0.claim(owner: "q", limit: 1, lease: .seconds(30), runningPerUser: nil) }.first)
+        let start = ContinuousClock.now
+        func ready(_ index: Int) -> Engine.ReadyJob { Engine.ReadyJob(claimed: claimed, claimedAt: start + .milliseconds(index)) }
+        func order(_ jobs: [Engine.ReadyJob]) -> [Int] { jobs.map { Int(($0.claimedAt - start) / .milliseconds(1)) } }
+
+        var queue = Engine.ReadyQueue()
+        for index in 0..<600 { queue.append(ready(index)) }
+        #expect(order(queue.take(300)) == Array(0..<300))
+        // Taken by age: the 150 oldest left; more than half of the storage is then behind the head.
+        #expect(order(queue.take(while: { $0.claimedAt < start + .milliseconds(450) })) == Array(300..<450))
+        for index in 600..<610 { queue.append(ready(index)) }
+        #expect(queue.count == 160)
+        #expect(order(queue.take(5)) == Array(450..<455))
+        #expect(order(queue.take()) == Array(455..<610))
+        #expect(queue.count == 0 && queue.take().isEmpty)
+    }
+
     @Test("a job claimed ahead of a busy worker goes back to the queue untouched after its time to live, and an idle engine runs it")
     func returnedAfterTimeToLive() async throws {
         let harness = try await Harness.make(pipelines: ["sleeper": sleeper])

@@ -372,12 +372,17 @@ struct EventLogTests {
         #expect(applied.filter { !$0.isEmpty } == [Migrations.all.map(\.version)])
         let connection = try PostgresConnection(url)
         #expect(try Migrations.currentVersion(connection) == Migrations.all.last?.version)
+    }
+
+    @Test("genflow.iso, the API's time format, is inlined by the planner and formats as before")
+    func isoInlined() async throws {
+        let harness = try await Harness.make(pipelines: [:])
         // Every statement that returns a job formats its times with `genflow.iso`: the planner
         // must put the expression in its place (a function it cannot inline is parsed and planned
         // again by each statement that calls it).
-        let plan = try connection.query("EXPLAIN VERBOSE SELECT genflow.iso(now())").rows.compactMap { $0["QUERY PLAN"] }.joined(separator: "\n")
+        let plan = try await harness.query("EXPLAIN VERBOSE SELECT genflow.iso(now())").compactMap { $0["QUERY PLAN"] }.joined(separator: "\n")
         #expect(plan.contains("to_char(") && !plan.contains("iso("), "\(plan)")
-        #expect(try connection.query("SELECT genflow.iso('2026-12-06 15:04:05.123456+01') AS t").rows.first?["t"] == "2026-12-06T14:04:05.123456Z")
+        #expect(try await harness.query("SELECT genflow.iso('2026-12-06 15:04:05.123456+01') AS t").first?["t"] == "2026-12-06T14:04:05.123456Z")
     }
 }
 
