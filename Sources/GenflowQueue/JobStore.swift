@@ -126,11 +126,12 @@ public final class StoreSession {
 
     // MARK: Events
 
-    /// Inserts the events of array parameters `$1…$5` (`NewEvent.columns`), ids in array order.
+    /// Inserts the event rows of array parameters `$1…$6` (`NewEvent.columns`), ids in array order.
     static let insertEvents = """
-        INSERT INTO genflow.events (user_id, job_id, type, step, data)
-        SELECT user_id, job_id, type, step, data
-        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS e(user_id, job_id, type, step, data, n) ORDER BY n
+        INSERT INTO genflow.events (user_id, job_id, type, step, data, more)
+        SELECT user_id, job_id, type, step, data, more
+        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+            WITH ORDINALITY AS e(user_id, job_id, type, step, data, more, n) ORDER BY n
         """
 
     /// Records events in this transaction. They are inserted together, in order, by one
@@ -153,32 +154,59 @@ public final class StoreSession {
     }
 
     /// Events after `cursor` (a `(tx, id)` pair) that every earlier transaction has made visible,
-    /// in delivery order. A bigserial id alone is not commit order: this never returns an event
-    /// while an older transaction that might still add one before it is open.
+    /// in delivery order, at most `limit`. A bigserial id alone is not commit order: this never
+    /// returns an event while an older transaction that might still add one before it is open.
     /// With `through`, only events up to that position (a replay that joins a live stream there).
+    ///
+    /// A row holds up to `NewEvent.perRow` events with consecutive ids from the row's: the row of
+    /// the event at `cursor` starts at most that far before it, and its events up to `cursor` are
+    /// left out here.
     public func events(
         after cursor: EventCursor, through end: EventCursor? = nil, userID: String? = nil, jobID: String? = nil, limit: Int = 500
     ) throws -> [Event] {
-        try connection.query("""
-            SELECT \(Event.columns) FROM genflow.events
-            WHERE (tx, id) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
-              AND ($3::text IS NULL OR user_id = $3) AND ($4::uuid IS NULL OR job_id = $4::uuid)
-              AND ($6::xid8 IS NULL OR (tx, id) <= ($6::xid8, $7::bigint))
-            ORDER BY events.tx, events.id LIMIT $5
-            """, [cursor.tx, cursor.id, userID, jobID, limit, end?.tx, end?.id]).rows.map(Event.init(row:))
+        var events: [Event] = []
+        // Rows are read after this row position: first the row that may hold `cursor`'s event.
+        var row = EventCursor(tx: cursor.tx, id: cursor.id - Int64(NewEvent.perRow - 1))
+        while events.count < limit {
+            let wanted = limit - events.count
+            let rows = try connection.query("""
+                SELECT \(Event.columns) FROM genflow.events
+                WHERE (tx, id) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
+                  AND ($3::text IS NULL OR user_id = $3) AND ($4::uuid IS NULL OR job_id = $4::uuid)
+                  AND ($6::xid8 IS NULL OR (tx, id) <= ($6::xid8, $7::bigint))
+                ORDER BY events.tx, events.id LIMIT $5
+                """, [row.tx, row.id, userID, jobID, wanted, end?.tx, end?.id]).rows
+            for stored in rows {
+                let held = try Event.events(row: stored)
+                row = EventCursor(after: held[0])
+                for event in held where events.count < limit {
+                    let position = EventCursor(after: event)
+                    if cursor < position && end.map({ position <= $0 }) ?? true { events.append(event) }
+                }
+            }
+            if rows.count < wanted { break }
+        }
+        return events
     }
 
     /// The position of the last event every reader can see now: where a live stream starts.
     public func latestEventCursor() throws -> EventCursor {
         try connection.query("""
-            SELECT tx::text AS position, id FROM genflow.events WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
+            SELECT tx::text AS position, id + coalesce(jsonb_array_length(more), 0) AS id FROM genflow.events
+            WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
             ORDER BY events.tx DESC, events.id DESC LIMIT 1
             """).rows.first.map { EventCursor(tx: $0["position"] ?? "0", id: $0.decode("id") ?? 0) } ?? .start
     }
 
-    /// The cursor just after event `id`, or nil when no such event is stored.
+    /// The cursor just after event `id`, or nil when no such event is stored: the row that holds
+    /// it is the last one starting at most `NewEvent.perRow - 1` before it.
     public func cursor(afterEvent id: Int64) throws -> EventCursor? {
-        try connection.query("SELECT tx::text FROM genflow.events WHERE id = $1", [id]).rows.first.map {
+        try connection.query("""
+            SELECT tx::text FROM (
+                SELECT tx, id + coalesce(jsonb_array_length(more), 0) AS last FROM genflow.events
+                WHERE id BETWEEN $1::bigint - $2::bigint AND $1::bigint ORDER BY id DESC LIMIT 1
+            ) AS row WHERE last >= $1::bigint
+            """, [id, NewEvent.perRow - 1]).rows.first.map {
             EventCursor(tx: $0["tx"] ?? "0", id: id)
         }
     }

@@ -188,7 +188,28 @@ public struct Event: Sendable, Hashable {
     /// The catalogue's name for `type`; nil for a pipeline's or a plugin's own event.
     public var kind: EventType? { EventType(rawValue: type) }
 
-    static let columns = "id, tx::text, user_id, job_id::text, type, step, data::text, genflow.iso(created_at) AS created_at"
+    static let columns = "id, tx::text, user_id, job_id::text, type, step, data::text, more::text, genflow.iso(created_at) AS created_at"
+
+    /// The events of one stored row (`NewEvent.rows`): the first in its columns, the others in
+    /// `more`, their ids following the row's.
+    static func events(row: PostgresRow) throws -> [Event] {
+        let first = try Event(row: row)
+        guard let more = row["more"] else { return [first] }
+        guard case .array(let packed) = try JSON(parsing: more) else {
+            throw PostgresError(message: "event row \(first.id): `more` is not an array")
+        }
+        var events = [first]
+        events.reserveCapacity(packed.count + 1)
+        for (offset, item) in packed.enumerated() {
+            var event = first
+            event.id = first.id + Int64(offset) + 1
+            event.type = item["type"]?.stringValue ?? ""
+            event.step = item["step"]?.stringValue
+            event.data = item["data"] ?? [:]
+            events.append(event)
+        }
+        return events
+    }
 
     init(row: PostgresRow) throws {
         id = row.decode("id") ?? 0
@@ -222,11 +243,40 @@ public struct NewEvent: Sendable {
         self.init(userID: userID, jobID: jobID, type: type.rawValue, step: step, data: data)
     }
 
-    /// `$1…$5` of `StoreSession.insertEvents`: the events as columns of arrays.
+    /// Most events one row holds: ids of rows step by this much (migration 13), each event of a
+    /// row takes the next id after the one before it.
+    public static let perRow = 64
+
+    /// Events in rows: a run of events of one user and job (a job's events in one flush) shares a
+    /// row, up to `perRow`; its first event goes in the row's columns, the others in `more`. A
+    /// job's four events of a one-step run were four rows with four index entries each, half of
+    /// the database's work per job.
+    static func rows(_ events: [NewEvent]) -> [(first: NewEvent, more: [NewEvent])] {
+        var rows: [(first: NewEvent, more: [NewEvent])] = []
+        for event in events {
+            if let last = rows.last, last.first.userID == event.userID, last.first.jobID == event.jobID, last.more.count + 1 < perRow {
+                rows[rows.count - 1].more.append(event)
+            } else {
+                rows.append((event, []))
+            }
+        }
+        return rows
+    }
+
+    /// What `more` holds for one event after a row's first.
+    var packed: JSON {
+        var object: [String: JSON] = ["type": .string(type), "data": data]
+        if let step { object["step"] = .string(step) }
+        return .object(object)
+    }
+
+    /// `$1…$6` of `StoreSession.insertEvents`: the events' rows as columns of arrays.
     static func columns(_ events: [NewEvent]) -> [(any PostgresEncodable)?] {
-        [
-            PostgresArray(events.map(\.userID)), PostgresArray(events.map(\.jobID)), PostgresArray(events.map(\.type)),
-            PostgresArray(events.map(\.step)), PostgresArray(events.map(\.data.jsonbText)),
+        let rows = rows(events), firsts = rows.map(\.first)
+        return [
+            PostgresArray(firsts.map(\.userID)), PostgresArray(firsts.map(\.jobID)), PostgresArray(firsts.map(\.type)),
+            PostgresArray(firsts.map(\.step)), PostgresArray(firsts.map(\.data.jsonbText)),
+            PostgresArray(rows.map { $0.more.isEmpty ? nil : JSON.array($0.more.map(\.packed)).jsonbText }),
         ]
     }
 }

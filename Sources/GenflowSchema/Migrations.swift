@@ -246,6 +246,22 @@ public enum Migrations {
             CREATE OR REPLACE FUNCTION genflow.iso(t timestamptz) RETURNS text LANGUAGE sql STABLE
                 AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
             """),
+        Migration(version: 13, name: "event_rows", sql: """
+            -- A row holds the events one transaction wrote for one job in a row (up to 64): the
+            -- first in its columns, the others in `more` as [{type, step?, data}]. A one-step job
+            -- wrote four rows of four index entries each; now one or two. Row ids step by 64 and
+            -- each event of a row takes the next id after the one before it, so every event keeps
+            -- an id of its own, in delivery order. Rows written before hold one event each.
+            ALTER TABLE genflow.events ADD COLUMN more jsonb;
+            ALTER SEQUENCE genflow.events_id_seq INCREMENT BY 64;
+            -- One row per event, for SQL readers (the daemon reads rows and unpacks them itself).
+            CREATE VIEW genflow.event_log AS
+                SELECT id, tx, user_id, job_id, type, step, data, created_at FROM genflow.events
+                UNION ALL
+                SELECT e.id + m.n, e.tx, e.user_id, e.job_id, m.event->>'type', m.event->>'step', m.event->'data', e.created_at
+                FROM genflow.events e CROSS JOIN LATERAL jsonb_array_elements(e.more) WITH ORDINALITY AS m(event, n)
+                WHERE e.more IS NOT NULL;
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

@@ -151,14 +151,14 @@ struct DaemonTests {
             """) == 0, "a job was debited twice")
         #expect(try await count("""
             SELECT count(*)::int AS n FROM genflow.step_runs r WHERE r.status = 'completed' AND NOT EXISTS (
-                SELECT 1 FROM genflow.events e WHERE e.job_id = r.job_id AND e.step = r.step_id AND e.type = 'step.completed')
+                SELECT 1 FROM genflow.event_log e WHERE e.job_id = r.job_id AND e.step = r.step_id AND e.type = 'step.completed')
             """) == 0, "a checkpoint without its step.completed event")
         #expect(try await count("""
             SELECT count(*)::int AS n FROM genflow.step_runs r WHERE r.step_id = 'done' AND r.status = 'completed' AND (
-                SELECT count(*) FROM genflow.events e WHERE e.job_id = r.job_id AND e.type = 'ai_generation_completed') <> 1
+                SELECT count(*) FROM genflow.event_log e WHERE e.job_id = r.job_id AND e.type = 'ai_generation_completed') <> 1
             """) == 0, "the notify step's event is not there exactly once with its checkpoint")
         #expect(try await count("""
-            SELECT count(*)::int AS n FROM genflow.events e WHERE e.type = 'ai_generation_completed' AND NOT EXISTS (
+            SELECT count(*)::int AS n FROM genflow.event_log e WHERE e.type = 'ai_generation_completed' AND NOT EXISTS (
                 SELECT 1 FROM genflow.step_runs r WHERE r.job_id = e.job_id AND r.step_id = 'done' AND r.status = 'completed')
             """) == 0, "the notify step's event without its checkpoint")
     }

@@ -312,6 +312,57 @@ struct EventLogTests {
         #expect(try await read(after: try #require(partial.last).1, count: 1).map(\.0) == ["newer-xid"])
     }
 
+    @Test("a job's events of one transaction share a row: each keeps its own id, readers page through rows and cursors inside them")
+    func eventRows() async throws {
+        let url = try await TestDatabases.make()
+        let store = JobStore(pool: DatabasePool(connectionString: url, size: 1))
+        let (a, b) = (UUID().uuidString.lowercased(), UUID().uuidString.lowercased())
+        func events(_ job: String, _ count: Int, _ name: String) -> [NewEvent] {
+            (0..<count).map { NewEvent(userID: "packer", jobID: job, type: "\(name)\($0)", step: $0 % 2 == 0 ? "s\($0)" : nil, data: ["n": .int($0)]) }
+        }
+        // 70 events of job a (a full row and 6), 2 of b, 1 of a again: four rows.
+        let written = events(a, 70, "a") + events(b, 2, "b") + events(a, 1, "c")
+        try await store.write { try $0.append(written) }
+        let rows = try PostgresConnection(url).query("SELECT count(*)::int AS n FROM genflow.events WHERE user_id = 'packer'").rows
+        #expect(rows.first?.decode("n", as: Int.self) == 4)
+
+        let all = try await store.read { try $0.events(after: .start, userID: "packer", limit: 1_000) }
+        #expect(all.map(\.type) == written.map(\.type))
+        #expect(all.map(\.step) == written.map(\.step))
+        #expect(all.map(\.data) == written.map(\.data))
+        #expect(zip(all, all.dropFirst()).allSatisfy { EventCursor(after: $0) < EventCursor(after: $1) }, "ids in delivery order")
+        #expect(Set(all.map(\.id)).count == all.count)
+
+        // Pages of 10 and 7 end inside rows; the next page starts just after.
+        for size in [7, 10] {
+            var paged: [Event] = [], cursor = EventCursor.start
+            while true {
+                let page = try await store.read { [cursor] in try $0.events(after: cursor, userID: "packer", limit: size) }
+                paged += page
+                guard let last = page.last, page.count == size else { break }
+                cursor = EventCursor(after: last)
+            }
+            #expect(paged.map(\.id) == all.map(\.id), "pages of \(size)")
+        }
+        // A cursor from an event id inside a row, one past a row's end (no such event), the latest.
+        let fifth = try #require(try await store.read { try $0.cursor(afterEvent: all[4].id) })
+        #expect(try await store.read { try $0.events(after: fifth, limit: 1_000) }.map(\.id) == all.dropFirst(5).map(\.id))
+        #expect(try await store.read { try $0.cursor(afterEvent: all[69].id + 1) } == nil)
+        #expect(try await store.read { try $0.latestEventCursor() } == EventCursor(after: try #require(all.last)))
+        // Through a position inside a row, and by job.
+        let through = EventCursor(after: all[29])
+        #expect(try await store.read { try $0.events(after: .start, through: through, userID: "packer") }.map(\.id) == all.prefix(30).map(\.id))
+        #expect(try await store.read { try $0.events(after: .start, jobID: b) }.map(\.type) == ["b0", "b1"])
+        // SQL readers see one row per event in the view.
+        let view = try PostgresConnection(url).query("""
+            SELECT id, type, step, data::text FROM genflow.event_log WHERE user_id = 'packer' ORDER BY tx, id
+            """).rows
+        #expect(view.map { $0.decode("id", as: Int64.self) ?? 0 } == all.map(\.id))
+        #expect(view.map { $0["type"] ?? "" } == all.map(\.type))
+        #expect(view.map { $0["step"] } == all.map(\.step))
+        #expect(try view.map { try JSON(parsing: $0["data"] ?? "") } == all.map(\.data))
+    }
+
     @Test("delivery order is numeric in tx: transaction 9 comes before transaction 10 (not text order)")
     func numericOrder() async throws {
         let url = try await TestDatabases.make()

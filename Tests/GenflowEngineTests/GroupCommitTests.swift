@@ -136,7 +136,7 @@ struct GroupCommitTests {
         let kept = try await harness.job(jobs[1].id)
         #expect(kept.status == .running && kept.leaseToken == stolen.leaseToken)
         #expect(try await harness.runs(jobs[1].id).isEmpty)
-        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.events WHERE job_id = $1::uuid AND type <> 'job.queued'", [jobs[1].id]) == 0)
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.event_log WHERE job_id = $1::uuid AND type <> 'job.queued'", [jobs[1].id]) == 0)
 
         // A daemon that claimed the job again while its old run still writes (both runs' writes in
         // one batch): the two claims stay apart and only the newest token writes.
@@ -303,7 +303,7 @@ struct GroupCommitTests {
         #expect(perStep == total * 3, "every step of every job has exactly one checkpoint: \(odd.joined(separator: "\n"))")
         #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.step_runs WHERE status = 'running'") == 0)
         let completedEvents = try await harness.query("""
-            SELECT count(*)::int AS n, count(DISTINCT job_id)::int AS jobs FROM genflow.events WHERE type = 'job.completed'
+            SELECT count(*)::int AS n, count(DISTINCT job_id)::int AS jobs FROM genflow.event_log WHERE type = 'job.completed'
             """).first
         #expect(completedEvents?.decode("n", as: Int.self) == total && completedEvents?.decode("jobs", as: Int.self) == total)
         let deadlocksAfter = try await harness.count("SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = $1", [database])
@@ -340,7 +340,7 @@ struct BatchedSubmissionTests {
         #expect(keyed.filter(\.created).count == 1)
         #expect(results.filter { !$0.keyed }.allSatisfy { $0.created })
         #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.jobs") == 41)
-        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.events WHERE type = 'job.queued'") == 41)
+        #expect(try await harness.count("SELECT count(*)::int AS n FROM genflow.event_log WHERE type = 'job.queued'") == 41)
         #expect(submitter.batchCount < 60, "60 submissions made at once were written in \(submitter.batchCount) statements")
     }
 }
@@ -375,7 +375,7 @@ struct BatchedDebitTests {
         #expect([made(jobs[1], "pay"), made(jobs[1], "tip"), made(jobs[2], "pay")].map { $0?.entry.balanceAfter } == [70, 65, 35])
         #expect(try await harness.store.read { try $0.balance(userID: "u1") } == 35)
         #expect(try await harness.store.read { try $0.ledger(userID: "u1") }.count == 5)
-        let events = try await harness.query("SELECT data->>'change' AS change FROM genflow.events WHERE type = 'token_balance_updated' ORDER BY id").map { $0["change"] ?? "" }
+        let events = try await harness.query("SELECT data->>'change' AS change FROM genflow.event_log WHERE type = 'token_balance_updated' ORDER BY id").map { $0["change"] ?? "" }
         #expect(events == ["100", "-10", "-20", "-5", "-30"])
     }
 }
