@@ -505,7 +505,7 @@ final class JobRun {
                 outcome.finish(.failure(error))
             }
         }
-        let timer = Alarm(after: context.timeout) {
+        let timer = Deadlines.shared.schedule(after: context.timeout) {
             outcome.finish(.failure(StepError(.timeout, "the attempt ran past its timeout of \(DurationText.format(context.timeout))")))
         }
         let result = await withTaskCancellationHandler {
@@ -514,7 +514,7 @@ final class JobRun {
             outcome.finish(.failure(StepError(.cancelled, "the step was stopped")))
         }
         work.cancel()
-        timer.cancel()
+        Deadlines.shared.cancel(timer)
         return result
     }
 }

@@ -55,6 +55,32 @@ struct AlarmTests {
         #expect(count.withLock { $0 } == 0)
     }
 
+    @Test("a deadline fires once, never before its delay; cancelled ones never fire; the table empties", .timeLimit(.minutes(1)))
+    func deadlines() async throws {
+        let table = Deadlines(resolution: .milliseconds(5))
+        let count = Mutex(0)
+        // Many cancelled before they are due, among some that fire.
+        let cancelled = (0..<1_000).map { index in table.schedule(after: .milliseconds(index % 50)) { count.withLock { $0 += 1 } } }
+        cancelled.forEach(table.cancel)
+        let firings = (0..<20).map { index in
+            let fired = FirstResult<ContinuousClock.Instant>()
+            let delay = Duration.milliseconds(3 * index)
+            let scheduled = ContinuousClock.now
+            _ = table.schedule(after: delay) { fired.finish(.now) }
+            return (fired, scheduled, delay)
+        }
+        for (fired, scheduled, delay) in firings {
+            let at = await fired.value()
+            #expect(at - scheduled >= delay, "fired before its delay")
+        }
+        // One scheduled past the cancelled ones' slots: once it fired, so would they have.
+        let probe = FirstResult<Bool>()
+        _ = table.schedule(after: .milliseconds(80)) { probe.finish(true) }
+        _ = await probe.value()
+        #expect(count.withLock { $0 } == 0)
+        #expect(table.pendingCount == 0)
+    }
+
     @Test("a wait ends at a signal, at its timeout, or when its task is cancelled", .timeLimit(.minutes(1)))
     func waits() async {
         let signal = WakeSignal()
