@@ -318,7 +318,7 @@ struct EventLogTests {
         let store = JobStore(pool: DatabasePool(connectionString: url, size: 1))
         let (a, b) = (UUID().uuidString.lowercased(), UUID().uuidString.lowercased())
         func events(_ job: String, _ count: Int, _ name: String) -> [NewEvent] {
-            (0..<count).map { NewEvent(userID: "packer", jobID: job, type: "\(name)\($0)", step: $0 % 2 == 0 ? "s\($0)" : nil, data: ["n": .int($0)]) }
+            (0..<count).map { NewEvent(userID: "packer", jobID: job, type: "\(name)\($0)", step: $0 % 2 == 0 ? "s\($0)" : nil, data: ["n": .int($0), "text": "say \"hi\"\n\u{1F600}\\"]) }
         }
         // 70 events of job a (a full row and 6), 2 of b, 1 of a again: four rows.
         let written = events(a, 70, "a") + events(b, 2, "b") + events(a, 1, "c")
