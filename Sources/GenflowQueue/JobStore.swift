@@ -130,7 +130,7 @@ public final class StoreSession {
     static let insertEvents = """
         INSERT INTO genflow.events (user_id, job_id, type, step, data, more)
         SELECT user_id, job_id, type, step, data, more
-        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::json[])
             WITH ORDINALITY AS e(user_id, job_id, type, step, data, more, n) ORDER BY n
         """
 
@@ -192,7 +192,7 @@ public final class StoreSession {
     /// The position of the last event every reader can see now: where a live stream starts.
     public func latestEventCursor() throws -> EventCursor {
         try connection.query("""
-            SELECT tx::text AS position, id + coalesce(jsonb_array_length(more), 0) AS id FROM genflow.events
+            SELECT tx::text AS position, id + coalesce(json_array_length(more), 0) AS id FROM genflow.events
             WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
             ORDER BY events.tx DESC, events.id DESC LIMIT 1
             """).rows.first.map { EventCursor(tx: $0["position"] ?? "0", id: $0.decode("id") ?? 0) } ?? .start
@@ -203,7 +203,7 @@ public final class StoreSession {
     public func cursor(afterEvent id: Int64) throws -> EventCursor? {
         try connection.query("""
             SELECT tx::text FROM (
-                SELECT tx, id + coalesce(jsonb_array_length(more), 0) AS last FROM genflow.events
+                SELECT tx, id + coalesce(json_array_length(more), 0) AS last FROM genflow.events
                 WHERE id BETWEEN $1::bigint - $2::bigint AND $1::bigint ORDER BY id DESC LIMIT 1
             ) AS row WHERE last >= $1::bigint
             """, [id, NewEvent.perRow - 1]).rows.first.map {

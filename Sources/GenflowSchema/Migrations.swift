@@ -252,14 +252,17 @@ public enum Migrations {
             -- wrote four rows of four index entries each; now one or two. Row ids step by 64 and
             -- each event of a row takes the next id after the one before it, so every event keeps
             -- an id of its own, in delivery order. Rows written before hold one event each.
-            ALTER TABLE genflow.events ADD COLUMN more jsonb;
+            -- `json`, not `jsonb`: only the daemon reads it, whole, and PostgreSQL takes json text
+            -- as it is (checked) instead of building a jsonb tree: half the cost of the insert
+            -- on canvas jobs, whose objects ride in events.
+            ALTER TABLE genflow.events ADD COLUMN more json;
             ALTER SEQUENCE genflow.events_id_seq INCREMENT BY 64;
             -- One row per event, for SQL readers (the daemon reads rows and unpacks them itself).
             CREATE VIEW genflow.event_log AS
                 SELECT id, tx, user_id, job_id, type, step, data, created_at FROM genflow.events
                 UNION ALL
-                SELECT e.id + m.n, e.tx, e.user_id, e.job_id, m.event->>'type', m.event->>'step', m.event->'data', e.created_at
-                FROM genflow.events e CROSS JOIN LATERAL jsonb_array_elements(e.more) WITH ORDINALITY AS m(event, n)
+                SELECT e.id + m.n, e.tx, e.user_id, e.job_id, m.event->>'type', m.event->>'step', (m.event->'data')::jsonb, e.created_at
+                FROM genflow.events e CROSS JOIN LATERAL json_array_elements(e.more) WITH ORDINALITY AS m(event, n)
                 WHERE e.more IS NOT NULL;
             """),
     ]
