@@ -57,11 +57,14 @@ public final class Deadlines: Sendable {
     }
 
     /// Cancels `entry`: its `fire` is not called after this returns (unless it is running now).
-    public func cancel(_ entry: Entry) {
+    /// Returns false when it had fired (or was cancelled) already.
+    @discardableResult
+    public func cancel(_ entry: Entry) -> Bool {
         state.withLock { state in
-            guard state.slots[entry.slot]?.removeValue(forKey: entry.id) != nil else { return }
+            guard state.slots[entry.slot]?.removeValue(forKey: entry.id) != nil else { return false }
             state.pending -= 1
             if state.slots[entry.slot]?.isEmpty == true { state.slots[entry.slot] = nil }
+            return true
         }
     }
 

@@ -265,6 +265,21 @@ public enum Migrations {
                 FROM genflow.events e CROSS JOIN LATERAL json_array_elements(e.more) WITH ORDINALITY AS m(event, n)
                 WHERE e.more IS NOT NULL;
             """),
+        Migration(version: 14, name: "attempts_without_foreign_key", sql: """
+            -- The foreign key of step_runs checked every new attempt row with a query of its own
+            -- (its job's row, FOR KEY SHARE: ~6 µs a row, six per canvas job). Attempt rows are
+            -- written only by the flush that has just locked their job under its lease (the fence),
+            -- so the check could not fail. Deleting jobs still deletes their attempts: a trigger,
+            -- once per statement.
+            ALTER TABLE genflow.step_runs DROP CONSTRAINT step_runs_job_id_fkey;
+            CREATE FUNCTION genflow.delete_attempts_of_deleted_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM genflow.step_runs s USING deleted d WHERE s.job_id = d.id;
+                RETURN NULL;
+            END $$;
+            CREATE TRIGGER jobs_delete_attempts AFTER DELETE ON genflow.jobs REFERENCING OLD TABLE AS deleted
+                FOR EACH STATEMENT EXECUTE FUNCTION genflow.delete_attempts_of_deleted_jobs();
+            """),
     ]
 
     /// Applies the migrations `connection`'s database lacks; returns the versions applied.

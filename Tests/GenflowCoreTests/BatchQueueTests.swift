@@ -59,9 +59,10 @@ struct AlarmTests {
     func deadlines() async throws {
         let table = Deadlines(resolution: .milliseconds(5))
         let count = Mutex(0)
-        // Many cancelled before they are due, among some that fire.
-        let cancelled = (0..<1_000).map { index in table.schedule(after: .milliseconds(index % 50)) { count.withLock { $0 += 1 } } }
-        cancelled.forEach(table.cancel)
+        // Many cancelled, most before they are due (a loaded machine may let some fire first:
+        // `cancel` says which), among some that fire.
+        let scheduled = (0..<1_000).map { index in table.schedule(after: .milliseconds(index % 50)) { count.withLock { $0 += 1 } } }
+        let firedFirst = scheduled.filter { !table.cancel($0) }.count
         let firings = (0..<20).map { index in
             let fired = FirstResult<ContinuousClock.Instant>()
             let delay = Duration.milliseconds(3 * index)
@@ -77,7 +78,7 @@ struct AlarmTests {
         let probe = FirstResult<Bool>()
         _ = table.schedule(after: .milliseconds(80)) { probe.finish(true) }
         _ = await probe.value()
-        #expect(count.withLock { $0 } == 0)
+        #expect(count.withLock { $0 } == firedFirst, "a cancelled timeout fired")
         #expect(table.pendingCount == 0)
     }
 

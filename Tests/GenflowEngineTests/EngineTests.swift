@@ -326,7 +326,14 @@ struct EventLogTests {
         let rows = try PostgresConnection(url).query("SELECT count(*)::int AS n FROM genflow.events WHERE user_id = 'packer'").rows
         #expect(rows.first?.decode("n", as: Int.self) == 4)
 
-        let all = try await store.read { try $0.events(after: .start, userID: "packer", limit: 1_000) }
+        // Visible once every transaction older than the write ended (other tests share the cluster).
+        var visible: [Event] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while visible.count < written.count && ContinuousClock.now < deadline {
+            visible = try await store.read { try $0.events(after: .start, userID: "packer", limit: 1_000) }
+            if visible.count < written.count { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        let all = visible
         #expect(all.map(\.type) == written.map(\.type))
         #expect(all.map(\.step) == written.map(\.step))
         #expect(all.map(\.data) == written.map(\.data))
@@ -391,6 +398,11 @@ struct EventLogTests {
             """, [old.id])
         _ = try await harness.query("UPDATE genflow.jobs SET status = 'completed', finished_at = now() WHERE id = $1::uuid", [recent.id])
         _ = try await harness.query("UPDATE genflow.events SET created_at = now() - interval '8 days' WHERE job_id = $1::uuid", [old.id])
+        for job in [old, recent] {
+            _ = try await harness.query("""
+                INSERT INTO genflow.step_runs (job_id, step_id, attempt, stage, status) VALUES ($1::uuid, 'a', 1, 'test.step', 'completed')
+                """, [job.id])
+        }
         // While another daemon holds the housekeeping lock, this one does nothing.
         let other = try PostgresConnection(harness.url)
         try other.query("SELECT pg_advisory_lock(\(0x67656e666c6f79))")
@@ -401,6 +413,9 @@ struct EventLogTests {
         #expect(deleted?.events == 1)
         let left = try await harness.query("SELECT id::text FROM genflow.jobs ORDER BY created_at").map { $0["id"] ?? "" }
         #expect(left == [running.id, recent.id])
+        // A deleted job's attempts go with it (a trigger: attempt rows have no foreign key).
+        let attempts = try await harness.query("SELECT job_id::text FROM genflow.step_runs").map { $0["job_id"] ?? "" }
+        #expect(attempts == [recent.id])
     }
 
     @Test("migrations run once when several daemons start together")
