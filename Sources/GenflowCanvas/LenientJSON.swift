@@ -276,6 +276,7 @@ private struct Parser {
                 members[key] = member
                 return .object(members)
             }
+            if members.isEmpty { members.reserveCapacity(8) }  // as JSONParser: no rehash at 1, 3 and 6 keys
             members[key] = member
         }
     }

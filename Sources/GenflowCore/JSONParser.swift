@@ -81,6 +81,9 @@ struct JSONParser {
                     skipWhitespace()
                     try expect(UInt8(ascii: ":"), "':' after a key")
                     skipWhitespace()
+                    // Room for a canvas object's keys at once: grown from empty, a dictionary was
+                    // rehashed at 1, 3 and 6 keys (perf: 3 % of the daemon on canvas jobs).
+                    if members.isEmpty { members.reserveCapacity(8) }
                     members[key] = try value()
                 } else {
                     elements.append(try value())
