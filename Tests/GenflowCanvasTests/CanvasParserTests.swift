@@ -177,4 +177,24 @@ struct CanvasParserTests {
         #expect(throws: StepError.self) { try parser.parse(deep) }
         #expect(parser.completeObjects(inPartial: deep).isEmpty)
     }
+
+    @Test("colours and lengths are checked the same whatever the bytes: ASCII fast, other text by characters")
+    func coloursAndLengths() {
+        func verdict(_ fields: [String: JSON]) -> Bool {
+            var notes: [String] = []
+            var object: [String: JSON] = ["id": "a", "type": "text", "x": 0, "y": 0, "text": "t"]
+            object.merge(fields) { _, new in new }
+            if case .success = CanvasSchema.validate(.object(object), notes: &notes) { return true }
+            return false
+        }
+        for colour in ["#abc", "#ABCDEF", "#0a1B2c3D", "transparent"] { #expect(verdict(["strokeColor": .string(colour)]), "\(colour)") }
+        for colour in ["#ab", "#abcde", "#ggg", "abc", "#abc ", "#", "", "red", "#\u{e9}ab"] { #expect(!verdict(["strokeColor": .string(colour)]), "\(colour)") }
+        // Fullwidth hex digits are hex digits to Character, as they always were here.
+        #expect(verdict(["backgroundColor": "#\u{FF21}\u{FF22}\u{FF23}"]))
+        // Limits count characters, not bytes: 10,000 two-byte characters pass, one more does not.
+        #expect(verdict(["text": .string(String(repeating: "\u{e9}", count: 10_000))]))
+        #expect(!verdict(["text": .string(String(repeating: "\u{e9}", count: 10_001))]))
+        #expect(verdict(["id": .string(String(repeating: "\u{1F600}", count: 200))]))
+        #expect(!verdict(["id": .string(String(repeating: "\u{1F600}", count: 201))]))
+    }
 }
