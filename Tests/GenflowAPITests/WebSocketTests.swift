@@ -128,7 +128,8 @@ struct WebSocketTests {
         defer { watcher.close() }
         #expect(await watcher.next()?["op"] == "_open")
         watcher.send(["op": "subscribe", "job_id": .string(id), "since": 0])
-        #expect(await watcher.next()?["op"] == "subscribed")
+        let reply = await watcher.next()
+        #expect(reply?["op"] == "subscribed", "\(String(describing: reply))")
         let replayed = try #require(await watcher.messages(through: isEnd(of: id)))
         #expect(replayed.filter { $0["job_id"] == .string(id) }.compactMap { $0["id"]?.intValue } == (try await harness.events(id)).map { Int($0.id) })
     }
