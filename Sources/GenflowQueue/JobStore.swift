@@ -516,10 +516,22 @@ public final class StoreSession {
     static let claimLockKey = 0x67656e666c6f78
 
     /// When the next queued or waiting job becomes runnable, in milliseconds from now (≤ 0: now).
+    ///
+    /// The earliest `run_at` of each priority, walking `jobs_ready` (ordered by priority, then
+    /// `run_at`) one probe per priority. A plain `min(run_at)` read every queued job: 3.4 ms a call
+    /// with 10,000 jobs scheduled for later, asked after most claims (more than half of
+    /// PostgreSQL's time while submissions ran at once); this takes 0.13 ms.
     public func millisecondsUntilNextRunnable() throws -> Int? {
         try connection.query("""
-            SELECT (extract(epoch FROM min(run_at) - now()) * 1000)::bigint AS ms FROM genflow.jobs
-            WHERE status IN ('queued', 'waiting_retry')
+            WITH RECURSIVE firsts AS (
+                (SELECT priority, run_at FROM genflow.jobs WHERE status IN ('queued', 'waiting_retry') ORDER BY priority DESC, run_at LIMIT 1)
+                UNION ALL
+                SELECT next.priority, next.run_at FROM firsts, LATERAL (
+                    SELECT priority, run_at FROM genflow.jobs WHERE status IN ('queued', 'waiting_retry') AND priority < firsts.priority
+                    ORDER BY priority DESC, run_at LIMIT 1
+                ) AS next
+            )
+            SELECT (extract(epoch FROM min(run_at) - now()) * 1000)::bigint AS ms FROM firsts
             """).rows.first?.decode("ms", as: Int.self)
     }
 

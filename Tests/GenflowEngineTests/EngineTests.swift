@@ -387,6 +387,23 @@ struct EventLogTests {
         #expect(EventCursor(tx: "9", id: 5) < EventCursor(tx: "10", id: 1))
     }
 
+    @Test("the next runnable time is the earliest run_at across priorities, of queued and waiting jobs only")
+    func nextRunnable() async throws {
+        let harness = try await Harness.make(pipelines: ["three": threeSteps])
+        #expect(try await harness.store.read { try $0.millisecondsUntilNextRunnable() } == nil)
+        let jobs = [try await harness.submit("three"), try await harness.submit("three"), try await harness.submit("three"), try await harness.submit("three")]
+        // By priority: 5 in ten minutes, 0 in two (waiting for a retry), -3 in an hour; one running, due long ago.
+        for (job, priority, minutes, status) in [(jobs[0], 5, 10, "queued"), (jobs[1], 0, 2, "waiting_retry"), (jobs[2], -3, 60, "queued"), (jobs[3], 9, -60, "running")] {
+            _ = try await harness.query("""
+                UPDATE genflow.jobs SET priority = $2, run_at = now() + $3 * interval '1 minute', status = $4 WHERE id = $1::uuid
+                """, [job.id, priority, minutes, status])
+        }
+        let milliseconds = try #require(try await harness.store.read { try $0.millisecondsUntilNextRunnable() })
+        #expect((100_000...120_000).contains(milliseconds), "\(milliseconds)")
+        _ = try await harness.query("UPDATE genflow.jobs SET run_at = now() - interval '1 second' WHERE id = $1::uuid", [jobs[2].id])
+        #expect(try #require(try await harness.store.read { try $0.millisecondsUntilNextRunnable() }) <= 0)
+    }
+
     @Test("retention deletes finished jobs and old events, keeps the rest, one daemon at a time")
     func retention() async throws {
         let harness = try await Harness.make(pipelines: ["three": threeSteps])
