@@ -484,12 +484,27 @@ public final class StoreSession {
             // walks `jobs_ready` in its order. With the limit known (the first plans of each
             // connection) and the statistics of a table still thought small, it read every ready
             // row and sorted them: 12.8 ms against 0.4 for 10,000 queued jobs, each claim.
+            //
+            // Per priority: `jobs_ready` is ordered by priority, then `run_at`, so the due jobs of
+            // one priority are where its range starts, and the walk stops at its first job not due.
+            // One walk over the whole index with `run_at <= now()` as a filter read every job
+            // scheduled for later whenever fewer than the limit were due (0.7 ms a claim with
+            // 10,000 of them; a scheduled million would cost each claim a full index read).
             candidates = """
-                WITH ready AS (
-                    SELECT j.id, j.status AS previous, j.priority, j.run_at FROM genflow.jobs j
-                    WHERE j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()
-                    ORDER BY j.priority DESC, j.run_at, j.id LIMIT (SELECT $2::int)
-                    FOR UPDATE SKIP LOCKED
+                WITH RECURSIVE priorities AS (
+                    (SELECT j.priority FROM genflow.jobs j WHERE j.status IN ('queued', 'waiting_retry') ORDER BY j.priority DESC LIMIT 1)
+                    UNION ALL
+                    SELECT next.priority FROM priorities p, LATERAL (
+                        SELECT j.priority FROM genflow.jobs j WHERE j.status IN ('queued', 'waiting_retry') AND j.priority < p.priority
+                        ORDER BY j.priority DESC LIMIT 1
+                    ) AS next
+                ), ready AS (
+                    SELECT r.* FROM priorities p CROSS JOIN LATERAL (
+                        SELECT j.id, j.status AS previous, j.priority, j.run_at FROM genflow.jobs j
+                        WHERE j.status IN ('queued', 'waiting_retry') AND j.priority = p.priority AND j.run_at <= now()
+                        ORDER BY j.run_at, j.id LIMIT (SELECT $2::int)
+                        FOR UPDATE SKIP LOCKED
+                    ) AS r
                 ), expired AS (
                     SELECT j.id, j.status AS previous, j.priority, j.run_at FROM genflow.jobs j
                     WHERE j.status = 'running' AND j.lease_expires_at < now()

@@ -404,6 +404,24 @@ struct EventLogTests {
         #expect(try #require(try await harness.store.read { try $0.millisecondsUntilNextRunnable() }) <= 0)
     }
 
+    @Test("a claim takes due jobs by priority, then age, whatever is scheduled for later at any priority")
+    func claimOrder() async throws {
+        let harness = try await Harness.make(pipelines: ["three": threeSteps])
+        var jobs: [(name: String, id: String)] = []
+        // (name, priority, minutes from now): later ones at the top, middle and bottom priority.
+        for (name, priority, minutes) in [("p9-later", 9, 5), ("p5-old", 5, -2), ("p5-later", 5, 1), ("p5-new", 5, -1),
+                                          ("p0-old", 0, -3), ("p0-later", 0, 10), ("p-2-now", -2, 0), ("p-2-later", -2, 3)] {
+            let job = try await harness.submit("three", priority: priority)
+            _ = try await harness.query("UPDATE genflow.jobs SET run_at = now() + $2 * interval '1 minute' WHERE id = $1::uuid", [job.id, minutes])
+            jobs.append((name, job.id))
+        }
+        func names(_ claimed: [ClaimedJob]) -> [String] { claimed.map { job in jobs.first { $0.id == job.job.id }?.name ?? "?" } }
+        let first = try await harness.store.write { try $0.claim(owner: "a", limit: 3, lease: .seconds(30), runningPerUser: nil) }
+        #expect(names(first) == ["p5-old", "p5-new", "p0-old"])
+        let rest = try await harness.store.write { try $0.claim(owner: "a", limit: 10, lease: .seconds(30), runningPerUser: nil) }
+        #expect(names(rest) == ["p-2-now"])
+    }
+
     @Test("retention deletes finished jobs and old events, keeps the rest, one daemon at a time")
     func retention() async throws {
         let harness = try await Harness.make(pipelines: ["three": threeSteps])
