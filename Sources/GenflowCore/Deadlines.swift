@@ -43,8 +43,8 @@ public final class Deadlines: Sendable {
 
     /// Calls `fire` once `delay` has passed, unless cancelled first.
     public func schedule(after delay: Duration, _ fire: @escaping @Sendable () -> Void) -> Entry {
-        // The slot after the deadline's, so it never fires early.
-        let slot = self.slot(of: .now + max(delay, .zero)) + 1
+        // The slot after the deadline's, so it never fires early (a century at most: no overflow).
+        let slot = self.slot(of: .now + min(max(delay, .zero), .seconds(3_155_760_000))) + 1
         return state.withLock { state in
             let id = state.nextID
             state.nextID += 1

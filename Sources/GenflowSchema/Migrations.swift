@@ -258,10 +258,11 @@ public enum Migrations {
             ALTER TABLE genflow.events ADD COLUMN more json;
             ALTER SEQUENCE genflow.events_id_seq INCREMENT BY 64;
             -- One row per event, for SQL readers (the daemon reads rows and unpacks them itself).
+            -- `data` is json: what `more` holds is not always something jsonb would take (U+0000).
             CREATE VIEW genflow.event_log AS
-                SELECT id, tx, user_id, job_id, type, step, data, created_at FROM genflow.events
+                SELECT id, tx, user_id, job_id, type, step, data::json AS data, created_at FROM genflow.events
                 UNION ALL
-                SELECT e.id + m.n, e.tx, e.user_id, e.job_id, m.event->>'type', m.event->>'step', (m.event->'data')::jsonb, e.created_at
+                SELECT e.id + m.n, e.tx, e.user_id, e.job_id, m.event->>'type', m.event->>'step', m.event->'data', e.created_at
                 FROM genflow.events e CROSS JOIN LATERAL json_array_elements(e.more) WITH ORDINALITY AS m(event, n)
                 WHERE e.more IS NOT NULL;
             """),
