@@ -43,8 +43,11 @@ public final class EventHub: Sendable {
         var byUser: [String: Set<UInt64>] = [:]
         var byJob: [String: Set<UInt64>] = [:]
 
-        /// Whether any connection follows a user's stream or a job.
-        var hasLiveSubscriptions: Bool { subscribers.values.contains { $0.isLive || !$0.jobs.isEmpty } }
+        /// Connections between asking for the reader's position and going live.
+        var joining = 0
+
+        /// Whether anyone needs the reader: a connection follows a user's stream or a job, or is joining.
+        var isFollowed: Bool { joining > 0 || subscribers.values.contains { $0.isLive || !$0.jobs.isEmpty } }
     }
     let state = Mutex(State())
 
@@ -67,7 +70,7 @@ public final class EventHub: Sendable {
                 closeExpired()
             }
             do {
-                if state.withLock({ $0.cursor }) == nil {
+                if state.withLock({ $0.cursor == nil && $0.isFollowed }) {
                     let start = try await store.read { try $0.latestEventCursor() }
                     state.withLock { $0.cursor = start }
                     changed.signal()
@@ -99,18 +102,14 @@ public final class EventHub: Sendable {
 
     /// Reads one batch after the reader's position and delivers it; true when the batch was full.
     private func pump() async throws -> Bool {
-        guard let cursor = state.withLock({ $0.cursor }) else { return false }
-        // With no live subscription there is no one to read for: move to the end of the log instead
-        // (unless someone went live meanwhile: then read, so they miss nothing after their join).
-        if !state.withLock(\.hasLiveSubscriptions) {
-            let latest = try await store.read { try $0.latestEventCursor() }
-            let skipped = state.withLock { state -> Bool in
-                guard !state.hasLiveSubscriptions, state.cursor == cursor else { return false }
-                state.cursor = max(cursor, latest)
-                return true
-            }
-            if skipped { return false }
+        // With no one to read for, drop the position instead of following the log (a query per
+        // NOTIFY, a thousand a second under load, for nobody): the first connection to join makes
+        // the reader take the end of the log again.
+        let position = state.withLock { state -> EventCursor? in
+            if !state.isFollowed { state.cursor = nil }
+            return state.cursor
         }
+        guard let cursor = position else { return false }
         let limit = 1_000
         let events = try await store.read { try $0.events(after: cursor, limit: limit) }
         guard let last = events.last else { return false }
@@ -196,6 +195,9 @@ public final class EventHub: Sendable {
     /// position; if the reader moved on meanwhile, what it passed is replayed first.
     func join(_ connection: WebSocketConnection, from: EventCursor?, job: String?) async throws {
         guard let subscriber = state.withLock({ $0.subscribers[connection.id] }) else { return }
+        state.withLock { $0.joining += 1 }
+        defer { state.withLock { $0.joining -= 1 } }
+        wake.signal()
         // A connection-level join of an operator with no user has nothing of its own to replay.
         let user = job == nil ? subscriber.user : nil
         let replays = job != nil || user != nil
