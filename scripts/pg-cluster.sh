@@ -6,7 +6,8 @@
 #   scripts/pg-cluster.sh stop DIR    # stop and delete DIR
 #
 # PostgreSQL refuses to run as root: as root, the server runs as the `postgres` system user, which
-# owns DIR. The socket lives in DIR, and no TCP port is opened.
+# owns DIR. The socket lives in DIR, and no TCP port is opened. PG_CLUSTER_OPTIONS adds server
+# options, e.g. "-c shared_preload_libraries=pg_stat_statements" to see where a bench's time goes.
 set -euo pipefail
 
 command=${1:?usage: pg-cluster.sh start|restart|stop DIR}
@@ -35,7 +36,7 @@ start)
     as_server_user "$bindir/initdb" -D "$dir/data" -U genflow -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
     as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=1000" \
+        -o "-k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=1000 ${PG_CLUSTER_OPTIONS:-}" \
         start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     as_server_user "$bindir/createdb" -h "$dir" -U genflow genflow
     echo "postgresql:///genflow?host=$dir&user=genflow"

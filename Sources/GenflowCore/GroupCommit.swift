@@ -1,17 +1,19 @@
 internal import Synchronization
 
-/// Items flushed together by one flusher at a time: the first item of an idle queue is flushed at
-/// once, and whatever arrives during a flush goes into the next one. No timer window, so an item
-/// alone is never held back; under load, each flush carries everything that queued meanwhile (up to
-/// `maxWeight`, in arrival order). Above `backlog` queued weight, `add` waits for a flush.
+/// Items flushed together: the first item of an idle queue is flushed at once, and whatever arrives
+/// during a flush goes into the next one. No timer window, so an item alone is never held back;
+/// under load, each flush carries everything that queued meanwhile (up to `maxWeight`, in arrival
+/// order). Above `backlog` queued weight, `add` waits for a flush.
 ///
-/// The flush is a task of its own, started when the queue goes from idle to busy and ending when it
-/// finds the queue empty: nothing runs while nothing is queued.
+/// A flusher is a task of its own, started when an item arrives and fewer than `flushers` run, and
+/// ending when it finds the queue empty: nothing runs while nothing is queued. With one flusher,
+/// batches are applied in arrival order; with more, an item that arrives during a flush need not
+/// wait for it to end (for items whose order does not matter).
 public final class GroupCommit<Item: Sendable>: Sendable {
     private struct State {
         var queue: [Item] = []
         var queuedWeight = 0
-        var isFlushing = false
+        var flushing = 0
         var flushes = 0
         var backlogWaiters: [CheckedContinuation<Void, Never>] = []
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
@@ -20,20 +22,23 @@ public final class GroupCommit<Item: Sendable>: Sendable {
     private let state = Mutex(State())
     private let maxWeight: Int
     private let backlog: Int
+    private let flushers: Int
     private let weight: @Sendable (Item) -> Int
     private let flush: @Sendable ([Item]) async -> Void
 
     /// - Parameters:
     ///   - maxWeight: most weight one flush takes (at least one item, whatever its weight).
     ///   - backlog: queued weight above which `add` waits.
+    ///   - flushers: flushes in flight at once (1: batches in arrival order, one at a time).
     ///   - weight: what an item counts for (rows it writes); 1 by default.
     ///   - flush: applies a batch; called by one task at a time.
     public init(
-        maxWeight: Int, backlog: Int, weight: @escaping @Sendable (Item) -> Int = { _ in 1 },
+        maxWeight: Int, backlog: Int, flushers: Int = 1, weight: @escaping @Sendable (Item) -> Int = { _ in 1 },
         flush: @escaping @Sendable ([Item]) async -> Void
     ) {
         self.maxWeight = maxWeight
         self.backlog = backlog
+        self.flushers = max(1, flushers)
         self.weight = weight
         self.flush = flush
     }
@@ -61,7 +66,7 @@ public final class GroupCommit<Item: Sendable>: Sendable {
     public func idle() async {
         await withCheckedContinuation { continuation in
             let busy = state.withLock { state in
-                guard state.isFlushing else { return false }
+                guard state.flushing > 0 else { return false }
                 state.idleWaiters.append(continuation)
                 return true
             }
@@ -69,13 +74,13 @@ public final class GroupCommit<Item: Sendable>: Sendable {
         }
     }
 
-    /// Queues `item`; starts a flush if none is running.
+    /// Queues `item`; starts a flusher if fewer than `flushers` run.
     public func add(_ item: Item) {
         let starts = state.withLock { state -> Bool in
             state.queue.append(item)
             state.queuedWeight += weight(item)
-            guard !state.isFlushing else { return false }
-            state.isFlushing = true
+            guard state.flushing < flushers else { return false }
+            state.flushing += 1
             return true
         }
         if starts { Task { await self.flushWhileQueued() } }
@@ -96,8 +101,8 @@ public final class GroupCommit<Item: Sendable>: Sendable {
                 state.queue.removeFirst(count)
                 state.queuedWeight -= total
                 if taken.isEmpty {
-                    state.isFlushing = false
-                    swap(&released, &state.idleWaiters)
+                    state.flushing -= 1
+                    if state.flushing == 0 { swap(&released, &state.idleWaiters) }
                 } else {
                     state.flushes += 1
                 }

@@ -110,7 +110,7 @@ public enum Daemon {
         try server.start()
 
         let listener = NotificationListener(
-            connectionString: database.url, channels: [JobStore.jobsChannel, JobStore.eventsChannel, JobStore.cancelChannel]
+            connectionString: database.url, channels: [JobStore.jobsChannel, JobStore.scheduledChannel, JobStore.eventsChannel, JobStore.cancelChannel]
         ) { channel in
             engine.notify(channel: channel)
             if channel == JobStore.eventsChannel { hub.notified() }

@@ -34,3 +34,21 @@ struct ClaimPace {
         return expected < Double(Int.max) ? Int(expected) : Int.max
     }
 }
+
+/// When the next queued job is due, as the claim loop last read it (`millisecondsUntilNextRunnable`),
+/// so it sleeps until then without asking after every claim: the read walks `jobs_ready` from its
+/// start, through the entries of every job claimed since the last vacuum (0.29 ms a read, after a
+/// third of the claims, while 1,000 jobs a second were submitted and run). It is read again when
+/// jobs were queued for later (`genflow_scheduled`), when the job it names is due, and at least
+/// once a poll interval (a notification missed while the listener reconnected).
+struct NextDue {
+    /// Nil: no job queued at all.
+    var at: ContinuousClock.Instant?
+    /// Nil: never read.
+    var readAt: ContinuousClock.Instant?
+
+    func isStale(now: ContinuousClock.Instant, maxAge: Duration) -> Bool {
+        guard let readAt, now - readAt < maxAge else { return true }
+        return at.map { $0 <= now } ?? false
+    }
+}

@@ -132,6 +132,9 @@ public final class Engine: Service, Sendable {
     private let held = Mutex(Held())
     private let isDraining = Atomic<Bool>(false)
     private let claimWake = WakeSignal()
+    /// Set when jobs were queued for later (here or by another daemon): the claim loop's last read
+    /// of when the next job is due may be too late.
+    private let scheduleChanged = Atomic<Bool>(true)
     private let heartbeatWake = WakeSignal()
     private let idle = WakeSignal()
 
@@ -153,6 +156,9 @@ public final class Engine: Service, Sendable {
     public func notify(channel: String) {
         switch channel {
         case JobStore.jobsChannel: claimWake.signal()
+        case JobStore.scheduledChannel:
+            scheduleChanged.store(true, ordering: .sequentiallyConsistent)
+            claimWake.signal()
         case JobStore.cancelChannel: heartbeatWake.signal()
         default: break
         }
@@ -191,6 +197,7 @@ public final class Engine: Service, Sendable {
     /// claiming ahead until jobs end again (its pace was wrong).
     private func claimLoop() async {
         var pace = ClaimPace(now: .now)
+        var schedule = NextDue()
         while !isDraining.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
             let returned = returnReady(waitingLongerThan: configuration.readyTimeToLive)
             let (started, waiting, ended) = held.withLock { ($0.started, $0.ready.count, $0.ended) }
@@ -221,8 +228,20 @@ public final class Engine: Service, Sendable {
             }
             if claimedAll { continue }
             var timeout = configuration.pollInterval
-            if want > 0, let milliseconds = try? await store.read({ try $0.millisecondsUntilNextRunnable() }), milliseconds > 0 {
-                timeout = min(timeout, .milliseconds(milliseconds))
+            if want > 0 {
+                let now = ContinuousClock.now
+                if scheduleChanged.exchange(false, ordering: .sequentiallyConsistent) || schedule.isStale(now: now, maxAge: configuration.pollInterval) {
+                    do {
+                        let milliseconds = try await store.read { try $0.millisecondsUntilNextRunnable() }
+                        // From when the answer came, not when it was asked: the database's `now()`
+                        // was no later, so a claim sent then finds the job due (rounded up).
+                        let answered = ContinuousClock.now
+                        schedule = NextDue(at: milliseconds.map { answered + .milliseconds($0) }, readAt: now)
+                    } catch {
+                        schedule = NextDue()  // read again next time
+                    }
+                }
+                if let due = schedule.at, due > now { timeout = min(timeout, due - now) }
             }
             await claimWake.wait(timeout: timeout)
         }

@@ -38,7 +38,10 @@ public final class JobSubmitter: Sendable {
     public init(catalog: PipelineCatalog, store: JobStore) {
         self.catalog = catalog
         self.store = store
-        batches = GroupCommit(maxWeight: 1_000, backlog: 20_000) { await Self.write($0, to: store) }
+        // Submissions need no order among themselves (each is its own job; a key used twice is
+        // settled by the unique index, across flushes as across daemons): a request that arrives
+        // during a flush goes out in one of its own instead of waiting for it to end.
+        batches = GroupCommit(maxWeight: 1_000, backlog: 20_000, flushers: 4) { await Self.write($0, to: store) }
     }
 
     /// Writes a batch; when the database refuses it, each submission again on its own, so one bad

@@ -32,6 +32,7 @@ extension StoreSession {
         try insertAttempts(entries.flatMap { entry in entry.inserted.map { (entry.jobID, entry.job.generation, $0) } }, now: now)
         try append(entries.flatMap(\.events))
         if entries.contains(where: \.wakesWorkers) { wakeWorkers() }
+        if entries.contains(where: \.schedulesLater) { announceScheduled() }
         return entries
     }
 

@@ -8,8 +8,11 @@ internal import Foundation
 public struct JobStore: Sendable {
     public let pool: DatabasePool
 
-    /// NOTIFY channel: jobs became runnable (submitted, rescheduled, released, retried).
+    /// NOTIFY channel: jobs became runnable (submitted, rescheduled, released).
     public static let jobsChannel = "genflow_jobs"
+    /// NOTIFY channel: jobs were queued to run later (submitted with a future `run_at`, waiting for a
+    /// retry): the next job due may be sooner than a daemon last read.
+    public static let scheduledChannel = "genflow_scheduled"
     /// NOTIFY channel: events were committed.
     public static let eventsChannel = "genflow_events"
     /// NOTIFY channel: a running job was asked to cancel.
@@ -106,6 +109,7 @@ public final class StoreSession {
     package let connection: PostgresConnection
     private var wroteEvents = false
     private var wokeWorkers = false
+    private var scheduled = false
     private var askedCancel = false
     private var pendingEvents: [NewEvent] = []
 
@@ -118,9 +122,14 @@ public final class StoreSession {
         wokeWorkers = true
     }
 
+    /// Asks for `NOTIFY genflow_scheduled` at commit: jobs were queued for later.
+    func announceScheduled() {
+        scheduled = true
+    }
+
     /// The NOTIFY statements this transaction asked for, sent with its COMMIT.
     var notifications: String {
-        [(wroteEvents, JobStore.eventsChannel), (wokeWorkers, JobStore.jobsChannel), (askedCancel, JobStore.cancelChannel)]
+        [(wroteEvents, JobStore.eventsChannel), (wokeWorkers, JobStore.jobsChannel), (scheduled, JobStore.scheduledChannel), (askedCancel, JobStore.cancelChannel)]
             .filter(\.0).map { "NOTIFY \($0.1);" }.joined()
     }
 
@@ -255,8 +264,10 @@ public final class StoreSession {
                 SELECT user_id, id::uuid, 'job.queued', jsonb_build_object('pipeline', pipeline, 'priority', priority) FROM job
             ), notified AS (
                 SELECT pg_notify('\(JobStore.jobsChannel)', ''), pg_notify('\(JobStore.eventsChannel)', '') FROM (SELECT FROM job LIMIT 1) AS any_job
+            ), later AS (
+                SELECT pg_notify('\(JobStore.scheduledChannel)', '') FROM (SELECT FROM unnest($7::timestamptz[]) AS r(at) WHERE r.at > now() LIMIT 1) AS any_later
             )
-            SELECT job.* FROM job, (SELECT count(*) FROM notified) AS sent
+            SELECT job.* FROM job, (SELECT count(*) FROM notified) AS sent, (SELECT count(*) FROM later) AS sent_later
             """, [
                 PostgresArray(ids), PostgresArray(submissions.map(\.pipeline)), PostgresArray(submissions.map(\.pipelineVersion)),
                 PostgresArray(submissions.map(\.userID)), PostgresArray(submissions.map(\.input.jsonbText)),
@@ -538,7 +549,8 @@ public final class StoreSession {
         )
         """
 
-    /// When the next queued or waiting job becomes runnable, in milliseconds from now (≤ 0: now).
+    /// When the next queued or waiting job becomes runnable, in milliseconds from now (≤ 0: now),
+    /// rounded up: a claim that waits this long finds it due.
     ///
     /// The earliest `run_at` of each priority (`queuedPriorities`), each the first entry of its
     /// range in `jobs_ready`. A plain `min(run_at)` read every queued job: 3.4 ms a call with
@@ -547,7 +559,7 @@ public final class StoreSession {
     public func millisecondsUntilNextRunnable() throws -> Int? {
         try connection.query("""
             WITH RECURSIVE \(Self.queuedPriorities)
-            SELECT (extract(epoch FROM min(first.run_at) - now()) * 1000)::bigint AS ms FROM priorities p CROSS JOIN LATERAL (
+            SELECT ceil(extract(epoch FROM min(first.run_at) - now()) * 1000)::bigint AS ms FROM priorities p CROSS JOIN LATERAL (
                 SELECT j.run_at FROM genflow.jobs j WHERE j.status IN ('queued', 'waiting_retry') AND j.priority = p.priority
                 ORDER BY j.run_at LIMIT 1
             ) AS first

@@ -100,6 +100,8 @@ public struct JobBatch: Sendable {
         public internal(set) var debits: [Debit] = []
         var events: [NewEvent] = []
         var wakesWorkers = false
+        /// The job waits in the queue until later (`NOTIFY genflow_scheduled`).
+        var schedulesLater = false
 
         init(job: Job, lease: Lease) {
             self.job = job
@@ -262,7 +264,7 @@ extension JobBatch.Entry {
 
         case .waitForRetry(let delay):
             outcome = .waitingRetry(delay: delay)
-            wakesWorkers = true
+            schedulesLater = true
 
         case .stopAttempt(let step, let attempt, let status):
             end(step, attempt: attempt, status: status, at: instant)

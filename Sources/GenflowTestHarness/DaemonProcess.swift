@@ -27,7 +27,7 @@ package final class DaemonProcess {
     package init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "",
          plugins: String? = nil, developmentAuth: Bool = false, environment extra: [String: String] = [:],
          installed: (binary: String, config: String)? = nil, logLevel: String = "notice", maxRescues: Int = 5,
-         clockSkew: String = "30s", listen: String = "127.0.0.1:0", auth: String = "") async throws {
+         clockSkew: String = "30s", listen: String = "127.0.0.1:0", auth: String = "", pollInterval: String = "100ms") async throws {
         let name = UUID().uuidString.prefix(8)
         // Beside the pipelines directory, not in it: the daemon loads every YAML file there.
         log = harness.directory + "-daemon-\(name).log"
@@ -37,7 +37,7 @@ package final class DaemonProcess {
             \(developmentAuth ? "state_dir: \(harness.directory)-state" : "auth: {jwt_secret: \(DaemonProcess.jwtSecret), admin_token: \(DaemonProcess.adminToken), clock_skew: \(clockSkew)\(auth.isEmpty ? "" : ", " + auth)}")
             workers: \(workers)
             database: {pool_size: 4}
-            queue: {lease: \(lease), poll_interval: 100ms, shutdown_grace: \(grace), max_rescues: \(maxRescues)}
+            queue: {lease: \(lease), poll_interval: \(pollInterval), shutdown_grace: \(grace), max_rescues: \(maxRescues)}
             log: {level: \(logLevel)}
             """
         if let runningPerUser { yaml += "\nlimits: {running_per_user: \(runningPerUser)}" }

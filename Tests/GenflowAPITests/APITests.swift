@@ -167,6 +167,32 @@ struct APITests {
         #expect(try await daemon.call("GET", "/v1/tokens/ledger?cursor=-1", token: ann).status == 400)
     }
 
+    @Test("jobs queued for later run when due, not at the next poll: a run_at a second ahead and a retry's delay, with a poll interval of a minute")
+    func scheduledJobsRunWhenDue() async throws {
+        let flaky = """
+            name: flaky
+            steps:
+              - {id: once, stage: test.step, with: {fail_attempts: 1, fail_class: server_error}, retry: {max_attempts: 2, initial_interval: 1s, jitter: 0}}
+            """
+        let harness = try await Harness.make(pipelines: ["sleepy": sleepy, "flaky": flaky])
+        let daemon = try await DaemonProcess(harness: harness, pollInterval: "60s")
+        defer { daemon.stop() }
+        let ann = userToken("ann")
+        // The claim loop has read that nothing is queued; only NOTIFY genflow_scheduled tells it otherwise.
+        try await Task.sleep(for: .milliseconds(300))
+        let due = Timestamp.utc(milliseconds: Int64(Date().timeIntervalSince1970 * 1_000) + 1_000)
+        let later = try await daemon.call("POST", "/v1/jobs", token: ann, body: ["pipeline": "sleepy", "input": ["ms": "1ms"], "run_at": .string(due)])
+        let retried = try await daemon.call("POST", "/v1/jobs", token: ann, body: ["pipeline": "flaky"])
+        for reply in [later, retried] {
+            let id = try #require(reply.json["job"]?["id"]?.stringValue, "\(reply.json)")
+            let job = try await daemon.finished(id, token: ann)
+            #expect(job["status"] == "completed")
+            // Due about a second after it was queued; a poll would have come a minute later.
+            let waited = try #require(Timestamp.parse(job["finished_at"]?.stringValue ?? "")) - (Timestamp.parse(job["created_at"]?.stringValue ?? "") ?? 0)
+            #expect(waited >= 900 && waited < 30_000, "\(job)")
+        }
+    }
+
     @Test("submissions past limits.submit_per_minute are 429 with Retry-After")
     func rateLimit() async throws {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
