@@ -26,6 +26,11 @@ public struct EngineConfiguration: Sendable {
     public var claimAheadWindow: Duration
     /// Longest a job claimed ahead waits for a worker before it goes back to the queue.
     public var readyTimeToLive: Duration
+    /// After a claim that found fewer jobs than it asked for (the queue ran dry), the next one is
+    /// sent no sooner than this after it, whatever wakes the loop: jobs submitted one by one are
+    /// then claimed a few at a time instead of one claim each. A job on an idle daemon is claimed
+    /// at once (its claim is long after the last).
+    public var claimSpacing: Duration
     /// False: a step's retry is due at once; the delay its policy computed is recorded, not waited
     /// (`genflow test`, which makes waiting jobs due at once too).
     public var waitsOutRetries: Bool
@@ -33,7 +38,8 @@ public struct EngineConfiguration: Sendable {
     public init(
         workers: Int = 64, lease: Duration = .seconds(30), pollInterval: Duration = .seconds(1), maxRescues: Int = 5,
         runningPerUser: Int? = nil, shutdownGrace: Duration = .seconds(30), claimBatch: Int = 256,
-        claimAheadWindow: Duration = .milliseconds(100), readyTimeToLive: Duration = .seconds(2), waitsOutRetries: Bool = true
+        claimAheadWindow: Duration = .milliseconds(100), readyTimeToLive: Duration = .seconds(2), waitsOutRetries: Bool = true,
+        claimSpacing: Duration = .milliseconds(5)
     ) {
         self.workers = workers
         self.lease = lease
@@ -45,6 +51,7 @@ public struct EngineConfiguration: Sendable {
         self.claimAheadWindow = claimAheadWindow
         self.readyTimeToLive = min(readyTimeToLive, lease / 2)
         self.waitsOutRetries = waitsOutRetries
+        self.claimSpacing = claimSpacing
     }
 }
 
@@ -198,6 +205,8 @@ public final class Engine: Service, Sendable {
     private func claimLoop() async {
         var pace = ClaimPace(now: .now)
         var schedule = NextDue()
+        /// When the last claim that came back short was sent.
+        var lastShortClaim: ContinuousClock.Instant?
         while !isDraining.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
             let returned = returnReady(waitingLongerThan: configuration.readyTimeToLive)
             let (started, waiting, ended) = held.withLock { ($0.started, $0.ready.count, $0.ended) }
@@ -207,6 +216,9 @@ public final class Engine: Service, Sendable {
             let want = min(configuration.workers - started + ahead - waiting, configuration.claimBatch)
             var claimedAll = false
             if want > 0 {
+                if let last = lastShortClaim, case let since = ContinuousClock.now - last, since < configuration.claimSpacing {
+                    try? await Task.sleep(for: configuration.claimSpacing - since)
+                }
                 do {
                     let owner = owner, lease = configuration.lease, cap = configuration.runningPerUser
                     let sent = ContinuousClock.now
@@ -220,6 +232,7 @@ public final class Engine: Service, Sendable {
                     }
                     startReady()
                     claimedAll = claimed.count == want
+                    lastShortClaim = claimedAll ? nil : sent
                 } catch {
                     logger.warning("claiming jobs failed; will retry", metadata: ["genflow.error": "\(error)"])
                     await claimWake.wait(timeout: configuration.pollInterval)

@@ -534,17 +534,22 @@ public final class StoreSession {
 
     static let claimLockKey = 0x67656e666c6f78
 
-    /// `priorities`: the priorities of queued and waiting jobs, highest first, one probe of
-    /// `jobs_ready` each (the first priority, then the next one below it): for a `WITH RECURSIVE`.
+    /// `priorities`: the priorities of queued and waiting jobs, lowest first, one probe of
+    /// `jobs_ready` each (the last priority, then the next one above it): for a `WITH RECURSIVE`.
     /// Within a priority the index is ordered by `run_at`, so a walk that starts at a priority's
     /// range stops at its first job not due, however many are scheduled for later.
+    ///
+    /// The probes read each range from its end (newest `run_at`): the entries of claimed jobs stay
+    /// in the index until a vacuum, and they gather at the start of their range (the oldest jobs
+    /// are claimed first), so probes from the start walked through all of them (0.33 ms a claim
+    /// after 20,000 jobs had run, twice that with the walk of the claim itself).
     private static let queuedPriorities = """
         priorities AS (
-            (SELECT j.priority FROM genflow.jobs j WHERE j.status IN ('queued', 'waiting_retry') ORDER BY j.priority DESC LIMIT 1)
+            (SELECT j.priority FROM genflow.jobs j WHERE j.status IN ('queued', 'waiting_retry') ORDER BY j.priority LIMIT 1)
             UNION ALL
             SELECT next.priority FROM priorities p, LATERAL (
-                SELECT j.priority FROM genflow.jobs j WHERE j.status IN ('queued', 'waiting_retry') AND j.priority < p.priority
-                ORDER BY j.priority DESC LIMIT 1
+                SELECT j.priority FROM genflow.jobs j WHERE j.status IN ('queued', 'waiting_retry') AND j.priority > p.priority
+                ORDER BY j.priority LIMIT 1
             ) AS next
         )
         """

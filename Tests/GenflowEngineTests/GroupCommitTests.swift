@@ -165,6 +165,8 @@ struct GroupCommitTests {
         // One priority at a time: the walk of a priority's range is bounded by `run_at`, so jobs
         // scheduled for later are never read (a filter on `run_at` over the index read them all).
         #expect(claim.split(separator: "\n").contains { $0.contains("Index Cond: ((priority = ") && $0.contains("(run_at <= now())") }, "\(claim)")
+        // The priorities are found from the end of each range, away from the entries of claimed jobs.
+        #expect(claim.contains("Scan Backward using jobs_ready"), "\(claim)")
 
         let running = try await harness.store.write { try $0.claim(owner: "daemon-a", limit: 2_000, lease: .seconds(30), runningPerUser: nil) }
         #expect(running.count == 2_000)
