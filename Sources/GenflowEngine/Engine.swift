@@ -26,10 +26,10 @@ public struct EngineConfiguration: Sendable {
     public var claimAheadWindow: Duration
     /// Longest a job claimed ahead waits for a worker before it goes back to the queue.
     public var readyTimeToLive: Duration
-    /// After a claim that found fewer jobs than it asked for (the queue ran dry), the next one is
-    /// sent no sooner than this after it, whatever wakes the loop: jobs submitted one by one are
-    /// then claimed a few at a time instead of one claim each. A job on an idle daemon is claimed
-    /// at once (its claim is long after the last).
+    /// After a claim that found some jobs but fewer than it asked for (jobs trickle in), the next
+    /// one is sent no sooner than this after it, whatever wakes the loop: jobs submitted one by one
+    /// under load are then claimed a few at a time instead of one claim each. After a claim that
+    /// found none (the queue is idle), the next job is claimed the moment it comes.
     public var claimSpacing: Duration
     /// False: a step's retry is due at once; the delay its policy computed is recorded, not waited
     /// (`genflow test`, which makes waiting jobs due at once too).
@@ -232,7 +232,8 @@ public final class Engine: Service, Sendable {
                     }
                     startReady()
                     claimedAll = claimed.count == want
-                    lastShortClaim = claimedAll ? nil : sent
+                    // An empty claim means the queue is idle: the next job is claimed the moment it comes.
+                    lastShortClaim = claimedAll || claimed.isEmpty ? nil : sent
                 } catch {
                     logger.warning("claiming jobs failed; will retry", metadata: ["genflow.error": "\(error)"])
                     await claimWake.wait(timeout: configuration.pollInterval)
