@@ -218,6 +218,7 @@ public final class Engine: Service, Sendable {
             if want > 0 {
                 if let last = lastShortClaim, case let since = ContinuousClock.now - last, since < configuration.claimSpacing {
                     try? await Task.sleep(for: configuration.claimSpacing - since)
+                    continue  // what to claim, and whether to, may have changed meanwhile (a drain)
                 }
                 do {
                     let owner = owner, lease = configuration.lease, cap = configuration.runningPerUser
