@@ -31,7 +31,7 @@ public final class GroupCommit<Item: Sendable>: Sendable {
     ///   - backlog: queued weight above which `add` waits.
     ///   - flushers: flushes in flight at once (1: batches in arrival order, one at a time).
     ///   - weight: what an item counts for (rows it writes); 1 by default.
-    ///   - flush: applies a batch; called by one task at a time.
+    ///   - flush: applies a batch; called by at most `flushers` tasks at once.
     public init(
         maxWeight: Int, backlog: Int, flushers: Int = 1, weight: @escaping @Sendable (Item) -> Int = { _ in 1 },
         flush: @escaping @Sendable ([Item]) async -> Void
