@@ -176,8 +176,8 @@ struct GroupCommitTests {
         let fence = try await harness.plan(StoreSession.fenceStatement, [
             "'daemon-a'", array(some.map(\.id), "uuid"), array(some.map { String($0.leaseToken) }, "bigint"), array(nulls, "text"),
             array(Array(repeating: "0", count: some.count), "int"), array(nulls, "text"), array(nulls, "jsonb"), array(nulls, "bigint"), array(nulls, "numeric"),
-        ].joined(separator: ", "), begin: JobStore.beginByKey)
-        // The lock: one key lookup per input row; joined the other way round, every running job
+        ].joined(separator: ", "), begin: JobStore.beginFlush)
+        // As a flush plans it (its generic plan). The lock: one key lookup per input row; joined the other way round, every running job
         // was read, through `jobs_leases`, for every input row. The update that follows looks
         // the kept rows up by key too: left to its costs, the planner scanned the whole table
         // and hash-joined it (in the flushes of the model bench, 2–35 ms a statement).
