@@ -28,6 +28,16 @@ struct ClaimPace {
         endedAtSample = endedSoFar
     }
 
+    /// Whether to claim now, with `free` workers idle and `waiting` jobs claimed ahead of `ahead`
+    /// expected to end within the window: when a worker is idle, or when fewer than half of those
+    /// wait. Between, the jobs waiting keep the workers fed while the claim loop lets more end, so
+    /// it claims many at once instead of a few after each one that ends (369 claims instead of 600
+    /// for 10,000 model calls through 2,000 workers: each claim also walks the entries of the jobs
+    /// claimed before it).
+    static func isDue(free: Int, waiting: Int, ahead: Int) -> Bool {
+        free > 0 || waiting * 2 <= ahead
+    }
+
     /// Jobs expected to end within `window` at the current rate.
     func jobs(within window: Duration) -> Int {
         let expected = rate * window.seconds

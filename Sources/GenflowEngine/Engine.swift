@@ -215,7 +215,7 @@ public final class Engine: Service, Sendable {
             let ahead = min(configuration.workers, pace.jobs(within: configuration.claimAheadWindow))
             let want = min(configuration.workers - started + ahead - waiting, configuration.claimBatch)
             var claimedAll = false
-            if want > 0 {
+            if want > 0 && ClaimPace.isDue(free: configuration.workers - started, waiting: waiting, ahead: ahead) {
                 if let last = lastShortClaim, case let since = ContinuousClock.now - last, since < configuration.claimSpacing {
                     try? await Task.sleep(for: configuration.claimSpacing - since)
                     continue  // what to claim, and whether to, may have changed meanwhile (a drain)

@@ -20,6 +20,16 @@ struct ClaimPaceTests {
         #expect(pace.rate == 500, "a sample without ends halves the rate")
         #expect(pace.jobs(within: .seconds(3600)) == 1_800_000)
     }
+
+    @Test("a claim is due when a worker is idle, or when fewer than half the jobs expected to end soon wait claimed ahead")
+    func claimDue() {
+        #expect(ClaimPace.isDue(free: 1, waiting: 0, ahead: 0), "an idle worker, nothing ahead")
+        #expect(ClaimPace.isDue(free: 3, waiting: 0, ahead: 100))
+        #expect(ClaimPace.isDue(free: 0, waiting: 0, ahead: 1), "every worker busy, one job expected to end, none waiting")
+        #expect(!ClaimPace.isDue(free: 0, waiting: 1, ahead: 1))
+        #expect(ClaimPace.isDue(free: 0, waiting: 50, ahead: 100))
+        #expect(!ClaimPace.isDue(free: 0, waiting: 51, ahead: 100), "more than half wait: more ends first, then one larger claim")
+    }
 }
 
 @Suite("Claiming ahead against a real PostgreSQL", .serialized, .timeLimit(.minutes(3)))
