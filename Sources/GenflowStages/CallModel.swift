@@ -4,6 +4,7 @@ public import GenflowPipeline
 internal import GenflowCanvas
 internal import GenflowProviders
 internal import Metrics
+internal import Synchronization
 
 /// Calls a configured model provider: chat (text, JSON, canvas objects) or image generation, and
 /// its fallbacks in turn when it fails (`ModelTargets.swift`).
@@ -225,7 +226,7 @@ public struct CallModel: Stage {
         _ context: StageContext, output: String, _ produce: (_ emit: @escaping @Sendable (String, Double?) -> Void) async throws(StepError) -> T
     ) async throws(StepError) -> T {
         let pieces = BatchQueue<StreamPiece>()
-        let reporter = Task { () -> StepError? in
+        let reporter = FirstPieceTask { () -> StepError? in
             var reporter = StreamReporter(context: context, output: output)
             while let batch = await pieces.next() {
                 do throws(StepError) {
@@ -238,14 +239,17 @@ public struct CallModel: Stage {
         }
         let result: T
         do throws(StepError) {
-            result = try await produce { pieces.add(StreamPiece(text: $0, fraction: $1)) }
+            result = try await produce {
+                pieces.add(StreamPiece(text: $0, fraction: $1))
+                reporter.start()
+            }
         } catch {
             pieces.finish()
-            _ = await reporter.value
+            _ = await reporter.started?.value
             throw error
         }
         pieces.finish()
-        if let failure = await reporter.value { throw failure }
+        if let failure = await reporter.started?.value { throw failure }
         return result
     }
 
@@ -269,6 +273,26 @@ public struct CallModel: Stage {
         if output != "text", let value = try? JSON(parsing: streamed) { answer["json"] = value }
         return .object(answer)
     }
+}
+
+/// The task that writes a reply's pieces, started by the first piece. A reply that is not
+/// streamed has none, and then no task is started or waited for: each would be one more turn
+/// through the cooperative pool, and 2,000 calls answered together queue there.
+private final class FirstPieceTask: Sendable {
+    private let body: @Sendable () async -> StepError?
+    private let task = Mutex<Task<StepError?, Never>?>(nil)
+
+    init(_ body: @escaping @Sendable () async -> StepError?) {
+        self.body = body
+    }
+
+    func start() {
+        task.withLock { task in
+            if task == nil { task = Task(operation: body) }
+        }
+    }
+
+    var started: Task<StepError?, Never>? { task.withLock { $0 } }
 }
 
 /// A piece of a streamed reply and how much of the reply has come, when known.
