@@ -28,15 +28,15 @@ public struct JobStore: Sendable {
     /// claim's jobs, through a sequential scan and a hash join (2–40 ms a statement under the
     /// model bench, against 1–4 ms by key; `auto_explain`). Scans stay possible where no index
     /// serves; they only stop looking cheap.
-    public static let beginByKey = "BEGIN; SET LOCAL enable_seqscan = off"
-
-    /// How the writer's flushes begin: by key, and with each prepared statement's generic plan.
-    /// PostgreSQL prices `unnest` of an array it can read (a custom plan's) by the array's length,
-    /// and of a parameter as ten rows; with one or two jobs a flush, a custom plan looked cheaper
-    /// every time and the attempts' UPDATE was planned again at each execution (0.16 ms, as long
-    /// as the statement itself; 338 of 523 ms while submissions ran at once). Every statement of
-    /// a flush reaches its rows by key, so one plan serves every batch size.
-    public static let beginFlush = beginByKey + "; SET LOCAL plan_cache_mode = force_generic_plan"
+    ///
+    /// And each prepared statement runs on its generic plan, made once per connection. PostgreSQL
+    /// prices `unnest` of an array it can read (a custom plan's parameters) by the array's length,
+    /// and of a parameter as ten rows: with one or two jobs a flush, a custom plan always looked
+    /// cheaper, and the attempts' UPDATE was planned again at every execution (0.16 ms, as long as
+    /// the statement itself: 338 of 523 ms while submissions ran at once). The claim was planned
+    /// again at each call too, and its planning read `jobs_ready`'s end to price `run_at <= now()`,
+    /// through the entries of every job claimed since the last vacuum (0.3–2 ms a plan).
+    public static let beginByKey = "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan"
 
     /// Runs `body` in one transaction, opened by `begin`; notifications it asked for go with the COMMIT.
     public func write<T: Sendable>(begin: String = "BEGIN", _ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T {

@@ -103,7 +103,7 @@ extension JobStore {
     /// The writes of the others were dropped by the statements, not failed.
     public func apply(_ batch: JobBatch) async throws -> BatchOutcome {
         guard !batch.isEmpty else { return BatchOutcome() }
-        return try await write(begin: Self.beginFlush) { session in
+        return try await write(begin: Self.beginByKey) { session in
             let held = try session.apply(batch)
             return BatchOutcome(held: Set(held.map(\.claim)), debits: try session.apply(RecordBatch(held)))
         }

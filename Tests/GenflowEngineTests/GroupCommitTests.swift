@@ -167,6 +167,12 @@ struct GroupCommitTests {
         #expect(claim.split(separator: "\n").contains { $0.contains("Index Cond: ((priority = ") && $0.contains("(run_at <= now())") }, "\(claim)")
         // The priorities are found from the end of each range, away from the entries of claimed jobs.
         #expect(claim.contains("Scan Backward using jobs_ready"), "\(claim)")
+        // The engine runs it on its generic plan (made once): the same walks, and the claimed
+        // jobs updated by key.
+        let generic = try await harness.plan(StoreSession.claimStatement(capped: false), "'daemon-a', 256, 30000", begin: JobStore.beginByKey)
+        #expect(generic.contains("Index Scan using jobs_ready") && generic.contains("Scan Backward using jobs_ready"), "\(generic)")
+        #expect(!generic.contains("Bitmap Index Scan on jobs_ready"), "\(generic)")
+        #expect(generic.contains("Index Scan using jobs_pkey on jobs t") && !generic.contains("Seq Scan on jobs"), "\(generic)")
 
         let running = try await harness.store.write { try $0.claim(owner: "daemon-a", limit: 2_000, lease: .seconds(30), runningPerUser: nil) }
         #expect(running.count == 2_000)
@@ -176,7 +182,7 @@ struct GroupCommitTests {
         let fence = try await harness.plan(StoreSession.fenceStatement, [
             "'daemon-a'", array(some.map(\.id), "uuid"), array(some.map { String($0.leaseToken) }, "bigint"), array(nulls, "text"),
             array(Array(repeating: "0", count: some.count), "int"), array(nulls, "text"), array(nulls, "jsonb"), array(nulls, "bigint"), array(nulls, "numeric"),
-        ].joined(separator: ", "), begin: JobStore.beginFlush)
+        ].joined(separator: ", "), begin: JobStore.beginByKey)
         // As a flush plans it (its generic plan). The lock: one key lookup per input row; joined the other way round, every running job
         // was read, through `jobs_leases`, for every input row. The update that follows looks
         // the kept rows up by key too: left to its costs, the planner scanned the whole table
