@@ -17,12 +17,15 @@ public final class GroupCommit<Item: Sendable>: Sendable {
         var flushes = 0
         var backlogWaiters: [CheckedContinuation<Void, Never>] = []
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        /// A deferred item waits for a flush to be started: its time limit is set.
+        var isKickScheduled = false
     }
 
     private let state = Mutex(State())
     private let maxWeight: Int
     private let backlog: Int
     private let flushers: Int
+    private let deferral: Duration
     private let weight: @Sendable (Item) -> Int
     private let flush: @Sendable ([Item]) async -> Void
 
@@ -30,15 +33,17 @@ public final class GroupCommit<Item: Sendable>: Sendable {
     ///   - maxWeight: most weight one flush takes (at least one item, whatever its weight).
     ///   - backlog: queued weight above which `add` waits.
     ///   - flushers: flushes in flight at once (1: batches in arrival order, one at a time).
+    ///   - deferral: the longest an item of `addDeferred` waits for another to start its flush.
     ///   - weight: what an item counts for (rows it writes); 1 by default.
     ///   - flush: applies a batch; called by at most `flushers` tasks at once.
     public init(
-        maxWeight: Int, backlog: Int, flushers: Int = 1, weight: @escaping @Sendable (Item) -> Int = { _ in 1 },
+        maxWeight: Int, backlog: Int, flushers: Int = 1, deferral: Duration = .milliseconds(10), weight: @escaping @Sendable (Item) -> Int = { _ in 1 },
         flush: @escaping @Sendable ([Item]) async -> Void
     ) {
         self.maxWeight = maxWeight
         self.backlog = backlog
         self.flushers = max(1, flushers)
+        self.deferral = deferral
         self.weight = weight
         self.flush = flush
     }
@@ -62,14 +67,18 @@ public final class GroupCommit<Item: Sendable>: Sendable {
         }
     }
 
-    /// Returns once everything queued so far has been flushed and no flush runs.
+    /// Returns once everything queued so far has been flushed and no flush runs (deferred items
+    /// are flushed at once).
     public func idle() async {
         await withCheckedContinuation { continuation in
-            let busy = state.withLock { state in
-                guard state.flushing > 0 else { return false }
+            let (busy, starts) = state.withLock { state -> (Bool, Bool) in
+                let starts = state.flushing == 0 && !state.queue.isEmpty
+                if starts { state.flushing += 1 }
+                guard state.flushing > 0 else { return (false, false) }
                 state.idleWaiters.append(continuation)
-                return true
+                return (true, starts)
             }
+            if starts { Task { await self.flushWhileQueued() } }
             if !busy { continuation.resume() }
         }
     }
@@ -80,6 +89,32 @@ public final class GroupCommit<Item: Sendable>: Sendable {
             state.queue.append(item)
             state.queuedWeight += weight(item)
             guard state.flushing < flushers else { return false }
+            state.flushing += 1
+            return true
+        }
+        if starts { Task { await self.flushWhileQueued() } }
+    }
+
+    /// Queues `item` without starting a flush for it: it goes with the flush the next `add` starts
+    /// (or one in progress picks it up), and at the latest about `deferral` from now. For an item
+    /// nothing waits for and that another usually follows at once (a step's start, whose checkpoint
+    /// comes a moment later): the two then share a flush instead of taking one each.
+    public func addDeferred(_ item: Item) {
+        let schedules = state.withLock { state -> Bool in
+            state.queue.append(item)
+            state.queuedWeight += weight(item)
+            guard state.flushing == 0, !state.isKickScheduled else { return false }
+            state.isKickScheduled = true
+            return true
+        }
+        if schedules { _ = Deadlines.shared.schedule(after: deferral) { [self] in kick() } }
+    }
+
+    /// A deferred item's time is up: starts a flusher if something is queued and none runs.
+    private func kick() {
+        let starts = state.withLock { state -> Bool in
+            state.isKickScheduled = false
+            guard !state.queue.isEmpty, state.flushing == 0 else { return false }
             state.flushing += 1
             return true
         }

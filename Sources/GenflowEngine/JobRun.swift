@@ -218,7 +218,7 @@ final class JobRun {
             }
             progress.started(unit, at: now)
             loop.inFlight[unit] = prepared.attempt
-            if !prepared.isOutside { try await submit(prepared.start) }
+            if !prepared.isOutside { try await engine.writer.submit([prepared.start], for: job, lease: lease, deferred: true) }
             if units.count == 1 && loop.inFlight.count == 1 && progress.nextRetry == nil {
                 if prepared.isOutside { try await commit([prepared.start]) }
                 inline = prepared

@@ -73,11 +73,18 @@ final class JobWriter: Sendable {
 
     /// Queues `writes`; they are applied by the next flush. Throws at once when the job's earlier
     /// writes were refused or its lease was lost.
-    func submit(_ writes: [JobWrite], for job: Job, lease: Lease) async throws {
+    ///
+    /// `deferred`: the writes start no flush of their own; they go with the next one something
+    /// else starts, at the latest 10–20 ms from now (`GroupCommit`'s deferral). A step without outside effects is started
+    /// this way: its checkpoint usually follows within microseconds, and the two then share a
+    /// flush (one attempt row written complete) instead of taking one each, which a lane that was
+    /// idle used to do (jobs submitted one by one: 1.6 flushes a job instead of 1).
+    func submit(_ writes: [JobWrite], for job: Job, lease: Lease, deferred: Bool = false) async throws {
         let commits = lane(job)
         await commits.waitForRoom()
         if let refused = applier.whyStopped(Claim(job)) { throw refused }
-        commits.add(Submission(job: job, lease: lease, writes: writes, at: .now, waiter: nil))
+        let submission = Submission(job: job, lease: lease, writes: writes, at: .now, waiter: nil)
+        if deferred { commits.addDeferred(submission) } else { commits.add(submission) }
     }
 
     /// Queues `writes` and returns once they are committed. Throws `LeaseLost` when the job's lease

@@ -54,4 +54,27 @@ struct GroupCommitFlushersTests {
         await commits.idle()
         #expect(commits.flushCount == 3)
     }
+
+    @Test("a deferred item starts no flush: it goes with the next item's, or alone once its time is up, or when idle is awaited", .timeLimit(.minutes(1)))
+    func deferred() async {
+        let flushed = Mutex<[[Int]]>([])
+        let commits = GroupCommit<Int>(maxWeight: 100, backlog: 1_000, deferral: .seconds(60)) { batch in flushed.withLock { $0.append(batch) } }
+        commits.addDeferred(1)
+        try? await Task.sleep(for: .milliseconds(50))
+        #expect(flushed.withLock { $0 }.isEmpty, "nothing flushed for a deferred item alone")
+        commits.add(2)
+        await commits.idle()
+        #expect(flushed.withLock { $0 } == [[1, 2]], "the deferred item went with the next flush")
+        commits.addDeferred(3)
+        await commits.idle()
+        #expect(flushed.withLock { $0 } == [[1, 2], [3]], "idle() flushes what was deferred")
+
+        let soon = Mutex<[[Int]]>([])
+        let quick = GroupCommit<Int>(maxWeight: 100, backlog: 1_000, deferral: .milliseconds(10)) { batch in soon.withLock { $0.append(batch) } }
+        quick.addDeferred(4)
+        quick.addDeferred(5)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while soon.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
+        #expect(soon.withLock { $0 } == [[4, 5]], "flushed together once their time was up")
+    }
 }
