@@ -16,7 +16,9 @@ struct TelemetryTests {
               - id: flaky
                 stage: test.step
                 with: {fail_attempts: 1, fail_class: server_error, output: ok}
-                retry: {max_attempts: 3, initial_interval: 10ms, jitter: 0}
+                # Long enough that the retry cannot come due before the run looks again, even on a
+                # loaded machine (with 10 ms it once did in CI, and the retry ran in the first run).
+                retry: {max_attempts: 3, initial_interval: 300ms, jitter: 0}
               - id: ask
                 stage: call_model
                 with: {provider: remote, model: ok, prompt: "a flowchart with 2 steps"}
