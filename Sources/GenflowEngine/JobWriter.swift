@@ -75,10 +75,11 @@ final class JobWriter: Sendable {
     /// writes were refused or its lease was lost.
     ///
     /// `deferred`: the writes start no flush of their own; they go with the next one something
-    /// else starts, at the latest 10–20 ms from now (`GroupCommit`'s deferral). A step without outside effects is started
-    /// this way: its checkpoint usually follows within microseconds, and the two then share a
-    /// flush (one attempt row written complete) instead of taking one each, which a lane that was
-    /// idle used to do (jobs submitted one by one: 1.6 flushes a job instead of 1).
+    /// else starts, at the latest 10–20 ms from now (`GroupCommit`'s deferral). A step without
+    /// outside effects is started this way: its checkpoint usually follows within microseconds, and
+    /// the two then share a flush (one attempt row, written complete) instead of taking one each,
+    /// as they did when the lane was idle (jobs submitted one by one: 18,131 job writes in flushes
+    /// for 11,000 jobs, against 11,712 deferred).
     func submit(_ writes: [JobWrite], for job: Job, lease: Lease, deferred: Bool = false) async throws {
         let commits = lane(job)
         await commits.waitForRoom()
