@@ -213,9 +213,10 @@ public final class Engine: Service, Sendable {
             if returned > 0 { pace = ClaimPace(now: .now, endedSoFar: ended) }
             pace.observe(endedSoFar: ended, now: .now)
             let ahead = min(configuration.workers, pace.jobs(within: configuration.claimAheadWindow))
-            let want = min(configuration.workers - started + ahead - waiting, configuration.claimBatch)
+            let free = configuration.workers - started
+            let want = min(free + ahead - waiting, configuration.claimBatch)
             var claimedAll = false
-            if want > 0 && ClaimPace.isDue(free: configuration.workers - started, waiting: waiting, ahead: ahead) {
+            if want > 0 && ClaimPace.isDue(free: free, waiting: waiting, ahead: ahead) {
                 if let last = lastShortClaim, case let since = ContinuousClock.now - last, since < configuration.claimSpacing {
                     try? await Task.sleep(for: configuration.claimSpacing - since)
                     continue  // what to claim, and whether to, may have changed meanwhile (a drain)

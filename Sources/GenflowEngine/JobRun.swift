@@ -35,9 +35,9 @@ final class JobRun {
     /// The lease this run writes under: this daemon, and the token of its claim.
     var lease: Lease { Lease(owner: engine.owner, token: job.leaseToken) }
 
-    /// Queues `writes` for the next flush.
-    private func submit(_ writes: JobWrite...) async throws {
-        try await engine.writer.submit(writes, for: job, lease: lease)
+    /// Queues `writes` for the next flush (`deferred`: for a flush something else starts).
+    private func submit(_ writes: JobWrite..., deferred: Bool = false) async throws {
+        try await engine.writer.submit(writes, for: job, lease: lease, deferred: deferred)
     }
 
     /// Queues `writes` and waits until they are committed.
@@ -218,7 +218,7 @@ final class JobRun {
             }
             progress.started(unit, at: now)
             loop.inFlight[unit] = prepared.attempt
-            if !prepared.isOutside { try await engine.writer.submit([prepared.start], for: job, lease: lease, deferred: true) }
+            if !prepared.isOutside { try await submit(prepared.start, deferred: true) }
             if units.count == 1 && loop.inFlight.count == 1 && progress.nextRetry == nil {
                 if prepared.isOutside { try await commit([prepared.start]) }
                 inline = prepared
