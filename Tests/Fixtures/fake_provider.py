@@ -86,6 +86,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(429, json.dumps({"error": {"message": "slow down"}}), [("retry-after-ms", "150")])
         if model == "rate-limit-seconds":
             return self.reply(429, json.dumps({"error": {"message": "slow down"}}), [("Retry-After", "2")])
+        if model == "rate-limit-minute":
+            return self.reply(429, json.dumps({"error": {"message": "slow down"}}), [("Retry-After", "60")])
         if model in ("server-error", "auth", "bad", "missing"):
             status = {"server-error": 500, "auth": 401, "bad": 400, "missing": 404}[model]
             return self.reply(status, json.dumps({"error": {"message": f"{model} happened"}}))

@@ -466,11 +466,13 @@ struct FallbackTests {
     func retryAfter() async throws {
         let server = try FakeServer()
         let harness = try await harness(server, cooldown: CooldownPolicy())
+        // A minute, not seconds: under a full test run's load two jobs once took longer than a
+        // Retry-After of 2 s, and the second job then rightly called A again.
         for _ in 0..<2 {
-            let job = try await runOnce(harness, "fallback", input: ["model": "rate-limit-seconds"])
+            let job = try await runOnce(harness, "fallback", input: ["model": "rate-limit-minute"])
             #expect(job.status == .completed && job.result?["generate"]?["provider"] == "b")
         }
-        #expect(try await server.calls("rate-limit-seconds") == 1, "the second job skipped A (Retry-After: 2)")
+        #expect(try await server.calls("rate-limit-minute") == 1, "the second job skipped A (Retry-After: 60)")
     }
 
     @Test("when every target fails, the step's retry policy decides once: its attempts, each trying every target")
