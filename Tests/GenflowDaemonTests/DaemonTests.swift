@@ -29,8 +29,14 @@ struct DaemonTests {
         let harness = try await Harness.make(pipelines: ["crashy": yaml])
         let first = try await DaemonProcess(harness: harness, lease: "2s")
         let job = try await harness.submit("crashy")
-        // Wait until the slow step is running on the first daemon, then kill it.
+        // Wait until the slow step is running on the first daemon, then kill it. Its row shows
+        // `running` as its start commits, a moment before the stage writes its record line (under
+        // a full test run's load the kill once fell between the two).
         try await harness.waitForRuns(of: job.id, "the slow step running") { $0.contains { $0.stepID == "slow" && $0.status == .running } }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while (try? String(contentsOfFile: record, encoding: .utf8))?.contains(" slow ") != true && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         await first.kill()
         let second = try await DaemonProcess(harness: harness, lease: "2s")
         let finished = try await harness.wait(for: job.id)
