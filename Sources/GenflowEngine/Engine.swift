@@ -205,6 +205,7 @@ public final class Engine: Service, Sendable {
     private func claimLoop() async {
         var pace = ClaimPace(now: .now)
         var schedule = NextDue()
+        var floors = ClaimFloors()
         /// When the last claim that came back short was sent.
         var lastShortClaim: ContinuousClock.Instant?
         while !isDraining.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
@@ -223,8 +224,11 @@ public final class Engine: Service, Sendable {
                 }
                 do {
                     let owner = owner, lease = configuration.lease, cap = configuration.runningPerUser
-                    let sent = ContinuousClock.now
-                    let claimed = try await store.write(begin: JobStore.beginByKey) { try $0.claim(owner: owner, limit: want, lease: lease, runningPerUser: cap) }
+                    let sent = ContinuousClock.now, from = floors.floors(at: sent)
+                    let claimed = try await store.write(begin: JobStore.beginByKey) {
+                        try $0.claim(owner: owner, limit: want, lease: lease, runningPerUser: cap, from: from)
+                    }
+                    floors.claimed(claimed, from: from, sent: sent)
                     held.withLock { held in
                         for job in claimed {
                             let ready = ReadyJob(claimed: job, claimedAt: sent)

@@ -467,18 +467,26 @@ public final class StoreSession {
     /// Without a cap, ready jobs and expired leases are found by two index scans (`jobs_ready`,
     /// `jobs_leases`) merged afterwards: one condition with OR cannot use either index and scanned
     /// the table. With a cap, every claimable job is ranked per user (the claim is serialised anyway).
-    public func claim(owner: String, limit: Int, lease: Duration, runningPerUser: Int?) throws -> [ClaimedJob] {
+    ///
+    /// Without a cap, each priority's walk starts after its floor in `floors` (`ClaimFloors`), and
+    /// walks again from the start when that found no ready job.
+    public func claim(owner: String, limit: Int, lease: Duration, runningPerUser: Int?, from floors: [ClaimFloors.Floor] = []) throws -> [ClaimedJob] {
         var parameters: [(any PostgresEncodable)?] = [owner, limit, Int(lease.milliseconds)]
         if let runningPerUser {
             try connection.query("SELECT pg_advisory_xact_lock($1)", [Self.claimLockKey])
             parameters.append(runningPerUser)
+        } else {
+            parameters += [PostgresArray(floors.map(\.priority)), PostgresArray(floors.map(\.runAt)), PostgresArray(floors.map(\.id))]
         }
-        let rows = try connection.query(Self.claimStatement(capped: runningPerUser != nil), parameters).rows
-        return try rows.map { ClaimedJob(job: try Job(row: $0), wasRescued: $0["previous"] == "running") }
+        let claimed = try connection.query(Self.claimStatement(capped: runningPerUser != nil), parameters).rows.map {
+            ClaimedJob(job: try Job(row: $0), wasRescued: $0["previous"] == "running")
+        }
+        guard runningPerUser == nil, !floors.isEmpty, claimed.count < limit, !claimed.contains(where: { !$0.wasRescued }) else { return claimed }
+        return try claimed + claim(owner: owner, limit: limit - claimed.count, lease: lease, runningPerUser: nil)
     }
 
-    /// The claim: `$1` owner, `$2` limit, `$3` lease in milliseconds, and with `capped`, `$4` the
-    /// running jobs a user may have.
+    /// The claim: `$1` owner, `$2` limit, `$3` lease in milliseconds; with `capped`, `$4` the
+    /// running jobs a user may have, else `$4…$6` the floors' priorities, `run_at`s and ids.
     package static func claimStatement(capped: Bool) -> String {
         let claimable = "((j.status IN ('queued', 'waiting_retry') AND j.run_at <= now()) OR (j.status = 'running' AND j.lease_expires_at < now()))"
         let candidates: String
@@ -509,11 +517,17 @@ public final class StoreSession {
             // One walk over the whole index with `run_at <= now()` as a filter read every job
             // scheduled for later whenever fewer than the limit were due (0.7 ms a claim with
             // 10,000 of them; a scheduled million would cost each claim a full index read).
+            //
+            // From the floor: `(run_at, id) >` the last job this daemon claimed there, a start key
+            // of the walk (without a floor, the range's start).
             candidates = """
                 WITH RECURSIVE \(queuedPriorities), ready AS (
-                    SELECT r.* FROM priorities p CROSS JOIN LATERAL (
+                    SELECT r.* FROM priorities p
+                    LEFT JOIN unnest($4::int[], $5::timestamptz[], $6::uuid[]) AS f(priority, run_at, id) ON f.priority = p.priority
+                    CROSS JOIN LATERAL (
                         SELECT j.id, j.status AS previous, j.priority, j.run_at FROM genflow.jobs j
                         WHERE j.status IN ('queued', 'waiting_retry') AND j.priority = p.priority AND j.run_at <= now()
+                            AND (j.run_at, j.id) > (coalesce(f.run_at, '-infinity'), coalesce(f.id, '00000000-0000-0000-0000-000000000000'))
                         ORDER BY j.run_at, j.id LIMIT (SELECT $2::int)
                         FOR UPDATE SKIP LOCKED
                     ) AS r
@@ -549,9 +563,9 @@ public final class StoreSession {
     ///
     /// The probes read each range from its end (newest `run_at`): the entries of claimed jobs stay
     /// in the index until a vacuum, and they gather at the start of their range (the oldest jobs
-    /// are claimed first), so a probe from the start walked through all of them, as the claim's
-    /// walk of a priority's due jobs still must (185 index pages after 30,000 claims; 4 after a
-    /// `VACUUM`).
+    /// are claimed first), so a probe from the start walked through all of them (185 index pages
+    /// after 30,000 claims; 4 after a `VACUUM`). The claim's walk of a priority's due jobs starts
+    /// at its floor (`ClaimFloors`) for the same reason.
     private static let queuedPriorities = """
         priorities AS (
             (SELECT j.priority FROM genflow.jobs j WHERE j.status IN ('queued', 'waiting_retry') ORDER BY j.priority LIMIT 1)

@@ -159,7 +159,8 @@ struct GroupCommitTests {
             """, [version])
         // A connection's first plans are custom plans, made for the values given: the claim's
         // limit must not talk the planner into reading every ready row and sorting them.
-        let claim = try await harness.plan(StoreSession.claimStatement(capped: false), "'daemon-a', 256, 30000")
+        let noFloors = "'{}'::int[], '{}'::timestamptz[], '{}'::uuid[]"
+        let claim = try await harness.plan(StoreSession.claimStatement(capped: false), "'daemon-a', 256, 30000, \(noFloors)")
         #expect(claim.contains("Index Scan using jobs_ready"), "\(claim)")
         #expect(!claim.contains("Bitmap Index Scan on jobs_ready"), "\(claim)")
         // One priority at a time: the walk of a priority's range is bounded by `run_at`, so jobs
@@ -169,8 +170,10 @@ struct GroupCommitTests {
         #expect(claim.contains("Scan Backward using jobs_ready"), "\(claim)")
         // The engine runs it on its generic plan (made once): the same walks, and the claimed
         // jobs updated by key.
-        let generic = try await harness.plan(StoreSession.claimStatement(capped: false), "'daemon-a', 256, 30000", begin: JobStore.beginByKey)
+        let generic = try await harness.plan(StoreSession.claimStatement(capped: false), "'daemon-a', 256, 30000, \(noFloors)", begin: JobStore.beginByKey)
         #expect(generic.contains("Index Scan using jobs_ready") && generic.contains("Scan Backward using jobs_ready"), "\(generic)")
+        // The walk starts at the priority's floor: the row comparison is a key of the index scan.
+        #expect(generic.split(separator: "\n").contains { $0.contains("Index Cond: ((priority = ") && $0.contains("(ROW(run_at, id) > ROW(") }, "\(generic)")
         #expect(!generic.contains("Bitmap Index Scan on jobs_ready"), "\(generic)")
         #expect(generic.contains("Index Scan using jobs_pkey on jobs t") && !generic.contains("Seq Scan on jobs"), "\(generic)")
 
