@@ -20,12 +20,6 @@ public struct ClaimFloors: Sendable {
         /// `Job.runAt`: microseconds, UTC, fixed width (so strings compare as times do).
         public var runAt: String
         public var id: String
-
-        public init(priority: Int, runAt: String, id: String) {
-            self.priority = priority
-            self.runAt = runAt
-            self.id = id
-        }
     }
 
     /// How often a claim walks every range from its start.

@@ -14,8 +14,8 @@ private let tiny = """
 
 @Suite("Claims walk on from where the last one stopped", .serialized, .timeLimit(.minutes(2)))
 struct ClaimFloorsTests {
-    /// `count` queued jobs of one priority, one a millisecond, the first `minutesAgo` minutes ago;
-    /// their ids in `run_at` order.
+    /// `count` queued jobs of one priority, one a millisecond, the first `minutesAgo` minutes ago,
+    /// in place of every job before; their ids in `run_at` order.
     private func queue(_ harness: Harness, _ count: Int, priority: Int = 0, minutesAgo: Int = 10) async throws -> [String] {
         let version = try await harness.submit("tiny").pipelineVersion
         _ = try await harness.query("DELETE FROM genflow.jobs")
@@ -67,13 +67,7 @@ struct ClaimFloorsTests {
         #expect(try await claim(harness, 10, &floors, at: start + .milliseconds(1)) == [ids[1], ids[4]])
 
         // A second priority: its own floor, the first one's kept.
-        let version = try await harness.submit("tiny").pipelineVersion
-        let high = try await harness.query("""
-            INSERT INTO genflow.jobs (id, pipeline, pipeline_version, user_id, input, status, priority, run_at)
-            SELECT gen_random_uuid(), 'tiny', $1, 'floors', '{}', 'queued', 5, now() - interval '1 minute' + n * interval '1 millisecond'
-            FROM generate_series(1, 3) AS n RETURNING id::text AS id
-            """, [version]).compactMap { $0["id"] }
-        _ = try await harness.query("DELETE FROM genflow.jobs WHERE status = 'queued' AND priority = 0")
+        let high = try await queue(harness, 3, priority: 5, minutesAgo: 1)
         let claimed = try await claim(harness, 10, &floors, at: start + .milliseconds(2))
         #expect(Set(claimed) == Set(high) && claimed.count == 3, "the submitted job too: \(claimed)")
         #expect(Set(floors.floors(at: start + .milliseconds(3)).map(\.priority)) == [0, 5])
