@@ -307,7 +307,7 @@ public final class Engine: Service, Sendable {
     private func start(_ ready: ReadyJob) {
         let id = ready.claim
         let task = Task {
-            await self.execute(ready.claimed)
+            await self.execute(ready)
             self.writer.forget(id)
             self.held.withLock { held in
                 held.claims[id] = nil
@@ -323,11 +323,12 @@ public final class Engine: Service, Sendable {
         }
     }
 
-    private func execute(_ claimed: ClaimedJob) async {
+    private func execute(_ ready: ReadyJob) async {
+        let claimed = ready.claimed
         var logger = logger
         logger[metadataKey: "genflow.job_id"] = "\(claimed.job.id)"
         do {
-            try await JobRun(engine: self, job: claimed.job, wasRescued: claimed.wasRescued, logger: logger).run()
+            try await JobRun(engine: self, job: claimed.job, wasRescued: claimed.wasRescued, claimedAt: ready.claimedAt, logger: logger).run()
         } catch is LeaseLost {
             logger.warning("lease lost: another daemon took the job over")
         } catch let error as WriteRefused {

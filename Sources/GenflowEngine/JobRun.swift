@@ -14,8 +14,10 @@ internal import Tracing
 ///
 /// Every write goes through the daemon's `JobWriter`, which commits the writes of many jobs
 /// together. A step with outside effects (`Stage.hasOutsideEffects`) waits until its start is
-/// committed (its lease checked) before it runs; its checkpoint is queued as soon as it returns and
-/// so is in the next flush, before any later write of the job. A step without outside effects
+/// committed (its lease checked) before it runs, or, for a stage that `runsWhileStartCommits`
+/// while the lease provably holds, runs at once and has its result taken once the start has
+/// committed; its checkpoint is queued as soon as it returns and so is in the next flush, before
+/// any later write of the job. A step without outside effects
 /// waits for nothing: its start and checkpoint ride with whatever the job writes next, often as one
 /// row. A daemon killed before they commit runs such a step again on resume, which changes nothing
 /// outside. The run waits for the writer only before an outside step, and at its end.
@@ -23,12 +25,18 @@ final class JobRun {
     let engine: Engine
     var job: Job
     let wasRescued: Bool
+    /// Until when a step whose stage may run while its start commits (`Stage.runsWhileStartCommits`)
+    /// does: half a lease after the claim was sent (the database set the lease's expiry a lease
+    /// after its own `now()`, later still, so it provably holds). Never for a job taken over
+    /// before: one that crashes its daemons then leaves an interrupted attempt behind each time.
+    let leaseHolds: ContinuousClock.Instant
     let logger: Logger
 
-    init(engine: Engine, job: Job, wasRescued: Bool, logger: Logger) {
+    init(engine: Engine, job: Job, wasRescued: Bool, claimedAt: ContinuousClock.Instant, logger: Logger) {
         self.engine = engine
         self.job = job
         self.wasRescued = wasRescued
+        self.leaseHolds = job.rescues == 0 ? claimedAt + engine.configuration.lease / 2 : claimedAt
         self.logger = logger
     }
 
@@ -127,8 +135,8 @@ final class JobRun {
                     }
                 }
                 let finished: Finished
-                if let inline {
-                    finished = .attempt(inline.attempt, await Self.invoke(inline.stage, inline.context))
+                if let (prepared, job) = inline {
+                    finished = await Self.perform(prepared, writer: writer, job: job, lease: lease)
                 } else if let next = try await group.next() {
                     finished = next
                 } else {
@@ -203,13 +211,13 @@ final class JobRun {
     /// Starts every unit that may start: returns those to run in tasks of their own, each with the
     /// job as it was when it started. One unit and nothing else in flight or waiting (a chain of
     /// steps) is returned as `inline`, to run in this task.
-    private func start(_ progress: JobProgress, _ loop: inout Loop) async throws -> (inline: Prepared?, spawned: [(Prepared, Job)]) {
+    private func start(_ progress: JobProgress, _ loop: inout Loop) async throws -> (inline: (Prepared, Job)?, spawned: [(Prepared, Job)]) {
         let now = ContinuousClock.now
         let units = progress.startable(at: now)
-        var inline: Prepared?
+        var inline: (Prepared, Job)?
         var spawned: [(Prepared, Job)] = []
         for unit in units {
-            let prepared: Prepared
+            var prepared: Prepared
             do throws(StepError) {
                 prepared = try prepare(unit, progress, feedback: loop.feedback[unit.step])
             } catch {
@@ -218,10 +226,13 @@ final class JobRun {
             }
             progress.started(unit, at: now)
             loop.inFlight[unit] = prepared.attempt
-            if !prepared.isOutside { try await submit(prepared.start, deferred: true) }
+            if !prepared.isOutside {
+                try await submit(prepared.start, deferred: true)
+            } else if prepared.runsWhileStartCommits && now < leaseHolds {
+                prepared.committing = try await engine.writer.queue([prepared.start], for: job, lease: lease)
+            }
             if units.count == 1 && loop.inFlight.count == 1 && progress.nextRetry == nil {
-                if prepared.isOutside { try await commit([prepared.start]) }
-                inline = prepared
+                inline = (prepared, job)
             } else {
                 spawned.append((prepared, job))
             }
@@ -371,8 +382,12 @@ final class JobRun {
         var attempt: Attempt
         var stage: any Stage
         var context: StageContext
-        /// Its start must commit before it runs (`Stage.hasOutsideEffects`).
+        /// Its start must commit before it runs (`Stage.hasOutsideEffects`)…
         var isOutside: Bool
+        /// …or, while the lease provably holds, before its result is taken.
+        var runsWhileStartCommits: Bool
+        /// The commit of its start, queued and not waited for: nil once committed, or why not.
+        var committing: FirstResult<(any Error)?>?
 
         var start: JobWrite {
             .startStep(step: attempt.unit.step, stage: attempt.stage, attempt: attempt.number, policyAttempt: attempt.policyAttempt, item: attempt.unit.item)
@@ -417,7 +432,9 @@ final class JobRun {
             },
             records: records
         )
-        return Prepared(attempt: attempt, stage: stage, context: context, isOutside: stage.hasOutsideEffects(config))
+        return Prepared(
+            attempt: attempt, stage: stage, context: context, isOutside: stage.hasOutsideEffects(config),
+            runsWhileStartCommits: stage.runsWhileStartCommits(config))
     }
 
     /// What templates see: the input, the completed steps' outputs, the job.
@@ -458,16 +475,21 @@ final class JobRun {
         }
     }
 
-    /// Runs a prepared attempt; first, for a step with outside effects, commits its start.
+    /// Runs a prepared attempt. A step with outside effects first commits its start, unless it was
+    /// queued while the lease provably held (`committing`): the step then runs at once, and its
+    /// result is taken only once its start is committed. A start that fails stops the run (the
+    /// writer stops the job's task, which cancels the attempt).
     private static func perform(_ prepared: Prepared, writer: JobWriter, job: Job, lease: Lease) async -> Finished {
-        if prepared.isOutside {
+        if prepared.isOutside && prepared.committing == nil {
             do {
                 try await writer.commit([prepared.start], for: job, lease: lease)
             } catch {
                 return .startFailed(prepared.attempt, error)
             }
         }
-        return .attempt(prepared.attempt, await invoke(prepared.stage, prepared.context))
+        let result = await invoke(prepared.stage, prepared.context)
+        if let committing = prepared.committing, let error = await committing.value() { return .startFailed(prepared.attempt, error) }
+        return .attempt(prepared.attempt, result)
     }
 
     /// The job's root span, once the job has ended here.

@@ -26,9 +26,10 @@ final class JobWriter: Sendable {
         let lease: Lease
         let writes: [JobWrite]
         let at: ContinuousClock.Instant
-        let waiter: CheckedContinuation<BatchOutcome, any Error>?
+        /// Told how the writes ended: committed (the batch's outcome), or why not.
+        let waiter: (@Sendable (Result<BatchOutcome, any Error>) -> Void)?
 
-        init(job: Job, lease: Lease, writes: [JobWrite], at: ContinuousClock.Instant, waiter: CheckedContinuation<BatchOutcome, any Error>?) {
+        init(job: Job, lease: Lease, writes: [JobWrite], at: ContinuousClock.Instant, waiter: (@Sendable (Result<BatchOutcome, any Error>) -> Void)?) {
             self.job = job
             self.lease = lease
             self.writes = writes
@@ -102,13 +103,26 @@ final class JobWriter: Sendable {
         return made
     }
 
+    /// Queues `writes` and returns at once, with what will say whether they were committed (nil) or
+    /// why not (`LeaseLost`, or the error that stopped the job's writes).
+    func queue(_ writes: [JobWrite], for job: Job, lease: Lease) async throws -> FirstResult<(any Error)?> {
+        let commits = lane(job)
+        await commits.waitForRoom()
+        if let refused = applier.whyStopped(Claim(job)) { throw refused }
+        let committed = FirstResult<(any Error)?>()
+        commits.add(Submission(job: job, lease: lease, writes: writes, at: .now) { result in
+            if case .failure(let error) = result { committed.finish(error) } else { committed.finish(nil) }
+        })
+        return committed
+    }
+
     private func committed(_ writes: [JobWrite], for job: Job, lease: Lease) async throws -> BatchOutcome {
         let commits = lane(job)
         await commits.waitForRoom()
         if let refused = applier.whyStopped(Claim(job)) { throw refused }
         let at = ContinuousClock.now
         return try await withCheckedThrowingContinuation { continuation in
-            commits.add(Submission(job: job, lease: lease, writes: writes, at: at, waiter: continuation))
+            commits.add(Submission(job: job, lease: lease, writes: writes, at: at) { continuation.resume(with: $0) })
         }
     }
 
@@ -169,7 +183,7 @@ private final class BatchApplier: Sendable {
             }
             return (taken, dropped)
         }
-        for (submission, error) in dropped { submission.waiter?.resume(throwing: error) }
+        for (submission, error) in dropped { submission.waiter?(.failure(error)) }
         guard !taken.isEmpty else { return }
         do {
             finish(taken, held: try await store.apply(Self.batch(taken)))
@@ -240,12 +254,12 @@ private final class BatchApplier: Sendable {
         let ended = Self.ended(submissions)
         var lost: [String] = []
         for submission in submissions where outcome.held.contains(Claim(submission.job)) {
-            submission.waiter?.resume(returning: outcome)
+            submission.waiter?(.success(outcome))
         }
         for submission in submissions where !outcome.held.contains(Claim(submission.job)) {
             let error = LeaseLost(jobID: submission.job.id)
             if markStopped(submission, error, ended: ended) { lost.append(submission.job.id) }
-            submission.waiter?.resume(throwing: error)
+            submission.waiter?(.failure(error))
         }
         if !lost.isEmpty {
             logger.warning("writes dropped: the lease of their jobs was taken over", metadata: ["genflow.jobs": "\(lost.count)"])
@@ -256,7 +270,7 @@ private final class BatchApplier: Sendable {
         let ended = Self.ended(submissions)
         for submission in submissions {
             _ = markStopped(submission, error, ended: ended)
-            submission.waiter?.resume(throwing: error)
+            submission.waiter?(.failure(error))
         }
     }
 

@@ -104,12 +104,23 @@ public protocol Stage: Sendable {
     /// checkpoint: a crash before they commit runs it again, which changes nothing outside.
     /// Default: true.
     func hasOutsideEffects(_ config: JSON) -> Bool
+
+    /// Whether a step with outside effects may run while its start commits, when its job's lease
+    /// provably holds (early in the claim, and the job never taken over): for a stage whose effect
+    /// is a call that takes long against the commit (a model's reply), so that the call is not
+    /// held back by it. The step's result is taken only once its start is committed, so its
+    /// checkpoint and its outputs are as safe as ever. The price: a daemon killed in the few
+    /// milliseconds between the call and its start's commit leaves no interrupted attempt of that
+    /// call behind (the step runs again on resume all the same). Default: false.
+    func runsWhileStartCommits(_ config: JSON) -> Bool
 }
 
 extension Stage {
     public var name: String { descriptor.name }
 
     public func hasOutsideEffects(_ config: JSON) -> Bool { true }
+
+    public func runsWhileStartCommits(_ config: JSON) -> Bool { false }
 }
 
 /// The stages known to this daemon, by name.

@@ -84,6 +84,9 @@ public struct CallModel: Stage {
         Self.targets(config).contains { providers[$0.provider]?.provider.callsOut != false } || config["cache"] != nil
     }
 
+    /// A model's reply takes long against a commit: the call goes out while the start commits.
+    public func runsWhileStartCommits(_ config: JSON) -> Bool { true }
+
     public func run(_ context: StageContext) async throws(StepError) -> JSON {
         let config = context.config
         let name = config["provider"]?.stringValue ?? "default"

@@ -768,3 +768,82 @@ struct PersistImageTests {
         #expect(before.contains(ids[0]) && after.contains { $0["image_url"] == "https://img.test/1b.png" })
     }
 }
+
+@Suite("Model calls sent while their start commits", .serialized, .timeLimit(.minutes(3)))
+struct CallWhileStartCommitsTests {
+    static let yaml = """
+        name: remote
+        input:
+          properties:
+            model: {type: string}
+        steps:
+          - id: generate
+            stage: call_model
+            with: {provider: remote, model: "{{input.model}}"}
+        """
+
+    /// A harness with the fake provider, and a session holding `step_runs` in EXCLUSIVE mode:
+    /// reads go on, the writer's flushes (every step's start inserts its attempt) wait for it.
+    func setUp(_ server: FakeServer) async throws -> (Harness, PostgresConnection) {
+        let harness = try await Harness.make(pipelines: ["remote": Self.yaml], providers: [
+            "remote": ProviderConfig.openai(baseURL: server.url("/v1"), apiKey: Secret("sk-test")),
+        ])
+        let blocker = try PostgresConnection(harness.url)
+        try blocker.execute("BEGIN")
+        try blocker.execute("LOCK TABLE genflow.step_runs IN EXCLUSIVE MODE")
+        return (harness, blocker)
+    }
+
+    /// Waits until a session of the test's database waits for a lock (the writer's flush).
+    func waitForBlockedFlush(_ harness: Harness) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await harness.query("""
+            SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE NOT l.granted AND a.datname = current_database()
+            """).first?["n"] == "0" {
+            guard ContinuousClock.now < deadline else { throw HarnessError("no flush waited for the lock") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    @Test("a call_model step early in its claim is sent while its start commits; its answer is taken once the start has committed")
+    func sentWhileStartCommits() async throws {
+        let server = try FakeServer()
+        let (harness, blocker) = try await setUp(server)
+        try await harness.running(harness.engine()) {
+            let job = try await harness.submit("remote", input: ["model": "ok"])
+            try await waitForBlockedFlush(harness)
+            // The provider answers while the start still cannot commit: the job waits for it.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await server.calls("ok") == 0 {
+                guard ContinuousClock.now < deadline else { throw HarnessError("the model was not called while the start waited") }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(try await harness.runs(job.id).isEmpty)
+            #expect(try await harness.job(job.id).status == .running)
+            try blocker.execute("COMMIT")
+            let finished = try await harness.wait(for: job.id)
+            #expect(finished.status == .completed)
+            #expect(finished.result?["generate"]?["usage"]?["total_tokens"] == 42)
+            #expect(try await harness.runs(job.id).map(\.status) == [.completed])
+            #expect(try await server.calls("ok") == 1)
+        }
+    }
+
+    @Test("a job taken over before calls only once its start has committed: one that crashes its daemons leaves an interrupted attempt each time")
+    func rescuedWaitsForStart() async throws {
+        let server = try FakeServer()
+        let (harness, blocker) = try await setUp(server)
+        let job = try await harness.submit("remote", input: ["model": "sleep-0"])
+        _ = try await harness.query("UPDATE genflow.jobs SET rescues = 1 WHERE id = $1::uuid", [job.id])
+        try await harness.running(harness.engine()) {
+            try await waitForBlockedFlush(harness)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await server.calls("sleep-0") == 0, "the model was called before the start of a rescued job's step committed")
+            try blocker.execute("COMMIT")
+            #expect(try await harness.wait(for: job.id).status == .completed)
+            #expect(try await server.calls("sleep-0") == 1)
+        }
+    }
+}
