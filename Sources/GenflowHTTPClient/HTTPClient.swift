@@ -67,6 +67,7 @@ public struct HTTPError: Error, Sendable, CustomStringConvertible {
 /// thread touches the multi handle.
 public final class HTTPClient: Sendable {
     private let inbox: Inbox
+    private let handles = EasyHandles()
 
     /// Starts the curl thread (named `genflow-curl`). If it cannot start (no file descriptors left),
     /// every `perform` fails with a `.network` error saying why.
@@ -98,7 +99,7 @@ public final class HTTPClient: Sendable {
         if let context = InstrumentationContext.current {
             InstrumentationSystem.instrument.inject(context, into: &request.headers, using: HeaderListInjector())
         }
-        guard let transfer = Transfer(request: request, onData: onData) else {
+        guard let transfer = Transfer(request: request, onData: onData, handles: handles) else {
             throw HTTPError(kind: .network, message: "cannot create a curl handle")
         }
         let result = await withTaskCancellationHandler {

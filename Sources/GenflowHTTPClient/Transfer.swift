@@ -11,6 +11,7 @@ internal import Synchronization
 /// The handle is not in the multi handle any more by the time `deinit` runs, on whatever thread.
 final class Transfer: @unchecked Sendable {
     let easy: UnsafeMutableRawPointer
+    private let handles: EasyHandles
     var continuation: CheckedContinuation<Result<HTTPResponse, HTTPError>, Never>?
     private let onData: (@Sendable ([UInt8]) -> Void)?
     private let cancelFlag = Atomic<Bool>(false)
@@ -19,16 +20,18 @@ final class Transfer: @unchecked Sendable {
     private var head = ResponseHead()
     private var body: [UInt8] = []
 
-    /// Makes and configures the easy handle; nil if curl cannot make one.
-    init?(request: HTTPRequest, onData: (@Sendable ([UInt8]) -> Void)?) {
-        guard let easy = curl_easy_init() else { return nil }
+    /// Configures an easy handle of `handles`; nil if curl cannot make one.
+    init?(request: HTTPRequest, onData: (@Sendable ([UInt8]) -> Void)?, handles: EasyHandles) {
+        guard let easy = handles.take() else { return nil }
         self.easy = easy
+        self.handles = handles
         self.onData = onData
         configure(for: request)
     }
 
     deinit {
-        curl_easy_cleanup(easy)
+        // Reset first: the handle points at the header list and the body until then.
+        handles.give(easy)
         if let headerList { curl_slist_free_all(headerList) }
         requestBody?.deallocate()
     }

@@ -26,6 +26,27 @@ struct HTTPClientTests {
         #expect(limited.headers["retry-after"] == "7")
     }
 
+    @Test("a handle used again carries nothing of its last request: no body, no headers, no HEAD")
+    func handlesReused() async throws {
+        let server = try FakeServer()
+        let client = HTTPClient()
+        defer { client.close() }
+        // One request at a time: each takes the handle the last one gave back.
+        for _ in 0..<3 {
+            let posted = try await client.perform(HTTPRequest(
+                method: "POST", url: server.url("/echo"), headers: [("Content-Type", "application/json"), ("X-Once", "1")], body: Array(#"{"a":1}"#.utf8)
+            ))
+            #expect((try JSONSerialization.jsonObject(with: Data(posted.body)) as? [String: Any])?["length"] as? Int == 7)
+            let bare = try JSONSerialization.jsonObject(with: Data(try await client.perform(HTTPRequest(method: "PUT", url: server.url("/echo"))).body)) as? [String: Any]
+            #expect(bare?["length"] as? Int == 0)
+            #expect(bare?["content_type"] is NSNull)
+            #expect((bare?["headers"] as? [String: String])?["X-Once"] == nil)
+            _ = try await client.perform(HTTPRequest(method: "HEAD", url: server.url("/hello")))
+            let hello = try await client.perform(HTTPRequest(url: server.url("/hello")))
+            #expect(String(decoding: hello.body, as: UTF8.self) == "hello")
+        }
+    }
+
     @Test("a streamed body arrives in pieces as it is sent")
     func streaming() async throws {
         let server = try FakeServer()
