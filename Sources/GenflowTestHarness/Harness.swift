@@ -185,6 +185,19 @@ package struct Harness {
         }
     }
 
+    /// Waits until a session of the harness database waits for a lock (this database is the
+    /// test's own); throws after 30 s.
+    package func waitForLockWait(_ what: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await query("""
+            SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE NOT l.granted AND a.datname = current_database()
+            """).first?["n"] == "0" {
+            guard ContinuousClock.now < deadline else { throw HarnessError("\(what) never waited for a lock") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// Runs SQL on the harness database and returns the rows.
     package func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> [PostgresRow] {
         try await store.pool.withConnection { try $0.query(sql, parameters).rows }

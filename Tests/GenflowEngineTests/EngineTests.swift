@@ -794,25 +794,13 @@ struct CallWhileStartCommitsTests {
         return (harness, blocker)
     }
 
-    /// Waits until a session of the test's database waits for a lock (the writer's flush).
-    func waitForBlockedFlush(_ harness: Harness) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while try await harness.query("""
-            SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE NOT l.granted AND a.datname = current_database()
-            """).first?["n"] == "0" {
-            guard ContinuousClock.now < deadline else { throw HarnessError("no flush waited for the lock") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-    }
-
     @Test("a call_model step early in its claim is sent while its start commits; its answer is taken once the start has committed")
     func sentWhileStartCommits() async throws {
         let server = try FakeServer()
         let (harness, blocker) = try await setUp(server)
         try await harness.running(harness.engine()) {
             let job = try await harness.submit("remote", input: ["model": "ok"])
-            try await waitForBlockedFlush(harness)
+            try await harness.waitForLockWait("the start's flush")
             // The provider answers while the start still cannot commit: the job waits for it.
             let deadline = ContinuousClock.now + .seconds(30)
             while try await server.calls("ok") == 0 {
@@ -838,7 +826,7 @@ struct CallWhileStartCommitsTests {
         let job = try await harness.submit("remote", input: ["model": "sleep-0"])
         _ = try await harness.query("UPDATE genflow.jobs SET rescues = 1 WHERE id = $1::uuid", [job.id])
         try await harness.running(harness.engine()) {
-            try await waitForBlockedFlush(harness)
+            try await harness.waitForLockWait("the start's flush")
             try await Task.sleep(for: .milliseconds(300))
             #expect(try await server.calls("sleep-0") == 0, "the model was called before the start of a rescued job's step committed")
             try blocker.execute("COMMIT")

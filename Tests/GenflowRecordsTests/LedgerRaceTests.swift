@@ -37,16 +37,8 @@ struct LedgerRaceTests {
                 }.start()
             }
         }
-        // The race is only tested once the second transaction waits on the first's lock: poll
-        // pg_locks (this database is the test's own) until a lock is not granted.
-        let deadline = ContinuousClock.now + .seconds(30)
-        while try await harness.query("""
-            SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE NOT l.granted AND a.datname = current_database()
-            """).first?["n"] == "0" {
-            guard ContinuousClock.now < deadline else { throw HarnessError("the second transaction never waited on the first's lock") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        // The race is only tested once the second transaction waits on the first's lock.
+        try await harness.waitForLockWait("the second transaction")
         try first.execute("COMMIT")
         #expect(try await racing.value == false)
         #expect(try await harness.store.read { try $0.balance(userID: "dev") } == 100)
