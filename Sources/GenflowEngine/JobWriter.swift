@@ -67,6 +67,15 @@ final class JobWriter: Sendable {
         lanes[Int(UInt(bitPattern: job.id.hashValue) % UInt(lanes.count))]
     }
 
+    /// The lane that takes `job`'s next writes, once it has room; throws when the job's earlier
+    /// writes were refused or its lease was lost.
+    private func room(for job: Job) async throws -> GroupCommit<Submission> {
+        let commits = lane(job)
+        await commits.waitForRoom()
+        if let refused = applier.whyStopped(Claim(job)) { throw refused }
+        return commits
+    }
+
     /// Called with a claim when its writes stopped holding (lease lost, refused, flush failed).
     func onStop(_ handler: @escaping @Sendable (Claim, any Error) -> Void) {
         applier.stopHandler.withLock { $0 = handler }
@@ -82,9 +91,7 @@ final class JobWriter: Sendable {
     /// as they did when the lane was idle (jobs submitted one by one: 18,131 job writes in flushes
     /// for 11,000 jobs, against 11,712 deferred).
     func submit(_ writes: [JobWrite], for job: Job, lease: Lease, deferred: Bool = false) async throws {
-        let commits = lane(job)
-        await commits.waitForRoom()
-        if let refused = applier.whyStopped(Claim(job)) { throw refused }
+        let commits = try await room(for: job)
         let submission = Submission(job: job, lease: lease, writes: writes, at: .now, waiter: nil)
         if deferred { commits.addDeferred(submission) } else { commits.add(submission) }
     }
@@ -106,9 +113,7 @@ final class JobWriter: Sendable {
     /// Queues `writes` and returns at once, with what will say whether they were committed (nil) or
     /// why not (`LeaseLost`, or the error that stopped the job's writes).
     func queue(_ writes: [JobWrite], for job: Job, lease: Lease) async throws -> FirstResult<(any Error)?> {
-        let commits = lane(job)
-        await commits.waitForRoom()
-        if let refused = applier.whyStopped(Claim(job)) { throw refused }
+        let commits = try await room(for: job)
         let committed = FirstResult<(any Error)?>()
         commits.add(Submission(job: job, lease: lease, writes: writes, at: .now) { result in
             if case .failure(let error) = result { committed.finish(error) } else { committed.finish(nil) }
@@ -117,9 +122,7 @@ final class JobWriter: Sendable {
     }
 
     private func committed(_ writes: [JobWrite], for job: Job, lease: Lease) async throws -> BatchOutcome {
-        let commits = lane(job)
-        await commits.waitForRoom()
-        if let refused = applier.whyStopped(Claim(job)) { throw refused }
+        let commits = try await room(for: job)
         let at = ContinuousClock.now
         return try await withCheckedThrowingContinuation { continuation in
             commits.add(Submission(job: job, lease: lease, writes: writes, at: at) { continuation.resume(with: $0) })
