@@ -27,6 +27,11 @@ struct ClaimFloorsTests {
             """, [version, priority, minutesAgo, count]).sorted { ($0["run_at"] ?? "") < ($1["run_at"] ?? "") }.map { $0["id"] ?? "" }
     }
 
+    /// Puts claimed jobs back in the queue, keeping their `run_at` (below any floor past them).
+    private func release(_ harness: Harness, _ ids: [String]) async throws {
+        _ = try await harness.query("UPDATE genflow.jobs SET status = 'queued', lease_owner = NULL WHERE id = ANY($1::uuid[])", [PostgresArray(ids)])
+    }
+
     private func claim(_ harness: Harness, _ limit: Int, _ floors: inout ClaimFloors, at now: ContinuousClock.Instant) async throws -> [String] {
         let from = floors.floors(at: now)
         let claimed = try await harness.store.write { try $0.claim(owner: "d", limit: limit, lease: .seconds(30), runningPerUser: nil, from: from) }
@@ -46,7 +51,7 @@ struct ClaimFloorsTests {
         #expect(try await claim(harness, 5, &floors, at: start + .milliseconds(1)) == Array(ids[10..<15]))
 
         // Job 3 goes back to the queue with its old `run_at`, below the floor (job 14).
-        _ = try await harness.query("UPDATE genflow.jobs SET status = 'queued', lease_owner = NULL WHERE id = $1::uuid", [ids[3]])
+        try await release(harness, [ids[3]])
         #expect(try await claim(harness, 5, &floors, at: start + .milliseconds(2)) == Array(ids[15..<20]))
         // The next walk from the start finds it first.
         let due = start + ClaimFloors.fromStartEvery
@@ -62,7 +67,7 @@ struct ClaimFloorsTests {
         var floors = ClaimFloors()
         let start = ContinuousClock.now
         #expect(try await claim(harness, 6, &floors, at: start) == ids)
-        _ = try await harness.query("UPDATE genflow.jobs SET status = 'queued', lease_owner = NULL WHERE id = ANY($1::uuid[])", [PostgresArray([ids[1], ids[4]])])
+        try await release(harness, [ids[1], ids[4]])
         #expect(!floors.floors(at: start + .milliseconds(1)).isEmpty, "a walk from the floors")
         #expect(try await claim(harness, 10, &floors, at: start + .milliseconds(1)) == [ids[1], ids[4]])
 
