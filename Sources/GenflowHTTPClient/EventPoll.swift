@@ -4,9 +4,10 @@ internal import Glibc
 /// Owns an epoll instance (closed in `deinit`) and the buffer its waits fill. Level-triggered, as
 /// curl expects. Used only on the curl thread.
 final class EventPoll {
-    /// One ready descriptor.
+    /// One ready descriptor, with the tag it was watched with.
     struct Event {
         var fd: Int32
+        var tag: UInt32
         var isReadable: Bool
         var isWritable: Bool
         /// An error or a hang-up.
@@ -29,11 +30,12 @@ final class EventPoll {
     }
 
     /// Starts watching `descriptor`, or changes what for if it is watched already; false on failure.
+    /// Its events come back with `tag`.
     @discardableResult
-    func watch(_ descriptor: Int32, readable: Bool, writable: Bool, isNew: Bool) -> Bool {
+    func watch(_ descriptor: Int32, tag: UInt32, readable: Bool, writable: Bool, isNew: Bool) -> Bool {
         var event = epoll_event()
         event.events = (readable ? EPOLLIN.rawValue : 0) | (writable ? EPOLLOUT.rawValue : 0)
-        event.data.fd = descriptor
+        event.data.u64 = UInt64(tag) << 32 | UInt64(UInt32(bitPattern: descriptor))
         if epoll_ctl(fd, isNew ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, descriptor, &event) == 0 { return true }
         // The other operation covers a descriptor curl closed and reopened under the same number.
         let retry = errno == EEXIST ? EPOLL_CTL_MOD : errno == ENOENT ? EPOLL_CTL_ADD : nil
@@ -51,7 +53,8 @@ final class EventPoll {
         guard count > 0 else { return }  // 0: timed out; -1: EINTR
         for event in ready[..<Int(count)] {
             body(Event(
-                fd: event.data.fd,
+                fd: Int32(bitPattern: UInt32(truncatingIfNeeded: event.data.u64)),
+                tag: UInt32(truncatingIfNeeded: event.data.u64 >> 32),
                 isReadable: event.events & EPOLLIN.rawValue != 0,
                 isWritable: event.events & EPOLLOUT.rawValue != 0,
                 isFailed: event.events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0

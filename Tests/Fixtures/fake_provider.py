@@ -16,6 +16,7 @@ CALLS = {}
 LAST = {}
 TRACES = []  # spans received at POST /v1/traces
 SEEN = []  # every POST: its path and traceparent header
+ACCEPTED = [0]  # connections accepted so far
 # A 1x1 PNG, what the gpt-image models' base64 answers decode to here.
 TINY_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC")
 
@@ -64,6 +65,8 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, json.dumps(SEEN), [("Content-Type", "application/json")])
         elif url.path == "/calls":
             self.reply(200, json.dumps(CALLS), [("Content-Type", "application/json")])
+        elif url.path == "/connections":
+            self.reply(200, json.dumps({"accepted": ACCEPTED[0]}), [("Content-Type", "application/json")])
         elif url.path == "/last":
             self.reply(200, json.dumps(LAST.get(query.get("model", ""))), [("Content-Type", "application/json")])
         elif url.path == "/cut":
@@ -229,6 +232,10 @@ class Server(ThreadingHTTPServer):
     # Hundreds of connections arrive at once in the concurrency tests: the default backlog of 5
     # would drop their SYNs and stall them for seconds.
     request_queue_size = 1024
+
+    def process_request(self, request, client_address):
+        ACCEPTED[0] += 1  # on the serving thread, one connection at a time
+        super().process_request(request, client_address)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,29 @@ struct HTTPClientTests {
         }
     }
 
+    @Test("callers that each send one request after another keep their connections, whichever multi handle a request joins")
+    func connectionsReused() async throws {
+        let server = try FakeServer()
+        let client = HTTPClient()
+        defer { client.close() }
+        let callers = 32
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for caller in 0..<callers {
+                group.addTask {
+                    for round in 0..<4 {
+                        // Staggered, so that requests end (and the next ones start) one at a time.
+                        let milliseconds = 40 + (caller * 7 + round * 13) % 50
+                        _ = try await client.perform(HTTPRequest(url: server.url("/slow?ms=\(milliseconds)")))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // `json` asks on a connection of its own, counted too.
+        let accepted = try await server.json("/connections")["accepted"]?.intValue
+        #expect(accepted == callers + 1)
+    }
+
     @Test("200 requests in flight at once on one curl thread, and a cancelled one stops")
     func concurrency() async throws {
         let server = try FakeServer()
