@@ -5,13 +5,6 @@ import GenflowPostgres
 import GenflowTestHarness
 import Testing
 
-private let tiny = """
-    name: tiny
-    steps:
-      - id: only
-        stage: test.step
-    """
-
 @Suite("Claims walk on from where the last one stopped", .serialized, .timeLimit(.minutes(2)))
 struct ClaimFloorsTests {
     /// `count` queued jobs of one priority, one a millisecond, the first `minutesAgo` minutes ago,

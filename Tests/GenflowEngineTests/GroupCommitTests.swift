@@ -9,7 +9,8 @@ import Synchronization
 import GenflowTestHarness
 import Testing
 
-private let tiny = """
+/// One `test.step` step whose output is the input's `n` (0 when left out); ClaimFloorsTests queues it too.
+let tiny = """
     name: tiny
     steps:
       - id: only
