@@ -283,7 +283,10 @@ let package = Package(
         ),
         .testTarget(
             name: "GenflowTracingTests",
-            dependencies: ["GenflowCore", "GenflowTracing", .product(name: "Tracing", package: "swift-distributed-tracing")],
+            dependencies: [
+                "GenflowCore", "GenflowTracing", "GenflowTestSupport", .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "GenflowCLITests", dependencies: ["genflow", "GenflowTestHarness"], swiftSettings: swiftSettings),

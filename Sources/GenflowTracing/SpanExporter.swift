@@ -32,26 +32,24 @@ public struct SpanExporter: Service {
     public func run() async throws {
         let client = HTTPClient()
         defer { client.close() }
-        let failing = Mutex(false)
+        let failing = FailingFlag()
+        // Each export is a task of its own: the shutdown that cancels the loop must not stop a
+        // request in flight, which would lose the spans it took from the buffer.
+        let send: @Sendable () async -> Void = { [self] in await Task { await export(client, failing: failing) }.value }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 if Task.isCancelled { break }
-                await export(client, failing: failing)
+                await send()
             }
         }
-        // Shutdown: what the draining services ended with goes out too, in a task of its own (this
-        // one may be cancelled by now, which would stop the request before it starts).
-        let last = Task { [self] in
-            let failing = Mutex(false)
-            await export(client, failing: failing)
-        }
-        await last.value
+        // Shutdown: what the draining services ended with goes out too.
+        await send()
     }
 
     /// Sends everything buffered; `failing` remembers whether the last send failed, so a collector
     /// that is down is logged once, not every second.
-    private func export(_ client: HTTPClient, failing: borrowing Mutex<Bool>) async {
+    private func export(_ client: HTTPClient, failing: FailingFlag) async {
         while true {
             let (spans, dropped) = buffer.take(batch)
             if dropped > 0 { logger.warning("trace spans dropped: the exporter fell behind", metadata: ["genflow.spans": "\(dropped)"]) }
@@ -61,17 +59,22 @@ public struct SpanExporter: Service {
             do {
                 let response = try await client.perform(request)
                 guard (200..<300).contains(response.status) else { throw CollectorRefused(status: response.status) }
-                if failing.withLock({ $0 }) { logger.notice("trace export works again", metadata: ["genflow.endpoint": "\(url)"]) }
-                failing.withLock { $0 = false }
+                if failing.value.withLock({ $0 }) { logger.notice("trace export works again", metadata: ["genflow.endpoint": "\(url)"]) }
+                failing.value.withLock { $0 = false }
             } catch {
-                if !failing.withLock({ $0 }) {
+                if !failing.value.withLock({ $0 }) {
                     logger.warning("trace export failed; spans are dropped until it works", metadata: ["genflow.endpoint": "\(url)", "genflow.error": "\(error)"])
                 }
-                failing.withLock { $0 = true }
+                failing.value.withLock { $0 = true }
             }
             if spans.count < batch { return }
         }
     }
+}
+
+/// Whether the last export failed (so a collector that is down is logged once).
+final class FailingFlag: Sendable {
+    let value = Mutex(false)
 }
 
 struct CollectorRefused: Error, CustomStringConvertible {

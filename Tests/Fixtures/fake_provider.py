@@ -5,6 +5,8 @@ and serves on 127.0.0.1 until killed."""
 import base64
 import json
 import os
+import select
+import socket
 import sys
 import threading
 import time
@@ -201,10 +203,17 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         SEEN.append({"path": self.path, "traceparent": self.headers.get("traceparent")})
-        if self.path == "/v1/traces":
+        if self.path in ("/v1/traces", "/slow/v1/traces"):
             # An OTLP/HTTP receiver (JSON encoding): keeps each span with the resource it came with.
             if self.headers.get("Content-Type") != "application/json":
                 return self.reply(415, "{}")
+            if self.path.startswith("/slow/"):
+                # A collector that answers after 0.5 s, and keeps nothing of a request whose
+                # sender hung up meanwhile (its spans never arrived).
+                time.sleep(0.5)
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    return
             for resource in json.loads(body).get("resourceSpans", []):
                 for scope in resource.get("scopeSpans", []):
                     for span in scope.get("spans", []):

@@ -1,5 +1,8 @@
 import GenflowCore
+import GenflowTestSupport
 @testable import GenflowTracing
+import Logging
+import ServiceLifecycle
 import Testing
 import Tracing
 
@@ -67,4 +70,26 @@ private struct DictionaryInjector: Injector {
 
 private struct DictionaryExtractor: Extractor {
     func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+}
+
+@Suite("Span export over OTLP/HTTP", .timeLimit(.minutes(1)))
+struct SpanExportTests {
+    @Test("a shutdown while an export is in flight lets it finish: the spans it took arrive")
+    func shutdownDuringExport() async throws {
+        let server = try FakeServer()
+        let buffer = SpanBuffer()
+        let root = try #require(SpanContext(jobID: "26507ea3-9f44-485c-a3e6-203b0add1368"))
+        buffer.append(FinishedSpan(context: root, parentSpanID: nil, name: "job late", kind: .consumer, start: 1, end: 2, attributes: [:], status: nil, events: []))
+        // The slow collector answers after 0.5 s and keeps nothing of a request its sender dropped.
+        let exporter = SpanExporter(buffer: buffer, endpoint: server.url("/slow"), serviceName: "test", interval: .milliseconds(50), logger: Logger(label: "test"))
+        let group = ServiceGroup(services: [exporter], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        while try await server.json("/seen").arrayValue?.contains(where: { $0["path"] == "/slow/v1/traces" }) != true {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        let spans = try await server.json("/traces").arrayValue ?? []
+        #expect(spans.map { $0["name"]?.stringValue } == ["job late"])
+    }
 }
