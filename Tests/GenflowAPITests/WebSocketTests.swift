@@ -73,11 +73,12 @@ struct WebSocketTests {
         let harness = try await Harness.make(pipelines: ["sleepy": sleepy])
         let daemon = try await DaemonProcess(harness: harness, clockSkew: "0s")
         defer { daemon.stop() }
-        let token = userToken("ann", lifetime: .seconds(2))
+        // Lifetime enough for the client to start and connect on a loaded machine (tokens hold whole seconds).
+        let token = userToken("ann", lifetime: .seconds(8))
         let socket = try daemon.socket("token=\(token)")
         defer { socket.close() }
         #expect(await socket.next()?["op"] == "_open")
-        let closed = await socket.next(timeout: .seconds(20))
+        let closed = await socket.next(timeout: .seconds(30))
         #expect(closed?["op"] == "_closed" && closed?["code"] == 4401, "\(String(describing: closed))")
         #expect(closed?["reason"]?.stringValue?.hasPrefix("token expired") == true)
         let refused = try await daemon.call("GET", "/v1/jobs", token: token)

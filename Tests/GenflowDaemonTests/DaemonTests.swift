@@ -21,7 +21,7 @@ struct DaemonTests {
                 with: {record: \(record), output: kept}
               - id: slow
                 stage: test.step
-                with: {record: \(record), sleep: 3s}
+                with: {record: \(record), sleep: 6s}
               - id: last
                 stage: test.step
                 with: {record: \(record), output: "{{steps.first.output.output}}"}
@@ -289,7 +289,8 @@ struct DaemonTests {
         let daemon = try await DaemonProcess(harness: harness, grace: "300ms")
         let quick = try await harness.submit("long", input: ["sleep": "100ms"])
         try await harness.wait(for: quick.id)
-        let slow = try await harness.submit("long", input: ["sleep": "3s"])
+        // Long enough to be still running at SIGTERM + the grace period on a loaded machine.
+        let slow = try await harness.submit("long", input: ["sleep": "6s"])
         try await harness.wait(for: slow.id, [.running])
         try await harness.waitForRuns(of: slow.id, "its first attempt running") { $0.first?.status == .running }
         #expect(await daemon.terminate() == 0)

@@ -1,6 +1,7 @@
 import Foundation
 import GenflowConfig
 import GenflowCore
+import GenflowQueue
 import GenflowTestHarness
 import GenflowTestSupport
 import Testing
@@ -17,8 +18,9 @@ struct TelemetryTests {
                 stage: test.step
                 with: {fail_attempts: 1, fail_class: server_error, output: ok}
                 # Long enough that the retry cannot come due before the run looks again, even on a
-                # loaded machine (with 10 ms it once did in CI, and the retry ran in the first run).
-                retry: {max_attempts: 3, initial_interval: 300ms, jitter: 0}
+                # loaded machine (with 10 ms it once did in CI, and the retry ran in the first run);
+                # the test makes it due once the job waits.
+                retry: {max_attempts: 3, initial_interval: 60s, max_interval: 60s, jitter: 0}
               - id: ask
                 stage: call_model
                 with: {provider: remote, model: ok, prompt: "a flowchart with 2 steps"}
@@ -38,6 +40,8 @@ struct TelemetryTests {
             """, plugins: FileManager.default.currentDirectoryPath + "/Tests/Fixtures/plugins", logLevel: "info")
         let submitted = try await daemon.call("POST", "/v1/jobs", token: userToken("ann"), body: ["pipeline": "traced"])
         let id = try #require(submitted.json["job"]?["id"]?.stringValue)
+        try await harness.wait(for: id, [.waitingRetry])
+        #expect(try await harness.store.write { try $0.runNow(jobID: id) })
         let finished = try await harness.wait(for: id)
         #expect(finished.status == .completed)
         #expect(await daemon.terminate() == 0, "the exporter sends what is left at shutdown")

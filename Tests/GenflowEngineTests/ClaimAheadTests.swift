@@ -39,16 +39,27 @@ struct ClaimAheadTests {
         harness.engine(workers: 1, claimAhead: .seconds(3_600), readyTimeToLive: readyTimeToLive)
     }
 
-    /// Runs a quick job to completion (so the engine has a pace), then a slow one, then submits a
-    /// quick job and waits until the busy engine has claimed it ahead: running, not started.
-    private func claimAheadBehindSlowJob(_ harness: Harness) async throws -> (slow: Job, quick: Job) {
-        try await harness.wait(for: try await harness.submit("sleeper", input: ["sleep": "0ms"]).id)
-        let slow = try await harness.submit("sleeper", input: ["sleep": "30s"])
-        try await harness.wait(for: slow.id, [.running])
+    /// A quick job (so the engine has a pace), a slow one and another quick one, queued before the
+    /// engine starts, in that order of priority: the one worker runs the first, then the slow
+    /// one, and the engine claims the last ahead of it, all on its own clock.
+    private func queueBehindSlowJob(_ harness: Harness) async throws -> (slow: Job, quick: Job) {
+        _ = try await harness.submit("sleeper", input: ["sleep": "0ms"], priority: 2)
+        let slow = try await harness.submit("sleeper", input: ["sleep": "30s"], priority: 1)
         let quick = try await harness.submit("sleeper", input: ["sleep": "0ms"])
-        #expect(try await harness.wait(for: quick.id, [.running]).status == .running)
-        #expect(try await harness.runs(quick.id).isEmpty, "claimed ahead: no attempt started")
         return (slow, quick)
+    }
+
+    /// Waits until the busy engine runs the slow job and has claimed the quick one ahead. The claim
+    /// is seen by the quick job's lease token, which every claim changes (its status may already
+    /// be back to queued after a short time to live); no attempt of it started.
+    private func claimedAhead(_ harness: Harness, _ slow: Job, _ quick: Job) async throws {
+        try await harness.wait(for: slow.id, [.running])
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await harness.job(quick.id).leaseToken == quick.leaseToken {
+            try #require(ContinuousClock.now < deadline, "the quick job was not claimed ahead within 60 s")
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(try await harness.runs(quick.id).isEmpty, "claimed ahead: no attempt started")
     }
 
     /// The events of a job that was claimed ahead and given back: as if it had waited in the queue.
@@ -83,9 +94,10 @@ struct ClaimAheadTests {
     func returnedAfterTimeToLive() async throws {
         let harness = try await Harness.make(pipelines: ["sleeper": sleeper])
         let busy = eager(harness, readyTimeToLive: .milliseconds(300))
+        let (slow, quick) = try await queueBehindSlowJob(harness)
         try await harness.running(busy) {
             // The slow job holds the busy engine's one worker for 30 s (released when the test ends).
-            let (slow, quick) = try await claimAheadBehindSlowJob(harness)
+            try await claimedAhead(harness, slow, quick)
             let back = try await harness.wait(for: quick.id, [.queued])
             #expect(back.attempts == 0 && back.leaseToken > quick.leaseToken)
             try await expectUntouched(harness, quick)
@@ -103,7 +115,8 @@ struct ClaimAheadTests {
     func returnedAtShutdown() async throws {
         let harness = try await Harness.make(pipelines: ["sleeper": sleeper])
         let busy = eager(harness, readyTimeToLive: .seconds(60))
-        let (slow, quick) = try await harness.running(busy) { try await claimAheadBehindSlowJob(harness) }
+        let (slow, quick) = try await queueBehindSlowJob(harness)
+        try await harness.running(busy) { try await claimedAhead(harness, slow, quick) }
         let back = try await harness.job(quick.id)
         #expect(back.status == .queued && back.attempts == 0)
         try await expectUntouched(harness, quick)

@@ -251,10 +251,14 @@ struct GroupCommitTests {
     func leaseLostMidStep() async throws {
         let harness = try await Harness.make(pipelines: ["sleeper": sleeper])
         let engine = harness.engine(workers: 4)
+        // Queued before the engine starts, so one claim takes them; 5 s steps leave time to take one
+        // over however slow the machine, and end before the first heartbeat (lease / 3) would notice.
+        var jobs: [Job] = []
+        for _ in 0..<4 { jobs.append(try await harness.submit("sleeper", input: ["sleep": "5s"])) }
         try await harness.running(engine) {
-            var jobs: [Job] = []
-            for _ in 0..<4 { jobs.append(try await harness.submit("sleeper", input: ["sleep": "1500ms"])) }
+            let deadline = ContinuousClock.now + .seconds(60)
             while try await harness.count("SELECT count(*)::int AS n FROM genflow.step_runs WHERE status = 'running'") < 4 {
+                try #require(ContinuousClock.now < deadline, "four attempts running not seen within 60 s")
                 try await Task.sleep(for: .milliseconds(10))
             }
             let stolen = try await harness.takeOver(jobs[0], owner: "thief")
