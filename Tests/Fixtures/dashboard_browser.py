@@ -53,12 +53,15 @@ async def check_reconnect(page):
     """Drops the socket, submits a job while the page is offline, and checks that the page came back
     by itself with `since`: the job's events from before the reconnect (job.queued first) arrive."""
     job_id = await page.evaluate(
-        "(async () => { const {state, api} = dashboard; state.genflow.socket.close(4000, 'test: drop');"
+        "(async () => { const {state, api} = dashboard; const shown = document.getElementById('connection');"
+        # Every state the page shows from here on (a loaded machine may pass one before a poll sees it).
+        " window.connectionStates = []; new MutationObserver(() => { const s = shown.dataset.state;"
+        " if (window.connectionStates.at(-1) !== s) window.connectionStates.push(s); }).observe(shown, {attributeFilter: ['data-state']});"
+        " state.genflow.socket.close(4000, 'test: drop');"
         " const r = await api('POST', '/v1/jobs', {pipeline: 'canvas-generation', input: {instructions: 'a boat'}, user_id: state.operator ? state.user : undefined});"
         " return r.job.id; })()")
-    states = [await page.evaluate("document.getElementById('connection').dataset.state")]
     await page.wait_for("document.getElementById('connection').dataset.state === 'live'", "the page to reconnect", timeout=20)
-    states.append("live")
+    states = await page.evaluate("window.connectionStates")
     types = await page.wait_for(
         f"(j => j && j.events.some(e => e.type === 'job.completed') && j.events.map(e => e.type))(dashboard.state.jobs.get({json.dumps(job_id)}))",
         "the job submitted while offline to complete on the page", timeout=60)

@@ -87,7 +87,7 @@ struct DashboardTests {
         // Dropped, it showed so, came back by itself with `since`, and missed nothing of a job that
         // was queued while it was away.
         let reconnect = try #require(seen["reconnect"])
-        #expect(reconnect["states"] == ["reconnecting", "live"], "\(reconnect)")
+        #expect(reconnect["states"] == ["reconnecting", "connecting", "live"], "\(reconnect)")
         #expect(reconnect["url"]?.stringValue?.contains("since=") == true)
         #expect(reconnect["event_types"]?.arrayValue?.first == "job.queued" && reconnect["event_types"]?.arrayValue?.last == "job.completed", "\(reconnect)")
         let shots = seen["screenshots"]?.arrayValue?.compactMap(\.stringValue) ?? []
