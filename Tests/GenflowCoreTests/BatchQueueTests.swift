@@ -45,11 +45,12 @@ struct AlarmTests {
         alarm.cancel()
 
         let count = Mutex(0)
-        let cancelled = Alarm(after: .milliseconds(20)) { count.withLock { $0 += 1 } }
+        // A second before its deadline: a preempted test thread cannot let it fire first.
+        let cancelled = Alarm(after: .seconds(1)) { count.withLock { $0 += 1 } }
         cancelled.cancel()
         // A later alarm fires on the same queue after the cancelled one's deadline.
         let later = FirstResult<Bool>()
-        let probe = Alarm(after: .milliseconds(60)) { later.finish(true) }
+        let probe = Alarm(after: .milliseconds(1_200)) { later.finish(true) }
         _ = await later.value()
         probe.cancel()
         #expect(count.withLock { $0 } == 0)

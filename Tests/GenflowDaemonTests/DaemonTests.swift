@@ -110,10 +110,16 @@ struct DaemonTests {
         var runningAtKills: [Int] = []
         for _ in 0..<4 {
             let daemon = try await DaemonProcess(harness: harness, workers: 8, lease: "1s", extraConfig: providers)
+            func running() async throws -> Int {
+                try await harness.query(
+                    "SELECT count(*)::int AS n FROM genflow.jobs WHERE status = 'running' AND lease_owner = $1", [daemon.owner]
+                ).first?.decode("n", as: Int.self) ?? 0
+            }
+            // Its first claim may be slow on a loaded machine: the random moment counts from it.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await running() == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(200 + Int(random.next() % 400)))
-            runningAtKills.append(try await harness.query(
-                "SELECT count(*)::int AS n FROM genflow.jobs WHERE status = 'running' AND lease_owner = $1", [daemon.owner]
-            ).first?.decode("n", as: Int.self) ?? 0)
+            runningAtKills.append(try await running())
             await daemon.kill()
             try await Self.expectCanvasInvariants(harness)
         }

@@ -32,12 +32,13 @@ private func listener(_ configure: (inout HTTPServer.Options) -> Void = { _ in }
 struct ListenerTests {
     @Test("drain answers new requests 503, closes WebSockets with 1001, and returns only once the request in flight has answered")
     func drainWaitsForRequests() async throws {
-        let finished = Mutex(false)
+        let started = Mutex(false), finished = Mutex(false)
         let server = HTTPServer(
             host: "127.0.0.1", port: 0,
             handler: { request in
                 if request.path == "/slow" {
-                    try? await Task.sleep(for: .milliseconds(500))
+                    started.withLock { $0 = true }
+                    try? await Task.sleep(for: .seconds(1))
                     finished.withLock { $0 = true }
                 }
                 return ServerResponse(status: 200, body: Array(#"{"path":"\#(request.path)"}"#.utf8))
@@ -50,7 +51,11 @@ struct ListenerTests {
         let socket = try RawSocket(port: server.port)
         #expect(await socket.upgrade() == 101)
         slow.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
-        try await Task.sleep(for: .milliseconds(100))  // the slow request is in its handler
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !started.withLock({ $0 }) {  // the slow request is in its handler
+            try #require(ContinuousClock.now < deadline, "the slow request did not reach its handler")
+            try await Task.sleep(for: .milliseconds(5))
+        }
         let drained = Task { await server.drain(timeout: .seconds(30)) }
         #expect(await socket.closeCode() == 1001, "the WebSocket is closed as going away")
         socket.sendFrame(opcode: 0x8, [0x03, 0xE9])

@@ -153,10 +153,11 @@ struct PluginTests {
               properties:
                 mode: {type: string, default: ok}
                 ms: {type: integer, default: 0}
+                marker: {type: string, default: ""}
             steps:
               - id: call
                 stage: chaos.call
-                with: {mode: "{{input.mode}}", ms: "{{input.ms}}"}
+                with: {mode: "{{input.mode}}", ms: "{{input.ms}}", marker: "{{input.marker}}"}
             """
         let harness = try await Harness.make(pipelines: ["chaos": yaml], inProcess: false)
         let daemon = try await DaemonProcess(harness: harness, plugins: folder)
@@ -166,12 +167,16 @@ struct PluginTests {
             try #require(try await daemon.call("POST", "/v1/jobs", token: token, body: ["pipeline": "chaos", "input": input]).json["job"]?["id"]?.stringValue)
         }
         let old = try await daemon.finished(try await submit(["mode": "ok"]), token: token)["result"]?["call"]?["pid"]
-        let slow = try await submit(["mode": "slow", "ms": 1_500])
-        try await harness.waitForRuns(of: slow, "a first attempt") { !$0.isEmpty }
-        try await Task.sleep(for: .milliseconds(100))
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("genflow-slow-\(UUID().uuidString)").path
+        let slow = try await submit(["mode": "slow", "ms": 1_500, "marker": .string(marker)])
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !FileManager.default.fileExists(atPath: marker) {  // the call reached the old process
+            try #require(ContinuousClock.now < deadline, "the slow call did not reach the plugin")
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let script = try String(contentsOfFile: "\(folder)/chaos/chaos.py", encoding: .utf8)
         try (script + "\n# changed\n").write(toFile: "\(folder)/chaos/chaos.py", atomically: true, encoding: .utf8)
-        for _ in 0..<500 where !daemon.output.contains("plugin reloaded") { try await Task.sleep(for: .milliseconds(10)) }
+        while !daemon.output.contains("plugin reloaded") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(daemon.output.contains("plugin reloaded"))
         let new = try await daemon.finished(try await submit(["mode": "ok"]), token: token)["result"]?["call"]?["pid"]
         let finished = try await daemon.finished(slow, token: token)

@@ -42,6 +42,8 @@ def invoke(message):
     elif mode == "unknown_id":
         send({"type": "result", "id": "no-such-call", "output": {}})
     elif mode == "slow":
+        if config.get("marker"):  # the call reached this process
+            open(config["marker"], "w").write(str(os.getpid()))
         time.sleep(config.get("ms", 0) / 1000)
         send({"type": "result", "id": call_id, "output": {"slept_ms": config.get("ms", 0), "pid": os.getpid()}})
 
