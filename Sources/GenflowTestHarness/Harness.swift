@@ -146,7 +146,7 @@ package struct Harness {
     /// ended (tests in parallel keep some open), so for a finished job this waits for its last event.
     package func events(_ id: String) async throws -> [Event] {
         let finished = try await job(id).status.isTerminal
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(60)
         while true {
             let events = try await store.read { try $0.events(after: .start, jobID: id, limit: 10_000) }
             let complete = events.contains { $0.kind.map(EventType.jobEnds.contains) == true }
