@@ -24,7 +24,9 @@ package final class DaemonProcess {
     /// - Parameter environment: variables added to the test process's own.
     /// - Parameter installed: an installed genflow and its config as `make install` wrote it (the
     ///   test only points it at the harness's database, a free port and the test secrets).
-    package init(harness: Harness, workers: Int = 8, lease: String = "2s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "",
+    /// - Parameter lease: 30 s unless a test is about takeovers: a heartbeat stalled on a loaded
+    ///   machine must not let another daemon take a job over in a test that does not expect it.
+    package init(harness: Harness, workers: Int = 8, lease: String = "30s", runningPerUser: Int? = nil, grace: String = "5s", extraConfig: String = "",
          plugins: String? = nil, developmentAuth: Bool = false, environment extra: [String: String] = [:],
          installed: (binary: String, config: String)? = nil, logLevel: String = "notice", maxRescues: Int = 5,
          clockSkew: String = "30s", listen: String = "127.0.0.1:0", auth: String = "", pollInterval: String = "100ms") async throws {

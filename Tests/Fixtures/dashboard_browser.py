@@ -106,21 +106,25 @@ async def drive(base, token, out, instructions):
         job_id = await page.wait_for(
             f"(id => id && id !== {json.dumps(earlier)} && id)({SELECTED_JOB}?.dataset.jobId)", "the submitted job, selected in the list", timeout=20)
         shots = []
+        # What follows is seen only while the job runs: each wait also ends when the job has ended
+        # (a quick job on a busy machine may end before the page shows it running).
+        ended = f"['completed', 'failed', 'cancelled'].includes({SELECTED_JOB}?.dataset.status)"
         # Steps shown with a progress bar while the job runs (each running branch has one).
-        step_bars = 0
-        try:
-            step_bars = await page.wait_for("(n => n > 0 && n)(document.querySelectorAll('#steps tr[data-step] .progress').length)",
-                                            "a running step's progress bar in the steps table", timeout=30)
-        except TimeoutError as error:
-            print(f"no step progress bar seen: {error}", file=sys.stderr)
-        try:
-            await page.wait_for(
-                f"['running', 'waiting_retry'].includes({SELECTED_JOB}?.dataset.status)"
-                f" && document.querySelector('#jobs li.selected .progress') && Number(document.getElementById('canvas').dataset.objects) >= 3",
-                "the job running with objects drawn", timeout=30)
+        step_bars = await page.wait_for(
+            f"(n => n > 0 ? n : ({ended} && -1))(document.querySelectorAll('#steps tr[data-step] .progress').length)",
+            "a running step's progress bar in the steps table, or the job's end", timeout=30)
+        if step_bars < 0:
+            step_bars = 0
+            print("no step progress bar seen: the job ended first", file=sys.stderr)
+        running = await page.wait_for(
+            f"(['running', 'waiting_retry'].includes({SELECTED_JOB}?.dataset.status)"
+            f" && document.querySelector('#jobs li.selected .progress') && Number(document.getElementById('canvas').dataset.objects) >= 3"
+            f" && 'running') || ({ended} && 'ended')",
+            "the job running with objects drawn, or its end", timeout=30)
+        if running == "running":
             shots.append(await page.screenshot(os.path.join(out, "dashboard-running.png")))
-        except TimeoutError as error:
-            print(f"no mid-job screenshot: {error}", file=sys.stderr)
+        else:
+            print("no mid-job screenshot: the job ended first", file=sys.stderr)
         status = await page.wait_for(
             f"(s => ['completed', 'failed', 'cancelled'].includes(s) && s)({SELECTED_JOB}?.dataset.status)",
             "the job to end", timeout=90)
