@@ -186,9 +186,9 @@ package struct Harness {
     }
 
     /// Waits until a session of the harness database waits for a lock (this database is the
-    /// test's own); throws after 30 s.
+    /// test's own); throws after a minute (a hang guard).
     package func waitForLockWait(_ what: String) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(60)
         while try await query("""
             SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE NOT l.granted AND a.datname = current_database()

@@ -38,7 +38,14 @@ struct LedgerRaceTests {
             }
         }
         // The race is only tested once the second transaction waits on the first's lock.
-        try await harness.waitForLockWait("the second transaction")
+        do {
+            try await harness.waitForLockWait("the second transaction")
+        } catch {
+            // Its own error first, if it failed instead of waiting (e.g. could not connect).
+            try first.execute("ROLLBACK")
+            _ = try await racing.value
+            throw error
+        }
         try first.execute("COMMIT")
         #expect(try await racing.value == false)
         #expect(try await harness.store.read { try $0.balance(userID: "dev") } == 100)
