@@ -59,13 +59,11 @@ public struct SpanExporter: Service {
             do {
                 let response = try await client.perform(request)
                 guard (200..<300).contains(response.status) else { throw CollectorRefused(status: response.status) }
-                if failing.value.withLock({ $0 }) { logger.notice("trace export works again", metadata: ["genflow.endpoint": "\(url)"]) }
-                failing.value.withLock { $0 = false }
+                if failing.set(false) { logger.notice("trace export works again", metadata: ["genflow.endpoint": "\(url)"]) }
             } catch {
-                if !failing.value.withLock({ $0 }) {
+                if !failing.set(true) {
                     logger.warning("trace export failed; spans are dropped until it works", metadata: ["genflow.endpoint": "\(url)", "genflow.error": "\(error)"])
                 }
-                failing.value.withLock { $0 = true }
             }
             if spans.count < batch { return }
         }
@@ -74,7 +72,15 @@ public struct SpanExporter: Service {
 
 /// Whether the last export failed (so a collector that is down is logged once).
 final class FailingFlag: Sendable {
-    let value = Mutex(false)
+    private let value = Mutex(false)
+
+    /// Sets the flag and returns what it was.
+    func set(_ failing: Bool) -> Bool {
+        value.withLock { previous in
+            defer { previous = failing }
+            return previous
+        }
+    }
 }
 
 struct CollectorRefused: Error, CustomStringConvertible {

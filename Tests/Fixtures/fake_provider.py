@@ -19,6 +19,7 @@ LAST = {}
 TRACES = []  # spans received at POST /v1/traces
 SEEN = []  # every POST: its path and traceparent header
 ACCEPTED = [0]  # connections accepted so far
+DOWN_TRACES = [0]  # requests refused so far by the collector at /down-twice/v1/traces
 # A 1x1 PNG, what the gpt-image models' base64 answers decode to here.
 TINY_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC")
 
@@ -203,10 +204,14 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         SEEN.append({"path": self.path, "traceparent": self.headers.get("traceparent")})
-        if self.path in ("/v1/traces", "/slow/v1/traces"):
-            # An OTLP/HTTP receiver (JSON encoding): keeps each span with the resource it came with.
+        if self.path in ("/v1/traces", "/slow/v1/traces", "/down-twice/v1/traces"):
+            # An OTLP/HTTP receiver (JSON encoding): keeps each span with the resource it came with;
+            # /slow/ answers after 0.5 s, /down-twice/ refuses its first two requests.
             if self.headers.get("Content-Type") != "application/json":
                 return self.reply(415, "{}")
+            if self.path.startswith("/down-twice/") and DOWN_TRACES[0] < 2:
+                DOWN_TRACES[0] += 1
+                return self.reply(503, "{}")
             if self.path.startswith("/slow/"):
                 # A collector that answers after 0.5 s, and keeps nothing of a request whose
                 # sender hung up meanwhile (its spans never arrived).

@@ -3,6 +3,7 @@ import GenflowTestSupport
 @testable import GenflowTracing
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 import Tracing
 
@@ -91,5 +92,52 @@ struct SpanExportTests {
         try await running.value
         let spans = try await server.json("/traces").arrayValue ?? []
         #expect(spans.map { $0["name"]?.stringValue } == ["job late"])
+    }
+
+    @Test("a collector that is down is warned about once, and its return once; the spans of the refused requests are dropped, later ones arrive")
+    func collectorDown() async throws {
+        let server = try FakeServer()
+        let buffer = SpanBuffer()
+        let messages = LoggedMessages()
+        let logger = Logger(label: "test") { _ in RecordingLogHandler(messages: messages) }
+        let exporter = SpanExporter(buffer: buffer, endpoint: server.url("/down-twice"), serviceName: "test", interval: .milliseconds(20), logger: logger)
+        let group = ServiceGroup(services: [exporter], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        // A span before each of the first four requests: two refused, two taken.
+        for index in 0..<4 {
+            let context = SpanContext(traceID: (1, UInt64(index + 1)), spanID: UInt64(index + 1))
+            buffer.append(FinishedSpan(context: context, parentSpanID: nil, name: "span \(index)", kind: .internal, start: 1, end: 2, attributes: [:], status: nil, events: []))
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await server.json("/seen").arrayValue?.count ?? 0 <= index {
+                try #require(ContinuousClock.now < deadline, "request \(index + 1) not sent")
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(try await server.json("/traces").arrayValue?.compactMap { $0["name"]?.stringValue } == ["span 2", "span 3"])
+        let said = messages.all.withLock { $0 }
+        #expect(said.filter { $0.hasPrefix("trace export failed") }.count == 1, "\(said)")
+        #expect(said.filter { $0.hasPrefix("trace export works again") }.count == 1, "\(said)")
+    }
+}
+
+private final class LoggedMessages: Sendable {
+    let all = Mutex<[String]>([])
+}
+
+/// Keeps the messages logged through it.
+private struct RecordingLogHandler: LogHandler {
+    let messages: LoggedMessages
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        messages.all.withLock { $0.append(message.description) }
     }
 }
