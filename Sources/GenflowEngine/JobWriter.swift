@@ -115,9 +115,7 @@ final class JobWriter: Sendable {
     func queue(_ writes: [JobWrite], for job: Job, lease: Lease) async throws -> FirstResult<(any Error)?> {
         let commits = try await room(for: job)
         let committed = FirstResult<(any Error)?>()
-        commits.add(Submission(job: job, lease: lease, writes: writes, at: .now) { result in
-            if case .failure(let error) = result { committed.finish(error) } else { committed.finish(nil) }
-        })
+        commits.add(Submission(job: job, lease: lease, writes: writes, at: .now) { committed.finish($0.failure) })
         return committed
     }
 
