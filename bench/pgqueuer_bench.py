@@ -6,8 +6,10 @@ and their in-flight jobs are logged) until all N are done. This mirrors the "dra
 PgQueuer's own tools/benchmark.py: several QueueManagers in one process, each on its own asyncpg
 connection, uvloop when available.
 
-Prints one line: `pgqueuer <jobs> <seconds> <consumers> <batch_size> <loop> <version>`.
-Exits non-zero if any job did not complete.
+Prints one line: `pgqueuer <jobs> <seconds> <consumers> <batch_size> <loop> <version> <pg_cpu_s>
+<client_cpu_s>`: the CPU seconds (user + system) that PostgreSQL (the postmaster given by
+`--postgres-pid` and its live backends, as bench/scaling counts them; `-` without it) and this
+process spent during the drain. Exits non-zero if any job did not complete.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import os
 import time
 from datetime import timedelta
 
@@ -25,12 +28,32 @@ from pgqueuer import AsyncpgDriver, Job, QueueManager, Queries
 from pgqueuer.domain.types import QueueExecutionMode
 
 
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its live children (the postmaster and its backends)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        children = []
+    for p in [str(pid), *children]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--consumers", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--postgres-pid", type=int, help="the postmaster's pid, to report PostgreSQL's CPU")
     args = parser.parse_args()
 
     admin = await asyncpg.connect(dsn=args.dsn)
@@ -61,6 +84,8 @@ async def main() -> int:
 
         managers.append(qm)
 
+    pg_before = tree_cpu(args.postgres_pid) if args.postgres_pid else 0.0
+    client_before = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(
         *(
@@ -73,6 +98,8 @@ async def main() -> int:
         )
     )
     seconds = time.perf_counter() - started
+    client_cpu = time.process_time() - client_before
+    pg_cpu = f"{tree_cpu(args.postgres_pid) - pg_before:.2f}" if args.postgres_pid else "-"
 
     left = await admin.fetchval("SELECT count(*) FROM pgqueuer")
     logged = await admin.fetchval(
@@ -87,7 +114,7 @@ async def main() -> int:
         )
         return 1
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    print(f"pgqueuer {args.jobs} {seconds:.3f} {args.consumers} {args.batch_size} {loop} {pgqueuer.__version__}")
+    print(f"pgqueuer {args.jobs} {seconds:.3f} {args.consumers} {args.batch_size} {loop} {pgqueuer.__version__} {pg_cpu} {client_cpu:.2f}")
     return 0
 
 
