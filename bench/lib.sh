@@ -1,4 +1,5 @@
-# CPU time of processes, read from /proc: sourced by the bench scripts (bash).
+# What the bench scripts share (sourced, bash): rates and per-job figures, and the CPU time of
+# processes read from /proc.
 
 clock_ticks=$(getconf CLK_TCK)
 
@@ -23,3 +24,13 @@ tree_cpu_with_ended() {
 
 # minus A B: A − B, 2 decimals.
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+
+# rate COUNT SECONDS: COUNT per second, whole ("n/a" for no time).
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "n/a" }'; }
+
+# per VALUE COUNT [DIGITS]: VALUE / COUNT with DIGITS decimals (2).
+per() { awk -v a="$1" -v n="$2" -v d="${3:-2}" 'BEGIN { if (n > 0) printf "%.*f", d, a / n; else print "n/a" }'; }
+
+# per_job_ms SECONDS JOBS [DIGITS]: CPU milliseconds per job, DIGITS decimals (3); "n/a" when
+# SECONDS is not a number (a side that did not run).
+per_job_ms() { awk -v s="$1" -v n="$2" -v d="${3:-3}" 'BEGIN { if (s ~ /^[0-9.]+$/ && n > 0) printf "%.*f", d, 1000 * s / n; else print "n/a" }'; }
